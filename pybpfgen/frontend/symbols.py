@@ -1,0 +1,48 @@
+"""What the names of :mod:`pybpfgen.lang` mean to the compiler.
+
+Names are resolved by the identity of the object they import, never by spelling,
+so ``from pybpfgen.lang import Hash as H`` works as well as ``lang.Hash``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .. import lang
+from ..ir import types as T
+from ..target.helpers import HELPERS
+
+
+@dataclass(frozen=True)
+class MapKind:
+    kind: str
+    map_type: int
+    has_key: bool  # False: array maps, whose key is an implicit u32 index
+    socket: bool = False
+
+
+INT_TYPES = {lang.u8: T.U8, lang.u16: T.U16, lang.u32: T.U32, lang.u64: T.U64,
+             lang.i8: T.I8, lang.i16: T.I16, lang.i32: T.I32, lang.i64: T.I64}
+MAP_KINDS = {
+    lang.Hash: MapKind("hash", 1, True),
+    lang.Array: MapKind("array", 2, False),
+    lang.PerCPUArray: MapKind("percpu_array", 6, False),
+    lang.SockHash: MapKind("sockhash", 18, True, socket=True),
+}
+RAW_HELPERS = {
+    lang.bpf_map_lookup_elem: HELPERS["map_lookup_elem"],
+    lang.bpf_map_update_elem: HELPERS["map_update_elem"],
+    lang.bpf_map_delete_elem: HELPERS["map_delete_elem"],
+    lang.bpf_sock_hash_update: HELPERS["sock_hash_update"],
+    lang.bpf_msg_redirect_hash: HELPERS["msg_redirect_hash"],
+}
+PROG_DECORATORS = {lang.sock_ops: "sock_ops", lang.sk_msg: "sk_msg"}
+CTX_CLASSES = {lang.SockOps: "sock_ops", lang.SkMsg: "sk_msg"}
+
+
+def lang_exports() -> dict[str, Any]:
+    return {name: getattr(lang, name) for name in lang.__all__}
+
+
+def is_lang_constant(obj: Any) -> bool:
+    return type(obj) is int or type(obj) is bool

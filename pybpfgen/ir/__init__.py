@@ -1,0 +1,1 @@
+"""The typed intermediate representation between the Python ``ast`` and LLVM IR."""

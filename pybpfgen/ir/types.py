@@ -1,0 +1,187 @@
+"""Types of the typed IR.
+
+Integers follow C on BPF: fixed widths, two's complement wrap-around, the usual
+arithmetic conversions. Struct layouts follow C natural alignment.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..diagnostics import Loc
+
+
+class Type:
+    size = 0
+    align = 1
+
+    def __str__(self) -> str:  # pragma: no cover - overridden
+        return self.__class__.__name__
+
+
+@dataclass(frozen=True)
+class IntT(Type):
+    bits: int
+    signed: bool
+
+    @property
+    def size(self) -> int:  # type: ignore[override]
+        return self.bits // 8
+
+    @property
+    def align(self) -> int:  # type: ignore[override]
+        return self.bits // 8
+
+    @property
+    def min(self) -> int:
+        return -(1 << (self.bits - 1)) if self.signed else 0
+
+    @property
+    def max(self) -> int:
+        return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
+
+    def contains(self, value: int) -> bool:
+        return self.min <= value <= self.max
+
+    def wrap(self, value: int) -> int:
+        value &= (1 << self.bits) - 1
+        if self.signed and value >> (self.bits - 1):
+            value -= 1 << self.bits
+        return value
+
+    @property
+    def c_name(self) -> str:
+        return f"__{'s' if self.signed else 'u'}{self.bits}"
+
+    def __str__(self) -> str:
+        return f"{'i' if self.signed else 'u'}{self.bits}"
+
+
+U8, U16, U32, U64 = (IntT(b, False) for b in (8, 16, 32, 64))
+I8, I16, I32, I64 = (IntT(b, True) for b in (8, 16, 32, 64))
+INT_TYPES = {str(t): t for t in (U8, U16, U32, U64, I8, I16, I32, I64)}
+
+
+@dataclass(frozen=True)
+class BoolT(Type):
+    size = 1
+    align = 1
+
+    def __str__(self) -> str:
+        return "bool"
+
+
+BOOL = BoolT()
+
+
+@dataclass(frozen=True)
+class StructField:
+    name: str
+    type: Type
+    offset: int
+
+
+@dataclass(eq=False)
+class StructT(Type):
+    name: str
+    fields: list[StructField]
+    size: int  # type: ignore[assignment]
+    align: int  # type: ignore[assignment]
+    loc: Loc | None = None
+    by_name: dict[str, StructField] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def layout(cls, name: str, members: list[tuple[str, Type]], loc: Loc | None = None) -> "StructT":
+        offset, align, fields = 0, 1, []
+        for fname, ftype in members:
+            offset = (offset + ftype.align - 1) // ftype.align * ftype.align
+            fields.append(StructField(fname, ftype, offset))
+            offset += ftype.size
+            align = max(align, ftype.align)
+        size = (offset + align - 1) // align * align
+        st = cls(name, fields, size, align, loc)
+        st.by_name = {f.name: f for f in fields}
+        return st
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class RefT(Type):
+    """A non-null pointer to a map value (the result of a checked lookup)."""
+
+    target: Type
+    size = 8
+    align = 8
+
+    def __str__(self) -> str:
+        return f"Ref[{self.target}]"
+
+
+@dataclass(frozen=True)
+class OptRefT(Type):
+    """The result of a map lookup: a pointer that may be None."""
+
+    target: Type
+    size = 8
+    align = 8
+
+    def __str__(self) -> str:
+        return f"Optional[Ref[{self.target}]]"
+
+
+@dataclass(frozen=True)
+class CtxT(Type):
+    """The context argument of a program (``struct bpf_sock_ops *`` ...)."""
+
+    progtype: str
+    size = 8
+    align = 8
+
+    def __str__(self) -> str:
+        return {"sock_ops": "SockOps", "sk_msg": "SkMsg"}.get(self.progtype, self.progtype)
+
+
+@dataclass(frozen=True)
+class NoneT(Type):
+    def __str__(self) -> str:
+        return "None"
+
+
+NONE = NoneT()
+
+
+def is_int(t: Type) -> bool:
+    return isinstance(t, IntT)
+
+
+def is_arith(t: Type) -> bool:
+    return isinstance(t, (IntT, BoolT))
+
+
+def promote(t: Type) -> IntT:
+    """C integer promotion: anything narrower than int becomes int (i32)."""
+    if isinstance(t, BoolT):
+        return I32
+    assert isinstance(t, IntT)
+    return I32 if t.bits < 32 else t
+
+
+def common_type(a: Type, b: Type) -> IntT:
+    """C's usual arithmetic conversions."""
+    a, b = promote(a), promote(b)
+    if a == b:
+        return a
+    if a.signed == b.signed:
+        return a if a.bits >= b.bits else b
+    u, s = (a, b) if not a.signed else (b, a)
+    if u.bits >= s.bits:
+        return u
+    return s  # the signed type is wider and can represent every value of u
+
+
+def literal_type(value: int) -> IntT | None:
+    for t in (I32, U32, I64, U64):
+        if t.contains(value):
+            return t
+    return None

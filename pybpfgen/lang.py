@@ -1,0 +1,287 @@
+"""The pybpfgen DSL: what a BPF program module imports.
+
+A DSL module is ordinary Python. Importing it only declares things (types, maps,
+programs); ``pybpfgen compile`` reads its source and compiles the programs to BPF.
+Everything here is real Python, so editors and type checkers understand it::
+
+    from pybpfgen.lang import *
+
+    class Key(Struct):
+        port: u32
+
+    counts = Hash(key=Key, value=u64, max_entries=1024)
+
+    @sock_ops
+    def count(ctx: SockOps) -> int:
+        ...
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Generic, Optional, TypeVar
+
+__all__ = [
+    "u8", "u16", "u32", "u64", "i8", "i16", "i32", "i64",
+    "Struct", "Ref",
+    "Hash", "Array", "PerCPUArray", "SockHash",
+    "sock_ops", "sk_msg", "SockOps", "SkMsg",
+    "bpf_map_lookup_elem", "bpf_map_update_elem", "bpf_map_delete_elem",
+    "bpf_sock_hash_update", "bpf_msg_redirect_hash",
+    "SK_PASS", "SK_DROP", "BPF_ANY", "BPF_NOEXIST", "BPF_EXIST", "BPF_F_INGRESS",
+    "AF_INET", "AF_INET6",
+    "BPF_SOCK_OPS_VOID", "BPF_SOCK_OPS_TIMEOUT_INIT", "BPF_SOCK_OPS_RWND_INIT",
+    "BPF_SOCK_OPS_TCP_CONNECT_CB", "BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB",
+    "BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB", "BPF_SOCK_OPS_NEEDS_ECN",
+    "BPF_SOCK_OPS_BASE_RTT", "BPF_SOCK_OPS_RTO_CB", "BPF_SOCK_OPS_RETRANS_CB",
+    "BPF_SOCK_OPS_STATE_CB", "BPF_SOCK_OPS_TCP_LISTEN_CB", "BPF_SOCK_OPS_RTT_CB",
+]
+
+# ----------------------------------------------------------------- integer types
+
+
+class _FixedInt(int):
+    """An integer of fixed width; constructing one wraps like a C conversion."""
+
+    _bits = 64
+    _signed = False
+
+    def __new__(cls, value: int = 0):
+        v = int(value) & ((1 << cls._bits) - 1)
+        if cls._signed and v >> (cls._bits - 1):
+            v -= 1 << cls._bits
+        return super().__new__(cls, v)
+
+
+def _int_type(name: str, bits: int, signed: bool) -> type:
+    return type(name, (_FixedInt,), {"_bits": bits, "_signed": signed, "__doc__": f"{bits}-bit {'signed' if signed else 'unsigned'} integer"})
+
+
+u8 = _int_type("u8", 8, False)
+u16 = _int_type("u16", 16, False)
+u32 = _int_type("u32", 32, False)
+u64 = _int_type("u64", 64, False)
+i8 = _int_type("i8", 8, True)
+i16 = _int_type("i16", 16, True)
+i32 = _int_type("i32", 32, True)
+i64 = _int_type("i64", 64, True)
+
+# ----------------------------------------------------------------- structs
+
+
+class Struct:
+    """Base class of C-layout structs: annotate fields with integer or struct types.
+
+    Fields are laid out in order with natural alignment; padding is zero.
+    Construct with positional or keyword arguments; missing fields are zero.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        names = list(getattr(type(self), "__annotations__", {}))
+        if len(args) > len(names):
+            raise TypeError(f"{type(self).__name__} takes at most {len(names)} fields")
+        values = dict(zip(names, args))
+        for k, v in kwargs.items():
+            if k not in names:
+                raise TypeError(f"{type(self).__name__} has no field {k!r}")
+            values[k] = v
+        for n in names:
+            setattr(self, n, values.get(n, 0))
+
+    def _key(self) -> tuple:
+        return tuple(getattr(self, n) for n in getattr(type(self), "__annotations__", {}))
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self._key() == other._key()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._key()))
+
+    def __repr__(self) -> str:
+        body = ", ".join(f"{n}={getattr(self, n)!r}" for n in getattr(type(self), "__annotations__", {}))
+        return f"{type(self).__name__}({body})"
+
+
+# ----------------------------------------------------------------- maps
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class Ref(Generic[V]):
+    """A reference to a map value, returned by ``lookup``; read or write it through ``.value``."""
+
+    def __init__(self, value: V):
+        self.value = value
+
+
+class _Map(Generic[K, V]):
+    map_type = 0
+
+    def __init__(self, *, key: Any, value: Any, max_entries: int, flags: int = 0):
+        self.key, self.value, self.max_entries, self.flags = key, value, max_entries, flags
+        self._data: dict = {}
+
+    def lookup(self, key: K) -> Optional[Ref[V]]:
+        """``bpf_map_lookup_elem``: a reference to the value, or None. Check it before use."""
+        if key not in self._data:
+            return None
+        return self._data[key]
+
+    def update(self, key: K, value: V, flags: int = 0) -> int:
+        """``bpf_map_update_elem``: 0 on success, a negative errno otherwise."""
+        self._data[key] = Ref(value)
+        return 0
+
+    def delete(self, key: K) -> int:
+        """``bpf_map_delete_elem``: 0 on success, -ENOENT when absent."""
+        return 0 if self._data.pop(key, None) is not None else -2
+
+    def __contains__(self, key: K) -> bool:
+        return key in self._data
+
+
+class Hash(_Map[K, V]):
+    """``BPF_MAP_TYPE_HASH``."""
+
+    map_type = 1
+
+
+class Array(_Map[int, V]):
+    """``BPF_MAP_TYPE_ARRAY``: u32 keys 0..max_entries-1, zero-initialised values."""
+
+    map_type = 2
+
+    def __init__(self, *, value: Any, max_entries: int, flags: int = 0):
+        super().__init__(key=u32, value=value, max_entries=max_entries, flags=flags)
+
+
+class PerCPUArray(Array[V]):
+    """``BPF_MAP_TYPE_PERCPU_ARRAY``: one value per CPU; no atomics needed to update it."""
+
+    map_type = 6
+
+
+class SockHash(_Map[K, int]):
+    """``BPF_MAP_TYPE_SOCKHASH``: sockets by key, for redirecting messages between them."""
+
+    map_type = 18
+
+    def __init__(self, *, key: Any, max_entries: int, value: Any = u32, flags: int = 0):
+        super().__init__(key=key, value=value, max_entries=max_entries, flags=flags)
+
+    def update(self, ctx: "SockOps", key: K, flags: int = 0) -> int:  # type: ignore[override]
+        """``bpf_sock_hash_update``: add the socket of a sock_ops context under ``key``."""
+        self._data[key] = ctx
+        return 0
+
+    def redirect(self, msg: "SkMsg", key: K, flags: int = 0) -> int:
+        """``bpf_msg_redirect_hash``: send this message to the socket under ``key``.
+
+        Returns SK_PASS when the socket was found (the message will be redirected),
+        SK_DROP otherwise. With ``BPF_F_INGRESS`` the message lands in the peer's
+        receive queue.
+        """
+        return SK_PASS if key in self._data else SK_DROP
+
+
+# ----------------------------------------------------------------- raw helpers
+
+
+def bpf_map_lookup_elem(map: _Map, key: Any) -> Optional[Ref]:
+    return map.lookup(key)
+
+
+def bpf_map_update_elem(map: _Map, key: Any, value: Any, flags: int = 0) -> int:
+    return map.update(key, value, flags)
+
+
+def bpf_map_delete_elem(map: _Map, key: Any) -> int:
+    return map.delete(key)
+
+
+def bpf_sock_hash_update(ctx: "SockOps", map: SockHash, key: Any, flags: int = 0) -> int:
+    return map.update(ctx, key, flags)
+
+
+def bpf_msg_redirect_hash(msg: "SkMsg", map: SockHash, key: Any, flags: int = 0) -> int:
+    return map.redirect(msg, key, flags)
+
+
+# ----------------------------------------------------------------- program types and contexts
+
+
+class SockOps:
+    """Context of a sock_ops program (``struct bpf_sock_ops``). Ports are in host byte order,
+    IPv4 addresses in network byte order. ``reply`` is writable."""
+
+    op: u32
+    reply: u32
+    family: u32
+    remote_ip4: u32
+    local_ip4: u32
+    remote_port: u32
+    local_port: u32
+    is_fullsock: u32
+    state: u32
+    snd_cwnd: u32
+    srtt_us: u32
+    cb_flags: u32
+    bytes_received: u64
+    bytes_acked: u64
+
+
+class SkMsg:
+    """Context of an sk_msg program (``struct sk_msg_md``). Ports are in host byte order,
+    IPv4 addresses in network byte order."""
+
+    family: u32
+    remote_ip4: u32
+    local_ip4: u32
+    remote_port: u32
+    local_port: u32
+    size: u32
+
+
+F = TypeVar("F", bound=Callable)
+
+
+def sock_ops(fn: F) -> F:
+    """Declare a sock_ops program (attached to a cgroup; runs on TCP events)."""
+    fn.__pybpfgen_progtype__ = "sock_ops"  # type: ignore[attr-defined]
+    return fn
+
+
+def sk_msg(map: SockHash) -> Callable[[F], F]:
+    """Declare an sk_msg program attached to ``map`` (a SockHash); runs on every sendmsg."""
+
+    def deco(fn: F) -> F:
+        fn.__pybpfgen_progtype__ = "sk_msg"  # type: ignore[attr-defined]
+        fn.__pybpfgen_map__ = map  # type: ignore[attr-defined]
+        return fn
+
+    return deco
+
+
+# ----------------------------------------------------------------- constants (linux/bpf.h, linux/socket.h)
+
+SK_DROP = 0
+SK_PASS = 1
+BPF_ANY = 0
+BPF_NOEXIST = 1
+BPF_EXIST = 2
+BPF_F_INGRESS = 1
+AF_INET = 2
+AF_INET6 = 10
+
+BPF_SOCK_OPS_VOID = 0
+BPF_SOCK_OPS_TIMEOUT_INIT = 1
+BPF_SOCK_OPS_RWND_INIT = 2
+BPF_SOCK_OPS_TCP_CONNECT_CB = 3
+BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB = 4
+BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB = 5
+BPF_SOCK_OPS_NEEDS_ECN = 6
+BPF_SOCK_OPS_BASE_RTT = 7
+BPF_SOCK_OPS_RTO_CB = 8
+BPF_SOCK_OPS_RETRANS_CB = 9
+BPF_SOCK_OPS_STATE_CB = 10
+BPF_SOCK_OPS_TCP_LISTEN_CB = 11
+BPF_SOCK_OPS_RTT_CB = 12

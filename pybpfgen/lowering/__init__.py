@@ -1,0 +1,1 @@
+"""Lowering: typed IR → ``llvmlite.ir`` (with debug info) → BPF ELF object."""

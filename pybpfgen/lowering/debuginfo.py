@@ -1,0 +1,134 @@
+"""Debug metadata, so that LLVM's BPF backend emits ``.BTF`` and ``.BTF.ext``.
+
+BTF is made by LLVM from DWARF-style metadata: map definitions become the libbpf
+convention (an anonymous struct of ``type``/``key``/``value``/``max_entries``
+pointer members), functions get ``func_info``, and every statement's
+``DILocation`` becomes a ``line_info`` record carrying the Python source line
+(the source text is embedded in the ``DIFile``).
+"""
+from __future__ import annotations
+
+import os
+
+import llvmlite.ir as ir
+
+from ..ir import types as T
+from ..ir.nodes import MapDecl, Module, Program
+
+TOK = ir.DIToken
+
+
+class DebugInfo:
+    def __init__(self, m: ir.Module, module: Module):
+        self.m = m
+        path = module.path
+        self.file = m.add_debug_info("DIFile", {"filename": os.path.basename(path),
+                                                "directory": os.path.dirname(path),
+                                                "source": module.source})
+        self.cu = m.add_debug_info("DICompileUnit", {
+            "language": TOK("DW_LANG_C99"), "file": self.file, "producer": "pybpfgen",
+            "isOptimized": True, "runtimeVersion": 0, "emissionKind": TOK("FullDebug"),
+            "nameTableKind": TOK("None")}, is_distinct=True)
+        m.add_named_metadata("llvm.dbg.cu", self.cu)
+        i32 = ir.IntType(32)
+        m.add_named_metadata("llvm.module.flags", m.add_metadata([i32(7), "Dwarf Version", i32(5)]))
+        m.add_named_metadata("llvm.module.flags", m.add_metadata([i32(2), "Debug Info Version", i32(3)]))
+        self._types: dict = {}
+        self.c_int = self.basic("int", 32, "DW_ATE_signed")
+        self.globals: list = []
+        self._cycles: list = []
+
+    # ------------------------------------------------------------ types
+    def basic(self, name: str, bits: int, enc: str):
+        key = ("basic", name)
+        if key not in self._types:
+            self._types[key] = self.m.add_debug_info("DIBasicType", {"name": name, "size": bits, "encoding": TOK(enc)})
+        return self._types[key]
+
+    def pointer(self, target):
+        return self.m.add_debug_info("DIDerivedType", {"tag": TOK("DW_TAG_pointer_type"), "baseType": target, "size": 64})
+
+    def type(self, t: T.Type):
+        if isinstance(t, T.IntT):
+            key = ("int", t)
+            if key not in self._types:
+                cname = {8: "char", 16: "short", 32: "int", 64: "long long"}[t.bits]
+                base = self.basic(("" if t.signed else "unsigned ") + cname if t.bits != 8 else
+                                  ("signed char" if t.signed else "unsigned char"), t.bits,
+                                  "DW_ATE_signed" if t.signed else "DW_ATE_unsigned")
+                self._types[key] = self.m.add_debug_info("DIDerivedType", {
+                    "tag": TOK("DW_TAG_typedef"), "name": t.c_name, "baseType": base, "file": self.file, "line": 0})
+            return self._types[key]
+        if isinstance(t, T.BoolT):
+            return self.basic("_Bool", 8, "DW_ATE_boolean")
+        if isinstance(t, T.StructT):
+            key = ("struct", id(t))
+            if key not in self._types:
+                members = [self.member(f.name, self.type(f.type), f.offset * 8, f.type.size * 8,
+                                       t.loc.line if t.loc else 0) for f in t.fields]
+                self._types[key] = self.m.add_debug_info("DICompositeType", {
+                    "tag": TOK("DW_TAG_structure_type"), "name": t.name, "file": self.file,
+                    "line": t.loc.line if t.loc else 0, "size": t.size * 8, "align": t.align * 8,
+                    "elements": self.m.add_metadata(members)})
+            return self._types[key]
+        raise TypeError(f"no debug type for {t}")
+
+    def member(self, name: str, typ, offset_bits: int, size_bits: int, line: int = 0):
+        return self.m.add_debug_info("DIDerivedType", {
+            "tag": TOK("DW_TAG_member"), "name": name, "baseType": typ, "size": size_bits,
+            "offset": offset_bits, "file": self.file, "line": line})
+
+    def int_array_ptr(self, n: int):
+        """``int (*)[n]``: how libbpf's ``__uint(name, n)`` encodes an integer in a map definition."""
+        sub = self.m.add_debug_info("DISubrange", {"count": n})
+        arr = self.m.add_debug_info("DICompositeType", {"tag": TOK("DW_TAG_array_type"), "baseType": self.c_int,
+                                                        "size": 32 * n, "elements": self.m.add_metadata([sub])})
+        return self.pointer(arr)
+
+    # ------------------------------------------------------------ globals and functions
+    def map_variable(self, gv: ir.GlobalVariable, decl: MapDecl) -> None:
+        members = [self.member("type", self.int_array_ptr(decl.map_type), 0, 64, decl.loc.line),
+                   self.member("key", self.pointer(self.type(decl.key)), 64, 64, decl.loc.line),
+                   self.member("value", self.pointer(self.type(decl.value)), 128, 64, decl.loc.line),
+                   self.member("max_entries", self.int_array_ptr(decl.max_entries), 192, 64, decl.loc.line)]
+        if decl.flags:
+            members.append(self.member("map_flags", self.int_array_ptr(decl.flags), 256, 64, decl.loc.line))
+        st = self.m.add_debug_info("DICompositeType", {
+            "tag": TOK("DW_TAG_structure_type"), "file": self.file, "line": decl.loc.line,
+            "size": 64 * len(members), "elements": self.m.add_metadata(members)})
+        var = self.m.add_debug_info("DIGlobalVariable", {
+            "name": decl.name, "scope": self.cu, "file": self.file, "line": decl.loc.line, "type": st,
+            "isLocal": False, "isDefinition": True})
+        gve = self.m.add_debug_info("DIGlobalVariableExpression", {"var": var, "expr": self.m.add_debug_info("DIExpression", {})})
+        gv.set_metadata("dbg", gve)
+        self.globals.append(gve)
+
+    def subprogram(self, fn: ir.Function, prog: Program, c_struct: str):
+        ctx = self.m.add_debug_info("DICompositeType", {"tag": TOK("DW_TAG_structure_type"), "name": c_struct,
+                                                        "file": self.file, "line": 0, "flags": TOK("DIFlagFwdDecl")})
+        ctx_ptr = self.pointer(ctx)
+        sty = self.m.add_debug_info("DISubroutineType", {"types": self.m.add_metadata([self.c_int, ctx_ptr])})
+        # The parameter must be named in BTF (the kernel rejects anonymous FUNC_PROTO
+        # arguments); LLVM takes the name from a DILocalVariable in retainedNodes.
+        # A distinct placeholder breaks the subprogram <-> variable cycle.
+        retained = ir.values.MDValue(self.m, [], name=str(len(self.m.metadata)))  # uncached: mutated below
+        sp = self.m.add_debug_info("DISubprogram", {
+            "name": prog.name, "scope": self.file, "file": self.file, "line": prog.loc.line, "type": sty,
+            "scopeLine": prog.loc.line, "flags": TOK("DIFlagPrototyped"),
+            "spFlags": TOK("DISPFlagDefinition | DISPFlagOptimized"), "unit": self.cu,
+            "retainedNodes": retained}, is_distinct=True)
+        param = self.m.add_debug_info("DILocalVariable", {
+            "name": prog.ctx.name, "arg": 1, "scope": sp, "file": self.file, "line": prog.ctx.loc.line,
+            "type": ctx_ptr})
+        # Filled in by finish(): llvmlite hashes operands recursively, so the cycle must
+        # not exist while further nodes that refer to this subprogram are created.
+        self._cycles.append((retained, param))
+        fn.set_metadata("dbg", sp)
+        return sp
+
+    def finish(self) -> None:
+        for retained, param in self._cycles:
+            retained.operands = (param,)
+
+    def location(self, scope, line: int, col: int):
+        return self.m.add_debug_info("DILocation", {"line": line, "column": col + 1, "scope": scope})
