@@ -85,7 +85,8 @@ class BodyChecker:
                 self.mb.diags.add(e.diag)
                 if self.mb.diags.too_many():
                     return out, None
-                flow = self.flow  # keep going with what we know
+                # keep going with what we know; a return still ends its path
+                flow = None if isinstance(stmt, ast.Return) else self.flow
         return out, flow
 
     def check_stmt(self, s: ast.stmt, out: list[N.Stmt]) -> Flow | None:

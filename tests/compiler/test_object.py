@@ -54,7 +54,7 @@ def test_maps_are_btf_defined_with_real_types(accel_object):
     key = btf.find("SockKey")
     assert [(m.name, m.bit_offset) for m in btf.members(key.id)] == [
         ("local_ip", 0), ("remote_ip", 32), ("local_port", 64), ("remote_port", 96)]
-    assert btf.type_name(socks.key_type_id) == "SockKey"
+    assert btf.type_name(socks.key_type_id) == "struct SockKey"
     assert [m.name for m in btf.members(btf.find("AccelStats").id)] == ["redirected", "missed"]
 
 
