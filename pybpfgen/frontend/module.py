@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ast
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,7 +48,11 @@ def parse_module(path: str, source: str | None = None, diags: Diagnostics | None
     name = os.path.splitext(os.path.basename(path))[0]
     module = Module(name=name, path=os.path.abspath(path), source=source)
     try:
-        tree = ast.parse(source, filename=path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", SyntaxWarning)
+            tree = ast.parse(source, filename=path)
+        for w in caught:
+            diags.warning(Loc(path, w.lineno or 1), str(w.message))
     except SyntaxError as e:
         loc = Loc(path, e.lineno or 1, max((e.offset or 1) - 1, 0))
         diags.error(loc, f"invalid Python syntax: {e.msg}")
