@@ -81,9 +81,13 @@ def run_case(src: str, workdir: str) -> str:
                 raise AssertionError(f"unlocated error: {d.format()}")
         return "error"
     if module.programs:
-        from pybpfgen.driver import build_ir
-        from pybpfgen.lowering.object import emit_object
-        emit_object(build_ir(module))
+        from pybpfgen.driver import backend_diagnostic, build_ir
+        from pybpfgen.lowering.object import BackendError, emit_object_guarded
+        try:
+            emit_object_guarded(build_ir(module))
+        except BackendError as e:
+            backend_diagnostic(e.message, path)  # raises InternalCompilerError for LLVM failures on valid IR
+            return "error"
     return "ok"
 
 

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 
-from .diagnostics import CompileError, Diagnostic, Diagnostics, Loc
+from .diagnostics import CompileError, Diagnostic, Diagnostics, InternalCompilerError, Loc
 from .frontend.module import is_dsl_source, parse_module
 from .ir.nodes import Module
 from .target.progtypes import PROG_TYPES
@@ -68,8 +69,12 @@ def compile_file(path: str, outdir: str, opt: int = 2) -> Result:
     if not module.programs:
         res.skipped = "no programs"
         return res
-    from .lowering.object import emit_object
-    obj = emit_object(build_ir(module), opt=opt)
+    from .lowering.object import BackendError, emit_object_guarded
+    try:
+        obj = emit_object_guarded(build_ir(module), opt=opt)
+    except BackendError as e:
+        res.diagnostics.append(backend_diagnostic(e.message, path))
+        return res
     os.makedirs(outdir, exist_ok=True)
     out = os.path.join(outdir, module.name + OBJECT_SUFFIX)
     tmp = out + ".tmp"
@@ -78,6 +83,25 @@ def compile_file(path: str, outdir: str, opt: int = 2) -> Result:
     os.replace(tmp, out)
     res.output = out
     return res
+
+
+_LLVM_LOC = re.compile(r"^(?:error: )?(?P<file>[^:\n]+):(?P<line>\d+):(?P<col>\d+): in function (?P<fn>\S+)[^:]*: (?P<msg>.*)$", re.M)
+
+
+def backend_diagnostic(message: str, path: str) -> Diagnostic:
+    """Turn an error reported by LLVM's BPF backend into a located diagnostic."""
+    if message.startswith("internal:"):
+        raise InternalCompilerError(f"LLVM failed on valid IR: {message}")
+    m = _LLVM_LOC.search(message)
+    if m is None:
+        return Diagnostic("error", Loc(path, 1), f"the BPF backend rejected the program: {message}")
+    msg = m.group("msg").strip()
+    hint = None
+    if "stack limit" in msg:
+        msg = "the program needs more than the 512 bytes of stack BPF allows"
+        hint = "keep large structs in a PerCPUArray map (look it up and work through `.value`) instead of locals"
+    loc = Loc(path, int(m.group("line")), max(int(m.group("col")) - 1, 0))
+    return Diagnostic("error", loc, f"in program `{m.group('fn')}`: {msg}", hint)
 
 
 def read_sources(results: list[Result]) -> dict[str, str]:

@@ -224,3 +224,20 @@ def test_cli_compiles_programs_directory(tmp_path):
 def test_cli_usage_error():
     r = run_cli("compile")
     assert r.returncode == 2
+
+
+def test_stack_limit_is_a_located_error_not_an_exit(compile_src):
+    fields = "\n".join(f"    f{i}: u64" for i in range(80))
+    c = compile_src(f"""
+class Big(Struct):
+{fields}
+m = Hash(key=Big, value=u32, max_entries=4)
+
+@sock_ops
+def p(ctx: SockOps) -> int:
+    m.update(Big(ctx.op), 1)
+    return 1
+""")
+    d = one_error(c)
+    assert "512 bytes of stack" in d.message and "PerCPUArray" in d.hint
+    assert d.loc.line == 88 and d.loc.path == c.path
