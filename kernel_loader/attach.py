@@ -1,0 +1,48 @@
+"""Attach programs with bpf_links."""
+from __future__ import annotations
+
+import errno
+import os
+
+from .errors import BpfSyscallError, LoaderError, PERMISSION_HINT
+
+ATTACH_CGROUP_SOCK_OPS = 3
+ATTACH_SK_MSG_VERDICT = 7
+LINK_TYPE_NAMES = {1: "raw_tracepoint", 2: "tracing", 3: "cgroup", 4: "iter", 5: "netns", 6: "xdp",
+                   7: "perf_event", 8: "kprobe_multi", 9: "struct_ops", 10: "netfilter", 11: "tcx",
+                   12: "uprobe_multi", 13: "netkit", 14: "sockmap"}
+ATTACH_TYPE_NAMES = {3: "cgroup_sock_ops", 7: "sk_msg_verdict"}
+
+
+def attach_sock_ops(sc, prog_fd: int, cgroup_dir: str) -> int:
+    """LINK_CREATE(cgroup fd, BPF_CGROUP_SOCK_OPS); returns the link fd."""
+    try:
+        cg_fd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        raise LoaderError(f"cgroup {cgroup_dir} does not exist; pass an existing cgroup v2 directory with --cgroup") from None
+    except NotADirectoryError:
+        raise LoaderError(f"cgroup {cgroup_dir} is not a directory; pass a cgroup v2 directory with --cgroup") from None
+    try:
+        return sc.link_create(prog_fd, cg_fd, ATTACH_CGROUP_SOCK_OPS)
+    except BpfSyscallError as e:
+        if e.errno == errno.EPERM:
+            raise LoaderError(f"cannot attach to cgroup {cgroup_dir}: permission denied; {PERMISSION_HINT}") from e
+        if e.errno == errno.EBADF:
+            raise LoaderError(f"cannot attach to {cgroup_dir}: not a cgroup v2 directory; pass one with --cgroup") from e
+        raise LoaderError(f"cannot attach sock_ops program to cgroup {cgroup_dir}: {e.errno_name}") from e
+    finally:
+        os.close(cg_fd)
+
+
+def attach_sk_msg(sc, prog_fd: int, map_fd: int, map_name: str = "") -> int:
+    """LINK_CREATE(sockmap fd, BPF_SK_MSG_VERDICT) (Linux 6.10+); returns the link fd."""
+    try:
+        return sc.link_create(prog_fd, map_fd, ATTACH_SK_MSG_VERDICT)
+    except BpfSyscallError as e:
+        if e.errno in (errno.EINVAL, errno.EOPNOTSUPP, 524):
+            raise LoaderError(f"cannot attach sk_msg program to map {map_name}: {e.errno_name}; "
+                              "sk_msg links need Linux 6.10 or newer") from e
+        if e.errno == errno.EBUSY:
+            raise LoaderError(f"cannot attach sk_msg program to map {map_name}: another program is "
+                              "already attached (EBUSY)") from e
+        raise LoaderError(f"cannot attach sk_msg program to map {map_name}: {e.errno_name}") from e

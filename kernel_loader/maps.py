@@ -1,0 +1,199 @@
+"""Create an object's maps, and access maps from userspace."""
+from __future__ import annotations
+
+import errno
+import re
+import struct
+from dataclasses import dataclass
+
+from . import syscall as _syscall
+from .elf import MAP_SOCKHASH, MAP_SOCKMAP, MAP_TYPE_NAMES, BpfObject, MapDef
+from .errors import BpfSyscallError, LoaderError, PERMISSION_HINT
+
+PERCPU_TYPES = {5, 6, 10}      # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH
+ARRAY_TYPES = {2, 6}
+
+
+def kernel_map_name(obj_name: str, m: MapDef) -> str:
+    if m.internal:  # libbpf style: <obj prefix><.section>
+        name = obj_name[: max(0, 15 - len(m.name))] + m.name
+    else:
+        name = m.name
+    return re.sub(r"[^A-Za-z0-9_.]", "_", name)[:15]
+
+
+def pin_name(m: MapDef) -> str:
+    """bpffs names must not contain '.'"""
+    return m.name.lstrip(".").replace(".", "_") or "map"
+
+
+def create_map(sc, obj: BpfObject, m: MapDef, btf_fd: int | None) -> int:
+    base = dict(map_type=m.type, key_size=m.key_size, value_size=m.value_size, max_entries=m.max_entries,
+                map_flags=m.map_flags, name=kernel_map_name(obj.name, m))
+    use_btf = bool(btf_fd) and m.type not in (MAP_SOCKMAP, MAP_SOCKHASH) and m.key_type_id and m.value_type_id
+    try:
+        if use_btf:
+            try:
+                fd = sc.map_create(**base, btf_fd=btf_fd, btf_key_type_id=m.key_type_id,
+                                   btf_value_type_id=m.value_type_id)
+            except BpfSyscallError as e:
+                if e.errno == errno.EPERM:
+                    raise
+                fd = sc.map_create(**base)   # retry without BTF (libbpf does the same)
+        else:
+            fd = sc.map_create(**base)
+    except BpfSyscallError as e:
+        if e.errno == errno.EPERM:
+            raise LoaderError(f"cannot create map {m.name}: permission denied (EPERM); {PERMISSION_HINT}") from e
+        raise LoaderError(f"cannot create map {m.name} ({MAP_TYPE_NAMES.get(m.type, m.type)}, key {m.key_size}, "
+                          f"value {m.value_size}, max_entries {m.max_entries}): {e.errno_name}; "
+                          "check the map definition") from e
+    try:
+        if m.data is not None:
+            sc.map_update(fd, struct.pack("<I", 0), m.data, 0)
+        if m.freeze:
+            sc.map_freeze(fd)
+    except BaseException:
+        sc.close(fd)
+        raise
+    return fd
+
+
+# ---------------------------------------------------------------- map info
+@dataclass
+class MapInfo:
+    type: int
+    id: int
+    key_size: int
+    value_size: int
+    max_entries: int
+    map_flags: int
+    name: str
+    btf_id: int
+    btf_key_type_id: int
+    btf_value_type_id: int
+
+    @property
+    def type_name(self) -> str:
+        return MAP_TYPE_NAMES.get(self.type, str(self.type))
+
+    @classmethod
+    def from_bytes(cls, b: bytes) -> "MapInfo":
+        t, i, ks, vs, me, fl = struct.unpack_from("<6I", b, 0)
+        name = b[24:40].split(b"\0", 1)[0].decode(errors="replace")
+        btf_id, bk, bv = struct.unpack_from("<3I", b, 64)
+        return cls(t, i, ks, vs, me, fl, name, btf_id, bk, bv)
+
+    def as_dict(self) -> dict:
+        return {"id": self.id, "name": self.name, "type": self.type_name, "type_id": self.type,
+                "key_size": self.key_size, "value_size": self.value_size, "max_entries": self.max_entries,
+                "flags": self.map_flags, "btf_id": self.btf_id}
+
+
+def possible_cpus() -> int:
+    try:
+        with open("/sys/devices/system/cpu/possible") as f:
+            text = f.read().strip()
+    except OSError:
+        import os
+        return os.cpu_count() or 1
+    n = 0
+    for part in text.split(","):
+        if "-" in part:
+            a, b = part.split("-")
+            n = max(n, int(b) + 1)
+        else:
+            n = max(n, int(part) + 1)
+    return n
+
+
+class Map:
+    """A map opened by fd (owned: :meth:`close` closes it)."""
+
+    def __init__(self, fd: int, name: str = "", sc=None):
+        self.sc = sc or _syscall.get_default()
+        self.fd = fd
+        self._info = MapInfo.from_bytes(self.sc.map_info(fd))
+        self.name = name or self._info.name
+
+    @classmethod
+    def open_pinned(cls, path: str, sc=None) -> "Map":
+        sc = sc or _syscall.get_default()
+        return cls(sc.obj_get(path), sc=sc)
+
+    def info(self) -> MapInfo:
+        return self._info
+
+    @property
+    def percpu(self) -> bool:
+        return self._info.type in PERCPU_TYPES
+
+    def _check_key(self, key: bytes) -> bytes:
+        key = bytes(key)
+        if len(key) != self._info.key_size:
+            raise ValueError(f"map {self.name}: key must be {self._info.key_size} bytes, got {len(key)}")
+        return key
+
+    def keys(self):
+        key = None
+        seen = 0
+        while True:
+            nxt = self.sc.map_get_next_key(self.fd, key, self._info.key_size)
+            if nxt is None:
+                return
+            yield nxt
+            key = nxt
+            seen += 1
+            if seen > max(self._info.max_entries, 1) * 2 + 16:   # concurrent deletes can restart iteration
+                return
+
+    def count(self) -> int:
+        return sum(1 for _ in self.keys())
+
+    def lookup(self, key: bytes) -> bytes | None:
+        if self.percpu:
+            vals = self.lookup_percpu(key)
+            return None if vals is None else vals[0]
+        return self.sc.map_lookup(self.fd, self._check_key(key), self._info.value_size)
+
+    def lookup_percpu(self, key: bytes) -> list[bytes] | None:
+        if not self.percpu:
+            v = self.lookup(key)
+            return None if v is None else [v]
+        stride = (self._info.value_size + 7) & ~7
+        n = possible_cpus()
+        raw = self.sc.map_lookup(self.fd, self._check_key(key), stride * n)
+        if raw is None:
+            return None
+        return [raw[i * stride: i * stride + self._info.value_size] for i in range(n)]
+
+    def update(self, key: bytes, value: bytes, flags: int = 0) -> None:
+        value = bytes(value)
+        if self.percpu:
+            stride = (self._info.value_size + 7) & ~7
+            n = possible_cpus()
+            if len(value) == self._info.value_size:
+                value = (value + bytes(stride - len(value))) * n
+        elif len(value) != self._info.value_size:
+            raise ValueError(f"map {self.name}: value must be {self._info.value_size} bytes, got {len(value)}")
+        self.sc.map_update(self.fd, self._check_key(key), value, flags)
+
+    def delete(self, key: bytes) -> bool:
+        return self.sc.map_delete(self.fd, self._check_key(key))
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            self.sc.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass

@@ -1,0 +1,103 @@
+"""Summarise verifier logs and map the failing instruction to source."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .errors import LoaderError, _errno_name
+
+INSN_RE = re.compile(r"^(\d+): \([0-9a-f]{2}\)")
+STATE_RE = re.compile(r"^(\d+): (R\d|frame|\w+=)")
+SOURCE_RE = re.compile(r"^; (.*?)(?: @ (\S+):(\d+))?$")
+TRAILER_RE = re.compile(r"^(processed \d+ insns|verification time|stack depth|-- END PROG LOAD LOG --)")
+MAX_MESSAGE_LINES = 4
+
+
+@dataclass
+class LogSummary:
+    message: list[str]              # the verifier's complaint (last lines)
+    insn_line: str | None           # last instruction printed before the complaint
+    insn_index: int | None
+    source_comment: str | None      # the last '; text @ file:line' before it
+    source_text: str | None
+    source_file: str | None
+    source_line: int | None
+
+    def decisive_lines(self) -> list[str]:
+        out = []
+        if self.source_comment:
+            out.append(self.source_comment)
+        if self.insn_line:
+            out.append(self.insn_line)
+        out.extend(self.message)
+        return out
+
+
+def summarize_log(log: str) -> LogSummary:
+    lines = [ln.rstrip() for ln in log.splitlines()]
+    while lines and (not lines[-1] or TRAILER_RE.match(lines[-1])):
+        lines.pop()
+    last_insn = None
+    for i in range(len(lines) - 1, -1, -1):
+        if INSN_RE.match(lines[i]):
+            last_insn = i
+            break
+    if last_insn is None:
+        msg = [ln for ln in lines if ln][-MAX_MESSAGE_LINES:]
+        return LogSummary(msg, None, None, None, None, None, None)
+    msg = [ln for ln in lines[last_insn + 1:] if ln and not STATE_RE.match(ln)]
+    if not msg:  # the complaint was printed on the instruction's own line or is missing
+        msg = [lines[last_insn]]
+    msg = msg[-MAX_MESSAGE_LINES:]
+    insn_index = int(INSN_RE.match(lines[last_insn]).group(1))
+    comment = text = file = None
+    line_no = None
+    for j in range(last_insn - 1, -1, -1):
+        if lines[j].startswith("; "):
+            comment = lines[j]
+            m = SOURCE_RE.match(lines[j])
+            if m:
+                text, file = m.group(1), m.group(2)
+                line_no = int(m.group(3)) if m.group(3) else None
+            break
+    return LogSummary(msg, lines[last_insn], insn_index, comment, text, file, line_no)
+
+
+class VerifierError(LoaderError):
+    """The kernel refused a program.  ``str()`` shows the decisive lines
+    and the source location; ``.log`` has the full verifier log."""
+
+    def __init__(self, prog_name: str, err: OSError, log: str, linked=None, path: str = "",
+                 first_errno: int | None = None):
+        self.prog_name = prog_name
+        self.errno = err.errno
+        self.errno_name = _errno_name(err.errno)
+        self.log = log or ""
+        self.path = path
+        self.summary = summarize_log(self.log)
+        self.source_file, self.source_line, self.source_text = self._locate(linked)
+        super().__init__(self._format())
+
+    def _locate(self, linked):
+        s = self.summary
+        file, line, text = s.source_file, s.source_line, s.source_text
+        if linked is not None and s.insn_index is not None:
+            li = linked.source_at(s.insn_index)
+            if li is not None and li.line:
+                file, line, text = li.file or file, li.line, li.text or text
+        return file, line, text
+
+    def _format(self) -> str:
+        where = ""
+        if self.source_file and self.source_line:
+            where = f" at {self.source_file}:{self.source_line}"
+        head = self.summary.message[-1] if self.summary.message else "(no verifier log)"
+        first = (f"program {self.prog_name} rejected by the kernel verifier ({self.errno_name}){where}: {head}"
+                 f"; fix the program (run with -v for the full verifier log)")
+        body = [f"    {ln}" for ln in self.summary.decisive_lines()]
+        if self.source_text and self.source_file:
+            body.append(f"    source: {self.source_file}:{self.source_line}: {self.source_text.strip()}")
+        return "\n".join([first, *body])
+
+    def full(self) -> str:
+        return f"{self}\n--- full verifier log ---\n{self.log}"

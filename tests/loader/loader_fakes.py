@@ -1,0 +1,178 @@
+"""An in-memory stand-in for kernel_loader.syscall.Syscall (no root needed).
+
+Pins are regular files under a temporary "bpffs" directory, so the manager's
+filesystem handling runs for real.  ``fail_next(method, errno, ...)``
+queues failures; ``calls`` records every call with its arguments.
+"""
+from __future__ import annotations
+
+import errno as E
+import itertools
+import os
+import struct
+
+from kernel_loader.errors import BpfSyscallError
+from kernel_loader.pins import BPFFS_MAGIC
+
+CGROUP2_MAGIC = 0x63677270
+TMPFS_MAGIC = 0x01021994
+
+
+class FakeSyscall:
+    def __init__(self, bpffs_root: str, cgroup_root: str | None = None, mounted: bool = True):
+        self.bpffs_root = os.path.abspath(bpffs_root)
+        self.cgroup_root = os.path.abspath(cgroup_root) if cgroup_root else None
+        self.mounted = mounted
+        self.mounts: list[str] = []
+        self.fds: dict[int, dict] = {}
+        self.pins: dict[str, dict] = {}
+        self.calls: list[tuple[str, dict]] = []
+        self.failures: dict[str, list] = {}
+        self._fd = itertools.count(100)
+        self._id = itertools.count(1)
+
+    # ------------------------------------------------------------ helpers
+    def fail_next(self, method: str, err: int, log: str = "", log_true_size: int = 0, times: int = 1,
+                  when=None):
+        """Make the next ``times`` calls of ``method`` (matching ``when(kwargs)``) fail."""
+        for _ in range(times):
+            self.failures.setdefault(method, []).append((err, log, log_true_size, when))
+
+    def _maybe_fail(self, method: str, **kw):
+        self.calls.append((method, kw))
+        q = self.failures.get(method) or []
+        for i, (err, log, true_size, when) in enumerate(q):
+            if when is None or when(kw):
+                del q[i]
+                e = BpfSyscallError(method.upper(), err)
+                e.log, e.log_true_size = log, true_size
+                raise e
+
+    def _new(self, obj: dict) -> int:
+        fd = next(self._fd)
+        self.fds[fd] = obj
+        return fd
+
+    def _obj(self, fd: int) -> dict:
+        if fd not in self.fds:
+            raise BpfSyscallError("FD", E.EBADF)
+        return self.fds[fd]
+
+    def calls_of(self, method: str) -> list[dict]:
+        return [kw for m, kw in self.calls if m == method]
+
+    @property
+    def open_fds(self) -> list[int]:
+        return sorted(self.fds)
+
+    # ------------------------------------------------------------ syscalls
+    def btf_load(self, data, log_level=0, log_size=0):
+        self._maybe_fail("btf_load", size=len(data))
+        return self._new({"kind": "btf", "id": next(self._id), "data": bytes(data)})
+
+    def map_create(self, **kw):
+        self._maybe_fail("map_create", **kw)
+        return self._new({"kind": "map", "id": next(self._id), "def": kw, "data": {}, "frozen": False})
+
+    def map_update(self, fd, key, value, flags=0):
+        self._maybe_fail("map_update", fd=fd, key=key, value=value)
+        m = self._obj(fd)
+        if m["frozen"]:
+            raise BpfSyscallError("MAP_UPDATE_ELEM", E.EPERM)
+        m["data"][bytes(key)] = bytes(value)
+
+    def map_lookup(self, fd, key, value_size, flags=0):
+        return self._obj(fd)["data"].get(bytes(key))
+
+    def map_delete(self, fd, key):
+        return self._obj(fd)["data"].pop(bytes(key), None) is not None
+
+    def map_get_next_key(self, fd, key, key_size):
+        keys = sorted(self._obj(fd)["data"])
+        if key is None:
+            return keys[0] if keys else None
+        later = [k for k in keys if k > bytes(key)]
+        return later[0] if later else None
+
+    def map_freeze(self, fd):
+        self._obj(fd)["frozen"] = True
+
+    def prog_load(self, **kw):
+        self._maybe_fail("prog_load", **kw)
+        return self._new({"kind": "prog", "id": next(self._id), "load": kw})
+
+    def obj_pin(self, fd, path):
+        self._maybe_fail("obj_pin", fd=fd, path=path)
+        obj = self._obj(fd)
+        if not os.path.abspath(path).startswith(self.bpffs_root + "/"):
+            raise BpfSyscallError("OBJ_PIN", E.EPERM)
+        if "." in os.path.basename(path):
+            raise BpfSyscallError("OBJ_PIN", E.EPERM)
+        with open(path, "x"):
+            pass
+        self.pins[os.path.abspath(path)] = obj
+
+    def obj_get(self, path, flags=0):
+        path = os.path.abspath(path)
+        if path not in self.pins or not os.path.exists(path):
+            raise BpfSyscallError("OBJ_GET", E.ENOENT)
+        return self._new(self.pins[path])
+
+    def prog_info(self, fd):
+        p = self._obj(fd)
+        b = bytearray(256)
+        struct.pack_into("<II", b, 0, p["load"]["prog_type"], p["id"])
+        struct.pack_into("<I", b, 20, len(p["load"]["insns"]))
+        b[64:64 + len(p["load"]["name"])] = p["load"]["name"].encode()
+        struct.pack_into("<I", b, 216, len(p["load"]["insns"]) // 8)
+        return bytes(b)
+
+    def map_info(self, fd):
+        m = self._obj(fd)
+        d = m["def"]
+        b = bytearray(128)
+        struct.pack_into("<6I", b, 0, d["map_type"], m["id"], d["key_size"], d["value_size"],
+                         d["max_entries"], d.get("map_flags", 0))
+        b[24:24 + len(d.get("name", ""))] = d.get("name", "").encode()
+        struct.pack_into("<3I", b, 64, 0, d.get("btf_key_type_id", 0), d.get("btf_value_type_id", 0))
+        return bytes(b)
+
+    def link_info(self, fd):
+        ln = self._obj(fd)
+        b = bytearray(128)
+        if ln["attach_type"] == 3:
+            struct.pack_into("<IIIxxxxQI", b, 0, 3, ln["id"], ln["prog_id"], 0 if ln["detached"] else 1, 3)
+        else:
+            struct.pack_into("<IIIxxxxII", b, 0, 14, ln["id"], ln["prog_id"],
+                             0 if ln["detached"] else ln["target_id"], ln["attach_type"])
+        return bytes(b)
+
+    def link_create(self, prog_fd, target_fd, attach_type, flags=0):
+        self._maybe_fail("link_create", prog_fd=prog_fd, target_fd=target_fd, attach_type=attach_type)
+        prog = self._obj(prog_fd)
+        target = self.fds.get(target_fd, {"id": 0})
+        return self._new({"kind": "link", "id": next(self._id), "prog_id": prog["id"], "target_id": target["id"],
+                          "attach_type": attach_type, "detached": False})
+
+    def link_detach(self, fd):
+        self.calls.append(("link_detach", {"fd": fd}))
+        self._obj(fd)["detached"] = True
+
+    def btf_get_fd_by_id(self, btf_id):
+        raise BpfSyscallError("BTF_GET_FD_BY_ID", E.ENOENT)
+
+    def close(self, fd):
+        self.calls.append(("close", {"fd": fd}))
+        self.fds.pop(fd, None)
+
+    def statfs_type(self, path):
+        p = os.path.abspath(path)
+        if self.mounted and (p == self.bpffs_root or p.startswith(self.bpffs_root + "/")):
+            return BPFFS_MAGIC
+        if self.cgroup_root and (p == self.cgroup_root or p.startswith(self.cgroup_root + "/")):
+            return CGROUP2_MAGIC
+        return TMPFS_MAGIC
+
+    def mount_bpffs(self, target):
+        self.mounts.append(target)
+        self.mounted = True
