@@ -10,15 +10,22 @@ Public API (see docs/loader.md)::
 
 This package must never import llvmlite (nor pybpfgen's compiler).
 """
-from .errors import BpfSyscallError, LoaderError, ObjectFormatError
-from .manager import (DEFAULT_OBJECT, LoadedObject, LoadedProgram, PinnedObject, load, open_pinned,
-                      policy_add, policy_list, policy_remove, status, unload)
-from .maps import Map
-from .pins import DEFAULT_PIN_ROOT
-from .verifier import VerifierError
+import importlib
 
-__all__ = [
-    "BpfSyscallError", "LoaderError", "ObjectFormatError", "VerifierError", "Map",
-    "DEFAULT_OBJECT", "DEFAULT_PIN_ROOT", "LoadedObject", "LoadedProgram", "PinnedObject",
-    "load", "unload", "status", "open_pinned", "policy_add", "policy_remove", "policy_list",
-]
+_EXPORTS = {
+    "BpfSyscallError": "errors", "LoaderError": "errors", "ObjectFormatError": "errors",
+    "VerifierError": "verifier", "Map": "maps", "DEFAULT_PIN_ROOT": "pins",
+    "DEFAULT_OBJECT": "manager", "LoadedObject": "manager", "LoadedProgram": "manager", "PinnedObject": "manager",
+    "load": "manager", "unload": "manager", "status": "manager", "open_pinned": "manager",
+    "policy_add": "manager", "policy_remove": "manager", "policy_list": "manager",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    """Import submodules on first use, so that `pybpfgen compile` does not pay for the loader."""
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

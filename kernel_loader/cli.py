@@ -8,9 +8,18 @@ import argparse
 import json
 import sys
 
-from . import manager
-from .pins import DEFAULT_PIN_ROOT
-from .verifier import VerifierError
+# Light imports only: `pybpfgen compile` registers these subcommands without loading anything.
+from .defaults import DEFAULT_OBJECT, DEFAULT_PIN_ROOT
+
+
+def _verifier_error():
+    from .verifier import VerifierError
+    return VerifierError
+
+
+def _manager():
+    from . import manager
+    return manager
 
 
 def register(subparsers) -> None:
@@ -48,8 +57,8 @@ def register(subparsers) -> None:
         q = psub.add_parser(name, help=helptext)
         if name != "list":
             q.add_argument("--port", required=True, type=_port, metavar="N", help="TCP port 1..65535")
-        q.add_argument("--object", default=manager.DEFAULT_OBJECT, metavar="NAME",
-                       help=f"loaded object holding the policy map (default {manager.DEFAULT_OBJECT})")
+        q.add_argument("--object", default=DEFAULT_OBJECT, metavar="NAME",
+                       help=f"loaded object holding the policy map (default {DEFAULT_OBJECT})")
         common(q)
         q.set_defaults(func=cmd_policy)
 
@@ -66,8 +75,8 @@ def _port(text: str) -> int:
 
 def cmd_load(args) -> int:
     try:
-        objs = manager.load(args.object, cgroup=args.cgroup, pin_root=args.pin_root, verbose=args.verbose)
-    except VerifierError as e:
+        objs = _manager().load(args.object, cgroup=args.cgroup, pin_root=args.pin_root, verbose=args.verbose)
+    except _verifier_error() as e:
         if args.verbose:
             print(e.log, file=sys.stderr)
         raise
@@ -81,7 +90,7 @@ def cmd_load(args) -> int:
 
 
 def cmd_unload(args) -> int:
-    done = manager.unload(args.name, pin_root=args.pin_root)
+    done = _manager().unload(args.name, pin_root=args.pin_root)
     if not done:
         print(f"nothing to unload{' named ' + args.name if args.name else ''} (under {args.pin_root})")
     for n in done:
@@ -90,7 +99,7 @@ def cmd_unload(args) -> int:
 
 
 def cmd_status(args) -> int:
-    st = manager.status(pin_root=args.pin_root)
+    st = _manager().status(pin_root=args.pin_root)
     if args.json:
         print(json.dumps(st, indent=2, sort_keys=True))
         return 0
@@ -136,15 +145,15 @@ def format_status(st: dict) -> str:
 
 def cmd_policy(args) -> int:
     if args.policy_cmd == "add":
-        manager.policy_add(args.port, object=args.object, pin_root=args.pin_root)
+        _manager().policy_add(args.port, object=args.object, pin_root=args.pin_root)
         print(f"accelerating port {args.port} ({args.object})")
     elif args.policy_cmd == "remove":
-        if manager.policy_remove(args.port, object=args.object, pin_root=args.pin_root):
+        if _manager().policy_remove(args.port, object=args.object, pin_root=args.pin_root):
             print(f"port {args.port} removed ({args.object}); existing accelerated connections stay accelerated")
         else:
             print(f"port {args.port} was not in the policy ({args.object})")
     else:
-        ports = manager.policy_list(object=args.object, pin_root=args.pin_root)
+        ports = _manager().policy_list(object=args.object, pin_root=args.pin_root)
         if ports:
             print("\n".join(str(p) for p in ports))
         else:

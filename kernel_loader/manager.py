@@ -24,7 +24,7 @@ from .pins import DEFAULT_PIN_ROOT
 from .program import link_program, load_program
 
 CGROUP2_SUPER_MAGIC = 0x63677270
-DEFAULT_OBJECT = "accel"
+from .defaults import DEFAULT_OBJECT  # noqa: E402
 POLICY_MAPS = ("policy_ports", "accel_ports")   # pybpfgen name, then the C twin's
 DECODE_MAX_ENTRIES = 64
 

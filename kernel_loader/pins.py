@@ -18,7 +18,7 @@ from . import syscall as _syscall
 from .errors import LoaderError
 
 BPFFS = "/sys/fs/bpf"
-DEFAULT_PIN_ROOT = "/sys/fs/bpf/pybpfgen"
+from .defaults import DEFAULT_PIN_ROOT  # noqa: E402
 BPFFS_MAGIC = 0xCAFE4A11
 SUBDIRS = ("maps", "progs", "links")
 
