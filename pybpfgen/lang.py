@@ -17,13 +17,18 @@ Everything here is real Python, so editors and type checkers understand it::
 """
 from __future__ import annotations
 
+from enum import IntEnum
 from typing import Any, Callable, Generic, Optional, TypeVar
 
 __all__ = [
     "u8", "u16", "u32", "u64", "i8", "i16", "i32", "i64",
-    "Struct", "Ref",
-    "Hash", "Array", "PerCPUArray", "SockHash",
-    "sock_ops", "sk_msg", "SockOps", "SkMsg",
+    "Struct", "Ref", "IntEnum", "Global", "Config",
+    "Hash", "LRUHash", "PerCPUHash", "Array", "PerCPUArray", "LPMTrie", "SockHash", "SockMap", "RingBuf",
+    "sock_ops", "sk_msg", "socket_filter", "syscall", "SockOps", "SkMsg", "SkBuff",
+    "bpf_printk", "BPF_F_NO_PREALLOC", "BPF_RB_NO_WAKEUP", "BPF_RB_FORCE_WAKEUP",
+    "BPF_SOCK_OPS_RTO_CB_FLAG", "BPF_SOCK_OPS_RETRANS_CB_FLAG", "BPF_SOCK_OPS_STATE_CB_FLAG",
+    "BPF_SOCK_OPS_RTT_CB_FLAG", "BPF_TCP_ESTABLISHED", "BPF_TCP_CLOSE", "BPF_TCP_CLOSE_WAIT",
+    "BPF_TCP_FIN_WAIT1", "BPF_TCP_LAST_ACK", "IPPROTO_TCP", "IPPROTO_MPTCP",
     "bpf_map_lookup_elem", "bpf_map_update_elem", "bpf_map_delete_elem",
     "bpf_sock_hash_update", "bpf_msg_redirect_hash",
     "SK_PASS", "SK_DROP", "BPF_ANY", "BPF_NOEXIST", "BPF_EXIST", "BPF_F_INGRESS",
@@ -38,7 +43,26 @@ __all__ = [
 # ----------------------------------------------------------------- integer types
 
 
-class _FixedInt(int):
+class ArrayType:
+    """``u32[4]``: a fixed-size array type, usable in annotations and struct fields."""
+
+    def __init__(self, elem: Any, n: int):
+        self.elem, self.n = elem, n
+
+    def __call__(self, values: Any = ()) -> list:
+        out = [v for v in values] + [self.elem() if isinstance(self.elem, type) else 0] * (self.n - len(values))
+        return out[: self.n]
+
+    def __repr__(self) -> str:
+        return f"{getattr(self.elem, '__name__', self.elem)}[{self.n}]"
+
+
+class _Indexable(type):
+    def __getitem__(cls, n: int) -> ArrayType:
+        return ArrayType(cls, n)
+
+
+class _FixedInt(int, metaclass=_Indexable):
     """An integer of fixed width; constructing one wraps like a C conversion."""
 
     _bits = 64
@@ -67,7 +91,7 @@ i64 = _int_type("i64", 64, True)
 # ----------------------------------------------------------------- structs
 
 
-class Struct:
+class Struct(metaclass=_Indexable):
     """Base class of C-layout structs: annotate fields with integer or struct types.
 
     Fields are laid out in order with natural alignment; padding is zero.
@@ -145,6 +169,42 @@ class Hash(_Map[K, V]):
     map_type = 1
 
 
+class LRUHash(_Map[K, V]):
+    """``BPF_MAP_TYPE_LRU_HASH``: a hash that evicts the least recently used entry when full."""
+
+    map_type = 9
+
+
+class PerCPUHash(_Map[K, V]):
+    """``BPF_MAP_TYPE_PERCPU_HASH``: a hash with one value per CPU."""
+
+    map_type = 5
+
+
+class LPMTrie(_Map[K, V]):
+    """``BPF_MAP_TYPE_LPM_TRIE``: longest-prefix match. The key is a Struct whose first field is
+    ``prefixlen: u32`` followed by the address bytes (e.g. ``addr: u32`` for IPv4, network order).
+    ``BPF_F_NO_PREALLOC`` is added to the flags (the kernel requires it)."""
+
+    map_type = 11
+
+
+class RingBuf:
+    """``BPF_MAP_TYPE_RINGBUF``: a ring buffer of ``max_entries`` bytes (a power of 2, multiple of
+    the page size) that programs write records into with ``output(value)``."""
+
+    map_type = 27
+
+    def __init__(self, *, max_entries: int):
+        self.max_entries = max_entries
+        self.records: list = []
+
+    def output(self, value: Any, flags: int = 0) -> int:
+        """``bpf_ringbuf_output``: copy ``value`` (a struct or integer) into the ring buffer."""
+        self.records.append(value)
+        return 0
+
+
 class Array(_Map[int, V]):
     """``BPF_MAP_TYPE_ARRAY``: u32 keys 0..max_entries-1, zero-initialised values."""
 
@@ -181,6 +241,43 @@ class SockHash(_Map[K, int]):
         receive queue.
         """
         return SK_PASS if key in self._data else SK_DROP
+
+
+class SockMap(_Map[int, int]):
+    """``BPF_MAP_TYPE_SOCKMAP``: sockets by u32 index."""
+
+    map_type = 15
+
+    def __init__(self, *, max_entries: int, value: Any = u32, flags: int = 0):
+        super().__init__(key=u32, value=value, max_entries=max_entries, flags=flags)
+
+    def update(self, ctx: "SockOps", key: int, flags: int = 0) -> int:  # type: ignore[override]
+        """``bpf_sock_map_update``: add the socket of a sock_ops context at index ``key``."""
+        self._data[key] = ctx
+        return 0
+
+    def redirect(self, msg: "SkMsg", key: int, flags: int = 0) -> int:
+        """``bpf_msg_redirect_map``: send this message to the socket at index ``key``."""
+        return SK_PASS if key in self._data else SK_DROP
+
+
+# ----------------------------------------------------------------- global variables
+
+
+class Global(Generic[V]):
+    """A global variable shared by the programs of a module (``.bss`` when zero, else ``.data``).
+    Read and write it through ``.value``; user space can read it from the pinned map."""
+
+    def __init__(self, type: Any, value: Any = 0):
+        self.type, self.value = type, value
+
+
+class Config(Generic[V]):
+    """A read-only global (``.rodata``) that the loader may set before loading
+    (``pybpfgen load --set NAME=VALUE``). Programs read it through ``.value``."""
+
+    def __init__(self, type: Any, value: Any = 0):
+        self.type, self.value = type, value
 
 
 # ----------------------------------------------------------------- raw helpers
@@ -241,6 +338,29 @@ class SkMsg:
     size: u32
 
 
+class SkBuff:
+    """Context of a socket_filter program (``struct __sk_buff``)."""
+
+    len: u32
+    pkt_type: u32
+    mark: u32
+    queue_mapping: u32
+    protocol: u32
+    vlan_present: u32
+    vlan_tci: u32
+    vlan_proto: u32
+    priority: u32
+    ingress_ifindex: u32
+    ifindex: u32
+    tc_index: u32
+    hash: u32
+    family: u32
+    remote_ip4: u32
+    local_ip4: u32
+    remote_port: u32
+    local_port: u32
+
+
 F = TypeVar("F", bound=Callable)
 
 
@@ -259,6 +379,26 @@ def sk_msg(map: SockHash) -> Callable[[F], F]:
         return fn
 
     return deco
+
+
+def socket_filter(fn: F) -> F:
+    """Declare a socket_filter program (returns how many bytes of the packet to keep)."""
+    fn.__pybpfgen_progtype__ = "socket_filter"  # type: ignore[attr-defined]
+    return fn
+
+
+def syscall(fn: F) -> F:
+    """Declare a syscall program: its context is a pointer to a Struct of your choice (annotate
+    the parameter with it); run it with BPF_PROG_TEST_RUN. Used to test logic in the kernel."""
+    fn.__pybpfgen_progtype__ = "syscall"  # type: ignore[attr-defined]
+    return fn
+
+
+def bpf_printk(fmt: str, *args: int) -> int:
+    """``bpf_trace_printk``: write to /sys/kernel/tracing/trace_pipe. At most 3 integer arguments;
+    the format is checked at compile time (%d %i %u %x %ld %lu %lx %lld %llu %llx %%)."""
+    print(fmt % tuple(args) if args else fmt)
+    return 0
 
 
 # ----------------------------------------------------------------- constants (linux/bpf.h, linux/socket.h)
@@ -285,3 +425,25 @@ BPF_SOCK_OPS_RETRANS_CB = 9
 BPF_SOCK_OPS_STATE_CB = 10
 BPF_SOCK_OPS_TCP_LISTEN_CB = 11
 BPF_SOCK_OPS_RTT_CB = 12
+
+BPF_F_NO_PREALLOC = 1
+BPF_RB_NO_WAKEUP = 1
+BPF_RB_FORCE_WAKEUP = 2
+BPF_SOCK_OPS_RTO_CB_FLAG = 1
+BPF_SOCK_OPS_RETRANS_CB_FLAG = 2
+BPF_SOCK_OPS_STATE_CB_FLAG = 4
+BPF_SOCK_OPS_RTT_CB_FLAG = 8
+BPF_TCP_ESTABLISHED = 1
+BPF_TCP_FIN_WAIT1 = 4
+BPF_TCP_CLOSE = 7
+BPF_TCP_CLOSE_WAIT = 8
+BPF_TCP_LAST_ACK = 9
+IPPROTO_TCP = 6
+IPPROTO_MPTCP = 262
+
+try:  # one function per kernel helper, generated from the UAPI (bpf_get_socket_cookie, ...)
+    from .lang_helpers import *  # noqa: F401,F403,E402
+    from .lang_helpers import __all__ as _helper_names  # noqa: E402
+    __all__ += [n for n in _helper_names if n not in __all__]
+except ImportError:  # pragma: no cover - the generated module is part of the package
+    pass

@@ -7,6 +7,7 @@ result without a None check is a compile error, not a verifier rejection).
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 
 from ..diagnostics import Loc, UserError
@@ -14,6 +15,7 @@ from ..ir import nodes as N
 from ..ir import types as T
 from ..target.helpers import HELPERS
 from ..target.progtypes import PROG_TYPES
+from .. import lang
 from . import symbols as S
 
 
@@ -44,12 +46,18 @@ _CMP = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", 
 
 
 class BodyChecker:
-    def __init__(self, mb, prog: N.Program):
+    """Checks one program or DSL function. ``func`` is a :class:`N.Program` or :class:`N.Function`."""
+
+    def __init__(self, mb, func):
         self.mb = mb
-        self.prog = prog
-        self.pt = PROG_TYPES[prog.progtype]
-        self.vars: dict[str, N.Var] = {prog.ctx.name: prog.ctx}
-        self.flow = Flow(frozenset([prog.ctx]), frozenset())
+        self.func = func
+        self.is_program = isinstance(func, N.Program)
+        self.prog = func  # for messages and the return type of programs
+        self.ret = T.I32 if self.is_program else func.ret
+        self.vars: dict[str, N.Var] = {v.name: v for v in func.params}
+        self.flow = Flow(frozenset(func.params), frozenset())
+        self.loop_depth = 0
+        self.loop_vars: dict[N.Var, int] = {}  # loop variable -> exclusive upper bound
 
     def loc(self, node: ast.AST) -> Loc:
         return Loc.of(self.mb.path, node)
@@ -64,12 +72,16 @@ class BodyChecker:
                 and isinstance(body[0].value.value, str):
             body = body[1:]
         stmts, out = self.check_block(body, self.flow)
-        self.prog.body = stmts
-        if out is not None:
+        self.func.body = stmts
+        if out is not None and self.ret != T.VOID:
             last = fn.body[-1]
-            default = "return SK_PASS" if self.prog.progtype == "sk_msg" else "return 1"
+            if self.is_program:
+                default = "return SK_PASS" if self.prog.progtype == "sk_msg" else "return 1"
+                what = "program"
+            else:
+                default, what = "return 0", "function"
             self.mb.diags.error(Loc(self.mb.path, getattr(last, "end_lineno", last.lineno), last.col_offset),
-                                f"program `{fn.name}` can reach its end without returning a value",
+                                f"{what} `{fn.name}` can reach its end without returning a value",
                                 f"end every path with a return statement, e.g. `{default}`")
 
     def check_block(self, stmts: list[ast.stmt], flow: Flow) -> tuple[list[N.Stmt], Flow | None]:
@@ -94,11 +106,25 @@ class BodyChecker:
         if isinstance(s, ast.Pass):
             return self.flow
         if isinstance(s, ast.Return):
+            if self.ret == T.VOID:
+                if s.value is not None:
+                    raise self.error(s.value, f"function `{self.func.name}` returns None",
+                                     "annotate its return type (e.g. `-> u32`) to return a value")
+                out.append(N.Return(loc, None))
+                return None
             if s.value is None:
-                raise self.error(s, "a BPF program must return a value",
-                                 "return SK_PASS / SK_DROP from sk_msg, 1 from sock_ops")
+                raise self.error(s, "a BPF program must return a value" if self.is_program else
+                                 f"function `{self.func.name}` must return a {self.ret}",
+                                 "return SK_PASS / SK_DROP from sk_msg, 1 from sock_ops" if self.is_program else None)
             v = self.expr(s.value)
-            out.append(N.Return(loc, self.convert(v, T.I32, s.value, explicit=True)))
+            out.append(N.Return(loc, self.convert(v, self.ret, s.value, explicit=self.is_program)))
+            return None
+        if isinstance(s, ast.For):
+            return self.check_for(s, out)
+        if isinstance(s, (ast.Break, ast.Continue)):
+            if not self.loop_depth:
+                raise self.error(s, f"`{type(s).__name__.lower()}` outside a loop")
+            out.append(N.Break(loc) if isinstance(s, ast.Break) else N.Continue(loc))
             return None
         if isinstance(s, ast.If):
             return self.check_if(s, out)
@@ -129,10 +155,55 @@ class BodyChecker:
                 self.mb.diags.warning(loc, "expression result is not used")
             out.append(N.ExprStmt(loc, v))
             return self.flow
-        if isinstance(s, (ast.For, ast.While)):
-            raise self.error(s, "loops are not supported in BPF programs yet",
-                             "unroll the loop by hand; bounded `for i in range(N)` is planned")
+        if isinstance(s, ast.While):
+            raise self.error(s, "`while` loops are not supported: BPF loops must be bounded",
+                             "write `for i in range(N):` with a constant N, and `break` to leave early")
         raise self.error(s, f"`{type(s).__name__}` statements are not supported in BPF programs")
+
+    def check_for(self, s: ast.For, out: list[N.Stmt]) -> Flow | None:
+        loc = self.loc(s)
+        if s.orelse:
+            raise self.error(s.orelse[0], "`for ... else` is not supported")
+        it = s.iter
+        if not (isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id == "range"
+                and self.mb.scope.lookup("range") is None and not it.keywords and 1 <= len(it.args) <= 3):
+            raise self.error(it, "a BPF loop iterates over `range(...)` with constant bounds",
+                             "write `for i in range(N):` where N is a constant")
+        bounds = [self.mb.consts.eval(a) for a in it.args]
+        start, stop, step = (0, bounds[0], 1) if len(bounds) == 1 else (bounds + [1])[:3]
+        if step == 0:
+            raise self.error(it, "range() step must not be zero")
+        if not (0 <= start <= 0xFFFFFFFF and 0 <= stop <= 0xFFFFFFFF) or step < 0:
+            raise self.error(it, "loop bounds must be between 0 and 2**32-1 with a positive step")
+        if (stop - start + step - 1) // step > 1 << 20:
+            raise self.error(it, "this loop runs more than 1048576 times; the verifier would reject it")
+        if not isinstance(s.target, ast.Name):
+            raise self.error(s.target, "the loop variable must be a plain name")
+        name = s.target.id
+        if name in self.vars:
+            raise self.error(s.target, f"loop variable `{name}` is already a local variable",
+                             "use a fresh name for every loop variable")
+        var = N.Var(name, T.U32, self.loc(s.target))
+        self.vars[name] = var
+        self.func.locals.append(var)
+        assigned = assigned_names(s.body)
+        if name in assigned:
+            raise self.error(s, f"the loop variable `{name}` must not be assigned in the loop")
+        start_flow = self.flow
+        # what is known at the top of every iteration: nothing about names the body assigns
+        head = Flow(start_flow.defined | {var},
+                    frozenset(v for v in start_flow.nonnull if v.name not in assigned))
+        self.loop_depth += 1
+        self.loop_vars[var] = stop
+        try:
+            body, _ = self.check_block(s.body, head)
+        finally:
+            self.loop_depth -= 1
+            del self.loop_vars[var]
+        out.append(N.For(loc, var, start, stop, step, body))
+        after = Flow(start_flow.defined, head.nonnull)
+        self.flow = after
+        return after
 
     def check_if(self, s: ast.If, out: list[N.Stmt]) -> Flow | None:
         start = self.flow
@@ -147,13 +218,25 @@ class BodyChecker:
 
     def assign(self, target: ast.expr, value_node: ast.expr, declared: T.Type | None,
                out: list[N.Stmt], loc: Loc) -> Flow:
-        value = self.expr(value_node)
+        if isinstance(value_node, (ast.List, ast.Tuple)):
+            want = declared
+            if want is None and isinstance(target, ast.Name) and target.id in self.vars:
+                want = self.vars[target.id].type
+            if want is None and not isinstance(target, ast.Name):
+                want = self.place(target).type
+            if not isinstance(want, T.ArrayT):
+                raise self.error(value_node, "a list literal needs an array type",
+                                 f"annotate the variable, e.g. `{ast.unparse(target)}: u32[4] = [...]`")
+            value = self.array_literal(value_node, want)
+        else:
+            value = self.expr(value_node)
         if isinstance(target, ast.Name):
             name = target.id
             sym = self.mb.scope.lookup(name)
-            if name == self.prog.ctx.name:
-                raise self.error(target, f"cannot assign to the context parameter `{name}`")
             var = self.vars.get(name)
+            if var is not None and var.is_param:
+                raise self.error(target, f"cannot assign to the parameter `{name}`",
+                                 "parameters are read-only; copy the value into a local variable")
             if var is None:
                 if sym is not None and sym.kind in ("map", "type", "program"):
                     raise self.error(target, f"`{name}` names a module-level {sym.kind}; pick another name for the local")
@@ -181,6 +264,8 @@ class BodyChecker:
             raise self.error(node, "cannot infer a type from None")
         if isinstance(t, (T.CtxT,)):
             raise self.error(node, "the context cannot be copied into a local variable")
+        if isinstance(t, T.VoidT):
+            raise self.error(node, "this call returns nothing")
         return t
 
     # ================================================================ places (assignment targets)
@@ -195,20 +280,33 @@ class BodyChecker:
                 raise self.error(node, f"`{node.id}` may be used before it is assigned")
             return N.VarRef(self.loc(node), var.type, var)
         if isinstance(node, ast.Attribute):
-            if isinstance(node.value, ast.Name) and node.value.id == self.prog.ctx.name:
-                f = self.ctx_field(node)
+            ctx = self.ctx_var(node.value)
+            if ctx is not None and ctx.type.struct_t is None:
+                f = self.ctx_field(node, ctx)
                 if not f.writable:
                     raise self.error(node, f"context field `{node.attr}` is read-only")
-                return N.CtxLoad(self.loc(node), f.type, self.prog.ctx, f)
+                return N.CtxLoad(self.loc(node), f.type, ctx, f)
+            if ctx is not None:  # syscall programs: fields of the user's struct, in memory
+                return self.attribute(node)
             base = self.expr(node.value)
             if node.attr == "value" and isinstance(base.type, (T.RefT, T.OptRefT)):
-                return self.deref(base, node)
+                d = self.deref(base, node)
+                if isinstance(base, N.GlobalRef) and base.decl.readonly:
+                    raise self.error(node, f"`{base.decl.name}` is a Config: programs can only read it",
+                                     "use Global(...) for a variable the programs change")
+                return d
             if isinstance(base.type, T.StructT):
                 if not is_place(base):
                     raise self.error(node, "cannot assign to a field of a temporary value")
                 return self.field(base, node)
+        if isinstance(node, ast.Subscript):
+            e = self.index(node)
+            if not is_place(e):
+                raise self.error(node, "cannot assign to an element of a temporary value")
+            return e
         raise self.error(node, f"cannot assign to `{ast.unparse(node)}`",
-                         "assign to a local name, a struct field, `ref.value`, or a writable context field")
+                         "assign to a local name, a struct field, an array element, `ref.value`, "
+                         "or a writable context field")
 
     # ================================================================ expressions
     def condition(self, node: ast.expr) -> N.Expr:
@@ -256,13 +354,85 @@ class BodyChecker:
             return self.boolop(node)
         if isinstance(node, ast.Compare):
             return self.compare(node)
+        if isinstance(node, ast.Subscript):
+            return self.index(node)
+        if isinstance(node, ast.IfExp):
+            raise self.error(node, "conditional expressions (`a if c else b`) are not supported",
+                             "use an if statement")
         raise self.error(node, f"`{type(node).__name__}` expressions are not supported in BPF programs")
+
+    def ctx_var(self, node: ast.expr) -> N.Var | None:
+        if isinstance(node, ast.Name):
+            v = self.vars.get(node.id)
+            if v is not None and isinstance(v.type, T.CtxT):
+                return v
+        return None
+
+    def index(self, node: ast.Subscript) -> N.Expr:
+        loc = self.loc(node)
+        if isinstance(node.slice, ast.Slice):
+            raise self.error(node, "slices are not supported")
+        # ctx.remote_ip6[i]: one 32-bit load at a constant offset
+        if isinstance(node.value, ast.Attribute):
+            ctx = self.ctx_var(node.value.value)
+            if ctx is not None and ctx.type.struct_t is None:
+                f = self.ctx_field(node.value, ctx)
+                if not isinstance(f.type, T.ArrayT):
+                    raise self.error(node, f"context field `{f.name}` is not an array")
+                i = self.mb.consts.eval(node.slice) if not isinstance(node.slice, ast.Name) or \
+                    node.slice.id not in self.vars else None
+                if i is None:
+                    raise self.error(node.slice, "context arrays need a constant index",
+                                     f"copy the array first: `a = {ast.unparse(node.value)}`, then index `a`")
+                if not 0 <= i < f.type.n:
+                    raise self.error(node.slice, f"index {i} is out of range for {f.type}")
+                return N.CtxLoad(loc, f.type.elem, ctx, f, index=i)
+        base = self.expr(node.value)
+        if not isinstance(base.type, T.ArrayT):
+            raise self.error(node.value, f"a value of type {base.type} cannot be indexed")
+        n = base.type.n
+        idx = self.expr(node.slice)
+        self.arith_operand(idx, node.slice)
+        if isinstance(idx, N.Const):
+            if not 0 <= idx.value < n:
+                raise self.error(node.slice, f"index {idx.value} is out of range for {base.type} (0..{n - 1})")
+        elif not self.bounded(idx, n):
+            raise self.error(node.slice, f"the index of `{ast.unparse(node.value)}` must provably be below {n}",
+                             f"index with a constant, a loop variable of `range(M)` with M <= {n}, "
+                             f"or mask it: `i & {n - 1}` when {n} is a power of two")
+        idx = self.cast(idx, T.U64) if not isinstance(idx, N.Const) else N.Const(idx.loc, T.U64, idx.value, False)
+        return N.Index(loc, base.type.elem, base, idx)
+
+    def bounded(self, idx: N.Expr, n: int) -> bool:
+        """Is an (unsigned) index provably below n? Loop variables and masks are."""
+        if isinstance(idx, N.Cast) and isinstance(idx.value.type, T.IntT) and not idx.value.type.signed:
+            return self.bounded(idx.value, n)
+        if isinstance(idx, N.VarRef) and idx.var in self.loop_vars:
+            return self.loop_vars[idx.var] <= n
+        if isinstance(idx, N.Binary) and idx.op == "&" and isinstance(idx.type, T.IntT):
+            for side in (idx.left, idx.right):
+                if isinstance(side, N.Const) and 0 <= side.value < n:
+                    return True
+        if isinstance(idx, N.Binary) and idx.op == "%" and isinstance(idx.right, N.Const) and 0 < idx.right.value <= n:
+            return True
+        return False
+
+    def array_literal(self, node: ast.List | ast.Tuple, t: T.ArrayT) -> N.Expr:
+        if len(node.elts) > t.n:
+            raise self.error(node, f"{len(node.elts)} values for an array of {t.n}")
+        vals = []
+        for e in node.elts:
+            if isinstance(e, (ast.List, ast.Tuple)) and isinstance(t.elem, T.ArrayT):
+                vals.append(self.array_literal(e, t.elem))
+            else:
+                vals.append(self.convert(self.expr(e), t.elem, e))
+        return N.ArrayInit(self.loc(node), t, vals)
 
     def name(self, node: ast.Name) -> N.Expr:
         loc = self.loc(node)
         var = self.vars.get(node.id)
         if var is not None:
-            if var.is_param:
+            if isinstance(var.type, T.CtxT):
                 return N.CtxRef(loc, var.type, var)
             if var not in self.flow.defined:
                 raise self.error(node, f"`{node.id}` may be used before it is assigned",
@@ -285,15 +455,21 @@ class BodyChecker:
             return N.Const(loc, t, sym.value)
         if sym.kind == "map":
             return N.MapRef(loc, T.NONE, sym.value)
+        if sym.kind == "global":
+            return N.GlobalRef(loc, T.RefT(sym.value.type), sym.value)
         what = {"type": "a type", "program": "a program", "lang": "a pybpfgen.lang declaration",
-                "langmod": "a module"}.get(sym.kind, sym.kind)
+                "langmod": "a module", "enum": "an enum type", "function": "a function"}.get(sym.kind, sym.kind)
         raise self.error(node, f"`{ast.unparse(node)}` is {what}, not a value")
 
     def attribute(self, node: ast.Attribute) -> N.Expr:
         loc = self.loc(node)
-        if isinstance(node.value, ast.Name) and node.value.id == self.prog.ctx.name:
-            f = self.ctx_field(node)
-            return N.CtxLoad(loc, f.type, self.prog.ctx, f)
+        ctx = self.ctx_var(node.value)
+        if ctx is not None:
+            if ctx.type.struct_t is not None:  # syscall programs: a pointer to the user's struct
+                base = N.Deref(loc, ctx.type.struct_t, N.CtxRef(loc, ctx.type, ctx))
+                return self.field(base, node)
+            f = self.ctx_field(node, ctx)
+            return N.CtxLoad(loc, f.type, ctx, f)
         sym = self.mb.resolve(node)
         if sym is not None:
             return self.global_value(sym, node)
@@ -302,6 +478,9 @@ class BodyChecker:
             return self.field(base, node)
         if isinstance(base.type, (T.RefT, T.OptRefT)):
             if node.attr != "value":
+                if isinstance(base, N.GlobalRef):
+                    raise self.error(node, f"a global has no attribute `{node.attr}`",
+                                     f"read or write it through `.value`: `{ast.unparse(node.value)}.value`")
                 raise self.error(node, f"a map value reference has no attribute `{node.attr}`",
                                  f"read or write the value through `.value`, e.g. `{ast.unparse(node.value)}.value`")
             return self.deref(base, node)
@@ -309,11 +488,12 @@ class BodyChecker:
             raise self.error(node, f"`{ast.unparse(node)}` is a map method; call it")
         raise self.error(node, f"a value of type {base.type} has no attribute `{node.attr}`")
 
-    def ctx_field(self, node: ast.Attribute) -> N.CtxField:
-        f = self.pt.fields.get(node.attr)
+    def ctx_field(self, node: ast.Attribute, ctx: N.Var) -> N.CtxField:
+        pt = PROG_TYPES[ctx.type.progtype]
+        f = pt.fields.get(node.attr)
         if f is None:
-            known = ", ".join(sorted(self.pt.fields))
-            raise self.error(node, f"{self.pt.ctx_class} has no field `{node.attr}`", f"fields: {known}")
+            known = ", ".join(sorted(pt.fields))
+            raise self.error(node, f"{pt.ctx_class} has no field `{node.attr}`", f"fields: {known}")
         return f
 
     def field(self, base: N.Expr, node: ast.Attribute) -> N.Expr:
@@ -330,7 +510,8 @@ class BodyChecker:
             shown = ast.unparse(node.value)
             raise self.error(node, f"`{shown}` may be None here: a map lookup finds nothing when the key is absent",
                              f"check it first: `if {shown} is not None:` (or return early when it is None)")
-        return N.Deref(self.loc(node), base.type.target, base)
+        volatile = isinstance(base, N.GlobalRef) and base.decl.readonly
+        return N.Deref(self.loc(node), base.type.target, base, volatile=volatile)
 
     # ---------------------------------------------------------------- operators
     def arith_operand(self, v: N.Expr, node: ast.AST) -> None:
@@ -428,15 +609,13 @@ class BodyChecker:
 
     # ---------------------------------------------------------------- calls
     def call(self, node: ast.Call) -> N.Expr:
-        loc = self.loc(node)
         f = node.func
-        if isinstance(f, ast.Attribute) and not (isinstance(f.value, ast.Name) and f.value.id == self.prog.ctx.name):
+        if isinstance(f, ast.Attribute) and self.ctx_var(f.value) is None:
             base_sym = self.mb.resolve(f.value) if isinstance(f.value, (ast.Name, ast.Attribute)) else None
-            if base_sym is None or base_sym.kind == "map":
-                if base_sym is None and isinstance(f.value, ast.Name) and f.value.id in self.vars:
-                    raise self.error(f, f"`{f.value.id}` has no methods")
-                if base_sym is not None:
-                    return self.map_method(N.MapRef(self.loc(f.value), T.NONE, base_sym.value), f.attr, node)
+            if isinstance(f.value, ast.Name) and f.value.id in self.vars:
+                raise self.error(f, f"`{f.value.id}` has no methods")
+            if base_sym is not None and base_sym.kind == "map":
+                return self.map_method(N.MapRef(self.loc(f.value), T.NONE, base_sym.value), f.attr, node)
         sym = self.mb.resolve(f) if isinstance(f, (ast.Name, ast.Attribute)) else None
         if isinstance(f, ast.Name) and f.id in self.vars:
             sym = None
@@ -444,13 +623,26 @@ class BodyChecker:
             if sym.kind == "lang" and sym.value in S.INT_TYPES:
                 return self.explicit_cast(S.INT_TYPES[sym.value], node)
             if sym.kind == "type":
-                return self.struct_init(sym.value, node)
-            if sym.kind == "lang" and sym.value in S.RAW_HELPERS:
-                return self.raw_helper(S.RAW_HELPERS[sym.value], node)
+                if isinstance(sym.value, T.StructT):
+                    return self.struct_init(sym.value, node)
+            if sym.kind == "function":
+                return self.call_function(sym.value, node)
+            if sym.kind == "lang" and sym.value is lang.bpf_printk:
+                return self.printk(node)
+            if sym.kind == "lang":
+                hname = S.helper_name(sym.value)
+                if hname is not None:
+                    return self.raw_helper(HELPERS[hname], node)
             if sym.kind == "program":
-                raise self.error(node, "programs cannot call other programs")
+                raise self.error(node, "programs cannot call other programs",
+                                 "move the shared code into an undecorated function and call that")
+        if isinstance(f, ast.Name) and f.id == "bool" and self.mb.scope.lookup("bool") is None:
+            if len(node.args) != 1 or node.keywords:
+                raise self.error(node, "bool(...) takes one value")
+            return self.condition(node.args[0])
         raise self.error(node, f"`{ast.unparse(f)}` cannot be called in a BPF program",
-                         "call a map method, a bpf_* helper, an integer type (cast) or a Struct (constructor)")
+                         "call a map method, a bpf_* helper, a function of this module, an integer type (cast) "
+                         "or a Struct (constructor)")
 
     def no_keywords(self, node: ast.Call, what: str) -> None:
         if node.keywords:
@@ -468,19 +660,72 @@ class BodyChecker:
         values: dict[str, N.Expr] = {}
         if len(node.args) > len(st.fields):
             raise self.error(node, f"{st.name} has {len(st.fields)} fields, got {len(node.args)} values")
-        for f, a in zip(st.fields, node.args):
-            values[f.name] = self.convert(self.expr(a), f.type, a)
+        items = list(zip(st.fields, node.args))
         for kw in node.keywords:
             f = st.by_name.get(kw.arg or "")
             if f is None:
                 raise self.error(kw.value, f"struct {st.name} has no field `{kw.arg}`",
                                  f"fields: {', '.join(x.name for x in st.fields)}")
-            if f.name in values:
+            if any(f is g for g, _ in items):
                 raise self.error(kw.value, f"field `{f.name}` is given twice")
-            values[f.name] = self.convert(self.expr(kw.value), f.type, kw.value)
+            items.append((f, kw.value))
+        for f, a in items:
+            if isinstance(a, (ast.List, ast.Tuple)) and isinstance(f.type, T.ArrayT):
+                values[f.name] = self.array_literal(a, f.type)
+            else:
+                values[f.name] = self.convert(self.expr(a), f.type, a)
         return N.StructInit(self.loc(node), st, st, values)
 
-    def helper_allowed(self, h: N.Helper, what: str, node: ast.AST) -> None:
+    def call_function(self, fn: N.Function, node: ast.Call) -> N.Expr:
+        self.no_keywords(node, f"`{fn.name}()`")
+        if len(node.args) != len(fn.params):
+            raise self.error(node, f"`{fn.name}()` takes {len(fn.params)} argument(s), got {len(node.args)}")
+        args = []
+        for p, a in zip(fn.params, node.args):
+            if isinstance(p.type, T.CtxT):
+                v = self.expr(a)
+                if not isinstance(v, N.CtxRef) or v.type.progtype != p.type.progtype:
+                    raise self.error(a, f"parameter `{p.name}` of `{fn.name}` is a {p.type} context")
+                args.append(v)
+            else:
+                args.append(self.convert(self.expr(a), p.type, a))
+        if fn not in self.func.calls:
+            self.func.calls.append(fn)
+        return N.Call(self.loc(node), fn.ret, fn, args)
+
+    def printk(self, node: ast.Call) -> N.Expr:
+        """``bpf_printk("fmt", a, b)``: bpf_trace_printk with a format checked here."""
+        self.no_keywords(node, "bpf_printk()")
+        if not node.args or not (isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+            raise self.error(node, "bpf_printk needs a constant format string first")
+        fmt = node.args[0].value
+        specs = re.findall(r"%(%|[-0-9]*(?:ll|l)?[diuxX]|[-0-9]*[a-zA-Z]+)", fmt)
+        conv = [sp for sp in specs if sp != "%"]
+        for sp in conv:
+            if not re.fullmatch(r"[-0-9]*(ll|l)?[diuxX]", sp):
+                raise self.error(node.args[0], f"bpf_printk does not support `%{sp}`",
+                                 "use %d %i %u %x with an optional l or ll width")
+        args = node.args[1:]
+        if len(conv) != len(args):
+            raise self.error(node, f"the format has {len(conv)} conversion(s) but {len(args)} argument(s) are given")
+        if len(args) > 3:
+            raise self.error(node, "bpf_printk takes at most 3 values")
+        h = HELPERS["trace_printk"]
+        self.use_helper(h, "bpf_printk()", node)
+        data = fmt.encode() + b"\0"
+        out: list[N.Expr] = [N.FormatString(self.loc(node.args[0]), T.NONE, data)]
+        for a in args:
+            v = self.expr(a)
+            self.arith_operand(v, a)
+            out.append(self.cast(v, T.U64))
+        fixed = N.Helper(h.name, h.id, h.ret, ("fmt",) + ("u64",) * len(args), h.progtypes)
+        return N.HelperCall(self.loc(node), T.I64, fixed, out)
+
+    def use_helper(self, h: N.Helper, what: str, node: ast.AST) -> None:
+        """Programs check helpers at once; functions record them for each program that calls them."""
+        if not self.is_program:
+            self.func.helper_uses.append((h, self.loc(node), what))
+            return
         if h.progtypes is not None and self.prog.progtype not in h.progtypes:
             raise self.error(node, f"{what} (bpf_{h.name}) cannot be called from a {self.prog.progtype} program",
                              f"it is available in: {', '.join(sorted(h.progtypes))} programs")
@@ -501,21 +746,30 @@ class BodyChecker:
                 raise self.error(node, f"{what} is missing argument `{names[i]}`")
         return got
 
+    _SOCKET_METHODS = {
+        "sockhash": {"update": "sock_hash_update", "redirect": "msg_redirect_hash"},
+        "sockmap": {"update": "sock_map_update", "redirect": "msg_redirect_map"},
+    }
+
     def map_method(self, m: N.MapRef, method: str, node: ast.Call) -> N.Expr:
         decl = m.map
         what = f"`{decl.name}.{method}()`"
-        if decl.kind == "sockhash":
-            if method == "update":
-                ctx, key, flags = self.args_of(node, ["ctx", "key", "flags"], 2, what)
-                return self.helper_call(HELPERS["sock_hash_update"], what, node, [ctx, m, key, flags], decl)
-            if method == "redirect":
-                msg, key, flags = self.args_of(node, ["msg", "key", "flags"], 2, what)
-                return self.helper_call(HELPERS["msg_redirect_hash"], what, node, [msg, m, key, flags], decl)
+        if decl.kind == "ringbuf":
+            if method != "output":
+                raise self.error(node.func, f"RingBuf `{decl.name}` has no method `{method}`", "use output(value, flags)")
+            value, flags = self.args_of(node, ["value", "flags"], 1, what)
+            return self.helper_call(HELPERS["ringbuf_output"], what, node, [m, value, flags], decl)
+        if decl.kind in self._SOCKET_METHODS:
+            table = self._SOCKET_METHODS[decl.kind]
+            if method in table:
+                first = "ctx" if method == "update" else "msg"
+                c, key, flags = self.args_of(node, [first, "key", "flags"], 2, what)
+                return self.helper_call(HELPERS[table[method]], what, node, [c, m, key, flags], decl)
             if method == "delete":
                 (key,) = self.args_of(node, ["key"], 1, what)
                 return self.helper_call(HELPERS["map_delete_elem"], what, node, [m, key], decl)
-            raise self.error(node.func, f"SockHash `{decl.name}` has no method `{method}` in BPF programs",
-                             "SockHash methods: update(ctx, key, flags), redirect(msg, key, flags), delete(key)")
+            raise self.error(node.func, f"{decl.kind} `{decl.name}` has no method `{method}` in BPF programs",
+                             "methods: update(ctx, key, flags), redirect(msg, key, flags), delete(key)")
         if method == "lookup":
             (key,) = self.args_of(node, ["key"], 1, what)
             return self.map_lookup(m, key, node)
@@ -523,40 +777,48 @@ class BodyChecker:
             key, value, flags = self.args_of(node, ["key", "value", "flags"], 2, what)
             return self.helper_call(HELPERS["map_update_elem"], what, node, [m, key, value, flags], decl)
         if method == "delete":
+            if decl.kind in ("array", "percpu_array"):
+                raise self.error(node.func, "array elements cannot be deleted", "write a zero value with update()")
             (key,) = self.args_of(node, ["key"], 1, what)
             return self.helper_call(HELPERS["map_delete_elem"], what, node, [m, key], decl)
         raise self.error(node.func, f"map `{decl.name}` has no method `{method}`", "map methods: lookup, update, delete")
 
     def map_lookup(self, m: N.MapRef, key: ast.expr, node: ast.AST) -> N.Expr:
-        if m.map.kind == "sockhash":
-            raise self.error(node, f"looking up SockHash `{m.map.name}` is not supported in BPF programs",
+        if m.map.kind in ("sockhash", "sockmap", "ringbuf"):
+            raise self.error(node, f"looking up {m.map.kind} `{m.map.name}` is not supported in BPF programs",
                              "use redirect() to send a message to the socket under a key")
         return self.helper_call(HELPERS["map_lookup_elem"], f"`{m.map.name}.lookup()`", node, [m, key], m.map)
 
     def raw_helper(self, h: N.Helper, node: ast.Call) -> N.Expr:
-        names = {"map_lookup_elem": ["map", "key"], "map_update_elem": ["map", "key", "value", "flags"],
-                 "map_delete_elem": ["map", "key"], "sock_hash_update": ["ctx", "map", "key", "flags"],
-                 "msg_redirect_hash": ["msg", "map", "key", "flags"]}[h.name]
+        """``bpf_<helper>(...)``: arguments follow the helper's parameter kinds."""
         what = f"`bpf_{h.name}()`"
-        required = len(names) - (1 if names[-1] == "flags" else 0)
-        args = self.args_of(node, names, required, what)
-        mi = names.index("map")
-        m = self.expr(args[mi])  # type: ignore[arg-type]
-        if not isinstance(m, N.MapRef):
-            raise self.error(args[mi], f"argument `map` of {what} must be a map declared at module level")
-        want_sock = h.name in ("sock_hash_update", "msg_redirect_hash")
-        if want_sock != (m.map.kind == "sockhash") and h.name != "map_delete_elem":
-            raise self.error(args[mi], f"{what} does not take a {m.map.kind} map")
+        names = [k if k not in ("ctx",) else "ctx" for k in h.params]
+        required = len(names) - (1 if names and names[-1] == "u64" and h.name in _OPTIONAL_FLAGS else 0)
+        args = self.args_of(node, [f"{k}{i}" if names.count(k) > 1 else k for i, k in enumerate(names)],
+                            required, what)
+        decl = None
+        prepared: list = []
+        for kind, a in zip(h.params, args):
+            if kind == "map":
+                mref = self.expr(a)  # type: ignore[arg-type]
+                if not isinstance(mref, N.MapRef):
+                    raise self.error(a, f"argument `map` of {what} must be a map declared at module level")
+                decl = mref.map
+                prepared.append(mref)
+            else:
+                prepared.append(a)
         if h.name == "map_lookup_elem":
-            return self.map_lookup(m, args[1], node)  # type: ignore[arg-type]
-        args[mi] = m  # type: ignore[call-overload]
-        return self.helper_call(h, what, node, args, m.map)
+            return self.map_lookup(prepared[0], args[1], node)  # type: ignore[arg-type]
+        return self.helper_call(h, what, node, prepared, decl)
 
-    def helper_call(self, h: N.Helper, what: str, node: ast.AST, args: list, decl: N.MapDecl) -> N.Expr:
-        """Type the arguments of a helper by its signature. ``args`` holds AST nodes, None, or MapRef."""
-        self.helper_allowed(h, what, node)
+    def helper_call(self, h: N.Helper, what: str, node: ast.AST, args: list, decl: N.MapDecl | None) -> N.Expr:
+        """Type the arguments of a helper by its parameter kinds. ``args`` holds AST nodes, None, or MapRef."""
+        self.use_helper(h, what, node)
+        if decl is not None:
+            expected = _MAP_KINDS_FOR.get(h.name)
+            if expected is not None and decl.kind not in expected:
+                raise self.error(node, f"{what} needs a {' or '.join(expected)} map, not the {decl.kind} `{decl.name}`")
         out: list[N.Expr] = []
-        ptr_index = 0
         for kind, a in zip(h.params, args):
             if kind == "map":
                 out.append(a if isinstance(a, N.MapRef) else self.expr(a))
@@ -564,18 +826,35 @@ class BodyChecker:
                 v = self.expr(a)
                 if not isinstance(v, N.CtxRef):
                     raise self.error(a, f"the first argument of {what} is the program's context",
-                                     f"pass `{self.prog.ctx.name}`")
+                                     "pass the context parameter")
                 out.append(v)
-            elif kind == "ptr":
-                want = decl.key if ptr_index == 0 else decl.value
-                ptr_index += 1
-                v = self.convert(self.expr(a), want, a)
+            elif kind in ("key", "value", "ptr"):
+                if kind == "ptr":  # older table encoding: the first pointer is the key, the second the value
+                    kind = "value" if any(isinstance(x, N.AddrOf) for x in out) else "key"
+                want = decl.key if kind == "key" else decl.value
+                if isinstance(a, (ast.List, ast.Tuple)) and isinstance(want, T.ArrayT):
+                    v = self.array_literal(a, want)
+                else:
+                    v = self.convert(self.expr(a), want, a)
+                out.append(N.AddrOf(v.loc, v.type, v))
+            elif kind == "data":
+                v = self.expr(a)
+                if not isinstance(v.type, (T.IntT, T.StructT, T.ArrayT)):
+                    raise self.error(a, f"{what} copies a struct, array or integer, not {v.type}")
                 out.append(N.AddrOf(v.loc, v.type, v))
             elif kind == "u64":
-                v = N.Const(self.loc(node), T.U64, 0, literal=False) if a is None else self.convert(self.expr(a), T.U64, a)
-                out.append(v)
+                if a is None:
+                    out.append(N.Const(self.loc(node), T.U64, 0, literal=False))
+                else:
+                    v = self.expr(a)
+                    self.arith_operand(v, a)
+                    out.append(self.cast(v, T.U64))
+            else:
+                raise self.error(node, f"{what} takes a `{kind}` argument, which pybpfgen cannot pass yet")
         if h.ret == "ptr":
             rt: T.Type = T.OptRefT(decl.value)
+        elif h.ret == "u64":
+            rt = T.U64
         else:
             rt = T.I64
         return N.HelperCall(self.loc(node), rt, h, out)
@@ -617,6 +896,31 @@ class BodyChecker:
 
 
 # ==================================================================== helpers
+_OPTIONAL_FLAGS = {"map_update_elem", "sock_hash_update", "msg_redirect_hash", "sock_map_update",
+                   "msg_redirect_map", "ringbuf_output"}
+_MAP_KINDS_FOR = {
+    "sock_hash_update": ("sockhash",), "msg_redirect_hash": ("sockhash",),
+    "sock_map_update": ("sockmap",), "msg_redirect_map": ("sockmap",), "ringbuf_output": ("ringbuf",),
+    "map_lookup_elem": ("hash", "lru_hash", "percpu_hash", "lpm_trie", "array", "percpu_array"),
+    "map_update_elem": ("hash", "lru_hash", "percpu_hash", "lpm_trie", "array", "percpu_array"),
+}
+
+
+def assigned_names(stmts: list[ast.stmt]) -> set[str]:
+    """Names assigned anywhere in these statements (syntactically)."""
+    out: set[str] = set()
+    for s in stmts:
+        for n in ast.walk(s):
+            if isinstance(n, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+                targets = n.targets if isinstance(n, ast.Assign) else [n.target]
+                for t in targets:
+                    if isinstance(t, ast.Name):
+                        out.add(t.id)
+            elif isinstance(n, ast.For) and isinstance(n.target, ast.Name):
+                out.add(n.target.id)
+    return out
+
+
 def widens(src: T.IntT, dst: T.IntT) -> bool:
     if src.signed == dst.signed:
         return dst.bits >= src.bits
@@ -626,7 +930,7 @@ def widens(src: T.IntT, dst: T.IntT) -> bool:
 def is_place(e: N.Expr) -> bool:
     if isinstance(e, (N.VarRef, N.Deref)):
         return True
-    if isinstance(e, N.FieldGet):
+    if isinstance(e, (N.FieldGet, N.Index)):
         return is_place(e.base)
     return False
 

@@ -10,7 +10,7 @@ from typing import Any
 from .. import lang
 from ..diagnostics import Diagnostics, Loc, UserError
 from ..ir import types as T
-from ..ir.nodes import MapDecl, Module, Program, Var
+from ..ir.nodes import Function, GlobalDecl, MapDecl, Module, Program, Var
 from ..target.progtypes import PROG_TYPES
 from . import symbols as S
 from .constfold import ConstEvaluator
@@ -84,13 +84,39 @@ class ModuleBuilder:
                 self.declare(stmt, first=(i == 0))
             except UserError as e:
                 self.diags.add(e.diag)
-        for fn, prog in self.pending:
+        for fn, func in self.pending:
             if self.diags.too_many():
                 break
-            BodyChecker(self, prog).check_function(fn)
+            BodyChecker(self, func).check_function(fn)
+        if not self.diags.errors:
+            self.check_call_graph()
         if not self.module.programs and not self.diags.errors:
             self.diags.warning(Loc(self.path, 1), "module declares no BPF programs; no object is produced",
                                "decorate a function with @sock_ops or @sk_msg(map)")
+
+    def check_call_graph(self) -> None:
+        """No recursion (functions are inlined), and every helper a program reaches through its
+        functions must be allowed for that program's type."""
+        def visit(f, stack):
+            for g in f.calls:
+                if g in stack:
+                    raise UserError(g.loc, f"function `{g.name}` calls itself (directly or through others)",
+                                    "BPF programs cannot recurse; write a bounded loop instead")
+                yield from visit(g, stack + [g])
+            yield f
+
+        for prog in self.module.programs:
+            try:
+                reached = list(visit(prog, [prog]))
+            except UserError as e:
+                self.diags.add(e.diag)
+                return
+            for f in reached:
+                for h, loc, what in f.helper_uses:
+                    if h.progtypes is not None and prog.progtype not in h.progtypes:
+                        via = "" if f is prog else f" (through `{f.name}`, called from program `{prog.name}`)"
+                        self.diags.error(loc, f"{what} (bpf_{h.name}) cannot be called from a {prog.progtype} program{via}",
+                                         f"it is available in: {', '.join(sorted(h.progtypes))} programs")
 
     # -------------------------------------------------------------- resolution helpers
     def resolve(self, node: ast.expr) -> Sym | None:
@@ -99,6 +125,12 @@ class ModuleBuilder:
             return self.scope.lookup(node.id)
         if isinstance(node, ast.Attribute):
             base = self.resolve(node.value)
+            if base is not None and base.kind == "enum":
+                members = base.value[1]
+                if node.attr not in members:
+                    raise UserError(self.loc(node), f"enum `{ast.unparse(node.value)}` has no member `{node.attr}`",
+                                    f"members: {', '.join(members)}")
+                return Sym("const", members[node.attr])
             if base is not None and base.kind == "langmod":
                 if not hasattr(base.value, node.attr) or node.attr.startswith("_"):
                     raise UserError(self.loc(node), f"pybpfgen.lang has no name `{node.attr}`")
@@ -113,18 +145,28 @@ class ModuleBuilder:
         return Sym("lang", obj)
 
     def resolve_type(self, node: ast.expr, what: str = "type") -> T.Type:
+        if isinstance(node, ast.Subscript):
+            elem = self.resolve_type(node.value, what)
+            n = self.consts.eval(node.slice)
+            if not 0 < n <= 4096:
+                raise UserError(self.loc(node.slice), f"array length must be between 1 and 4096, not {n}")
+            return T.ArrayT(elem, n)
+        if isinstance(node, ast.Name) and node.id == "bool" and self.scope.lookup("bool") is None:
+            return T.BOOL
         sym = self.resolve(node)
         if sym is not None:
             if sym.kind == "type":
                 return sym.value
+            if sym.kind == "enum":
+                return sym.value[0]
             if sym.kind == "lang" and sym.value in S.INT_TYPES:
                 return S.INT_TYPES[sym.value]
-        if isinstance(node, ast.Name) and node.id in ("int", "bool"):
+        if isinstance(node, ast.Name) and node.id == "int":
             raise UserError(self.loc(node), f"`{node.id}` has no fixed width in BPF",
                             "use a fixed-width integer type such as u32 or u64")
         shown = ast.unparse(node)
         raise UserError(self.loc(node), f"`{shown}` is not a {what}",
-                        "use u8..u64, i8..i64 or a Struct subclass")
+                        "use u8..u64, i8..i64, bool, a Struct or IntEnum subclass, or an array such as u32[4]")
 
     # -------------------------------------------------------------- declarations
     def declare(self, stmt: ast.stmt, first: bool) -> None:
@@ -182,6 +224,8 @@ class ModuleBuilder:
     def declare_struct(self, cls: ast.ClassDef) -> None:
         loc = self.loc(cls)
         bases = [self.resolve(b) for b in cls.bases]
+        if len(cls.bases) == 1 and bases[0] is not None and bases[0].value is lang.IntEnum:
+            return self.declare_enum(cls)
         if len(cls.bases) != 1 or bases[0] is None or bases[0].value is not lang.Struct:
             raise UserError(loc, f"class `{cls.name}` must derive from Struct", "write `class Name(Struct):` with annotated fields")
         if cls.decorator_list or cls.keywords:
@@ -212,6 +256,28 @@ class ModuleBuilder:
         self.module.structs.append(st)
         self.bind(cls.name, Sym("type", st), loc)
 
+    def declare_enum(self, cls: ast.ClassDef) -> None:
+        """``class Verdict(IntEnum): PASS = 1`` — named integer constants; the class is a u32/i32/u64 type."""
+        members: dict[str, int] = {}
+        for item in cls.body:
+            if isinstance(item, ast.Expr) and isinstance(item.value, ast.Constant) and isinstance(item.value.value, str):
+                continue
+            if isinstance(item, ast.Assign) and len(item.targets) == 1 and isinstance(item.targets[0], ast.Name):
+                name = item.targets[0].id
+                if name in members:
+                    raise UserError(self.loc(item), f"enum member `{name}` is defined twice")
+                members[name] = self.consts.eval(item.value)
+                continue
+            raise UserError(self.loc(item), "an IntEnum body holds only `NAME = integer` members")
+        if not members:
+            raise UserError(self.loc(cls), f"IntEnum `{cls.name}` has no members")
+        lo, hi = min(members.values()), max(members.values())
+        base = next((t for t in (T.U32, T.I32, T.U64, T.I64) if t.contains(lo) and t.contains(hi)), None)
+        if base is None:
+            raise UserError(self.loc(cls), f"the members of `{cls.name}` do not fit in 64 bits")
+        self.module.constants.update({f"{cls.name}.{k}": v for k, v in members.items()})
+        self.bind(cls.name, Sym("enum", (base, members)), self.loc(cls))
+
     def declare_assign(self, stmt: ast.Assign | ast.AnnAssign) -> None:
         loc = self.loc(stmt)
         if isinstance(stmt, ast.Assign):
@@ -234,16 +300,48 @@ class ModuleBuilder:
                 decl = self.declare_map(name, value, S.MAP_KINDS[sym.value], loc)
                 self.bind(name, Sym("map", decl), loc)
                 return
+            if sym is not None and sym.kind == "lang" and sym.value in S.GLOBAL_KINDS:
+                g = self.declare_global(name, value, S.GLOBAL_KINDS[sym.value], loc)
+                self.bind(name, Sym("global", g), loc)
+                return
         const = self.consts.eval(value)
         self.module.constants[name] = const
         self.bind(name, Sym("const", const), loc)
+
+    def declare_global(self, name: str, call: ast.Call, kind: str, loc: Loc) -> GlobalDecl:
+        check_c_identifier(name, loc)
+        what = "Global" if kind == "global" else "Config"
+        if call.keywords or not 1 <= len(call.args) <= 2:
+            raise UserError(loc, f"write `{name} = {what}(TYPE)` or `{name} = {what}(TYPE, initial_value)`")
+        typ = self.resolve_type(call.args[0], "type")
+        init = None
+        if len(call.args) == 2:
+            init = self.consts.eval(call.args[1])
+            if not isinstance(typ, T.IntT):
+                raise UserError(self.loc(call.args[1]), f"only integer {what}s take an initial value")
+            if not typ.contains(init):
+                raise UserError(self.loc(call.args[1]), f"initial value {init} does not fit in {typ}")
+        elif not isinstance(typ, (T.IntT, T.StructT, T.ArrayT, T.BoolT)):
+            raise UserError(self.loc(call.args[0]), f"{what} of type {typ} is not supported")
+        if kind == "config":
+            section = ".rodata"
+        else:
+            section = ".data" if init else ".bss"
+        g = GlobalDecl(name, typ, init, section, loc)
+        self.module.globals.append(g)
+        return g
 
     def declare_map(self, name: str, call: ast.Call, kind: S.MapKind, loc: Loc) -> MapDecl:
         check_c_identifier(name, loc)
         if call.args:
             raise UserError(self.loc(call.args[0]), "map parameters are keyword arguments",
                             f"write e.g. `{ast.unparse(call.func)}(key=u32, value=u64, max_entries=1024)`")
-        allowed = {"key", "value", "max_entries", "flags"} if kind.has_key else {"value", "max_entries", "flags"}
+        if kind.kind == "ringbuf":
+            allowed = {"max_entries"}
+        elif kind.kind == "sockmap":
+            allowed = {"max_entries", "value", "flags"}
+        else:
+            allowed = {"key", "value", "max_entries", "flags"} if kind.has_key else {"value", "max_entries", "flags"}
         kw: dict[str, ast.expr] = {}
         for k in call.keywords:
             if k.arg not in allowed:
@@ -256,6 +354,12 @@ class ModuleBuilder:
         if not (0 < max_entries <= 0xFFFFFFFF):
             raise UserError(self.loc(kw["max_entries"]), f"max_entries must be between 1 and 2**32-1, not {max_entries}")
         flags = self.consts.eval(kw["flags"]) if "flags" in kw else 0
+        if kind.kind == "ringbuf":
+            if max_entries & (max_entries - 1) or max_entries % 4096:
+                raise UserError(self.loc(kw["max_entries"]), "a RingBuf size must be a power of 2 and a multiple of 4096")
+            decl = MapDecl(name, kind.kind, kind.map_type, T.VOID, T.VOID, max_entries, 0, loc)
+            self.module.maps.append(decl)
+            return decl
         if kind.has_key:
             if "key" not in kw:
                 raise UserError(loc, f"map `{name}` needs a key type")
@@ -270,15 +374,54 @@ class ModuleBuilder:
             if "value" not in kw:
                 raise UserError(loc, f"map `{name}` needs a value type")
             value = self.resolve_type(kw["value"], "value type")
+        if kind.kind == "lpm_trie":
+            if not (isinstance(key, T.StructT) and key.fields[0].name == "prefixlen" and key.fields[0].type == T.U32
+                    and len(key.fields) > 1):
+                raise UserError(self.loc(kw["key"]), "an LPMTrie key is a Struct whose first field is `prefixlen: u32`, "
+                                "followed by the address (e.g. `addr: u32` or `addr: u32[4]`)")
+            flags |= 1  # BPF_F_NO_PREALLOC: required by the kernel for LPM tries
+        for what, t in (("key", key), ("value", value)):
+            if t.size > 512 and kind.kind not in ("array", "percpu_array", "hash", "lru_hash", "percpu_hash"):
+                raise UserError(loc, f"the {what} of map `{name}` is {t.size} bytes")
         decl = MapDecl(name, kind.kind, kind.map_type, key, value, max_entries, flags, loc)
         self.module.maps.append(decl)
         return decl
 
+    def declare_helper_function(self, fn: ast.FunctionDef) -> None:
+        """An undecorated function: a helper called from programs (inlined into them)."""
+        loc = self.loc(fn)
+        check_c_identifier(fn.name, loc)
+        a = fn.args
+        if a.posonlyargs or a.vararg or a.kwonlyargs or a.kwarg or a.defaults:
+            raise UserError(loc, f"function `{fn.name}` may only have plain positional parameters")
+        params = []
+        for p in a.args:
+            if p.annotation is None:
+                raise UserError(self.loc(p), f"annotate parameter `{p.arg}` with its type", f"e.g. `{p.arg}: u32`")
+            psym = self.resolve(p.annotation)
+            if psym is not None and psym.kind == "lang" and psym.value in S.CTX_CLASSES:
+                ptype: T.Type = T.CtxT(S.CTX_CLASSES[psym.value])
+            else:
+                ptype = self.resolve_type(p.annotation, "parameter type")
+            params.append(Var(p.arg, ptype, self.loc(p), is_param=True))
+        if fn.returns is None or (isinstance(fn.returns, ast.Constant) and fn.returns.value is None):
+            ret: T.Type = T.VOID
+        elif isinstance(fn.returns, ast.Name) and fn.returns.id == "int":
+            ret = T.I32
+        else:
+            ret = self.resolve_type(fn.returns, "return type")
+            if not isinstance(ret, (T.IntT, T.BoolT)):
+                raise UserError(self.loc(fn.returns), "functions return an integer, a bool or None",
+                                "return structs through a map value or a parameter instead")
+        func = Function(fn.name, params, ret, [], loc)
+        self.module.functions.append(func)
+        self.bind(fn.name, Sym("function", func), loc)
+        self.pending.append((fn, func))
+
     def declare_function(self, fn: ast.FunctionDef) -> None:
         loc = self.loc(fn)
         if not fn.decorator_list:
-            raise UserError(loc, f"function `{fn.name}` is not a BPF program",
-                            "decorate it with @sock_ops or @sk_msg(map); helper functions are not supported yet")
+            return self.declare_helper_function(fn)
         if len(fn.decorator_list) != 1:
             raise UserError(loc, f"program `{fn.name}` has more than one decorator")
         deco = fn.decorator_list[0]
@@ -291,7 +434,8 @@ class ModuleBuilder:
             deco = deco.func
         sym = self.resolve(deco)
         if sym is None or sym.kind != "lang" or sym.value not in S.PROG_DECORATORS:
-            raise UserError(dloc, f"`@{ast.unparse(deco)}` is not a program decorator", "use @sock_ops or @sk_msg(map)")
+            raise UserError(dloc, f"`@{ast.unparse(deco)}` is not a program decorator",
+                            "use @sock_ops, @sk_msg(map), @socket_filter or @syscall")
         progtype = S.PROG_DECORATORS[sym.value]
         pt = PROG_TYPES[progtype]
         attach_map = None
@@ -310,15 +454,24 @@ class ModuleBuilder:
             raise UserError(loc, f"a {progtype} program takes exactly one parameter, its context",
                             f"write `def {fn.name}(ctx: {pt.ctx_class}) -> int:`")
         param = a.args[0]
-        if param.annotation is None:
-            raise UserError(self.loc(param), f"annotate the context parameter: `{param.arg}: {pt.ctx_class}`")
-        psym = self.resolve(param.annotation)
-        if psym is None or psym.kind != "lang" or S.CTX_CLASSES.get(psym.value) != progtype:
-            raise UserError(self.loc(param.annotation), f"the context of a {progtype} program is {pt.ctx_class}",
-                            f"write `{param.arg}: {pt.ctx_class}`")
+        if progtype == "syscall":
+            if param.annotation is None:
+                raise UserError(self.loc(param), "annotate the context of a syscall program with a Struct type")
+            st = self.resolve_type(param.annotation, "Struct type")
+            if not isinstance(st, T.StructT):
+                raise UserError(self.loc(param.annotation), "the context of a syscall program is a Struct")
+            ctx_t = T.CtxT(progtype, st)
+        else:
+            if param.annotation is None:
+                raise UserError(self.loc(param), f"annotate the context parameter: `{param.arg}: {pt.ctx_class}`")
+            psym = self.resolve(param.annotation)
+            if psym is None or psym.kind != "lang" or S.CTX_CLASSES.get(psym.value) != progtype:
+                raise UserError(self.loc(param.annotation), f"the context of a {progtype} program is {pt.ctx_class}",
+                                f"write `{param.arg}: {pt.ctx_class}`")
+            ctx_t = T.CtxT(progtype)
         if fn.returns is not None and not (isinstance(fn.returns, ast.Name) and fn.returns.id == "int"):
             raise UserError(self.loc(fn.returns), "BPF programs return `int`")
-        ctx = Var(param.arg, T.CtxT(progtype), self.loc(param), is_param=True)
+        ctx = Var(param.arg, ctx_t, self.loc(param), is_param=True)
         prog = Program(fn.name, progtype, ctx, [], loc, attach_map)
         self.module.programs.append(prog)
         self.bind(fn.name, Sym("program", prog), loc)

@@ -25,19 +25,34 @@ INT_TYPES = {lang.u8: T.U8, lang.u16: T.U16, lang.u32: T.U32, lang.u64: T.U64,
              lang.i8: T.I8, lang.i16: T.I16, lang.i32: T.I32, lang.i64: T.I64}
 MAP_KINDS = {
     lang.Hash: MapKind("hash", 1, True),
+    lang.PerCPUHash: MapKind("percpu_hash", 5, True),
+    lang.LRUHash: MapKind("lru_hash", 9, True),
+    lang.LPMTrie: MapKind("lpm_trie", 11, True),
     lang.Array: MapKind("array", 2, False),
     lang.PerCPUArray: MapKind("percpu_array", 6, False),
     lang.SockHash: MapKind("sockhash", 18, True, socket=True),
+    lang.SockMap: MapKind("sockmap", 15, False, socket=True),
+    lang.RingBuf: MapKind("ringbuf", 27, False),
 }
 RAW_HELPERS = {
-    lang.bpf_map_lookup_elem: HELPERS["map_lookup_elem"],
-    lang.bpf_map_update_elem: HELPERS["map_update_elem"],
-    lang.bpf_map_delete_elem: HELPERS["map_delete_elem"],
-    lang.bpf_sock_hash_update: HELPERS["sock_hash_update"],
-    lang.bpf_msg_redirect_hash: HELPERS["msg_redirect_hash"],
+    lang.bpf_map_lookup_elem: "map_lookup_elem",
+    lang.bpf_map_update_elem: "map_update_elem",
+    lang.bpf_map_delete_elem: "map_delete_elem",
+    lang.bpf_sock_hash_update: "sock_hash_update",
+    lang.bpf_msg_redirect_hash: "msg_redirect_hash",
 }
-PROG_DECORATORS = {lang.sock_ops: "sock_ops", lang.sk_msg: "sk_msg"}
-CTX_CLASSES = {lang.SockOps: "sock_ops", lang.SkMsg: "sk_msg"}
+PROG_DECORATORS = {lang.sock_ops: "sock_ops", lang.sk_msg: "sk_msg", lang.socket_filter: "socket_filter",
+                   lang.syscall: "syscall"}
+CTX_CLASSES = {lang.SockOps: "sock_ops", lang.SkMsg: "sk_msg", lang.SkBuff: "socket_filter"}
+GLOBAL_KINDS = {lang.Global: "global", lang.Config: "config"}
+
+
+def helper_name(obj: Any) -> str | None:
+    """The kernel helper a pybpfgen.lang function stands for, if any."""
+    if obj in RAW_HELPERS:
+        return RAW_HELPERS[obj]
+    name = getattr(obj, "__bpf_helper__", None)
+    return name if isinstance(name, str) and name in HELPERS else None
 
 
 def lang_exports() -> dict[str, Any]:

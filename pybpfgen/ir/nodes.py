@@ -22,6 +22,21 @@ class MapDecl:
 
 
 @dataclass(eq=False)
+class GlobalDecl:
+    """A global variable: ``.bss`` (zero), ``.data`` (initialised) or ``.rodata`` (a Config the loader may set)."""
+
+    name: str
+    type: Type
+    init: int | list | None
+    section: str  # ".bss" | ".data" | ".rodata"
+    loc: Loc
+
+    @property
+    def readonly(self) -> bool:
+        return self.section == ".rodata"
+
+
+@dataclass(eq=False)
 class Var:
     name: str
     type: Type
@@ -33,7 +48,7 @@ class Var:
 class CtxField:
     name: str
     offset: int
-    type: IntT
+    type: Type  # IntT, or ArrayT of u32 for IPv6 addresses
     load_bits: int = 32
     convert: str | None = None  # "bswap32": kernel gives network order in a u32
     writable: bool = False
@@ -78,6 +93,35 @@ class CtxRef(Expr):
 class CtxLoad(Expr):
     ctx: Var
     field: CtxField
+    index: int | None = None  # element of an array field (e.g. remote_ip6[2])
+
+
+@dataclass(eq=False)
+class GlobalRef(Expr):
+    """The address of a global variable (type RefT: always non-null)."""
+
+    decl: GlobalDecl
+
+
+@dataclass(eq=False)
+class Index(Expr):
+    """``base[index]`` on an array place or value."""
+
+    base: Expr
+    index: Expr
+
+
+@dataclass(eq=False)
+class ArrayInit(Expr):
+    values: list[Expr]
+
+
+@dataclass(eq=False)
+class Call(Expr):
+    """A call of a function written in the DSL (inlined by LLVM)."""
+
+    func: "Function"
+    args: list[Expr]
 
 
 @dataclass(eq=False)
@@ -91,6 +135,7 @@ class Deref(Expr):
     """``ref.value``: the map value a (non-null) reference points to."""
 
     ref: Expr
+    volatile: bool = False
 
 
 @dataclass(eq=False)
@@ -164,7 +209,14 @@ class AddrOf(Expr):
 @dataclass(eq=False)
 class HelperCall(Expr):
     helper: Helper
-    args: list[Expr]
+    args: list[Expr]  # by helper parameter kind: CtxRef, MapRef, AddrOf (key/value/data), Const bytes (fmt), scalars
+
+
+@dataclass(eq=False)
+class FormatString(Expr):
+    """A constant format string passed to a helper (stored on the stack)."""
+
+    data: bytes
 
 
 @dataclass(eq=False)
@@ -198,23 +250,62 @@ class If(Stmt):
 
 @dataclass(eq=False)
 class Return(Stmt):
-    value: Expr
+    value: Expr | None
+
+
+@dataclass(eq=False)
+class For(Stmt):
+    var: Var
+    start: int
+    stop: int
+    step: int
+    body: list[Stmt]
+
+
+@dataclass(eq=False)
+class Break(Stmt):
+    pass
+
+
+@dataclass(eq=False)
+class Continue(Stmt):
+    pass
 
 
 # ----------------------------------------------------------------- functions and modules
 @dataclass(eq=False)
+class Function:
+    """A function written in the DSL and called from programs (inlined)."""
+
+    name: str
+    params: list[Var]
+    ret: Type
+    body: list[Stmt]
+    loc: Loc
+    locals: list[Var] = field(default_factory=list)
+    calls: list["Function"] = field(default_factory=list)
+    helper_uses: list[tuple[Helper, Loc, str]] = field(default_factory=list)
+
+
+@dataclass(eq=False)
 class Program:
     name: str
-    progtype: str  # "sock_ops" | "sk_msg"
+    progtype: str  # "sock_ops" | "sk_msg" | "syscall" | "socket_filter"
     ctx: Var
     body: list[Stmt]
     loc: Loc
     attach_map: MapDecl | None = None
     locals: list[Var] = field(default_factory=list)
+    calls: list[Function] = field(default_factory=list)
+    helper_uses: list[tuple[Helper, Loc, str]] = field(default_factory=list)
 
     @property
     def ctx_type(self) -> CtxT:
         return self.ctx.type  # type: ignore[return-value]
+
+    @property
+    def params(self) -> list[Var]:
+        return [self.ctx]
 
 
 @dataclass(eq=False)
@@ -224,6 +315,8 @@ class Module:
     source: str
     structs: list[StructT] = field(default_factory=list)
     maps: list[MapDecl] = field(default_factory=list)
+    globals: list[GlobalDecl] = field(default_factory=list)
+    functions: list[Function] = field(default_factory=list)
     programs: list[Program] = field(default_factory=list)
     constants: dict[str, Any] = field(default_factory=dict)
     license: str = "GPL"

@@ -107,6 +107,25 @@ class StructT(Type):
 
 
 @dataclass(frozen=True)
+class ArrayT(Type):
+    """A fixed-size array ``elem[n]``."""
+
+    elem: Type
+    n: int
+
+    @property
+    def size(self) -> int:  # type: ignore[override]
+        return self.elem.size * self.n
+
+    @property
+    def align(self) -> int:  # type: ignore[override]
+        return self.elem.align
+
+    def __str__(self) -> str:
+        return f"{self.elem}[{self.n}]"
+
+
+@dataclass(frozen=True)
 class RefT(Type):
     """A non-null pointer to a map value (the result of a checked lookup)."""
 
@@ -132,14 +151,29 @@ class OptRefT(Type):
 
 @dataclass(frozen=True)
 class CtxT(Type):
-    """The context argument of a program (``struct bpf_sock_ops *`` ...)."""
+    """The context argument of a program (``struct bpf_sock_ops *`` ...).
+
+    For ``syscall`` programs the context is a pointer to a user-defined struct
+    (``struct_t``), read and written like memory."""
 
     progtype: str
+    struct_t: "StructT | None" = None
     size = 8
     align = 8
 
     def __str__(self) -> str:
-        return {"sock_ops": "SockOps", "sk_msg": "SkMsg"}.get(self.progtype, self.progtype)
+        if self.struct_t is not None:
+            return self.struct_t.name
+        return {"sock_ops": "SockOps", "sk_msg": "SkMsg", "socket_filter": "SkBuff"}.get(self.progtype, self.progtype)
+
+
+@dataclass(frozen=True)
+class VoidT(Type):
+    def __str__(self) -> str:
+        return "None"
+
+
+VOID = VoidT()
 
 
 @dataclass(frozen=True)
@@ -157,6 +191,11 @@ def is_int(t: Type) -> bool:
 
 def is_arith(t: Type) -> bool:
     return isinstance(t, (IntT, BoolT))
+
+
+def is_memory(t: Type) -> bool:
+    """Types whose values live in memory and are used through their address."""
+    return isinstance(t, (StructT, ArrayT))
 
 
 def promote(t: Type) -> IntT:

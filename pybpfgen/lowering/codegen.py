@@ -45,7 +45,7 @@ def llvm_type(t: T.Type) -> ir.Type:
         return I1
     if isinstance(t, (T.RefT, T.OptRefT, T.CtxT)):
         return PTR
-    if isinstance(t, T.StructT):
+    if isinstance(t, (T.StructT, T.ArrayT)):
         return ir.ArrayType(I8, t.size)
     raise InternalCompilerError(f"no LLVM type for {t}")
 
@@ -55,17 +55,40 @@ def lower_module(module: N.Module, metadata: dict | None = None) -> ir.Module:
     m.triple = "bpfel"
     m.data_layout = DATA_LAYOUT
     di = DebugInfo(m, module)
-    globals_: dict[int, ir.GlobalVariable] = {}
+    symbols: dict[int, ir.GlobalValue] = {}
     for decl in module.maps:
-        gty = ir.LiteralStructType([PTR] * (5 if decl.flags else 4))
+        n_fields = 2 if decl.kind == "ringbuf" else (5 if decl.flags else 4)
+        gty = ir.LiteralStructType([PTR] * n_fields)
         gv = ir.GlobalVariable(m, gty, decl.name)
         gv.section = ".maps"
         gv.initializer = ir.Constant(gty, None)
         gv.align = 8
         di.map_variable(gv, decl)
-        globals_[id(decl)] = gv
+        symbols[id(decl)] = gv
+    for g in module.globals:
+        ty = llvm_type(g.type)
+        gv = ir.GlobalVariable(m, ty, g.name)
+        gv.section = g.section
+        gv.align = max(g.type.align, 1)
+        gv.initializer = initializer(g)
+        di.global_variable(gv, g)
+        symbols[id(g)] = gv
+    # functions first (programs call them); they are internal and always inlined
+    for f in module.functions:
+        fn = ir.Function(m, ir.FunctionType(llvm_type(f.ret) if f.ret != T.VOID else ir.VoidType(),
+                                            [llvm_param_type(p.type) for p in f.params]), f.name)
+        fn.linkage = "internal"
+        fn.attributes.add("alwaysinline")
+        fn.attributes.add("nounwind")
+        symbols[id(f)] = fn
+    for f in module.functions:
+        FunctionLowering(m, di, symbols, f, symbols[id(f)]).run()
     for prog in module.programs:
-        FunctionLowering(m, di, globals_, prog).run()
+        pt = PROG_TYPES[prog.progtype]
+        fn = ir.Function(m, ir.FunctionType(I32, [PTR]), prog.name)
+        fn.section = pt.section
+        fn.attributes.add("nounwind")  # no .eh_frame
+        FunctionLowering(m, di, symbols, prog, fn).run()
     di.finish()
     lic = bytearray(module.license.encode() + b"\0")
     gl = ir.GlobalVariable(m, ir.ArrayType(I8, len(lic)), "_license")
@@ -83,30 +106,54 @@ def lower_module(module: N.Module, metadata: dict | None = None) -> ir.Module:
     return m
 
 
+def llvm_param_type(t: T.Type) -> ir.Type:
+    """Memory-typed parameters (structs, arrays) are passed by pointer."""
+    return PTR if T.is_memory(t) else llvm_type(t)
+
+
+def initializer(g: N.GlobalDecl) -> ir.Constant:
+    ty = llvm_type(g.type)
+    if not g.init:
+        return ir.Constant(ty, None)
+    assert isinstance(g.type, T.IntT)
+    return ir.Constant(ty, g.init & ((1 << g.type.bits) - 1))
+
+
 class FunctionLowering:
-    def __init__(self, m: ir.Module, di: DebugInfo, maps: dict, prog: N.Program):
-        self.m, self.di, self.maps, self.prog = m, di, maps, prog
-        self.pt = PROG_TYPES[prog.progtype]
-        self.fn = ir.Function(m, ir.FunctionType(I32, [PTR]), prog.name)
-        self.fn.section = self.pt.section
-        self.fn.attributes.add("nounwind")  # no .eh_frame
-        self.fn.args[0].name = prog.ctx.name
-        self.sp = di.subprogram(self.fn, prog, self.pt.c_struct)
-        self.entry = self.fn.append_basic_block("entry")
+    """Lowers one program or DSL function into the llvmlite function ``fn``."""
+
+    def __init__(self, m: ir.Module, di: DebugInfo, symbols: dict, func, fn: ir.Function):
+        self.m, self.di, self.symbols, self.func, self.fn = m, di, symbols, func, fn
+        self.is_program = isinstance(func, N.Program)
+        for arg, p in zip(fn.args, func.params):
+            arg.name = p.name
+        if self.is_program:
+            self.sp = di.subprogram(fn, func, PROG_TYPES[func.progtype].c_struct or
+                                    (func.ctx.type.struct_t.name if func.ctx.type.struct_t else "ctx"))
+        else:
+            self.sp = di.function(fn, func)
+        self.entry = fn.append_basic_block("entry")
         self.alloca_b = ir.IRBuilder(self.entry)
-        body = self.fn.append_basic_block("body")
+        body = fn.append_basic_block("body")
         self.b = ir.IRBuilder(body)
         self.slots: dict[N.Var, ir.Value] = {}
+        self.params: dict[N.Var, ir.Value] = {}
         self.passthrough_seq = 0
+        self.loops: list[tuple[ir.Block, ir.Block]] = []  # (continue target, break target)
 
     # ------------------------------------------------------------ plumbing
     def run(self) -> None:
-        for var in self.prog.locals:
+        for p, arg in zip(self.func.params, self.fn.args):
+            self.params[p] = arg
+        for var in self.func.locals:
             self.slots[var] = self.alloca(var.type, var.name)
-        self.b.debug_metadata = self.di.location(self.sp, self.prog.loc.line, self.prog.loc.col)
-        self.block(self.prog.body)
+        self.b.debug_metadata = self.di.location(self.sp, self.func.loc.line, self.func.loc.col)
+        self.block(self.func.body)
         if not self.b.block.is_terminated:
-            self.b.unreachable()  # the checker proved every path returns
+            if self.fn.function_type.return_type == ir.VoidType():
+                self.b.ret_void()
+            else:
+                self.b.unreachable()  # the checker proved every path returns
         self.alloca_b.branch(self.fn.blocks[1])
 
     def alloca(self, t: T.Type, name: str = "") -> ir.Value:
@@ -114,6 +161,9 @@ class FunctionLowering:
         slot.align = max(t.align, 1)
         slot.type = PTR  # use it as an opaque pointer (field stores go through byte offsets)
         return slot
+
+    def ctx_arg(self, var: N.Var) -> ir.Value:
+        return self.params[var]
 
     def intrinsic(self, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
         fn = self.m.globals.get(name)
@@ -131,15 +181,50 @@ class FunctionLowering:
 
     def stmt(self, s: N.Stmt) -> None:
         if isinstance(s, N.Return):
-            self.b.ret(self.value(s.value))
+            if s.value is None:
+                self.b.ret_void()
+            else:
+                self.b.ret(self.value(s.value))
         elif isinstance(s, N.Assign):
             self.store(s.target, s.value)
         elif isinstance(s, N.ExprStmt):
             self.value(s.value)
         elif isinstance(s, N.If):
             self.if_(s)
+        elif isinstance(s, N.For):
+            self.for_(s)
+        elif isinstance(s, N.Break):
+            self.b.branch(self.loops[-1][1])
+        elif isinstance(s, N.Continue):
+            self.b.branch(self.loops[-1][0])
         else:
             raise InternalCompilerError(f"cannot lower statement {type(s).__name__}")
+
+    def for_(self, s: N.For) -> None:
+        b = self.b
+        slot = self.slots[s.var]
+        b.store(I32(s.start), slot)
+        head = self.fn.append_basic_block("for.head")
+        body = self.fn.append_basic_block("for.body")
+        latch = self.fn.append_basic_block("for.latch")
+        end = self.fn.append_basic_block("for.end")
+        b.branch(head)
+        b.position_at_end(head)
+        i = b.load(slot, typ=I32)
+        b.cbranch(b.icmp_unsigned("<", i, I32(s.stop)), body, end)
+        b.position_at_end(body)
+        self.loops.append((latch, end))
+        self.block(s.body)
+        self.loops.pop()
+        if not self.b.block.is_terminated:
+            self.b.branch(latch)
+        b.position_at_end(latch)
+        b.debug_metadata = self.di.location(self.sp, s.loc.line, s.loc.col)
+        nxt = b.add(b.load(slot, typ=I32), I32(s.step))
+        b.store(nxt, slot)
+        if s.start + s.step > s.start:  # no overflow past stop for unsigned bounds <= 2**32-1
+            b.branch(head)
+        b.position_at_end(end)
 
     def if_(self, s: N.If) -> None:
         cond = self.value(s.cond)
@@ -159,55 +244,75 @@ class FunctionLowering:
 
     def store(self, target: N.Expr, value: N.Expr) -> None:
         if isinstance(target, N.CtxLoad):
-            ptr = self.b.gep(self.fn.args[0], [I64(target.field.offset)], source_etype=I8)
+            ptr = self.b.gep(self.ctx_arg(target.ctx), [I64(target.field.offset)], source_etype=I8)
             self.b.store(self.value(value), ptr)
             return
         dst = self.address(target)
-        if isinstance(target.type, T.StructT):
+        if T.is_memory(target.type):
             self.init_memory(dst, value)
         else:
             self.b.store(self.value(value), dst)
 
     # ------------------------------------------------------------ memory
     def address(self, e: N.Expr) -> ir.Value:
-        """The address of a place (a local, a struct field, a map value)."""
+        """The address of a place (a local, a field, an element, a map value, a global)."""
         if isinstance(e, N.VarRef):
+            if e.var in self.params:  # memory-typed parameters are passed by pointer
+                return self.params[e.var]
             return self.slots[e.var]
         if isinstance(e, N.FieldGet):
             return self.b.gep(self.address(e.base), [I64(e.field.offset)], source_etype=I8)
+        if isinstance(e, N.Index):
+            base = self.address(e.base)
+            if isinstance(e.index, N.Const):
+                return self.b.gep(base, [I64(e.index.value * e.type.size)], source_etype=I8)
+            off = self.b.mul(self.value(e.index), I64(e.type.size))
+            return self.b.gep(base, [off], source_etype=I8)
         if isinstance(e, N.Deref):
             return self.value(e.ref)
         raise InternalCompilerError(f"not a place: {type(e).__name__}")
 
+    def memset0(self, dst: ir.Value, size: int) -> None:
+        memset = self.intrinsic("llvm.memset.p0.i64", ir.VoidType(), [PTR, I8, I64, I1])
+        self.b.call(memset, [dst, I8(0), I64(size), I1(0)])
+
     def init_memory(self, dst: ir.Value, value: N.Expr) -> None:
-        """Write a struct value into memory at ``dst``."""
-        st = value.type
+        """Write a struct or array value into memory at ``dst``."""
+        t = value.type
         if isinstance(value, N.StructInit):
-            memset = self.intrinsic("llvm.memset.p0.i64", ir.VoidType(), [PTR, I8, I64, I1])
-            self.b.call(memset, [dst, I8(0), I64(st.size), I1(0)])
-            for f in st.fields:
+            self.memset0(dst, t.size)
+            for f in t.fields:
                 v = value.values.get(f.name)
-                if v is None:
-                    continue
-                fp = self.b.gep(dst, [I64(f.offset)], source_etype=I8)
-                if isinstance(f.type, T.StructT):
-                    self.init_memory(fp, v)
-                else:
-                    self.b.store(self.value(v), fp)
+                if v is not None:
+                    self.store_at(self.b.gep(dst, [I64(f.offset)], source_etype=I8), v)
             return
+        if isinstance(value, N.ArrayInit):
+            self.memset0(dst, t.size)
+            for i, v in enumerate(value.values):
+                self.store_at(self.b.gep(dst, [I64(i * t.elem.size)], source_etype=I8), v)
+            return
+        if isinstance(value, N.CtxLoad) and isinstance(t, T.ArrayT):
+            for i in range(t.n):
+                self.b.store(self.ctx_load(value.ctx, value.field, i), self.b.gep(dst, [I64(4 * i)], source_etype=I8))
+            return
+        if isinstance(value, N.Call):
+            raise InternalCompilerError("functions do not return memory values")
         src = self.address(value)
         memcpy = self.intrinsic("llvm.memcpy.p0.p0.i64", ir.VoidType(), [PTR, PTR, I64, I1])
-        self.b.call(memcpy, [dst, src, I64(st.size), I1(0)])
+        self.b.call(memcpy, [dst, src, I64(t.size), I1(0)])
+
+    def store_at(self, ptr: ir.Value, v: N.Expr) -> None:
+        if T.is_memory(v.type):
+            self.init_memory(ptr, v)
+        else:
+            self.b.store(self.value(v), ptr)
 
     def pointer_to(self, e: N.Expr) -> ir.Value:
         """A pointer to ``e``'s value: its own address if it is a place, else a stack temporary."""
-        if isinstance(e, (N.VarRef, N.FieldGet, N.Deref)) and (not isinstance(e, N.FieldGet) or _is_place(e)):
+        if _is_place(e):
             return self.address(e)
         tmp = self.alloca(e.type)
-        if isinstance(e.type, T.StructT):
-            self.init_memory(tmp, e)
-        else:
-            self.b.store(self.value(e), tmp)
+        self.store_at(tmp, e)
         return tmp
 
     # ------------------------------------------------------------ expressions
@@ -216,19 +321,30 @@ class FunctionLowering:
         if isinstance(e, N.Const):
             return llvm_type(e.type)(e.value & ((1 << llvm_type(e.type).width) - 1))
         if isinstance(e, N.VarRef):
-            if isinstance(e.type, T.StructT):
+            if T.is_memory(e.type):
                 raise InternalCompilerError("struct values are used through their address")
+            if e.var in self.params:
+                return self.params[e.var]
             return b.load(self.slots[e.var], typ=llvm_type(e.type))
+        if isinstance(e, N.GlobalRef):
+            return self.symbols[id(e.decl)]
+        if isinstance(e, N.Call):
+            fn = self.symbols[id(e.func)]
+            args = [self.pointer_to(a) if T.is_memory(a.type) else self.value(a) for a in e.args]
+            return b.call(fn, args)
         if isinstance(e, N.Narrow):
             return self.value(e.value)
         if isinstance(e, N.CtxRef):
-            return self.fn.args[0]
+            return self.ctx_arg(e.var)
         if isinstance(e, N.CtxLoad):
-            return self.ctx_load(e.field)
-        if isinstance(e, (N.FieldGet, N.Deref)):
-            if isinstance(e.type, T.StructT):
+            return self.ctx_load(e.ctx, e.field, e.index)
+        if isinstance(e, (N.FieldGet, N.Deref, N.Index)):
+            if T.is_memory(e.type):
                 raise InternalCompilerError("struct values are used through their address")
-            return b.load(self.address(e), typ=llvm_type(e.type))
+            v = b.load(self.address(e), typ=llvm_type(e.type))
+            if isinstance(e, N.Deref) and e.volatile:
+                v.volatile = True  # a Config in .rodata: the loader may change it before load
+            return v
         if isinstance(e, N.Cast):
             return self.cast(self.value(e.value), e.value.type, e.type)
         if isinstance(e, N.Unary):
@@ -251,13 +367,14 @@ class FunctionLowering:
             return b.icmp_unsigned("!=" if e.negate else "==", p, ir.Constant(PTR, None))
         if isinstance(e, N.HelperCall):
             return self.helper_call(e)
-        if isinstance(e, N.StructInit):
+        if isinstance(e, (N.StructInit, N.ArrayInit)):
             raise InternalCompilerError("struct values are used through their address")
         raise InternalCompilerError(f"cannot lower expression {type(e).__name__}")
 
-    def ctx_load(self, f: N.CtxField) -> ir.Value:
+    def ctx_load(self, ctx: N.Var, f: N.CtxField, index: int | None = None) -> ir.Value:
         ty = ir.IntType(f.load_bits)
-        ptr = self.b.gep(self.fn.args[0], [I64(f.offset)], source_etype=I8)
+        off = f.offset + (4 * index if index is not None else 0)
+        ptr = self.b.gep(self.ctx_arg(ctx), [I64(off)], source_etype=I8)
         raw = self.b.load(ptr, typ=ty)
         raw.align = f.load_bits // 8
         name = f"llvm.bpf.passthrough.i{f.load_bits}.i{f.load_bits}"
@@ -266,7 +383,8 @@ class FunctionLowering:
         v = self.b.call(keep, [I32(self.passthrough_seq), raw])
         if f.convert == "bswap32":
             v = self.b.bswap(v)
-        return self.cast(v, T.IntT(f.load_bits, False), f.type)
+        elem = f.type.elem if isinstance(f.type, T.ArrayT) else f.type
+        return self.cast(v, T.IntT(f.load_bits, False), elem)
 
     def cast(self, v: ir.Value, src: T.Type, dst: T.Type) -> ir.Value:
         if isinstance(src, T.BoolT):
@@ -334,15 +452,27 @@ class FunctionLowering:
         for kind, a in zip(h.params, e.args):
             if kind == "map":
                 assert isinstance(a, N.MapRef)
-                args.append(self.maps[id(a.map)])
+                args.append(self.symbols[id(a.map)])
                 types.append(PTR)
             elif kind == "ctx":
-                args.append(self.fn.args[0])
+                args.append(self.ctx_arg(a.var))
                 types.append(PTR)
-            elif kind == "ptr":
+            elif kind in ("key", "value", "ptr"):
                 assert isinstance(a, N.AddrOf)
                 args.append(self.pointer_to(a.value))
                 types.append(PTR)
+            elif kind == "data":  # pointer and size
+                assert isinstance(a, N.AddrOf)
+                args += [self.pointer_to(a.value), I64(a.value.type.size)]
+                types += [PTR, I64]
+            elif kind == "fmt":  # a constant string on the stack, and its size
+                assert isinstance(a, N.FormatString)
+                arr = ir.ArrayType(I8, len(a.data))
+                slot = self.alloca_b.alloca(arr)
+                slot.type = PTR
+                self.b.store(ir.Constant(arr, bytearray(a.data)), slot)
+                args += [slot, I64(len(a.data))]
+                types += [PTR, I64]
             else:
                 args.append(self.value(a))
                 types.append(I64)
@@ -353,6 +483,6 @@ class FunctionLowering:
 def _is_place(e: N.Expr) -> bool:
     if isinstance(e, (N.VarRef, N.Deref)):
         return True
-    if isinstance(e, N.FieldGet):
+    if isinstance(e, (N.FieldGet, N.Index)):
         return _is_place(e.base)
     return False

@@ -61,6 +61,14 @@ class DebugInfo:
             return self._types[key]
         if isinstance(t, T.BoolT):
             return self.basic("_Bool", 8, "DW_ATE_boolean")
+        if isinstance(t, T.ArrayT):
+            key = ("array", t)
+            if key not in self._types:
+                sub = self.m.add_debug_info("DISubrange", {"count": t.n})
+                self._types[key] = self.m.add_debug_info("DICompositeType", {
+                    "tag": TOK("DW_TAG_array_type"), "baseType": self.type(t.elem), "size": t.size * 8,
+                    "elements": self.m.add_metadata([sub])})
+            return self._types[key]
         if isinstance(t, T.StructT):
             key = ("struct", id(t))
             if key not in self._types:
@@ -87,12 +95,13 @@ class DebugInfo:
 
     # ------------------------------------------------------------ globals and functions
     def map_variable(self, gv: ir.GlobalVariable, decl: MapDecl) -> None:
-        members = [self.member("type", self.int_array_ptr(decl.map_type), 0, 64, decl.loc.line),
-                   self.member("key", self.pointer(self.type(decl.key)), 64, 64, decl.loc.line),
-                   self.member("value", self.pointer(self.type(decl.value)), 128, 64, decl.loc.line),
-                   self.member("max_entries", self.int_array_ptr(decl.max_entries), 192, 64, decl.loc.line)]
+        fields = [("type", self.int_array_ptr(decl.map_type))]
+        if not isinstance(decl.key, T.VoidT):
+            fields += [("key", self.pointer(self.type(decl.key))), ("value", self.pointer(self.type(decl.value)))]
+        fields.append(("max_entries", self.int_array_ptr(decl.max_entries)))
         if decl.flags:
-            members.append(self.member("map_flags", self.int_array_ptr(decl.flags), 256, 64, decl.loc.line))
+            fields.append(("map_flags", self.int_array_ptr(decl.flags)))
+        members = [self.member(name, t, 64 * i, 64, decl.loc.line) for i, (name, t) in enumerate(fields)]
         st = self.m.add_debug_info("DICompositeType", {
             "tag": TOK("DW_TAG_structure_type"), "file": self.file, "line": decl.loc.line,
             "size": 64 * len(members), "elements": self.m.add_metadata(members)})
@@ -103,9 +112,38 @@ class DebugInfo:
         gv.set_metadata("dbg", gve)
         self.globals.append(gve)
 
+    def global_variable(self, gv: ir.GlobalVariable, g) -> None:
+        t = self.type(g.type)
+        if g.readonly:
+            t = self.m.add_debug_info("DIDerivedType", {"tag": TOK("DW_TAG_volatile_type"), "baseType": t})
+            t = self.m.add_debug_info("DIDerivedType", {"tag": TOK("DW_TAG_const_type"), "baseType": t})
+        var = self.m.add_debug_info("DIGlobalVariable", {
+            "name": g.name, "scope": self.cu, "file": self.file, "line": g.loc.line, "type": t,
+            "isLocal": False, "isDefinition": True})
+        gve = self.m.add_debug_info("DIGlobalVariableExpression", {"var": var, "expr": self.m.add_debug_info("DIExpression", {})})
+        gv.set_metadata("dbg", gve)
+
+    def function(self, fn: ir.Function, func):
+        """Debug info of a DSL function (inlined; its lines still show in line_info)."""
+        types = [self.type(func.ret) if not isinstance(func.ret, T.VoidT) else None]
+        types += [self.pointer(self.c_int) if isinstance(p.type, (T.CtxT, T.StructT, T.ArrayT)) else self.type(p.type)
+                  for p in func.params]
+        sty = self.m.add_debug_info("DISubroutineType", {"types": self.m.add_metadata(types)})
+        sp = self.m.add_debug_info("DISubprogram", {
+            "name": func.name, "scope": self.file, "file": self.file, "line": func.loc.line, "type": sty,
+            "scopeLine": func.loc.line, "flags": TOK("DIFlagPrototyped"),
+            "spFlags": TOK("DISPFlagLocalToUnit | DISPFlagDefinition | DISPFlagOptimized"), "unit": self.cu},
+            is_distinct=True)
+        fn.set_metadata("dbg", sp)
+        return sp
+
     def subprogram(self, fn: ir.Function, prog: Program, c_struct: str):
-        ctx = self.m.add_debug_info("DICompositeType", {"tag": TOK("DW_TAG_structure_type"), "name": c_struct,
-                                                        "file": self.file, "line": 0, "flags": TOK("DIFlagFwdDecl")})
+        if prog.ctx.type.struct_t is not None:  # syscall programs: the user's struct itself
+            ctx = self.type(prog.ctx.type.struct_t)
+        else:
+            ctx = self.m.add_debug_info("DICompositeType", {"tag": TOK("DW_TAG_structure_type"), "name": c_struct,
+                                                            "file": self.file, "line": 0,
+                                                            "flags": TOK("DIFlagFwdDecl")})
         ctx_ptr = self.pointer(ctx)
         sty = self.m.add_debug_info("DISubroutineType", {"types": self.m.add_metadata([self.c_int, ctx_ptr])})
         # The parameter must be named in BTF (the kernel rejects anonymous FUNC_PROTO

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..ir.nodes import CtxField
-from ..ir.types import U32, U64
+from ..ir.types import U32, U64, ArrayT
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,8 @@ SOCK_OPS_FIELDS = dict([
     _f("family", 20, doc="AF_INET or AF_INET6"),
     _f("remote_ip4", 24, doc="IPv4 peer address, network byte order"),
     _f("local_ip4", 28, doc="IPv4 local address, network byte order"),
+    _f("remote_ip6", 32, ArrayT(U32, 4), doc="IPv6 peer address, 4 words in network byte order"),
+    _f("local_ip6", 48, ArrayT(U32, 4), doc="IPv6 local address, 4 words in network byte order"),
     _f("remote_port", 64, convert="bswap32", doc="peer port, host byte order"),
     _f("local_port", 68, doc="local port, host byte order"),
     _f("is_fullsock", 72),
@@ -51,13 +53,24 @@ SK_MSG_FIELDS = dict([
     _f("family", 16, doc="AF_INET or AF_INET6"),
     _f("remote_ip4", 20, doc="IPv4 peer address, network byte order"),
     _f("local_ip4", 24, doc="IPv4 local address, network byte order"),
+    _f("remote_ip6", 28, ArrayT(U32, 4), doc="IPv6 peer address, 4 words in network byte order"),
+    _f("local_ip6", 44, ArrayT(U32, 4), doc="IPv6 local address, 4 words in network byte order"),
     _f("remote_port", 60, convert="bswap32", doc="peer port, host byte order"),
     _f("local_port", 64, doc="local port, host byte order"),
     _f("size", 68, doc="bytes in this message"),
 ])
 
+SKB_FIELDS = dict([
+    _f("len", 0), _f("pkt_type", 4), _f("mark", 8), _f("queue_mapping", 12), _f("protocol", 16),
+    _f("vlan_present", 20), _f("vlan_tci", 24), _f("vlan_proto", 28), _f("priority", 32),
+    _f("ingress_ifindex", 36), _f("ifindex", 40), _f("tc_index", 44), _f("hash", 68),
+])
+
 PROG_TYPES: dict[str, ProgType] = {
     "sock_ops": ProgType("sock_ops", "SockOps", "bpf_sock_ops", "sockops", 13, 3, SOCK_OPS_FIELDS),
     "sk_msg": ProgType("sk_msg", "SkMsg", "sk_msg_md", "sk_msg", 16, 7, SK_MSG_FIELDS, needs_map=True),
+    "socket_filter": ProgType("socket_filter", "SkBuff", "__sk_buff", "socket", 1, 0, SKB_FIELDS),
+    # the context of a syscall program is a user-defined Struct (see CtxT.struct_t)
+    "syscall": ProgType("syscall", "", "", "syscall", 31, 0, {}),
 }
-BY_CTX_CLASS = {p.ctx_class: p for p in PROG_TYPES.values()}
+BY_CTX_CLASS = {p.ctx_class: p for p in PROG_TYPES.values() if p.ctx_class}
