@@ -13,7 +13,7 @@ is_root() { [ "$(id -u)" -eq 0 ]; }
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
 # --- Debian packages -------------------------------------------------------
-REQUIRED=(bpftool sockperf iproute2)
+REQUIRED=(bpftool sockperf iproute2 iperf3)
 OPTIONAL=(clang-19 llvm-19)
 missing_req=() missing_opt=()
 if command -v dpkg-query >/dev/null; then

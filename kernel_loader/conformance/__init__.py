@@ -1,0 +1,24 @@
+"""Conformance suite of the sockmap accelerator (issue #5).
+
+    from kernel_loader.conformance import run_conformance, CASE_NAMES
+    results = run_conformance("build/accel.bpf.o", cases=None, progress=print, pin_root="/sys/fs/bpf/pbg-conf")
+
+Every case runs its workload on the kernel path and accelerated, in private network namespaces (loopback or
+198.18.0.0/15 only) and private child cgroups, loads the object under test into ``pin_root`` and removes
+everything afterwards (also on errors and Ctrl-C). Each result is ``{"name", "status", "detail", "metrics"}``
+with status ``pass`` | ``fail`` | ``kernel-hazard`` | ``skipped``. Sizes: see ``cases.Params`` (env vars
+``PYBPFGEN_CONF_*``). Needs root. Imports nothing heavy until called.
+"""
+from __future__ import annotations
+
+CASE_NAMES = ["sizes", "early_data", "shutdown", "peek", "sendfile_splice", "backpressure", "large",
+              "concurrency", "unload_reload", "netns_collision", "duplex_memory"]
+STATUSES = ("pass", "fail", "kernel-hazard", "skipped")
+
+
+def run_conformance(object_path, cases=None, progress=None, pin_root=None, *, params=None):
+    from .runner import run_conformance as _run
+    return _run(object_path, cases, progress, pin_root, params=params)
+
+
+__all__ = ["run_conformance", "CASE_NAMES", "STATUSES"]
