@@ -396,6 +396,9 @@ class BodyChecker:
         if isinstance(idx, N.Const):
             if not 0 <= idx.value < n:
                 raise self.error(node.slice, f"index {idx.value} is out of range for {base.type} (0..{n - 1})")
+        elif ctx_based(base):
+            raise self.error(node.slice, "the verifier allows only constant offsets into the program context",
+                             f"copy the array into a local first: `a = {ast.unparse(node.value)}`, then index `a`")
         elif not self.bounded(idx, n):
             raise self.error(node.slice, f"the index of `{ast.unparse(node.value)}` must provably be below {n}",
                              f"index with a constant, a loop variable of `range(M)` with M <= {n}, "
@@ -933,6 +936,13 @@ def is_place(e: N.Expr) -> bool:
     if isinstance(e, (N.FieldGet, N.Index)):
         return is_place(e.base)
     return False
+
+
+def ctx_based(e: N.Expr) -> bool:
+    """Is this place inside the program's context (a syscall program's struct)?"""
+    while isinstance(e, (N.FieldGet, N.Index)):
+        e = e.base
+    return isinstance(e, N.Deref) and isinstance(e.ref, N.CtxRef)
 
 
 def _narrowable(e: N.Expr) -> N.Var | None:

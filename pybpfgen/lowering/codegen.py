@@ -140,6 +140,7 @@ class FunctionLowering:
         self.params: dict[N.Var, ir.Value] = {}
         self.passthrough_seq = 0
         self.loops: list[tuple[ir.Block, ir.Block]] = []  # (continue target, break target)
+        self.ctx_bases: dict[N.Var, ir.Value] = {}
 
     # ------------------------------------------------------------ plumbing
     def run(self) -> None:
@@ -164,6 +165,17 @@ class FunctionLowering:
 
     def ctx_arg(self, var: N.Var) -> ir.Value:
         return self.params[var]
+
+    def ctx_memory_base(self, var: N.Var) -> ir.Value:
+        """A syscall program's context as memory. ``llvm.preserve.static.offset`` makes the BPF
+        backend keep every access as one load/store at a constant offset from the context
+        pointer (the verifier rejects accesses through a modified context pointer)."""
+        base = self.ctx_bases.get(var)
+        if base is None:
+            keep = self.intrinsic("llvm.preserve.static.offset", PTR, [PTR])
+            base = self.alloca_b.call(keep, [self.params[var]])
+            self.ctx_bases[var] = base
+        return base
 
     def intrinsic(self, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
         fn = self.m.globals.get(name)
@@ -243,6 +255,11 @@ class FunctionLowering:
         self.b.position_at_end(end_bb)
 
     def store(self, target: N.Expr, value: N.Expr) -> None:
+        if T.is_memory(target.type) and _in_ctx(target):
+            # build the value on the stack, then store it into the context one scalar at a time
+            tmp = self.pointer_to(value)
+            self.copy_scalars(self.address(target), tmp, target.type)
+            return
         if isinstance(target, N.CtxLoad):
             ptr = self.b.gep(self.ctx_arg(target.ctx), [I64(target.field.offset)], source_etype=I8)
             self.b.store(self.value(value), ptr)
@@ -269,6 +286,8 @@ class FunctionLowering:
             off = self.b.mul(self.value(e.index), I64(e.type.size))
             return self.b.gep(base, [off], source_etype=I8)
         if isinstance(e, N.Deref):
+            if isinstance(e.ref, N.CtxRef):
+                return self.ctx_memory_base(e.ref.var)
             return self.value(e.ref)
         raise InternalCompilerError(f"not a place: {type(e).__name__}")
 
@@ -298,8 +317,23 @@ class FunctionLowering:
         if isinstance(value, N.Call):
             raise InternalCompilerError("functions do not return memory values")
         src = self.address(value)
+        if _in_ctx(value):
+            self.copy_scalars(dst, src, t)  # no memcpy from the context: one constant-offset load each
+            return
         memcpy = self.intrinsic("llvm.memcpy.p0.p0.i64", ir.VoidType(), [PTR, PTR, I64, I1])
         self.b.call(memcpy, [dst, src, I64(t.size), I1(0)])
+
+    def copy_scalars(self, dst: ir.Value, src: ir.Value, t: T.Type, off: int = 0) -> None:
+        if isinstance(t, T.StructT):
+            for f in t.fields:
+                self.copy_scalars(dst, src, f.type, off + f.offset)
+        elif isinstance(t, T.ArrayT):
+            for i in range(t.n):
+                self.copy_scalars(dst, src, t.elem, off + i * t.elem.size)
+        else:
+            ty = llvm_type(t) if not isinstance(t, T.BoolT) else I8
+            v = self.b.load(self.b.gep(src, [I64(off)], source_etype=I8), typ=ty)
+            self.b.store(v, self.b.gep(dst, [I64(off)], source_etype=I8))
 
     def store_at(self, ptr: ir.Value, v: N.Expr) -> None:
         if T.is_memory(v.type):
@@ -478,6 +512,13 @@ class FunctionLowering:
                 types.append(I64)
         ret = PTR if h.ret == "ptr" else I64
         return self.b.call(HelperCallee(h.id, ir.FunctionType(ret, types)), args)
+
+
+def _in_ctx(e: N.Expr) -> bool:
+    """A place inside a syscall program's context struct."""
+    while isinstance(e, (N.FieldGet, N.Index)):
+        e = e.base
+    return isinstance(e, N.Deref) and isinstance(e.ref, N.CtxRef)
 
 
 def _is_place(e: N.Expr) -> bool:

@@ -1,0 +1,574 @@
+"""Run DSL programs in Python, with the semantics they have in the kernel.
+
+``pybpfgen.testing`` interprets the compiler's typed IR directly (no LLVM, no
+root), with the same integer semantics (C conversions, wrap-around, BPF division
+by zero), the same memory layout (structs and map values are byte buffers, so
+padding and aliasing behave as in the kernel), the kernel's context layouts
+(``remote_port`` is stored in network byte order, exactly as the kernel gives it)
+and simulated maps and helpers. Use it to unit-test policy logic::
+
+    from pybpfgen import testing
+
+    mod = testing.load("programs/accel.py")
+    mod.map("policy_ports").update(6379, 1)
+    ctx = testing.sock_ops(op=4, family=2, local_ip4=0x0100007F, remote_ip4=0x0100007F,
+                           local_port=40000, remote_port=6379)
+    assert mod.run("accel_sockops", ctx) == 1
+    assert len(mod.map("socks")) == 1
+
+The differential tests compile the same programs to BPF and run them in the kernel
+with BPF_PROG_TEST_RUN; both must agree.
+"""
+from __future__ import annotations
+
+import struct
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .diagnostics import CompileError
+from .frontend.module import parse_module
+from .ir import nodes as N
+from .ir import types as T
+from .target.progtypes import PROG_TYPES
+
+__all__ = ["load", "Module", "Context", "sock_ops", "sk_msg", "skb", "SimMap", "encode", "decode"]
+
+SK_PASS, SK_DROP = 1, 0
+ENOENT, EEXIST, E2BIG = 2, 17, 7
+
+
+# ================================================================= values <-> bytes
+def encode(t: T.Type, value: Any) -> bytes:
+    """Python value → bytes in the kernel's layout. Structs accept a dict, a
+    ``pybpfgen.lang.Struct`` instance or a tuple; arrays a list; missing fields are zero."""
+    buf = bytearray(t.size)
+    _store(buf, 0, t, value)
+    return bytes(buf)
+
+
+def decode(t: T.Type, data: bytes | bytearray, off: int = 0) -> Any:
+    """Bytes → Python value: ints, bools, dicts for structs, lists for arrays."""
+    if isinstance(t, T.IntT):
+        return int.from_bytes(data[off:off + t.size], "little", signed=t.signed)
+    if isinstance(t, T.BoolT):
+        return data[off] != 0
+    if isinstance(t, T.StructT):
+        return {f.name: decode(f.type, data, off + f.offset) for f in t.fields}
+    if isinstance(t, T.ArrayT):
+        return [decode(t.elem, data, off + i * t.elem.size) for i in range(t.n)]
+    raise TypeError(f"cannot decode {t}")
+
+
+def _store(buf: bytearray, off: int, t: T.Type, value: Any) -> None:
+    if isinstance(t, T.IntT):
+        buf[off:off + t.size] = (int(value) & ((1 << t.bits) - 1)).to_bytes(t.size, "little")
+    elif isinstance(t, T.BoolT):
+        buf[off] = 1 if value else 0
+    elif isinstance(t, T.StructT):
+        if value is None or value == 0:
+            return
+        if isinstance(value, (tuple, list)):
+            value = {f.name: v for f, v in zip(t.fields, value)}
+        elif not isinstance(value, dict):
+            value = {f.name: getattr(value, f.name) for f in t.fields}
+        for f in t.fields:
+            if f.name in value:
+                _store(buf, off + f.offset, f.type, value[f.name])
+    elif isinstance(t, T.ArrayT):
+        for i, v in enumerate(value or []):
+            _store(buf, off + i * t.elem.size, t.elem, v)
+    else:
+        raise TypeError(f"cannot encode {t}")
+
+
+# ================================================================= memory and pointers
+@dataclass(frozen=True)
+class Ptr:
+    """A pointer: a byte buffer and an offset into it."""
+
+    buf: bytearray
+    off: int = 0
+
+
+# ================================================================= contexts
+class Context:
+    """A program context: the kernel's struct as bytes, plus what helpers record."""
+
+    def __init__(self, progtype: str, data: bytes, **attrs: Any):
+        self.progtype = progtype
+        self.mem = bytearray(data)
+        self.redirect: tuple | None = None  # (map name, key bytes, flags) after msg_redirect_*
+        self.cb_flags: int | None = None
+        self.cookie = attrs.pop("cookie", 1)
+        self.netns_cookie = attrs.pop("netns_cookie", 1)
+        self.socket = attrs.pop("socket", object())  # what a sockhash stores for this context
+        self.printk: list[str] = []
+        for k, v in attrs.items():
+            setattr(self, k, v)
+
+    def field(self, name: str) -> int:
+        f = PROG_TYPES[self.progtype].fields[name]
+        raw = int.from_bytes(self.mem[f.offset:f.offset + f.load_bits // 8], "little")
+        return _bswap32(raw) if f.convert == "bswap32" else raw
+
+
+def _bswap32(v: int) -> int:
+    return int.from_bytes((v & 0xFFFFFFFF).to_bytes(4, "little"), "big")
+
+
+def _ctx(progtype: str, size: int, values: dict) -> Context:
+    fields = PROG_TYPES[progtype].fields
+    mem = bytearray(size)
+    extra = {}
+    for k, v in values.items():
+        f = fields.get(k)
+        if f is None:
+            extra[k] = v
+            continue
+        if isinstance(f.type, T.ArrayT):
+            for i, w in enumerate(v):
+                mem[f.offset + 4 * i:f.offset + 4 * i + 4] = (w & 0xFFFFFFFF).to_bytes(4, "little")
+            continue
+        raw = _bswap32(v) if f.convert == "bswap32" else v
+        mem[f.offset:f.offset + f.load_bits // 8] = (raw & ((1 << f.load_bits) - 1)).to_bytes(f.load_bits // 8, "little")
+    return Context(progtype, bytes(mem), **extra)
+
+
+def sock_ops(**fields: Any) -> Context:
+    """A ``struct bpf_sock_ops`` context. Give ports in host byte order (as programs see them) and
+    IPv4 addresses as the kernel's u32 (network byte order): 127.0.0.1 is ``0x0100007F``.
+    Also ``cookie=``, ``netns_cookie=``, ``socket=`` for the helpers."""
+    return _ctx("sock_ops", 224, fields)
+
+
+def sk_msg(**fields: Any) -> Context:
+    """A ``struct sk_msg_md`` context (see :func:`sock_ops` for the conventions)."""
+    return _ctx("sk_msg", 80, fields)
+
+
+def skb(**fields: Any) -> Context:
+    """A ``struct __sk_buff`` context for socket_filter programs."""
+    return _ctx("socket_filter", 192, fields)
+
+
+# ================================================================= maps
+class SimMap:
+    """A simulated map. Keys and values are given and returned as Python values
+    (see :func:`encode`/:func:`decode`); inside programs they are byte buffers."""
+
+    def __init__(self, decl: N.MapDecl):
+        self.decl = decl
+        self.data: dict[bytes, Any] = {}  # key bytes -> bytearray (value) or a socket object
+        if decl.kind in ("array", "percpu_array"):
+            for i in range(decl.max_entries):
+                self.data[i.to_bytes(4, "little")] = bytearray(decl.value.size)
+        self.records: list[bytes] = []  # ring buffer output
+
+    # ---- as programs see it (bytes)
+    def _lookup(self, key: bytes) -> bytearray | None:
+        if self.decl.kind == "lpm_trie":
+            return self._lpm(key)
+        v = self.data.get(bytes(key))
+        if v is not None and self.decl.kind == "lru_hash":
+            self.data[bytes(key)] = self.data.pop(bytes(key))  # most recently used last
+        return v if isinstance(v, bytearray) else None
+
+    def _lpm(self, key: bytes) -> bytearray | None:
+        want_len = int.from_bytes(key[:4], "little")
+        addr = key[4:]
+        best, best_len = None, -1
+        for k, v in self.data.items():
+            plen = int.from_bytes(k[:4], "little")
+            if plen > want_len or plen <= best_len:
+                continue
+            if _prefix_equal(k[4:], addr, plen):
+                best, best_len = v, plen
+        return best
+
+    def _update(self, key: bytes, value: bytes | Any, flags: int) -> int:
+        key = bytes(key)
+        if self.decl.kind in ("array", "percpu_array"):
+            if key not in self.data:
+                return -E2BIG
+            if flags == 1:  # BPF_NOEXIST
+                return -EEXIST
+            self.data[key][:] = value
+            return 0
+        exists = key in self.data
+        if flags == 1 and exists:
+            return -EEXIST
+        if flags == 2 and not exists:
+            return -ENOENT
+        if not exists and len(self.data) >= self.decl.max_entries:
+            if self.decl.kind == "lru_hash":
+                self.data.pop(next(iter(self.data)))
+            else:
+                return -E2BIG
+        self.data[key] = bytearray(value) if isinstance(value, (bytes, bytearray)) else value
+        return 0
+
+    def _delete(self, key: bytes) -> int:
+        if self.decl.kind in ("array", "percpu_array"):
+            return -22
+        return 0 if self.data.pop(bytes(key), None) is not None else -ENOENT
+
+    # ---- as tests see it (Python values)
+    def _key(self, key: Any) -> bytes:
+        return encode(self.decl.key, key)
+
+    def lookup(self, key: Any) -> Any:
+        v = self.data.get(self._key(key)) if self.decl.kind != "lpm_trie" else self._lpm(self._key(key))
+        if v is None:
+            return None
+        return decode(self.decl.value, v) if isinstance(v, bytearray) else v
+
+    def update(self, key: Any, value: Any, flags: int = 0) -> int:
+        return self._update(self._key(key), encode(self.decl.value, value), flags)
+
+    def delete(self, key: Any) -> int:
+        return self._delete(self._key(key))
+
+    def keys(self) -> list:
+        return [decode(self.decl.key, k) for k in self.data]
+
+    def __contains__(self, key: Any) -> bool:
+        return self.lookup(key) is not None
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
+def _prefix_equal(a: bytes, b: bytes, bits: int) -> bool:
+    full, rest = divmod(bits, 8)
+    if a[:full] != b[:full]:
+        return False
+    if rest:
+        mask = (0xFF << (8 - rest)) & 0xFF
+        return (a[full] & mask) == (b[full] & mask)
+    return True
+
+
+# ================================================================= the interpreter
+class _Return(Exception):
+    def __init__(self, value):
+        self.value = value
+
+
+class _Break(Exception):
+    pass
+
+
+class _Continue(Exception):
+    pass
+
+
+class Module:
+    """A checked DSL module whose programs can be run."""
+
+    def __init__(self, ir: N.Module):
+        self.ir = ir
+        self.maps: dict[str, SimMap] = {m.name: SimMap(m) for m in ir.maps}
+        self.globals: dict[str, bytearray] = {g.name: bytearray(encode(g.type, g.init or 0)) for g in ir.globals}
+        self.programs = {p.name: p for p in ir.programs}
+        self.printk: list[str] = []
+        self.clock_ns = None  # set to an int to make bpf_ktime_get_ns deterministic
+
+    def map(self, name: str) -> SimMap:
+        return self.maps[name]
+
+    def set_config(self, name: str, value: Any) -> None:
+        """What ``pybpfgen load --set NAME=VALUE`` does for a Config."""
+        g = next(g for g in self.ir.globals if g.name == name)
+        self.globals[name][:] = encode(g.type, value)
+
+    def global_value(self, name: str) -> Any:
+        g = next(g for g in self.ir.globals if g.name == name)
+        return decode(g.type, self.globals[name])
+
+    def run(self, program: str, ctx: Context | bytes | dict | Any) -> int:
+        """Run a program on a context; returns its return value. For syscall programs ``ctx``
+        may be bytes, a dict or a Struct instance; read the results with :meth:`last_ctx`."""
+        prog = self.programs[program]
+        if prog.ctx.type.struct_t is not None and not isinstance(ctx, Context):
+            data = ctx if isinstance(ctx, (bytes, bytearray)) else encode(prog.ctx.type.struct_t, ctx)
+            ctx = Context("syscall", bytes(data))
+        self.last_context = ctx
+        frame = _Frame(self, ctx)
+        frame.bind(prog.ctx, ctx)
+        try:
+            frame.block(prog.body)
+        except _Return as r:
+            return T.I32.wrap(r.value)
+        raise RuntimeError(f"program {program} fell off its end")  # the checker prevents this
+
+    def last_ctx(self) -> Any:
+        """The context after the last run (for syscall programs: the struct as a dict)."""
+        ctx = self.last_context
+        prog_ctx = next((p.ctx.type.struct_t for p in self.ir.programs if p.ctx.type.struct_t), None)
+        if ctx.progtype == "syscall" and prog_ctx is not None:
+            return decode(prog_ctx, ctx.mem)
+        return ctx
+
+
+class _Frame:
+    def __init__(self, mod: Module, ctx: Context):
+        self.mod, self.ctx_obj = mod, ctx
+        self.vals: dict[N.Var, Any] = {}
+
+    def bind(self, var: N.Var, value: Any) -> None:
+        self.vals[var] = value
+
+    # ------------------------------------------------------------ statements
+    def block(self, stmts: list[N.Stmt]) -> None:
+        for s in stmts:
+            self.stmt(s)
+
+    def stmt(self, s: N.Stmt) -> None:
+        if isinstance(s, N.Return):
+            raise _Return(None if s.value is None else self.value(s.value))
+        if isinstance(s, N.Assign):
+            self.store(s.target, s.value)
+        elif isinstance(s, N.ExprStmt):
+            self.value(s.value)
+        elif isinstance(s, N.If):
+            self.block(s.then if self.value(s.cond) else s.orelse)
+        elif isinstance(s, N.For):
+            for i in range(s.start, s.stop, s.step):
+                self.vals[s.var] = i
+                try:
+                    self.block(s.body)
+                except _Break:
+                    break
+                except _Continue:
+                    continue
+        elif isinstance(s, N.Break):
+            raise _Break()
+        elif isinstance(s, N.Continue):
+            raise _Continue()
+        else:
+            raise NotImplementedError(type(s).__name__)
+
+    def store(self, target: N.Expr, value: N.Expr) -> None:
+        if isinstance(target, N.CtxLoad):
+            f = target.field
+            self.ctx_mem(target.ctx)[f.offset:f.offset + 4] = (self.value(value) & 0xFFFFFFFF).to_bytes(4, "little")
+            return
+        if isinstance(target, N.VarRef) and not T.is_memory(target.type):
+            self.vals[target.var] = self.value(value)
+            return
+        p = self.address(target)
+        self.write(p, target.type, value)
+
+    def write(self, p: Ptr, t: T.Type, value: N.Expr) -> None:
+        if T.is_memory(t):
+            p.buf[p.off:p.off + t.size] = self.memory(value)
+        else:
+            _store(p.buf, p.off, t, self.value(value))
+
+    # ------------------------------------------------------------ memory values
+    def memory(self, e: N.Expr) -> bytes:
+        """The bytes of a struct or array value."""
+        t = e.type
+        if isinstance(e, N.StructInit):
+            buf = bytearray(t.size)
+            for f in t.fields:
+                v = e.values.get(f.name)
+                if v is not None:
+                    self.write(Ptr(buf, f.offset), f.type, v)
+            return bytes(buf)
+        if isinstance(e, N.ArrayInit):
+            buf = bytearray(t.size)
+            for i, v in enumerate(e.values):
+                self.write(Ptr(buf, i * t.elem.size), t.elem, v)
+            return bytes(buf)
+        if isinstance(e, N.CtxLoad):
+            f = e.field
+            return bytes(self.ctx_mem(e.ctx)[f.offset:f.offset + t.size])
+        p = self.address(e)
+        return bytes(p.buf[p.off:p.off + t.size])
+
+    def address(self, e: N.Expr) -> Ptr:
+        if isinstance(e, N.VarRef):
+            v = self.vals.get(e.var)
+            if v is None:
+                v = self.vals[e.var] = Ptr(bytearray(e.type.size))
+            return v
+        if isinstance(e, N.FieldGet):
+            if not isinstance(e.base, (N.VarRef, N.FieldGet, N.Index, N.Deref)):
+                return Ptr(bytearray(self.memory(e.base)), e.field.offset)
+            b = self.address(e.base)
+            return Ptr(b.buf, b.off + e.field.offset)
+        if isinstance(e, N.Index):
+            i = self.value(e.index)
+            if isinstance(e.base, (N.VarRef, N.FieldGet, N.Index, N.Deref)):
+                b = self.address(e.base)
+            else:
+                b = Ptr(bytearray(self.memory(e.base)))
+            return Ptr(b.buf, b.off + i * e.type.size)
+        if isinstance(e, N.Deref):
+            p = self.value(e.ref)
+            return Ptr(p.mem) if isinstance(p, Context) else p  # a syscall program's context struct
+        raise NotImplementedError(f"address of {type(e).__name__}")
+
+    def ctx_mem(self, var: N.Var) -> bytearray:
+        return self.vals[var].mem
+
+    # ------------------------------------------------------------ scalar values
+    def value(self, e: N.Expr) -> Any:
+        t = e.type
+        if isinstance(e, N.Const):
+            return e.value
+        if isinstance(e, N.VarRef):
+            if T.is_memory(t):
+                return self.address(e)
+            return self.vals[e.var]
+        if isinstance(e, N.Narrow):
+            return self.value(e.value)
+        if isinstance(e, N.CtxRef):
+            return self.vals[e.var]
+        if isinstance(e, N.CtxLoad):
+            f = e.field
+            off = f.offset + (4 * e.index if e.index is not None else 0)
+            raw = int.from_bytes(self.ctx_mem(e.ctx)[off:off + f.load_bits // 8], "little")
+            if f.convert == "bswap32":
+                raw = _bswap32(raw)
+            return t.wrap(raw) if isinstance(t, T.IntT) else raw
+        if isinstance(e, N.GlobalRef):
+            return Ptr(self.mod.globals[e.decl.name])
+        if isinstance(e, (N.FieldGet, N.Deref, N.Index)):
+            p = self.address(e)
+            return decode(t, p.buf, p.off)
+        if isinstance(e, N.Cast):
+            v = self.value(e.value)
+            return t.wrap(int(v))
+        if isinstance(e, N.Unary):
+            v = self.value(e.value)
+            return t.wrap(-v if e.op == "-" else ~v)
+        if isinstance(e, N.Not):
+            return not self.value(e.value)
+        if isinstance(e, N.Binary):
+            return self.binary(e)
+        if isinstance(e, N.Compare):
+            a, b = self.value(e.left), self.value(e.right)
+            return {"==": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[e.op]
+        if isinstance(e, N.Logical):
+            if e.op == "and":
+                return bool(self.value(e.left)) and bool(self.value(e.right))
+            return bool(self.value(e.left)) or bool(self.value(e.right))
+        if isinstance(e, N.IsNull):
+            p = self.value(e.value)
+            return (p is not None) if e.negate else (p is None)
+        if isinstance(e, N.HelperCall):
+            return self.helper(e)
+        if isinstance(e, N.Call):
+            return self.call(e)
+        raise NotImplementedError(f"value of {type(e).__name__}")
+
+    def binary(self, e: N.Binary) -> int:
+        t = e.type
+        a, b = self.value(e.left), self.value(e.right)
+        mask = (1 << t.bits) - 1
+        op = e.op
+        if op == "+":
+            r = a + b
+        elif op == "-":
+            r = a - b
+        elif op == "*":
+            r = a * b
+        elif op in ("//", "%"):
+            ua, ub = a & mask, b & mask  # unsigned division (signed division is rejected)
+            if ub == 0:
+                r = 0 if op == "//" else ua
+            else:
+                r = ua // ub if op == "//" else ua % ub
+        elif op == "&":
+            r = a & b
+        elif op == "|":
+            r = a | b
+        elif op == "^":
+            r = a ^ b
+        elif op == "<<":
+            r = a << (b & (t.bits - 1))
+        else:
+            r = (a if t.signed else a & mask) >> (b & (t.bits - 1))
+        return t.wrap(r)
+
+    def call(self, e: N.Call) -> Any:
+        frame = _Frame(self.mod, self.ctx_obj)
+        for p, a in zip(e.func.params, e.args):
+            if T.is_memory(p.type):
+                frame.vals[p] = Ptr(bytearray(self.memory(a)))
+            else:
+                frame.vals[p] = self.value(a)
+        try:
+            frame.block(e.func.body)
+        except _Return as r:
+            return None if r.value is None else (e.type.wrap(r.value) if isinstance(e.type, T.IntT) else r.value)
+        return None
+
+    # ------------------------------------------------------------ helpers
+    def arg_bytes(self, a: N.Expr) -> bytes:
+        assert isinstance(a, N.AddrOf)
+        v = a.value
+        if T.is_memory(v.type):
+            return self.memory(v)
+        return encode(v.type, self.value(v))
+
+    def helper(self, e: N.HelperCall) -> Any:
+        h, args = e.helper, e.args
+        name = h.name
+        m = next((self.mod.maps[a.map.name] for a in args if isinstance(a, N.MapRef)), None)
+        if name == "map_lookup_elem":
+            v = m._lookup(self.arg_bytes(args[1]))
+            return None if v is None else Ptr(v)
+        if name == "map_update_elem":
+            return m._update(self.arg_bytes(args[1]), self.arg_bytes(args[2]), self.value(args[3]))
+        if name == "map_delete_elem":
+            return m._delete(self.arg_bytes(args[1]))
+        if name in ("sock_hash_update", "sock_map_update"):
+            ctx = self.value(args[0])
+            return m._update(self.arg_bytes(args[2]), ctx.socket, self.value(args[3]))
+        if name in ("msg_redirect_hash", "msg_redirect_map"):
+            ctx = self.value(args[0])
+            key = self.arg_bytes(args[2])
+            flags = self.value(args[3])
+            if key in m.data:
+                ctx.redirect = (m.decl.name, key, flags)
+                return SK_PASS
+            return SK_DROP
+        if name == "ringbuf_output":
+            m.records.append(self.arg_bytes(args[1]))
+            return 0
+        if name == "trace_printk":
+            fmt = args[0].data[:-1].decode()
+            vals = [self.value(a) for a in args[1:]]
+            text = fmt.replace("%ll", "%").replace("%l", "%") % tuple(vals) if vals else fmt
+            self.mod.printk.append(text)
+            return len(text)
+        if name == "ktime_get_ns":
+            return self.mod.clock_ns if self.mod.clock_ns is not None else time.monotonic_ns()
+        if name == "get_socket_cookie":
+            return self.value(args[0]).cookie
+        if name == "get_netns_cookie":
+            return self.value(args[0]).netns_cookie
+        if name == "sock_ops_cb_flags_set":
+            self.value(args[0]).cb_flags = self.value(args[1])
+            return 0
+        if name in ("msg_apply_bytes", "msg_cork_bytes"):
+            setattr(self.value(args[0]), name[4:], self.value(args[1]))
+            return 0
+        if name == "get_current_pid_tgid":
+            return getattr(self.ctx_obj, "pid_tgid", 0)
+        if name == "get_current_cgroup_id":
+            return getattr(self.ctx_obj, "cgroup_id", 0)
+        raise NotImplementedError(f"pybpfgen.testing does not simulate bpf_{name} yet")
+
+
+def load(path: str) -> Module:
+    """Parse and check a DSL module (raises CompileError on user errors) and return it ready to run."""
+    return Module(parse_module(path))
+
+
+__all__ += ["CompileError", "Ptr"]
+_ = struct  # keep the import for users who build raw contexts
