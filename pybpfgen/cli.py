@@ -2,12 +2,16 @@
 
 Exit codes: 0 success; 1 user error (bad DSL code, a rejected program, a missing
 file, ...); 2 bad command-line usage; 70 internal error (a bug in pybpfgen).
+
+``pybpfgen compile`` imports the compiler only when a module must be rebuilt (a no-op
+rebuild reads a few hashes and exits); ``pybpfgen load`` and the other loader commands
+never import llvmlite.
 """
 from __future__ import annotations
 
-import argparse
 import sys
-import traceback
+import time
+from types import SimpleNamespace
 
 from . import __version__
 
@@ -16,10 +20,12 @@ EXIT_USAGE = 2
 EXIT_INTERNAL = 70
 
 
-def cmd_compile(args: argparse.Namespace) -> int:
-    # Imported here so that `pybpfgen load` never imports llvmlite.
-    from .driver import compile_file, find_sources, read_sources
+def cmd_compile(args) -> int:
+    # Imported here so that `pybpfgen load` never imports the compiler (the driver itself is light:
+    # it imports the frontend and llvmlite only for a module that must be rebuilt).
+    from .driver import BuildCache, LLVMWorker, check_file, compile_file, find_sources, read_sources
 
+    t0 = time.perf_counter()
     try:
         sources = find_sources(args.paths)
     except FileNotFoundError as e:
@@ -30,60 +36,169 @@ def cmd_compile(args: argparse.Namespace) -> int:
               "hint: a BPF module is a .py file that imports pybpfgen.lang", file=sys.stderr)
         return EXIT_USER
     failed = 0
-    results = []
-    for src in sources:
-        r = compile_file(src, args.output, opt=args.opt)
-        results.append(r)
-        srcs = read_sources([r])
-        for d in r.diagnostics:
-            print(d.format(srcs), file=sys.stderr)
-        if any(d.severity == "error" for d in r.diagnostics):
-            failed += 1
-        elif r.output and not args.quiet:
-            print(f"compiled {src} -> {r.output}")
+    cache = None if args.check else BuildCache(args.output)
+    worker = None if args.check else LLVMWorker()  # forked only when a module must be rebuilt
+    try:
+        for src in sources:
+            if args.check:
+                r = check_file(src)
+            else:
+                r = compile_file(src, args.output, opt=args.opt, emit_llvm=args.emit_llvm, cache=cache,
+                                 force=args.force, worker=worker)
+            if r.diagnostics:
+                srcs = read_sources([r])
+                for d in r.diagnostics:
+                    print(d.format(srcs), file=sys.stderr)
+            if r.failed:
+                failed += 1
+                continue
+            if not args.quiet:
+                if args.check:
+                    print(f"checked {src}")
+                elif r.up_to_date:
+                    print(f"up to date: {r.output or src}")
+                elif r.output:
+                    extra = f" (+ {r.llvm_ir})" if r.llvm_ir else ""
+                    print(f"compiled {src} -> {r.output}{extra}")
+            if args.timings:
+                for phase, dt in r.timings.items():
+                    print(f"  {phase:>16}: {dt * 1000:7.1f} ms", file=sys.stderr)
+            if args.asm and r.output:
+                from .disasm import disassemble_object
+                sys.stdout.write(disassemble_object(r.output))
+                sys.stdout.flush()
+    finally:
+        if worker is not None:
+            worker.shutdown()
+        if cache is not None:
+            cache.save()
+    if args.timings:
+        print(f"  {'total (in main)':>16}: {(time.perf_counter() - t0) * 1000:7.1f} ms", file=sys.stderr)
     if failed:
-        print(f"pybpfgen: {failed} module(s) failed to compile", file=sys.stderr)
+        print(f"pybpfgen: {failed} module(s) failed to {'check' if args.check else 'compile'}", file=sys.stderr)
         return EXIT_USER
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def cmd_disasm(args) -> int:
+    from .disasm import disassemble_object
+
+    for i, path in enumerate(args.objects):
+        if i:
+            print()
+        sys.stdout.write(disassemble_object(path, source_lines=not args.no_source, raw=not args.no_raw))
+    return 0
+
+
+COMPILER_COMMANDS = ("compile", "disasm")
+
+
+def build_parser(loader: bool = True) -> "argparse.ArgumentParser":
+    """The parser; ``loader=False`` leaves out the loader's subcommands (registered by
+    ``kernel_loader.cli.register``), which saves importing the loader for ``compile``/``disasm``."""
+    import argparse
+
     p = argparse.ArgumentParser(prog="pybpfgen", description="Compile Python BPF programs and load them.")
     p.add_argument("--version", action="version", version=f"pybpfgen {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    c = sub.add_parser("compile", help="compile DSL modules to BPF objects",
-                       description="Compile each BPF module under PATH to OUTDIR/<module>.bpf.o.")
+    c = sub.add_parser(
+        "compile", help="compile DSL modules to BPF objects",
+        description="Compile each BPF module under PATH to OUTDIR/<module>.bpf.o. Unchanged modules are not "
+                    "recompiled (OUTDIR/.pybpfgen-cache.json records what was built from what); --force "
+                    "rebuilds them.")
     c.add_argument("paths", nargs="+", metavar="PATH", help="a .py file, or a directory searched for BPF modules")
     c.add_argument("-o", "--output", default="build", metavar="OUTDIR", help="output directory (default: build/)")
-    c.add_argument("-O", dest="opt", type=int, choices=[0, 1, 2, 3], default=2, help="optimisation level (default 2)")
+    c.add_argument("-O", dest="opt", type=int, choices=[0, 1, 2, 3], default=2, metavar="LEVEL",
+                   help="optimisation level: -O0, -O1, -O2 (default), -O3")
+    c.add_argument("--emit-llvm", action="store_true",
+                   help="also write the optimised LLVM IR to OUTDIR/<module>.ll (next to the object)")
+    c.add_argument("-S", dest="asm", action="store_true",
+                   help="print the BPF assembly of each object, with the Python source lines interleaved")
+    c.add_argument("--check", action="store_true", help="parse and type-check only; write nothing")
+    c.add_argument("--force", action="store_true", help="rebuild modules even when they are up to date")
     c.add_argument("-q", "--quiet", action="store_true", help="print only diagnostics")
+    c.add_argument("--timings", action="store_true", help=argparse.SUPPRESS)  # phase times, for bench/
     c.set_defaults(func=cmd_compile)
-    try:
-        from kernel_loader import cli as loader_cli
-    except ImportError:  # pragma: no cover - the loader ships in the same distribution
-        loader_cli = None
+    d = sub.add_parser("disasm", help="disassemble BPF objects, with source lines",
+                       description="Print the BPF assembly of each OBJECT with the source lines from its "
+                                   ".BTF.ext line info interleaved (maps and helpers by name). Needs no root.")
+    d.add_argument("objects", nargs="+", metavar="OBJECT", help="a BPF ELF object (.bpf.o)")
+    d.add_argument("--no-source", action="store_true", help="do not interleave source lines")
+    d.add_argument("--no-raw", action="store_true", help="do not show the instruction bytes")
+    d.set_defaults(func=cmd_disasm)
+    loader_cli = None
+    if loader:
+        try:
+            from kernel_loader import cli as loader_cli
+        except ImportError:  # pragma: no cover - the loader ships in the same distribution
+            loader_cli = None
     if loader_cli is not None and hasattr(loader_cli, "register"):
         loader_cli.register(sub)
     return p
 
 
+_COMPILE_FLAGS = {"--emit-llvm": "emit_llvm", "-S": "asm", "--check": "check", "--force": "force",
+                  "-q": "quiet", "--quiet": "quiet", "--timings": "timings"}
+
+
+def fast_compile_args(argv: list[str]) -> SimpleNamespace | None:
+    """``compile`` arguments parsed without building the argparse parser (~10 ms of argparse,
+    gettext and shutil imports: a third of a no-op rebuild). Only plain, valid command lines are
+    accepted; anything else (help, a mistake, an unusual spelling) returns None and goes through
+    argparse, which then reports it as usual."""
+    if not argv or argv[0] != "compile":
+        return None
+    ns = SimpleNamespace(command="compile", paths=[], output="build", opt=2, emit_llvm=False, asm=False,
+                            check=False, force=False, quiet=False, timings=False, func=cmd_compile)
+    it = iter(argv[1:])
+    for a in it:
+        if a in _COMPILE_FLAGS:
+            setattr(ns, _COMPILE_FLAGS[a], True)
+        elif a in ("-o", "--output"):
+            v = next(it, None)
+            if v is None or v.startswith("-"):
+                return None
+            ns.output = v
+        elif a.startswith("--output="):
+            ns.output = a.split("=", 1)[1]
+        elif len(a) == 3 and a.startswith("-O") and a[2] in "0123":
+            ns.opt = int(a[2])
+        elif a.startswith("-"):
+            return None
+        else:
+            ns.paths.append(a)
+    return ns if ns.paths and ns.output else None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = fast_compile_args(argv)
+    if args is None:
+        first = next((a for a in argv if not a.startswith("-")), None)
+        parser = build_parser(loader=first not in COMPILER_COMMANDS)
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help(sys.stderr)
+            return EXIT_USAGE
+    return run(args)
+
+
+def run(args) -> int:
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("pybpfgen: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `pybpfgen disasm x.o | head`
+        return 0
     except Exception as e:  # noqa: BLE001 - the last line of defence against tracebacks
         user_error = _user_error_types()
-        if user_error and isinstance(e, user_error):
+        if (user_error and isinstance(e, user_error)) or (isinstance(e, OSError) and e.filename is not None):
+            # a LoaderError, or a missing / unreadable / unwritable file: not a compiler bug
             print(f"pybpfgen: error: {e}", file=sys.stderr)
             return EXIT_USER
         print("pybpfgen: internal error (this is a bug in pybpfgen, please report it):", file=sys.stderr)
+        import traceback
         traceback.print_exc(limit=6, file=sys.stderr)
         return EXIT_INTERNAL
 

@@ -1,0 +1,99 @@
+"""Golden checks on compiled objects: the facts the loader and users rely on, not IR text snapshots.
+
+Sections, BTF names of map keys and values, helper calls, and per-program instruction counts within a
+band (so that an optimisation or code-generation regression shows up, while small changes in LLVM's
+choices do not fail the suite). When a change moves a count out of its band on purpose, update the
+baseline here and in docs/benchmarks.md.
+"""
+import os
+
+import pytest
+
+from kernel_loader.elf import parse_object
+from pybpfgen.disasm import decode
+from pybpfgen.driver import compile_file
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+REQUIRED_SECTIONS = {"license", ".maps", ".BTF", ".BTF.ext", ".pybpfgen", ".symtab", ".strtab"}
+
+GOLDEN = {
+    "programs/accel.py": {
+        "programs": {"accel_sockops": ("sockops", 41), "accel_redirect": ("sk_msg", 37)},
+        "maps": {  # name: (BPF map type, key BTF name, value BTF name, max_entries)
+            "socks": (18, "struct SockKey", "__u32", 65536),
+            "policy_ports": (1, "__u32", "__u32", 1024),
+            "stats": (6, "__u32", "struct AccelStats", 1),
+        },
+        "helpers": {"accel_sockops": {1, 70}, "accel_redirect": {1, 71}},
+    },
+    "bench/twin/accel_twin.py": {
+        "programs": {"accel_sockops": ("sockops", 41), "accel_redirect": ("sk_msg", 20)},
+        "maps": {
+            "sock_hash": (18, "struct sock_key", "__u32", 65536),
+            "accel_ports": (1, "__u32", "__u32", 1024),
+        },
+        "helpers": {"accel_sockops": {1, 70}, "accel_redirect": {71}},
+    },
+}
+
+
+def band(n: int) -> range:
+    """±15%, at least ±3 instructions."""
+    d = max(3, round(n * 0.15))
+    return range(n - d, n + d + 1)
+
+
+@pytest.fixture(scope="module")
+def objects(tmp_path_factory):
+    out = tmp_path_factory.mktemp("golden")
+    objs = {}
+    for src in GOLDEN:
+        r = compile_file(os.path.join(ROOT, src), str(out))
+        assert r.output, [d.message for d in r.diagnostics]
+        objs[src] = parse_object(r.output)
+    return objs
+
+
+@pytest.mark.parametrize("src", sorted(GOLDEN))
+def test_sections(objects, src):
+    obj = objects[src]
+    names = set(obj.sections)
+    assert REQUIRED_SECTIONS <= names, REQUIRED_SECTIONS - names
+    assert {sec for sec, _ in GOLDEN[src]["programs"].values()} <= names
+    assert ".eh_frame" not in names
+    assert obj.license == "GPL"
+    assert obj.meta["format"] == 1
+
+
+@pytest.mark.parametrize("src", sorted(GOLDEN))
+def test_map_btf_types(objects, src):
+    obj = objects[src]
+    want = GOLDEN[src]["maps"]
+    assert set(obj.maps) == set(want)
+    for name, (mtype, key, value, max_entries) in want.items():
+        m = obj.maps[name]
+        assert (m.type, m.max_entries) == (mtype, max_entries), name
+        assert obj.btf.type_name(m.key_type_id) == key, name
+        if mtype not in (15, 18):  # a sockmap/sockhash value is a socket fd/cookie (u32)
+            assert obj.btf.type_name(m.value_type_id) == value, name
+        else:
+            assert m.value_size == 4
+
+
+@pytest.mark.parametrize("src", sorted(GOLDEN))
+def test_instruction_counts_within_band(objects, src):
+    obj = objects[src]
+    got = {p.name: (p.section, p.insn_count) for p in obj.programs}
+    for prog, (section, n) in GOLDEN[src]["programs"].items():
+        assert got[prog][0] == section
+        assert got[prog][1] in band(n), f"{src}:{prog}: {got[prog][1]} instructions, golden {n} (band {band(n)})"
+
+
+@pytest.mark.parametrize("src", sorted(GOLDEN))
+def test_helper_calls(objects, src):
+    obj = objects[src]
+    for p in obj.programs:
+        calls = {i.imm for i in decode(p.insns) if i.code == 0x85 and i.src == 0}
+        assert calls == GOLDEN[src]["helpers"][p.name], p.name
+        assert not any(i.code == 0x8D for i in decode(p.insns)), "callx"
