@@ -169,6 +169,11 @@ class Btf:
 
     # ---------------------------------------------------------------- query
     def __getitem__(self, type_id: int) -> BtfType | None:
+        return self._t(type_id)
+
+    def _t(self, type_id: int) -> BtfType | None:
+        if not 0 <= type_id < len(self.types):
+            raise BtfError(f"BTF type id {type_id} out of range (the BTF has {len(self.types) - 1} types)")
         return self.types[type_id]
 
     def find(self, name: str, kind: int | None = None) -> BtfType | None:
@@ -180,8 +185,8 @@ class Btf:
     def resolve(self, type_id: int) -> int:
         """Skip typedefs and qualifiers."""
         seen = 0
-        while type_id and self.types[type_id].kind in MODIFIERS:
-            type_id = self.types[type_id].size_or_type
+        while type_id and self._t(type_id).kind in MODIFIERS:
+            type_id = self._t(type_id).size_or_type
             seen += 1
             if seen > 64:
                 raise BtfError("BTF modifier loop")
@@ -191,7 +196,7 @@ class Btf:
         type_id = self.resolve(type_id)
         if type_id == 0:
             raise BtfError("sizeof(void)")
-        t = self.types[type_id]
+        t = self._t(type_id)
         if t.kind == PTR:
             return 8
         if t.kind == ARRAY:
@@ -204,7 +209,7 @@ class Btf:
         raise BtfError(f"type {type_id} ({KIND_NAMES.get(t.kind)}) has no size")
 
     def members(self, type_id: int) -> list[Member]:
-        t = self.types[self.resolve(type_id)]
+        t = self._t(self.resolve(type_id))
         if t.kind not in (STRUCT, UNION):
             raise BtfError(f"type {type_id} is not a struct/union")
         res = []
@@ -218,7 +223,7 @@ class Btf:
     def type_name(self, type_id: int) -> str:
         if type_id == 0:
             return "void"
-        t = self.types[type_id]
+        t = self._t(type_id)
         if t.kind == PTR:
             return self.type_name(t.size_or_type) + " *"
         if t.kind == ARRAY:
@@ -242,8 +247,8 @@ class Btf:
                 t.size_or_type = section_sizes[t.name]
             syms = symbol_offsets.get(t.name, {})
             for entry in t.extra:
-                var = self.types[entry[0]]
-                if var.kind == VAR and var.name in syms:
+                var = self._t(entry[0])
+                if var is not None and var.kind == VAR and var.name in syms:
                     entry[1] = syms[var.name]
                 if entry[2] == 0 and var.kind == VAR:
                     entry[2] = self.size_of(var.size_or_type)
@@ -261,13 +266,13 @@ class Btf:
         if var is None:
             raise BtfError(f"map {var_name!r}: no BTF VAR of that name in .maps")
         st_id = self.resolve(var.size_or_type)
-        st = self.types[st_id]
+        st = self._t(st_id)
         if st is None or st.kind != STRUCT:
             raise BtfError(f"map {var_name!r}: BTF type is not a struct (legacy map definitions are not supported)")
         d = {"type": 0, "max_entries": 0, "map_flags": 0, "key_size": 0, "value_size": 0,
              "key_type_id": 0, "value_type_id": 0}
         for m in self.members(st_id):
-            mt = self.types[self.resolve(m.type_id)]
+            mt = self._t(self.resolve(m.type_id))
             if mt is None or mt.kind != PTR:
                 raise BtfError(f"map {var_name!r}: member {m.name!r} is not a __uint/__type pointer")
             target = mt.size_or_type
@@ -275,7 +280,7 @@ class Btf:
                 d[f"{m.name}_size"] = self.size_of(target)
                 d[f"{m.name}_type_id"] = target
             else:
-                arr = self.types[self.resolve(target)]
+                arr = self._t(self.resolve(target))
                 if arr is None or arr.kind != ARRAY:
                     raise BtfError(f"map {var_name!r}: member {m.name!r} is not __uint(...) (PTR to ARRAY)")
                 d[m.name] = arr.extra[2]
@@ -286,7 +291,7 @@ class Btf:
         """Decode ``data`` at ``offset`` as BTF type ``type_id`` into Python
         ints / dicts / lists / strings."""
         tid = self.resolve(type_id)
-        t = self.types[tid]
+        t = self._t(tid)
         if t is None:
             return None
         k = t.kind
@@ -320,7 +325,7 @@ class Btf:
             return struct.unpack_from(fmt, data, offset)[0] if fmt else data[offset:offset + t.size_or_type].hex()
         if k == ARRAY:
             elem, _idx, n = t.extra
-            et = self.types[self.resolve(elem)]
+            et = self._t(self.resolve(elem))
             esz = self.size_of(elem)
             if et is not None and et.kind == INT and esz == 1 and (et.extra >> 24) & INT_CHAR:
                 raw = bytes(data[offset:offset + n])
@@ -342,6 +347,105 @@ class Btf:
                     out[name] = None
             return out
         return data[offset:offset + self.size_of(tid)].hex()
+
+
+    # ------------------------------------------------------------- encode
+    def encode(self, type_id: int, value) -> bytes:
+        """The inverse of :meth:`decode` for ints, bools, enums (name or
+        int), char arrays (str), arrays (list) and structs (dict; missing
+        members are zero).  Raises ValueError for a value that does not fit."""
+        size = self.size_of(type_id)
+        buf = bytearray(size)
+        self._encode_into(type_id, value, buf, 0)
+        return bytes(buf)
+
+    def _encode_into(self, type_id: int, value, buf: bytearray, offset: int) -> None:
+        tid = self.resolve(type_id)
+        t = self._t(tid)
+        k = t.kind
+        if isinstance(value, (bytes, bytearray)):
+            size = self.size_of(tid)
+            if len(value) != size:
+                raise ValueError(f"{self.type_name(tid)}: expected {size} bytes, got {len(value)}")
+            buf[offset:offset + size] = value
+            return
+        if k in (INT, ENUM, ENUM64):
+            size = t.size_or_type
+            if k != INT and isinstance(value, str):
+                for e in t.extra:
+                    if self.str_at(e[0]) == value:
+                        value = e[1] if k == ENUM else (e[1] | (e[2] << 32))
+                        break
+                else:
+                    raise ValueError(f"{self.type_name(tid)}: no enumerator {value!r}")
+            if not isinstance(value, int):
+                raise ValueError(f"{self.type_name(tid)}: expected an integer, got {value!r}")
+            signed = bool((t.extra >> 24) & INT_SIGNED) if k == INT else bool(t.kind_flag)
+            lo, hi = (-(1 << (size * 8 - 1)), (1 << (size * 8 - 1)) - 1) if signed else (0, (1 << size * 8) - 1)
+            if not lo <= int(value) <= hi:
+                raise ValueError(f"{self.type_name(tid)}: {value} does not fit in {size} bytes")
+            buf[offset:offset + size] = int(value).to_bytes(size, "little", signed=signed)
+            return
+        if k == ARRAY:
+            elem, _idx, n = t.extra
+            esz = self.size_of(elem)
+            if isinstance(value, str):
+                raw = value.encode()
+                if len(raw) > n:
+                    raise ValueError(f"{self.type_name(tid)}: string longer than {n} bytes")
+                buf[offset:offset + len(raw)] = raw
+                return
+            if len(value) > n:
+                raise ValueError(f"{self.type_name(tid)}: more than {n} elements")
+            for i, v in enumerate(value):
+                self._encode_into(elem, v, buf, offset + i * esz)
+            return
+        if k in (STRUCT, UNION):
+            if not isinstance(value, dict):
+                raise ValueError(f"{self.type_name(tid)}: expected a dict, got {value!r}")
+            members = {m.name: m for m in self.members(tid)}
+            unknown = set(value) - set(members)
+            if unknown:
+                raise ValueError(f"{self.type_name(tid)} has no member {sorted(unknown)[0]!r} "
+                                 f"(members: {', '.join(members)})")
+            for name, v in value.items():
+                m = members[name]
+                if m.bitfield_size or m.bit_offset % 8:
+                    raise ValueError(f"{self.type_name(tid)}.{name}: bitfields cannot be written")
+                self._encode_into(m.type_id, v, buf, offset + m.bit_offset // 8)
+            return
+        if k == PTR and isinstance(value, int):
+            buf[offset:offset + 8] = value.to_bytes(8, "little")
+            return
+        raise ValueError(f"cannot encode {value!r} as {self.type_name(tid)}")
+
+    # ------------------------------------------------------------- layout
+    def layout(self, type_id: int, _depth: int = 0):
+        """A comparable description of a type's memory layout (typedefs and
+        qualifiers resolved; struct members by name, offset and layout).
+        Used to decide whether a pinned map can be reused by a new object."""
+        if _depth > 32:
+            raise BtfError("BTF type nesting too deep")
+        tid = self.resolve(type_id)
+        if tid == 0:
+            return ("void",)
+        t = self._t(tid)
+        k = t.kind
+        if k == INT:
+            return ("int", t.size_or_type, (t.extra >> 24) & INT_SIGNED, t.extra & 0xFF)
+        if k in (ENUM, ENUM64):
+            return ("int", t.size_or_type)
+        if k == PTR:
+            return ("ptr",)
+        if k == FLOAT:
+            return ("float", t.size_or_type)
+        if k == ARRAY:
+            return ("array", t.extra[2], self.layout(t.extra[0], _depth + 1))
+        if k in (STRUCT, UNION):
+            return (KIND_NAMES[k], t.size_or_type,
+                    tuple((m.name, m.bit_offset, m.bitfield_size, self.layout(m.type_id, _depth + 1))
+                          for m in self.members(tid)))
+        return (KIND_NAMES.get(k, str(k)), self.size_of(tid))
 
 
 def sum_values(values: list):
@@ -453,7 +557,7 @@ class BtfExt:
             ext.func_info_rec_size, recs = _ext_block(data, hdr_len + fi_off, fi_len, btf)
             ext.func_info = {sec: [struct.unpack_from("<II", r) for r in rs] for sec, rs in recs.items()}
         if li_len:
-            ext.line_info_rec_size, recs = _ext_block(data, hdr_len + li_off, li_len, btf)
+            ext.line_info_rec_size, recs = _ext_block(data, hdr_len + li_off, li_len, btf, min_rec=16)
             li: dict[str, list[LineInfo]] = {}
             for sec, rs in recs.items():
                 out = []
@@ -465,19 +569,23 @@ class BtfExt:
         return ext
 
 
-def _ext_block(data: bytes, start: int, length: int, btf: Btf):
+def _ext_block(data: bytes, start: int, length: int, btf: Btf, min_rec: int = 8):
     end = start + length
-    if end > len(data):
+    if end > len(data) or length < 4:
         raise BtfError(".BTF.ext info block past the end of the section")
     (rec_size,) = struct.unpack_from("<I", data, start)
+    if rec_size < min_rec or rec_size > 256:
+        raise BtfError(f".BTF.ext record size {rec_size} is invalid (expected {min_rec}..256)")
     pos = start + 4
     out: dict[str, list[bytes]] = {}
     while pos < end:
+        if pos + 8 > end:
+            raise BtfError(".BTF.ext section header past the end of its block")
         sec_off, num = struct.unpack_from("<II", data, pos)
         pos += 8
+        if num == 0 or pos + num * rec_size > end:        # checked before building anything
+            raise BtfError(".BTF.ext record past the end of its block")
         recs = [bytes(data[pos + i * rec_size: pos + (i + 1) * rec_size]) for i in range(num)]
         pos += num * rec_size
-        if pos > end:
-            raise BtfError(".BTF.ext record past the end of its block")
         out.setdefault(btf.str_at(sec_off), []).extend(recs)
     return rec_size, out

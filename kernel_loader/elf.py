@@ -1,4 +1,4 @@
-"""Parse a BPF ELF object into a plain model (pyelftools; no root needed)."""
+"""Parse a BPF ELF object into a plain model (elfread.py; no root needed)."""
 from __future__ import annotations
 
 import json
@@ -204,53 +204,47 @@ def _check_header(path: str) -> bytes:
 def parse_object(path: str) -> BpfObject:
     """Parse ``path``; raises :class:`ObjectFormatError` with one clear
     message for anything that is not a loadable BPF object."""
-    import io
-
-    from elftools.common.exceptions import ELFError
-    from elftools.elf.elffile import ELFFile
+    from .elfread import ElfFile
 
     data = _check_header(path)
     try:
-        elf = ELFFile(io.BytesIO(data))
-        return _parse(path, elf)
+        return _parse(path, ElfFile(data))
     except ObjectFormatError:
         raise
-    except (ELFError, struct.error, ValueError, IndexError) as e:
+    except (struct.error, ValueError, IndexError, KeyError, OverflowError, RecursionError) as e:
         raise ObjectFormatError(f"{path}: malformed or truncated ELF object ({e}); rebuild it") from None
 
 
 def _parse(path: str, elf) -> BpfObject:
-    from elftools.elf.relocation import RelocationSection
-    from elftools.elf.sections import SymbolTableSection
+    from .elfread import SHT_NOBITS, SHT_REL, SHT_RELA, SHT_SYMTAB
 
     sections: dict[str, Section] = {}
     by_index: dict[int, Section] = {}
-    for i, s in enumerate(elf.iter_sections()):
-        if i == 0:
-            continue
-        d = b"" if s["sh_type"] == "SHT_NOBITS" else s.data()
-        if s["sh_type"] != "SHT_NOBITS" and len(d) != s["sh_size"]:
-            raise ObjectFormatError(f"{path}: section {s.name} truncated; rebuild it")
-        sec = Section(i, s.name, d, s["sh_size"], s["sh_flags"], s["sh_type"])
+    symtab = None
+    for s in elf.sections[1:]:
+        d = s.data()
+        sec = Section(s.index, s.name, d, s.size, s.flags, s.type_name)
+        if s.name in sections and s.type != SHT_NOBITS and s.size:
+            raise ObjectFormatError(f"{path}: two sections named {s.name!r}; rebuild it")
         sections[s.name] = sec
-        by_index[i] = sec
+        by_index[s.index] = sec
+        if s.type == SHT_SYMTAB:
+            symtab = s
 
-    symtab = elf.get_section_by_name(".symtab")
-    if not isinstance(symtab, SymbolTableSection):
+    if symtab is None:
         raise ObjectFormatError(f"{path}: no .symtab; was the object stripped?")
-    symbols = []
-    for s in symtab.iter_symbols():
-        shndx = s["st_shndx"]
-        symbols.append(Symbol(s.name, s["st_value"], s["st_size"], s["st_info"]["type"],
-                              s["st_info"]["bind"], shndx if isinstance(shndx, int) else 0))
+    symbols = [Symbol(s.name, s.value, s.size, s.type, s.bind, s.shndx) for s in elf.symbols(symtab)]
 
-    for s in elf.iter_sections():
-        if isinstance(s, RelocationSection):
-            target = by_index.get(s["sh_info"])
+    for s in elf.sections[1:]:
+        if s.type in (SHT_REL, SHT_RELA):
+            target = by_index.get(s.info)
             if target is None or not (target.flags & SHF_EXECINSTR):
                 continue  # .rel.BTF etc.: ignored like libbpf
-            for r in s.iter_relocations():
-                target.relocations.append(Relocation(r["r_offset"], r["r_info_type"], symbols[r["r_info_sym"]]))
+            for r_offset, sym_idx, r_type in elf.relocations(s):
+                if sym_idx >= len(symbols):
+                    raise ObjectFormatError(f"{path}: relocation in {s.name} refers to symbol {sym_idx}, "
+                                            f"but .symtab has {len(symbols)}; rebuild it")
+                target.relocations.append(Relocation(r_offset, r_type, symbols[sym_idx]))
 
     lic_sec = sections.get("license")
     license = lic_sec.data.split(b"\0", 1)[0].decode(errors="replace") if lic_sec else ""

@@ -52,3 +52,22 @@ class BpfSyscallError(OSError):
 
 PERMISSION_HINT = ("loading BPF programs needs root (or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON); "
                    "run it with sudo")
+
+
+class BtfLoadError(LoaderError):
+    """The kernel refused an object's BTF; ``.log`` is the kernel's BTF log."""
+
+    def __init__(self, path: str, err: "BpfSyscallError", log: str):
+        self.path = path
+        self.errno = err.errno
+        self.errno_name = err.errno_name
+        self.log = log or ""
+        lines = [ln.strip() for ln in self.log.splitlines() if ln.strip()]
+        why = lines[-1] if lines else "no BTF log"
+        super().__init__(f"{path}: the kernel rejected the object's BTF ({self.errno_name}): {why}; rebuild the "
+                         "object with this pybpfgen (or a clang matching the kernel), run with -v for the "
+                         "kernel's BTF log")
+
+
+class PinOwnershipError(LoaderError):
+    """A pin path we would use belongs to something else."""

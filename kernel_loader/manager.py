@@ -5,23 +5,17 @@ Everything here takes an optional ``sc`` (the syscall layer, default
 """
 from __future__ import annotations
 
-import errno
-import functools
-import glob
 import os
 import struct
-import sys
-from dataclasses import dataclass, field
 
 from . import pins as _pins
 from . import syscall as _syscall
-from .attach import (ATTACH_TYPE_NAMES, LINK_TYPE_NAMES, attach_sk_msg, attach_sock_ops)
+from .attach import ATTACH_TYPE_NAMES, LINK_TYPE_NAMES
 from .btf import Btf, sum_values
-from .elf import PROG_TYPE_NAMES, BpfObject, parse_object
-from .errors import BpfSyscallError, LoaderError, PERMISSION_HINT
-from .maps import ARRAY_TYPES, PERCPU_TYPES, Map, MapInfo, create_map, pin_name
+from .elf import PROG_TYPE_NAMES
+from .errors import BpfSyscallError, LoaderError
+from .maps import ARRAY_TYPES, PERCPU_TYPES, Map
 from .pins import DEFAULT_PIN_ROOT
-from .program import link_program, load_program
 
 CGROUP2_SUPER_MAGIC = 0x63677270
 from .defaults import DEFAULT_OBJECT  # noqa: E402
@@ -29,293 +23,10 @@ POLICY_MAPS = ("policy_ports", "accel_ports")   # pybpfgen name, then the C twin
 DECODE_MAX_ENTRIES = 64
 
 
-# ------------------------------------------------------------------ helpers
-def _user_errors(fn):
-    """Turn permission problems into one-line LoaderErrors."""
-    @functools.wraps(fn)
-    def wrapper(*a, **kw):
-        try:
-            return fn(*a, **kw)
-        except BpfSyscallError as e:
-            if e.errno in (errno.EPERM, errno.EACCES):
-                raise LoaderError(f"{e}; {PERMISSION_HINT}") from e
-            raise
-        except PermissionError as e:
-            raise LoaderError(f"permission denied: {e.filename or ''}; {PERMISSION_HINT}") from e
-    return wrapper
-
-
-def find_cgroup2_mount(mounts_file: str = "/proc/mounts") -> str | None:
-    try:
-        with open(mounts_file) as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) >= 3 and parts[2] == "cgroup2":
-                    return parts[1].replace("\\040", " ")
-    except OSError:
-        pass
-    return None
-
-
-def cgroup_path_by_id(cgroup_id: int, root: str | None = None) -> str | None:
-    root = root or find_cgroup2_mount()
-    if not root:
-        return None
-    for dirpath, dirnames, _files in os.walk(root):
-        try:
-            if os.stat(dirpath).st_ino == cgroup_id:
-                return dirpath
-        except OSError:
-            continue
-    return None
-
-
-class _Txn:
-    """Undo log: on failure undo everything in reverse; on success only
-    close the fds (pins keep the objects alive)."""
-
-    def __init__(self, sc):
-        self.sc = sc
-        self.undo: list = []
-        self.fds: list[int] = []
-
-    def fd(self, fd: int) -> int:
-        self.fds.append(fd)
-        self.undo.append(("close", fd))
-        return fd
-
-    def link(self, fd: int) -> int:
-        self.fds.append(fd)
-        self.undo.append(("close", fd))
-        self.undo.append(("detach", fd))
-        return fd
-
-    def mkdir(self, path: str) -> None:
-        os.mkdir(path)
-        self.undo.append(("rmdir", path))
-
-    def pin(self, fd: int, path: str) -> None:
-        self.sc.obj_pin(fd, path)
-        self.undo.append(("unlink", path))
-
-    def rollback(self) -> None:
-        for action, arg in reversed(self.undo):
-            try:
-                if action == "close":
-                    self.sc.close(arg)
-                elif action == "detach":
-                    self.sc.link_detach(arg)
-                elif action == "rmdir":
-                    os.rmdir(arg)
-                elif action == "unlink":
-                    os.unlink(arg)
-            except (OSError, BpfSyscallError):
-                pass
-        self.undo.clear()
-        self.fds.clear()
-
-    def commit(self) -> None:
-        for fd in self.fds:
-            self.sc.close(fd)
-        self.undo.clear()
-        self.fds.clear()
-
-
-@dataclass
-class LoadedProgram:
-    name: str
-    id: int
-    type: str
-    pin: str
-    link_id: int | None = None
-    link_pin: str | None = None
-    attach_target: str | None = None
-
-
-@dataclass
-class LoadedObject:
-    name: str
-    path: str
-    pin_dir: str
-    cgroup: str | None
-    programs: dict[str, LoadedProgram] = field(default_factory=dict)
-    maps: dict[str, dict] = field(default_factory=dict)      # name → {"id", "pin"}
-    warnings: list[str] = field(default_factory=list)
-
-
-def _object_paths(path_or_dir: str) -> list[str]:
-    if os.path.isdir(path_or_dir):
-        found = sorted(glob.glob(os.path.join(path_or_dir, "*.bpf.o")))
-        if not found:
-            raise LoaderError(f"no *.bpf.o objects in {path_or_dir}; build them first with `pybpfgen compile`")
-        return found
-    if not os.path.exists(path_or_dir):
-        raise LoaderError(f"{path_or_dir}: no such file or directory; build it first with `pybpfgen compile`")
-    return [path_or_dir]
-
-
-def _check_cgroup(cgroup: str, sc) -> str:
-    cgroup = os.path.abspath(cgroup)
-    if not os.path.isdir(cgroup):
-        raise LoaderError(f"cgroup {cgroup} does not exist; pass an existing cgroup v2 directory with --cgroup")
-    try:
-        magic = sc.statfs_type(cgroup)
-    except OSError:
-        magic = None
-    if magic is not None and magic != CGROUP2_SUPER_MAGIC:
-        raise LoaderError(f"{cgroup} is not a cgroup v2 directory; pass one with --cgroup "
-                          f"(cgroup2 is mounted at {find_cgroup2_mount() or 'nowhere'})")
-    return cgroup
-
-
-# --------------------------------------------------------------------- load
-@_user_errors
-def load(path_or_dir: str = "build", cgroup: str | None = None, pin_root: str = DEFAULT_PIN_ROOT, *,
-         verbose: bool = False, sc=None) -> list[LoadedObject]:
-    """Load, attach and pin one object or every ``*.bpf.o`` in a directory.
-
-    sock_ops programs attach to ``cgroup`` (default: the cgroup2 mount),
-    sk_msg programs to their sockhash/sockmap.  Everything is pinned under
-    ``<pin_root>/<object>/``.  On failure nothing created by this call is
-    left behind.
-    """
-    sc = sc or _syscall.get_default()
-    say = (lambda msg: print(f"pybpfgen: {msg}", file=sys.stderr)) if verbose else (lambda msg: None)
-    objs = [parse_object(p) for p in _object_paths(path_or_dir)]
-    names = [o.name for o in objs]
-    dups = {n for n in names if names.count(n) > 1}
-    if dups:
-        raise LoaderError(f"several objects would be loaded as {', '.join(sorted(dups))}; rename one")
-    needs_cgroup = any(p.kind == "sock_ops" for o in objs for p in o.programs)
-    if needs_cgroup:
-        if cgroup is None:
-            cgroup = find_cgroup2_mount()
-            if cgroup is None:
-                raise LoaderError("no cgroup v2 mount found in /proc/mounts; mount cgroup2 or pass --cgroup DIR")
-        cgroup = _check_cgroup(cgroup, sc)
-    pin_root = os.path.abspath(pin_root)
-    _pins.ensure_bpffs(pin_root, sc)
-    for o in objs:
-        d = _pins.object_dir(pin_root, o.name)
-        if os.path.exists(d):
-            raise LoaderError(f"object {o.name} is already loaded (pinned at {d}); "
-                              f"run `pybpfgen unload {o.name}` first")
-    txn = _Txn(sc)
-    results = []
-    try:
-        if not os.path.isdir(pin_root):
-            os.makedirs(os.path.dirname(pin_root), exist_ok=True)
-            txn.mkdir(pin_root)
-        for o in objs:
-            results.append(_load_one(sc, txn, o, pin_root, cgroup, say))
-    except BaseException:
-        txn.rollback()
-        raise
-    txn.commit()
-    return results
-
-
-def _load_one(sc, txn: _Txn, obj: BpfObject, pin_root: str, cgroup: str | None, say) -> LoadedObject:
-    res = LoadedObject(obj.name, obj.path, _pins.object_dir(pin_root, obj.name), cgroup)
-    say(f"loading {obj.path} as {obj.name}")
-    btf_fd = None
-    if obj.btf_raw:
-        try:
-            btf_fd = txn.fd(sc.btf_load(obj.btf_raw))
-        except BpfSyscallError as e:
-            if e.errno == errno.EPERM:
-                raise
-            res.warnings.append(f"kernel refused the object's BTF ({e.errno_name}); loading without BTF")
-            say(res.warnings[-1])
-    map_fds: dict[str, int] = {}
-    for m in obj.maps.values():
-        map_fds[m.name] = txn.fd(create_map(sc, obj, m, btf_fd))
-        say(f"created map {m.name} ({m.type_name})")
-    prog_fds: dict[str, int] = {}
-    for p in obj.programs:
-        lp = link_program(obj, p, map_fds)
-        prog_fds[p.name] = txn.fd(load_program(sc, obj, lp, btf_fd))
-        say(f"loaded program {p.name} ({p.kind}, {len(lp.insns) // 8} insns)")
-
-    # pins
-    txn.mkdir(res.pin_dir)
-    for sub in _pins.SUBDIRS:
-        txn.mkdir(os.path.join(res.pin_dir, sub))
-    for m in obj.maps.values():
-        path = _pins.pin_path(pin_root, obj.name, "maps", pin_name(m))
-        txn.pin(map_fds[m.name], path)
-        res.maps[m.name] = {"id": MapInfo.from_bytes(sc.map_info(map_fds[m.name])).id, "pin": path}
-    for p in obj.programs:
-        path = _pins.pin_path(pin_root, obj.name, "progs", p.name)
-        txn.pin(prog_fds[p.name], path)
-        pid = struct.unpack_from("<I", sc.prog_info(prog_fds[p.name]), 4)[0]
-        res.programs[p.name] = LoadedProgram(p.name, pid, p.kind, path)
-
-    # attach: sk_msg first, so sockets that sock_ops inserts get the verdict program
-    order = sorted(obj.programs, key=lambda p: {"sk_msg": 0, "sock_ops": 1}.get(p.kind, 2))
-    for p in order:
-        if p.kind == "sk_msg":
-            link_fd = txn.link(attach_sk_msg(sc, prog_fds[p.name], map_fds[p.attach_map], p.attach_map))
-            target = f"map:{p.attach_map}"
-        elif p.kind == "sock_ops":
-            link_fd = txn.link(attach_sock_ops(sc, prog_fds[p.name], cgroup))
-            target = f"cgroup:{cgroup}"
-        else:
-            continue  # socket / syscall programs are only pinned
-        path = _pins.pin_path(pin_root, obj.name, "links", p.name)
-        txn.pin(link_fd, path)
-        lp = res.programs[p.name]
-        lp.link_id = struct.unpack_from("<I", sc.link_info(link_fd), 4)[0]
-        lp.link_pin, lp.attach_target = path, target
-        say(f"attached {p.name} to {target}")
-    return res
-
-
-# ------------------------------------------------------------------- unload
-@_user_errors
-def unload(name: str | None = None, pin_root: str = DEFAULT_PIN_ROOT, *, sc=None) -> list[str]:
-    """Detach and unpin object ``name`` (every object when None).
-    Idempotent; returns the names that were unloaded."""
-    sc = sc or _syscall.get_default()
-    pin_root = os.path.abspath(pin_root)
-    if not os.path.isdir(pin_root) or not _pins.is_bpffs(pin_root, sc):
-        return []
-    names = _pins.list_objects(pin_root) if name is None else [name]
-    done = []
-    for n in names:
-        d = _pins.object_dir(pin_root, n)
-        if not os.path.isdir(d):
-            continue
-        _unload_dir(sc, d)
-        done.append(n)
-    if name is None or done:
-        try:
-            os.rmdir(pin_root)     # only when empty
-        except OSError:
-            pass
-    return done
-
-
-def _unload_dir(sc, d: str) -> None:
-    links = os.path.join(d, "links")
-    for entry in sorted(os.listdir(links)) if os.path.isdir(links) else []:
-        path = os.path.join(links, entry)
-        try:
-            fd = sc.obj_get(path)
-        except BpfSyscallError:
-            fd = None
-        if fd is not None:
-            try:
-                sc.link_detach(fd)
-            except BpfSyscallError:
-                pass   # already detached (e.g. its cgroup was removed)
-            finally:
-                sc.close(fd)
-        os.unlink(path)
-    for dirpath, dirnames, files in os.walk(d, topdown=False):
-        for f in files:
-            os.unlink(os.path.join(dirpath, f))
-        os.rmdir(dirpath)
+# load / unload live in lifecycle.py; re-exported here (the API's home)
+from .lifecycle import (LoadedObject, LoadedProgram, cgroup_path_by_id, check_cgroup as _check_cgroup,  # noqa: E402,F401
+                        find_cgroup2_mount, load, object_paths as _object_paths, unload,
+                        user_errors as _user_errors)
 
 
 # ------------------------------------------------------------------- status
@@ -428,25 +139,143 @@ def _map_status(sc, name: str, path: str, btfs: _BtfCache) -> dict:
         m.close()
 
 
+def _visible(entries: list[str]) -> list[str]:
+    from .lifecycle import STAGE
+    return [e for e in entries if not e.endswith(STAGE)]
+
+
+def _legacy_links(sc, maps: list[dict], progs: list[dict], links: list[dict]) -> list[dict]:
+    """sk_msg programs attached to our sockmaps with PROG_ATTACH (no link)."""
+    linked = {ln["prog_id"] for ln in links}
+    by_id = {p["id"]: p["name"] for p in progs}
+    out = []
+    for m in maps:
+        if m["type_id"] not in (15, 18):
+            continue
+        try:
+            fd = sc.obj_get(m["pin"])
+        except BpfSyscallError:
+            continue
+        try:
+            q = sc.prog_query(fd, 7)
+        except BpfSyscallError:
+            continue
+        finally:
+            sc.close(fd)
+        for pid, lid in zip(q["prog_ids"], q["link_ids"]):
+            if lid or pid in linked:
+                continue
+            out.append({"name": by_id.get(pid, f"prog{pid}"), "id": None, "type": "legacy", "type_id": 0,
+                        "prog_id": pid, "attach_type": "sk_msg_verdict", "attached": True, "pin": None,
+                        "target": {"kind": "map", "map_id": m["id"], "map_name": m["pin_name"]}})
+    return out
+
+
+def _accelerator(maps: list[dict], sc, pin_dir: str) -> dict | None:
+    by_name = {m["pin_name"]: m for m in maps}
+    sock = next((m for m in maps if m["type_id"] in (15, 18)), None)
+    policy = next((by_name[n] for n in POLICY_MAPS if n in by_name), None)
+    if sock is None or policy is None:
+        return None
+    out = {"sockhash": sock["pin_name"], "sockets": sock["entries"], "policy_map": policy["pin_name"],
+           "policy_ports": [], "redirected": None, "missed": None}
+    try:
+        m = Map.open_pinned(policy["pin"], sc=sc)
+        try:
+            out["policy_ports"] = sorted(struct.unpack("<I", k)[0] for k in m.keys())
+        finally:
+            m.close()
+    except (BpfSyscallError, OSError):
+        pass
+    for m in maps:
+        vals = m.get("values")
+        if vals and isinstance(vals[0], dict) and "redirected" in vals[0]:
+            out["redirected"] = sum(v.get("redirected", 0) or 0 for v in vals if v)
+            out["missed"] = sum(v.get("missed", 0) or 0 for v in vals if v)
+            break
+    return out
+
+
+def _object_state(pin_root: str, name: str) -> dict:
+    from . import state as _state
+    j = _state.read(pin_root, name)
+    if j is None:
+        return {"state": "unknown", "cgroup": None}
+    st = j.get("status", "unknown")
+    pid = j.get("pid")
+    if st == "loading" and pid:
+        try:
+            os.kill(pid, 0)
+            st = "loading"
+        except ProcessLookupError:
+            st = "interrupted"
+        except PermissionError:
+            pass
+    return {"state": st, "cgroup": j.get("cgroup")}
+
+
 @_user_errors
-def status(pin_root: str = DEFAULT_PIN_ROOT, *, name: str | None = None, sc=None) -> dict:
-    """Describe every loaded object from its pins (schema in docs/loader.md)."""
+def status(pin_root: str = DEFAULT_PIN_ROOT, *, name: str | None = None, sc=None,
+           stats_interval: float | None = None, sleep=None) -> dict:
+    """Describe every loaded object from its pins (schema in docs/cli.md).
+
+    With ``stats_interval`` (seconds), kernel run-time statistics are
+    enabled (BPF_ENABLE_STATS) only for that interval, and each program gets
+    ``stats``: the runs and average run time measured during it."""
+    import time
     sc = sc or _syscall.get_default()
     pin_root = os.path.abspath(pin_root)
     out = {"pin_root": pin_root, "objects": []}
     if not os.path.isdir(pin_root) or not _pins.is_bpffs(pin_root, sc):
         return out
     btfs = _BtfCache(sc)
-    for n in _pins.list_objects(pin_root):
-        if name is not None and n != name:
-            continue
-        d = _pins.object_dir(pin_root, n)
-        maps = [_map_status(sc, e, os.path.join(d, "maps", e), btfs) for e in _pins.list_pins(pin_root, n, "maps")]
-        map_names = {m["id"]: m["pin_name"] for m in maps}
-        progs = [_prog_status(sc, e, os.path.join(d, "progs", e)) for e in _pins.list_pins(pin_root, n, "progs")]
-        links = [_link_status(sc, e, os.path.join(d, "links", e), map_names)
-                 for e in _pins.list_pins(pin_root, n, "links")]
-        out["objects"].append({"name": n, "pin_dir": d, "programs": progs, "links": links, "maps": maps})
+    names = [n for n in _pins.list_objects(pin_root) if name is None or n == name]
+    stats_fd = None
+    before: dict[str, tuple[int, int]] = {}
+    t0 = 0.0
+    if stats_interval is not None:
+        try:
+            stats_fd = sc.enable_stats(0)
+        except BpfSyscallError as e:
+            raise LoaderError(f"cannot enable BPF run-time statistics ({e.errno_name}); "
+                              "run as root, or without --stats") from e
+        for n in names:
+            d = _pins.object_dir(pin_root, n)
+            for e in _visible(_pins.list_pins(pin_root, n, "progs")):
+                try:
+                    p = _prog_status(sc, e, os.path.join(d, "progs", e))
+                    before[p["pin"]] = (p["run_cnt"], p["run_time_ns"])
+                except BpfSyscallError:
+                    pass
+        t0 = time.monotonic()
+        (sleep or time.sleep)(stats_interval)
+    try:
+        for n in names:
+            d = _pins.object_dir(pin_root, n)
+            maps = [_map_status(sc, e, os.path.join(d, "maps", e), btfs)
+                    for e in _visible(_pins.list_pins(pin_root, n, "maps"))]
+            map_names = {m["id"]: m["pin_name"] for m in maps}
+            progs = [_prog_status(sc, e, os.path.join(d, "progs", e))
+                     for e in _visible(_pins.list_pins(pin_root, n, "progs"))]
+            links = [_link_status(sc, e, os.path.join(d, "links", e), map_names)
+                     for e in _visible(_pins.list_pins(pin_root, n, "links"))]
+            links += _legacy_links(sc, maps, progs, links)
+            if stats_fd is not None:
+                elapsed = time.monotonic() - t0
+                for p in progs:
+                    c0, t0ns = before.get(p["pin"], (p["run_cnt"], p["run_time_ns"]))
+                    cnt, ns = p["run_cnt"] - c0, p["run_time_ns"] - t0ns
+                    p["stats"] = {"interval_s": round(elapsed, 3), "run_cnt": cnt, "run_time_ns": ns,
+                                  "avg_ns": round(ns / cnt, 1) if cnt else None}
+            else:
+                for p in progs:
+                    p["stats"] = None
+            obj = {"name": n, "pin_dir": d, **_object_state(pin_root, n), "programs": progs, "links": links,
+                   "maps": maps, "accelerator": _accelerator(maps, sc, d)}
+            out["objects"].append(obj)
+    finally:
+        if stats_fd is not None:
+            sc.close(stats_fd)
     return out
 
 

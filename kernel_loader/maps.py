@@ -181,6 +181,68 @@ class Map:
     def delete(self, key: bytes) -> bool:
         return self.sc.map_delete(self.fd, self._check_key(key))
 
+    # ------------------------------------------------------------ typed access
+    def btf(self):
+        """The map's BTF from the kernel (None when it was created without)."""
+        if not hasattr(self, "_btf"):
+            self._btf = None
+            if self._info.btf_id:
+                from .btf import Btf
+                try:
+                    fd = self.sc.btf_get_fd_by_id(self._info.btf_id)
+                    try:
+                        self._btf = Btf.parse(self.sc.btf_info(fd)[1])
+                    finally:
+                        self.sc.close(fd)
+                except (BpfSyscallError, LoaderError):
+                    self._btf = None
+        return self._btf
+
+    def _encode(self, type_id: int, size: int, value, what: str) -> bytes:
+        if isinstance(value, (bytes, bytearray)):
+            return bytes(value)
+        btf = self.btf()
+        if btf is not None and type_id:
+            return btf.encode(type_id, value)
+        if isinstance(value, int) and size in (1, 2, 4, 8):
+            return value.to_bytes(size, "little")
+        raise ValueError(f"map {self.name}: cannot encode {what} {value!r} without BTF; pass bytes")
+
+    def _decode(self, type_id: int, raw: bytes):
+        btf = self.btf()
+        if btf is not None and type_id:
+            return btf.decode(type_id, raw)
+        if len(raw) in (1, 2, 4, 8):
+            return int.from_bytes(raw, "little")
+        return raw
+
+    def encode_key(self, key) -> bytes:
+        return self._encode(self._info.btf_key_type_id, self._info.key_size, key, "key")
+
+    def encode_value(self, value) -> bytes:
+        return self._encode(self._info.btf_value_type_id, self._info.value_size, value, "value")
+
+    def get(self, key):
+        """Typed lookup: ``key`` is an int / dict / bytes; returns the decoded
+        value (a list per CPU for per-CPU maps) or None."""
+        k = self.encode_key(key)
+        if self.percpu:
+            vals = self.lookup_percpu(k)
+            return None if vals is None else [self._decode(self._info.btf_value_type_id, v) for v in vals]
+        raw = self.lookup(k)
+        return None if raw is None else self._decode(self._info.btf_value_type_id, raw)
+
+    def set(self, key, value, flags: int = 0) -> None:
+        """Typed update (per-CPU maps: the same value on every CPU)."""
+        self.update(self.encode_key(key), self.encode_value(value), flags)
+
+    def items(self):
+        """(decoded key, decoded value) pairs."""
+        for k in self.keys():
+            v = self.get(k)
+            if v is not None:
+                yield self._decode(self._info.btf_key_type_id, k), v
+
     def close(self) -> None:
         if self.fd >= 0:
             self.sc.close(self.fd)

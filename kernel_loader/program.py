@@ -206,6 +206,10 @@ def load_program(sc, obj: BpfObject, lp: LinkedProgram, btf_fd: int | None, *, l
                 size = max(e.log_true_size if e.log_true_size > size else 0, size * 2)
                 size = min(size, LOG_MAX)
                 continue
+            if e.errno == errno.E2BIG and not e.log.strip():
+                raise LoaderError(f"cannot load program {prog.name}: the kernel says E2BIG ({len(lp.insns) // 8} "
+                                  "instructions): the program is too large or uses attributes this kernel does "
+                                  "not know; split it or use a newer kernel") from e
             if e.errno == errno.EPERM and not e.log.strip():
                 # EPERM without a verifier log: privileges, not the program
                 raise LoaderError(f"cannot load program {prog.name}: permission denied (EPERM); {PERMISSION_HINT}") from e

@@ -13,94 +13,30 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-import platform
 import struct
-
-from cffi import FFI
 
 from .errors import BpfSyscallError
 
-ffi = FFI()
-ffi.cdef(
-    """
-    long syscall(long number, ...);
-    int statfs(const char *path, void *buf);
-    int mount(const char *source, const char *target, const char *fstype,
-              unsigned long flags, const void *data);
+from ._cdef import CDEF
 
-    struct map_create_attr {
-        uint32_t map_type, key_size, value_size, max_entries, map_flags;
-        uint32_t inner_map_fd, numa_node;
-        char map_name[16];
-        uint32_t map_ifindex, btf_fd, btf_key_type_id, btf_value_type_id;
-        uint32_t btf_vmlinux_value_type_id;
-        uint64_t map_extra;
-        uint32_t value_type_btf_obj_fd, map_token_fd;
-    };
-    struct map_elem_attr {
-        uint32_t map_fd; uint32_t _pad0;
-        uint64_t key; uint64_t value; uint64_t flags;
-    };
-    struct prog_load_attr {
-        uint32_t prog_type, insn_cnt;
-        uint64_t insns, license;
-        uint32_t log_level, log_size;
-        uint64_t log_buf;
-        uint32_t kern_version, prog_flags;
-        char prog_name[16];
-        uint32_t prog_ifindex, expected_attach_type, prog_btf_fd, func_info_rec_size;
-        uint64_t func_info;
-        uint32_t func_info_cnt, line_info_rec_size;
-        uint64_t line_info;
-        uint32_t line_info_cnt, attach_btf_id, attach_prog_fd, core_relo_cnt;
-        uint64_t fd_array, core_relos;
-        uint32_t core_relo_rec_size, log_true_size, prog_token_fd, fd_array_cnt;
-    };
-    struct obj_pin_attr {
-        uint64_t pathname;
-        uint32_t bpf_fd, file_flags;
-        int32_t path_fd; uint32_t _pad0;
-    };
-    struct prog_attach_attr {
-        uint32_t target_fd, attach_bpf_fd, attach_type, attach_flags;
-        uint32_t replace_bpf_fd, relative_fd;
-        uint64_t expected_revision;
-    };
-    struct get_id_attr {
-        uint32_t id, next_id, open_flags;
-    };
-    struct info_attr {
-        uint32_t bpf_fd, info_len;
-        uint64_t info;
-    };
-    struct prog_query_attr {
-        uint32_t target_fd, attach_type, query_flags, attach_flags;
-        uint64_t prog_ids;
-        uint32_t prog_cnt; uint32_t _pad0;
-        uint64_t prog_attach_flags, link_ids, link_attach_flags, revision;
-    };
-    struct btf_load_attr {
-        uint64_t btf, btf_log_buf;
-        uint32_t btf_size, btf_log_size, btf_log_level, btf_log_true_size;
-        uint32_t btf_flags, btf_token_fd;
-    };
-    struct link_create_attr {
-        uint32_t prog_fd, target_fd, attach_type, flags;
-        uint32_t relative_fd; uint32_t _pad0;
-        uint64_t expected_revision;
-    };
-    struct fd_attr {
-        uint32_t fd;
-    };
-    struct test_run_attr {
-        uint32_t prog_fd, retval, data_size_in, data_size_out;
-        uint64_t data_in, data_out;
-        uint32_t repeat, duration, ctx_size_in, ctx_size_out;
-        uint64_t ctx_in, ctx_out;
-        uint32_t flags, cpu, batch_size; uint32_t _pad0;
-    };
-    """
-)
+
+def _make_ffi():
+    """The out-of-line module when it matches CDEF, else an in-line FFI (slower import)."""
+    import zlib
+    digest = f"{zlib.crc32(CDEF.encode()):08x}-{len(CDEF)}"
+    try:
+        from . import _bpf_cffi
+        if getattr(_bpf_cffi, "CDEF_DIGEST", None) == digest:
+            return _bpf_cffi.ffi
+    except ImportError:
+        pass
+    from cffi import FFI
+    f = FFI()
+    f.cdef(CDEF)
+    return f
+
+
+ffi = _make_ffi()
 
 # --- command numbers -------------------------------------------------------
 MAP_CREATE = 0
@@ -125,6 +61,7 @@ BTF_GET_FD_BY_ID = 19
 MAP_FREEZE = 22
 BTF_GET_NEXT_ID = 23
 LINK_CREATE = 28
+LINK_UPDATE = 29
 LINK_GET_FD_BY_ID = 30
 LINK_GET_NEXT_ID = 31
 ENABLE_STATS = 32
@@ -148,7 +85,7 @@ def errno_name(err: int) -> str:
 
 
 def syscall_number(machine: str | None = None) -> int:
-    machine = machine or platform.machine()
+    machine = machine or os.uname().machine
     try:
         return _SYSCALL_NR[machine]
     except KeyError:
@@ -412,6 +349,15 @@ class Syscall:
         a.prog_fd, a.target_fd, a.attach_type, a.flags = prog_fd, target_fd, attach_type, flags
         return self._call(LINK_CREATE, a)
 
+    def link_update(self, link_fd: int, new_prog_fd: int, old_prog_fd: int = 0) -> None:
+        """Atomically replace the program of a link (with ``old_prog_fd``:
+        only if it still runs that program, BPF_F_REPLACE)."""
+        a = ffi.new("struct link_update_attr *")
+        a.link_fd, a.new_prog_fd = link_fd, new_prog_fd
+        if old_prog_fd:
+            a.flags, a.old_prog_fd = 4, old_prog_fd     # BPF_F_REPLACE
+        self._call(LINK_UPDATE, a)
+
     def link_detach(self, link_fd: int) -> None:
         a = ffi.new("struct fd_attr *")
         a.fd = link_fd
@@ -470,6 +416,20 @@ class Syscall:
             os.close(fd)
         except OSError:
             pass
+
+    def fd_kind(self, fd: int) -> str:
+        """'map', 'prog', 'link', 'btf' or 'other' (from /proc/self/fd)."""
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            return "other"
+        return {"anon_inode:bpf-map": "map", "anon_inode:bpf-prog": "prog", "anon_inode:bpf_link": "link", "anon_inode:bpf-link": "link",
+                "anon_inode:btf": "btf"}.get(target, "other")
+
+    def effective_caps(self) -> int | None:
+        """CapEff of this process (None when /proc is unreadable)."""
+        from .features import effective_caps
+        return effective_caps()
 
     def statfs_type(self, path: str) -> int:
         buf = ffi.new("char[]", 256)

@@ -1,65 +1,257 @@
-"""Sockmap accelerator for same-host TCP (IPv4).
+"""Sockmap accelerator for same-host TCP (IPv4, IPv6 and v4-mapped IPv6).
 
 When a TCP connection whose local or remote port is in ``policy_ports`` becomes
-established, ``accel_sockops`` puts the socket into the ``socks`` sockhash under
-the connection's 4-tuple as that socket sees it. ``accel_redirect`` runs on every
-message sent by a socket in ``socks``: it looks up the peer (the same 4-tuple seen
-from the other end) and, when the peer is there, moves the message straight into
-the peer's receive queue, skipping TCP/IP, routing and veth. A miss always falls
-back to the normal TCP path.
+established, both of its sockets are paired and put into the ``socks`` sockhash;
+``accel_redirect`` then moves each message a paired socket sends straight into its
+peer's receive queue, skipping TCP/IP, routing and veth. Safety rules:
 
-Addresses are in network byte order; ports in host byte order.
+* **A socket is identified by its network namespace and its 4-tuple** (``SockId``;
+  IPv4 addresses are stored v4-mapped, so IPv4 and dual-stack IPv6 sockets match).
+  Identical 4-tuples in different namespaces never share a key.
+* **Pairing needs proof.** The client (active side) waits in ``pending``; the server
+  (passive side) pairs with it only if their TCP sequence numbers mirror each other
+  (client snd_nxt == server rcv_nxt and client rcv_nxt == server snd_nxt): only the
+  real peer can match. Two clients waiting under the same tuple pair with nobody.
+* **A connection never switches from the TCP path to the redirect path.** Its first
+  message decides: a socket that sends before it is paired keeps the TCP path for its
+  whole life, so bytes never overtake each other.
+* **Bounded memory.** Redirected messages bypass TCP's backpressure, so a sender may
+  redirect at most ``max_unanswered_msgs`` messages / ``max_unanswered_bytes`` bytes
+  while its peer sends nothing; past that (a one-way bulk stream, a slow reader) it
+  falls back to the TCP path for good. That switch keeps order: the receiver reads
+  its sockmap queue, which holds the older bytes, before its TCP queue.
+
+A miss (peer gone, not paired) always falls back to the normal TCP path: the sk_msg
+program returns SK_PASS whatever happens. Addresses are in network byte order,
+ports in host byte order.
 """
 from pybpfgen.lang import *
 
+MODE_UNDECIDED = 0  # paired, no message sent yet
+MODE_REDIRECT = 1  # messages go to the peer's receive queue
+MODE_KERNEL = 2  # messages take the normal TCP path, for the rest of the connection
 
-class SockKey(Struct):
-    """One end of a TCP connection, as seen by the socket that owns it."""
+V4_MAPPED = 0xFFFF0000  # ::ffff:0:0/96, third word in network byte order
 
-    local_ip: u32
-    remote_ip: u32
+
+class SockId(Struct):
+    """One socket: its network namespace and its 4-tuple as it sees it."""
+
+    netns: u64
+    local_ip: u32[4]
+    remote_ip: u32[4]
     local_port: u32
     remote_port: u32
 
 
+class Tuple(Struct):
+    """A 4-tuple without namespace: how a server finds the client waiting for it."""
+
+    local_ip: u32[4]
+    remote_ip: u32[4]
+    local_port: u32
+    remote_port: u32
+
+
+class Pending(Struct):
+    client: SockId
+    snd_nxt: u32
+    rcv_nxt: u32
+    ambiguous: u32  # another client waits under the same tuple: pair neither
+
+
+class Conn(Struct):
+    peer: SockId
+    mode: u32
+    unanswered_msgs: u32  # redirected since the peer last sent
+    unanswered_bytes: u64
+
+
 class AccelStats(Struct):
-    """Per-CPU counters of the redirect program (``pybpfgen status`` sums them)."""
+    """Per-CPU counters (``pybpfgen status`` sums them)."""
 
     redirected: u64  # messages moved straight into the peer socket
-    missed: u64  # messages that took the normal TCP path (peer not in the sockhash)
+    missed: u64  # messages from inserted sockets that took the TCP path
+    paired: u64  # connections paired (both ends accelerated)
+    refused: u64  # pairings refused: ambiguous tuple or sequence numbers that do not mirror
+    demoted: u64  # connections moved to the TCP path by the memory budget
 
 
-socks = SockHash(key=SockKey, value=u32, max_entries=65536)
+socks = SockHash(key=SockId, value=u64, max_entries=65536)
+pending = LRUHash(key=Tuple, value=Pending, max_entries=16384)
+conns = LRUHash(key=SockId, value=Conn, max_entries=131072)
 policy_ports = Hash(key=u32, value=u32, max_entries=1024)  # `pybpfgen policy add --port N`
 stats = PerCPUArray(value=AccelStats, max_entries=1)
+max_unanswered_msgs = Global(u32, 256)
+max_unanswered_bytes = Global(u64, 4 << 20)
+
+
+# ------------------------------------------------------------------ identities
+def v4_mapped(ip4: u32) -> u32[4]:
+    return [0, 0, V4_MAPPED, ip4]
+
+
+def ops_id(ctx: SockOps) -> SockId:
+    me = SockId(netns=bpf_get_netns_cookie(ctx), local_port=ctx.local_port, remote_port=ctx.remote_port)
+    if ctx.family == AF_INET:
+        me.local_ip = v4_mapped(ctx.local_ip4)
+        me.remote_ip = v4_mapped(ctx.remote_ip4)
+    else:
+        me.local_ip = ctx.local_ip6
+        me.remote_ip = ctx.remote_ip6
+    return me
+
+
+def msg_id(msg: SkMsg) -> SockId:
+    me = SockId(netns=bpf_get_netns_cookie(msg), local_port=msg.local_port, remote_port=msg.remote_port)
+    if msg.family == AF_INET:
+        me.local_ip = v4_mapped(msg.local_ip4)
+        me.remote_ip = v4_mapped(msg.remote_ip4)
+    else:
+        me.local_ip = msg.local_ip6
+        me.remote_ip = msg.remote_ip6
+    return me
+
+
+def tuple_of(s: SockId) -> Tuple:
+    return Tuple(s.local_ip, s.remote_ip, s.local_port, s.remote_port)
+
+
+def reversed_tuple_of(s: SockId) -> Tuple:
+    return Tuple(s.remote_ip, s.local_ip, s.remote_port, s.local_port)
+
+
+# ------------------------------------------------------------------ counters
+def count_redirected():
+    s = stats.lookup(0)
+    if s is not None:
+        s.value.redirected += 1
+
+
+def count_missed():
+    s = stats.lookup(0)
+    if s is not None:
+        s.value.missed += 1
+
+
+def count_paired():
+    s = stats.lookup(0)
+    if s is not None:
+        s.value.paired += 1
+
+
+def count_refused():
+    s = stats.lookup(0)
+    if s is not None:
+        s.value.refused += 1
+
+
+def count_demoted():
+    s = stats.lookup(0)
+    if s is not None:
+        s.value.demoted += 1
+
+
+# ------------------------------------------------------------------ sock_ops
+def client_established(ctx: SockOps, me: SockId):
+    """The active side: insert it and wait for its server to pair with it."""
+    key = tuple_of(me)
+    if pending.update(key, Pending(client=me, snd_nxt=ctx.snd_nxt, rcv_nxt=ctx.rcv_nxt), BPF_NOEXIST) != 0:
+        other = pending.lookup(key)  # the same tuple from another namespace is waiting too
+        if other is not None:
+            other.value.ambiguous = 1
+        count_refused()
+        return
+    socks.update(ctx, me, BPF_ANY)
+    bpf_sock_ops_cb_flags_set(ctx, BPF_SOCK_OPS_STATE_CB_FLAG)
+
+
+def server_established(ctx: SockOps, me: SockId):
+    """The passive side: pair with the waiting client whose sequence numbers mirror ours."""
+    key = reversed_tuple_of(me)
+    p = pending.lookup(key)
+    if p is None:
+        return  # the client is not accelerated (outside the cgroup or the policy)
+    if p.value.ambiguous != 0 or p.value.snd_nxt != ctx.rcv_nxt or p.value.rcv_nxt != ctx.snd_nxt:
+        count_refused()
+        return
+    client = p.value.client
+    pending.delete(key)
+    if conns.update(client, Conn(peer=me, mode=MODE_UNDECIDED), BPF_NOEXIST) != 0:
+        c = conns.lookup(client)  # the client already sent on the TCP path: it keeps it
+        if c is not None:
+            c.value.peer = me
+    conns.update(me, Conn(peer=client, mode=MODE_UNDECIDED), BPF_ANY)
+    socks.update(ctx, me, BPF_ANY)
+    bpf_sock_ops_cb_flags_set(ctx, BPF_SOCK_OPS_STATE_CB_FLAG)
+    count_paired()
+
+
+def forget(ctx: SockOps):
+    me = ops_id(ctx)
+    conns.delete(me)
+    key = tuple_of(me)
+    p = pending.lookup(key)
+    if p is not None and p.value.client.netns == me.netns:
+        pending.delete(key)
 
 
 @sock_ops
 def accel_sockops(ctx: SockOps) -> int:
     op = ctx.op
+    if op == BPF_SOCK_OPS_STATE_CB:
+        if ctx.args1 == BPF_TCP_CLOSE:
+            forget(ctx)
+        return 1
     if op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB and op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
         return 1
-    if ctx.family != AF_INET:
+    family = ctx.family
+    if family != AF_INET and family != AF_INET6:
         return 1
-    lport = ctx.local_port
-    rport = ctx.remote_port
-    if lport not in policy_ports and rport not in policy_ports:
+    if ctx.local_port not in policy_ports and ctx.remote_port not in policy_ports:
         return 1
-    socks.update(ctx, SockKey(ctx.local_ip4, ctx.remote_ip4, lport, rport), BPF_ANY)
+    me = ops_id(ctx)
+    if op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+        client_established(ctx, me)
+    else:
+        server_established(ctx, me)
     return 1
 
 
+# ------------------------------------------------------------------ sk_msg
 @sk_msg(socks)
 def accel_redirect(msg: SkMsg) -> int:
-    if msg.family != AF_INET:
+    me = msg_id(msg)
+    c = conns.lookup(me)
+    if c is None:
+        # first message before any pairing: this connection keeps the TCP path
+        if conns.update(me, Conn(mode=MODE_KERNEL), BPF_NOEXIST) == 0:
+            count_missed()
+            return SK_PASS
+        c = conns.lookup(me)  # paired at this very moment: decide below
+        if c is None:
+            count_missed()
+            return SK_PASS
+    if c.value.mode == MODE_KERNEL:
+        count_missed()
         return SK_PASS
-    peer = SockKey(local_ip=msg.remote_ip4, remote_ip=msg.local_ip4,
-                   local_port=msg.remote_port, remote_port=msg.local_port)
-    verdict = socks.redirect(msg, peer, BPF_F_INGRESS)
-    counters = stats.lookup(0)
-    if counters is not None:
-        if verdict == SK_PASS:
-            counters.value.redirected += 1
-        else:
-            counters.value.missed += 1
+    if c.value.unanswered_msgs >= max_unanswered_msgs.value or \
+            c.value.unanswered_bytes >= max_unanswered_bytes.value:
+        c.value.mode = MODE_KERNEL  # the peer is not answering: TCP backpressure from now on
+        count_demoted()
+        count_missed()
+        return SK_PASS
+    peer = c.value.peer
+    if socks.redirect(msg, peer, BPF_F_INGRESS) != SK_PASS:
+        c.value.mode = MODE_KERNEL  # the peer is gone
+        count_missed()
+        return SK_PASS
+    c.value.mode = MODE_REDIRECT
+    c.value.unanswered_msgs += 1
+    c.value.unanswered_bytes += msg.size
+    pc = conns.lookup(peer)  # this message answers the peer's
+    if pc is not None:
+        pc.value.unanswered_msgs = 0
+        pc.value.unanswered_bytes = 0
+    count_redirected()
     return SK_PASS

@@ -326,6 +326,8 @@ class _Frame:
 
     def stmt(self, s: N.Stmt) -> None:
         if isinstance(s, N.Return):
+            if s.value is not None and T.is_memory(s.value.type):
+                raise _Return(self.memory(s.value))
             raise _Return(None if s.value is None else self.value(s.value))
         if isinstance(s, N.Assign):
             self.store(s.target, s.value)
@@ -385,6 +387,8 @@ class _Frame:
         if isinstance(e, N.CtxLoad):
             f = e.field
             return bytes(self.ctx_mem(e.ctx)[f.offset:f.offset + t.size])
+        if isinstance(e, N.Call):
+            return bytes(self.call(e))
         p = self.address(e)
         return bytes(p.buf[p.off:p.off + t.size])
 
@@ -504,7 +508,11 @@ class _Frame:
         try:
             frame.block(e.func.body)
         except _Return as r:
-            return None if r.value is None else (e.type.wrap(r.value) if isinstance(e.type, T.IntT) else r.value)
+            if r.value is None:
+                return None
+            if T.is_memory(e.type):
+                return bytearray(r.value)
+            return e.type.wrap(r.value) if isinstance(e.type, T.IntT) else r.value
         return None
 
     # ------------------------------------------------------------ helpers

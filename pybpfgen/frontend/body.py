@@ -116,7 +116,10 @@ class BodyChecker:
                 raise self.error(s, "a BPF program must return a value" if self.is_program else
                                  f"function `{self.func.name}` must return a {self.ret}",
                                  "return SK_PASS / SK_DROP from sk_msg, 1 from sock_ops" if self.is_program else None)
-            v = self.expr(s.value)
+            if isinstance(s.value, (ast.List, ast.Tuple)) and isinstance(self.ret, T.ArrayT):
+                v = self.array_literal(s.value, self.ret)
+            else:
+                v = self.expr(s.value)
             out.append(N.Return(loc, self.convert(v, self.ret, s.value, explicit=self.is_program)))
             return None
         if isinstance(s, ast.For):
@@ -151,7 +154,7 @@ class BodyChecker:
             if isinstance(s.value, ast.Constant) and isinstance(s.value.value, str):
                 return self.flow  # a string used as a comment
             v = self.expr(s.value)
-            if not isinstance(v, N.HelperCall):
+            if not isinstance(v, (N.HelperCall, N.Call)):
                 self.mb.diags.warning(loc, "expression result is not used")
             out.append(N.ExprStmt(loc, v))
             return self.flow
@@ -298,15 +301,26 @@ class BodyChecker:
             if isinstance(base.type, T.StructT):
                 if not is_place(base):
                     raise self.error(node, "cannot assign to a field of a temporary value")
-                return self.field(base, node)
+                f = self.field(base, node)
+                self.check_not_param(f, node)
+                return f
         if isinstance(node, ast.Subscript):
             e = self.index(node)
             if not is_place(e):
                 raise self.error(node, "cannot assign to an element of a temporary value")
+            self.check_not_param(e, node)
             return e
         raise self.error(node, f"cannot assign to `{ast.unparse(node)}`",
                          "assign to a local name, a struct field, an array element, `ref.value`, "
                          "or a writable context field")
+
+    def check_not_param(self, place: N.Expr, node: ast.AST) -> None:
+        root = place
+        while isinstance(root, (N.FieldGet, N.Index)):
+            root = root.base
+        if isinstance(root, N.VarRef) and root.var.is_param:
+            raise self.error(node, f"cannot modify the parameter `{root.var.name}`",
+                             "parameters are read-only; copy it into a local variable first")
 
     # ================================================================ expressions
     def condition(self, node: ast.expr) -> N.Expr:

@@ -410,9 +410,8 @@ class ModuleBuilder:
             ret = T.I32
         else:
             ret = self.resolve_type(fn.returns, "return type")
-            if not isinstance(ret, (T.IntT, T.BoolT)):
-                raise UserError(self.loc(fn.returns), "functions return an integer, a bool or None",
-                                "return structs through a map value or a parameter instead")
+            if not isinstance(ret, (T.IntT, T.BoolT, T.StructT, T.ArrayT)):
+                raise UserError(self.loc(fn.returns), "functions return an integer, a bool, a struct, an array or None")
         func = Function(fn.name, params, ret, [], loc)
         self.module.functions.append(func)
         self.bind(fn.name, Sym("function", func), loc)

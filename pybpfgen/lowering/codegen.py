@@ -75,8 +75,12 @@ def lower_module(module: N.Module, metadata: dict | None = None) -> ir.Module:
         symbols[id(g)] = gv
     # functions first (programs call them); they are internal and always inlined
     for f in module.functions:
-        fn = ir.Function(m, ir.FunctionType(llvm_type(f.ret) if f.ret != T.VOID else ir.VoidType(),
-                                            [llvm_param_type(p.type) for p in f.params]), f.name)
+        params = [llvm_param_type(p.type) for p in f.params]
+        if T.is_memory(f.ret):  # struct/array results are written through a hidden first pointer
+            ret, params = ir.VoidType(), [PTR] + params
+        else:
+            ret = llvm_type(f.ret) if f.ret != T.VOID else ir.VoidType()
+        fn = ir.Function(m, ir.FunctionType(ret, params), f.name)
         fn.linkage = "internal"
         fn.attributes.add("alwaysinline")
         fn.attributes.add("nounwind")
@@ -125,7 +129,9 @@ class FunctionLowering:
     def __init__(self, m: ir.Module, di: DebugInfo, symbols: dict, func, fn: ir.Function):
         self.m, self.di, self.symbols, self.func, self.fn = m, di, symbols, func, fn
         self.is_program = isinstance(func, N.Program)
-        for arg, p in zip(fn.args, func.params):
+        self.sret = fn.args[0] if not self.is_program and T.is_memory(func.ret) else None
+        self.args = list(fn.args[1:] if self.sret is not None else fn.args)
+        for arg, p in zip(self.args, func.params):
             arg.name = p.name
         if self.is_program:
             self.sp = di.subprogram(fn, func, PROG_TYPES[func.progtype].c_struct or
@@ -144,7 +150,7 @@ class FunctionLowering:
 
     # ------------------------------------------------------------ plumbing
     def run(self) -> None:
-        for p, arg in zip(self.func.params, self.fn.args):
+        for p, arg in zip(self.func.params, self.args):
             self.params[p] = arg
         for var in self.func.locals:
             self.slots[var] = self.alloca(var.type, var.name)
@@ -194,6 +200,9 @@ class FunctionLowering:
     def stmt(self, s: N.Stmt) -> None:
         if isinstance(s, N.Return):
             if s.value is None:
+                self.b.ret_void()
+            elif self.sret is not None:
+                self.store_at(self.sret, s.value)
                 self.b.ret_void()
             else:
                 self.b.ret(self.value(s.value))
@@ -278,9 +287,9 @@ class FunctionLowering:
                 return self.params[e.var]
             return self.slots[e.var]
         if isinstance(e, N.FieldGet):
-            return self.b.gep(self.address(e.base), [I64(e.field.offset)], source_etype=I8)
+            return self.b.gep(self.pointer_to(e.base), [I64(e.field.offset)], source_etype=I8)
         if isinstance(e, N.Index):
-            base = self.address(e.base)
+            base = self.pointer_to(e.base)
             if isinstance(e.index, N.Const):
                 return self.b.gep(base, [I64(e.index.value * e.type.size)], source_etype=I8)
             off = self.b.mul(self.value(e.index), I64(e.type.size))
@@ -290,6 +299,15 @@ class FunctionLowering:
                 return self.ctx_memory_base(e.ref.var)
             return self.value(e.ref)
         raise InternalCompilerError(f"not a place: {type(e).__name__}")
+
+    def call(self, e: N.Call, sret: ir.Value | None = None) -> ir.Value:
+        fn = self.symbols[id(e.func)]
+        args = [self.pointer_to(a) if T.is_memory(a.type) else self.value(a) for a in e.args]
+        if T.is_memory(e.type):
+            if sret is None:
+                raise InternalCompilerError("a struct result needs a destination")
+            args = [sret] + args
+        return self.b.call(fn, args)
 
     def memset0(self, dst: ir.Value, size: int) -> None:
         memset = self.intrinsic("llvm.memset.p0.i64", ir.VoidType(), [PTR, I8, I64, I1])
@@ -315,7 +333,8 @@ class FunctionLowering:
                 self.b.store(self.ctx_load(value.ctx, value.field, i), self.b.gep(dst, [I64(4 * i)], source_etype=I8))
             return
         if isinstance(value, N.Call):
-            raise InternalCompilerError("functions do not return memory values")
+            self.call(value, dst)
+            return
         src = self.address(value)
         if _in_ctx(value):
             self.copy_scalars(dst, src, t)  # no memcpy from the context: one constant-offset load each
@@ -363,9 +382,7 @@ class FunctionLowering:
         if isinstance(e, N.GlobalRef):
             return self.symbols[id(e.decl)]
         if isinstance(e, N.Call):
-            fn = self.symbols[id(e.func)]
-            args = [self.pointer_to(a) if T.is_memory(a.type) else self.value(a) for a in e.args]
-            return b.call(fn, args)
+            return self.call(e)
         if isinstance(e, N.Narrow):
             return self.value(e.value)
         if isinstance(e, N.CtxRef):

@@ -1,8 +1,7 @@
 """pytest wrappers of the conformance suite (issue #5): kernel_loader.conformance against the compiled
 programs/accel.py. Each case runs accelerated and on the kernel path in private netns/cgroups/pins.
 
-Cases that fail today because of the accelerator's known design are ``xfail(strict=True)``: CI stays green
-and turns red (XPASS) the day the program is fixed, so the marker must then be removed. The splice case
+Every case must pass (cases 2, 6, 10 and 11 failed with the seed's 4-tuple design; see docs/hazards.md). The splice case
 must be *reported* as a kernel hazard (not silently pass). Progress goes to the terminal (capsys disabled).
 Sizes: PYBPFGEN_CONF_* env vars (see kernel_loader/conformance/cases.py, Params).
 """
@@ -65,9 +64,6 @@ def test_sizes(conformance):
     _expect_pass(conformance("sizes"))
 
 
-@pytest.mark.xfail(strict=True, reason=f"{ISSUE}: a message sent before the server socket is in the sockhash "
-                   "takes the TCP path, later ones are redirected and read first (deterministic with "
-                   "TCP_DEFER_ACCEPT); needs a per-connection sticky decision")
 def test_early_data_order(conformance):
     _expect_pass(conformance("early_data"))
 
@@ -91,8 +87,6 @@ def test_sendfile_ok_splice_is_reported_as_kernel_hazard(conformance):
         assert m[f"sendfile.accel.sendfile_{d}_bytes"] == m[f"sendfile.kernel.sendfile_{d}_bytes"] > 0, _why(r)
 
 
-@pytest.mark.xfail(strict=True, reason=f"{ISSUE}: redirected data ignores the receiver's buffer limits: a fast "
-                   "writer never blocks on a slow reader, everything it writes is queued in the kernel")
 def test_backpressure_slow_reader(conformance):
     _expect_pass(conformance("backpressure"))
 
@@ -109,14 +103,10 @@ def test_unload_and_reload_while_flowing(conformance):
     _expect_pass(conformance("unload_reload"))
 
 
-@pytest.mark.xfail(strict=True, reason=f"{ISSUE}: the sockhash key is the 4-tuple only; identical 4-tuples in two "
-                   "network namespaces collide and bytes cross namespaces")
 def test_netns_identical_tuples(conformance):
     _expect_pass(conformance("netns_collision"))
 
 
-@pytest.mark.xfail(strict=True, reason=f"{ISSUE}: full-duplex small writes grow unreclaimable slab by >1 GiB in "
-                   "2 s and receive a fraction of the kernel path's throughput")
 def test_duplex_small_writes_memory(conformance):
     _expect_pass(conformance("duplex_memory"))
 

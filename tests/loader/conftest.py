@@ -68,6 +68,37 @@ def twin_object(bpf_build_dir) -> str:
     return str(build_bpf(src, bpf_build_dir))
 
 
+def compile_dsl(src: Path, out_dir: Path) -> Path:
+    """`pybpfgen compile` in a child process (the loader tests never import llvmlite)."""
+    import sys
+    r = subprocess.run([sys.executable, "-c", "import sys; from pybpfgen.cli import main; sys.exit(main())",
+                        "compile", str(src), "-o", str(out_dir), "-q"], capture_output=True, text=True, cwd=REPO)
+    if r.returncode != 0:
+        raise RuntimeError(f"pybpfgen compile {src} failed:\n{r.stderr}")
+    return out_dir / (src.stem + ".bpf.o")
+
+
+@pytest.fixture(scope="session")
+def accel_object(bpf_build_dir) -> str:
+    """programs/accel.py compiled by pybpfgen (maps socks, policy_ports, stats)."""
+    out = bpf_build_dir / "dsl"
+    out.mkdir(exist_ok=True)
+    return str(compile_dsl(REPO / "programs" / "accel.py", out))
+
+
+@pytest.fixture(scope="session")
+def accel_variant_object(bpf_build_dir) -> str:
+    """accel.py with policy_ports max_entries 1024 -> 2048: an incompatible map definition."""
+    d = bpf_build_dir / "variant"
+    d.mkdir(exist_ok=True)
+    src = (REPO / "programs" / "accel.py").read_text()
+    assert "max_entries=1024" in src
+    (d / "accel.py").write_text(src.replace("max_entries=1024", "max_entries=2048"))
+    out = d / "out"
+    out.mkdir(exist_ok=True)
+    return str(compile_dsl(d / "accel.py", out))
+
+
 @pytest.fixture(scope="session")
 def features_object(bpf_build_dir) -> str:
     return str(build_bpf(HERE / "bpf" / "features.bpf.c", bpf_build_dir))
@@ -76,6 +107,14 @@ def features_object(bpf_build_dir) -> str:
 @pytest.fixture(scope="session")
 def bad_object(bpf_build_dir) -> str:
     return str(build_bpf(HERE / "bpf" / "bad.bpf.c", bpf_build_dir))
+
+
+@pytest.fixture(autouse=True)
+def private_state_dir(tmp_path, monkeypatch):
+    """Each test gets its own loader journal directory (PYBPFGEN_STATE_DIR)."""
+    d = tmp_path / "loader-state"
+    monkeypatch.setenv("PYBPFGEN_STATE_DIR", str(d))
+    return d
 
 
 # ------------------------------------------------------------ kernel gating

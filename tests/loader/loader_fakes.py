@@ -30,6 +30,10 @@ class FakeSyscall:
         self.failures: dict[str, list] = {}
         self._fd = itertools.count(100)
         self._id = itertools.count(1)
+        self.caps: int | None = (1 << 41) - 1          # CapEff: everything
+        self.sk_msg_links = True                       # False: a kernel before 6.10
+        self.objects: dict[int, dict] = {}             # id → object (for *_get_fd_by_id / get_next_id)
+        self.attached: dict[tuple, list[int]] = {}     # legacy PROG_ATTACH: (target id, attach type) → prog ids
 
     # ------------------------------------------------------------ helpers
     def fail_next(self, method: str, err: int, log: str = "", log_true_size: int = 0, times: int = 1,
@@ -51,7 +55,12 @@ class FakeSyscall:
     def _new(self, obj: dict) -> int:
         fd = next(self._fd)
         self.fds[fd] = obj
+        if "id" in obj:
+            self.objects[obj["id"]] = obj
         return fd
+
+    def live_links(self) -> list[dict]:
+        return [o for o in self.objects.values() if o["kind"] == "link" and not o["detached"]]
 
     def _obj(self, fd: int) -> dict:
         if fd not in self.fds:
@@ -67,7 +76,7 @@ class FakeSyscall:
 
     # ------------------------------------------------------------ syscalls
     def btf_load(self, data, log_level=0, log_size=0):
-        self._maybe_fail("btf_load", size=len(data))
+        self._maybe_fail("btf_load", size=len(data), log_level=log_level, log_size=log_size)
         return self._new({"kind": "btf", "id": next(self._id), "data": bytes(data)})
 
     def map_create(self, **kw):
@@ -99,6 +108,7 @@ class FakeSyscall:
 
     def prog_load(self, **kw):
         self._maybe_fail("prog_load", **kw)
+        kw.setdefault("name", "")
         return self._new({"kind": "prog", "id": next(self._id), "load": kw})
 
     def obj_pin(self, fd, path):
@@ -141,7 +151,7 @@ class FakeSyscall:
         ln = self._obj(fd)
         b = bytearray(128)
         if ln["attach_type"] == 3:
-            struct.pack_into("<IIIxxxxQI", b, 0, 3, ln["id"], ln["prog_id"], 0 if ln["detached"] else 1, 3)
+            struct.pack_into("<IIIxxxxQI", b, 0, 3, ln["id"], ln["prog_id"], 0 if ln["detached"] else ln["target_id"], 3)
         else:
             struct.pack_into("<IIIxxxxII", b, 0, 14, ln["id"], ln["prog_id"],
                              0 if ln["detached"] else ln["target_id"], ln["attach_type"])
@@ -150,9 +160,73 @@ class FakeSyscall:
     def link_create(self, prog_fd, target_fd, attach_type, flags=0):
         self._maybe_fail("link_create", prog_fd=prog_fd, target_fd=target_fd, attach_type=attach_type)
         prog = self._obj(prog_fd)
-        target = self.fds.get(target_fd, {"id": 0})
-        return self._new({"kind": "link", "id": next(self._id), "prog_id": prog["id"], "target_id": target["id"],
+        if attach_type == 7 and not self.sk_msg_links:
+            raise BpfSyscallError("LINK_CREATE", E.EINVAL)
+        if target_fd in self.fds:
+            target_id = self.fds[target_fd]["id"]
+        elif target_fd in self.dir_fds:
+            target_id = self.dir_fds[target_fd]
+        else:
+            raise BpfSyscallError("LINK_CREATE", E.EBADF)
+        return self._new({"kind": "link", "id": next(self._id), "prog_id": prog["id"], "target_id": target_id,
                           "attach_type": attach_type, "detached": False})
+
+    def link_update(self, link_fd, new_prog_fd, old_prog_fd=0):
+        self._maybe_fail("link_update", link_fd=link_fd, new_prog_fd=new_prog_fd, old_prog_fd=old_prog_fd)
+        ln = self._obj(link_fd)
+        if old_prog_fd and self._obj(old_prog_fd)["id"] != ln["prog_id"]:
+            raise BpfSyscallError("LINK_UPDATE", E.EPERM)
+        ln["prog_id"] = self._obj(new_prog_fd)["id"]
+
+    def prog_attach(self, prog_fd, target_fd, attach_type, flags=0):
+        self._maybe_fail("prog_attach", prog_fd=prog_fd, target_fd=target_fd, attach_type=attach_type)
+        key = (self._obj(target_fd)["id"], attach_type)
+        self.attached[key] = [self._obj(prog_fd)["id"]]      # a sockmap holds one verdict program
+
+    def prog_detach(self, prog_fd, target_fd, attach_type):
+        self.calls.append(("prog_detach", {"prog_fd": prog_fd, "target_fd": target_fd}))
+        tid = self.fds[target_fd]["id"] if target_fd in self.fds else self.dir_fds.get(target_fd)
+        progs = self.attached.get((tid, attach_type), [])
+        pid = self._obj(prog_fd)["id"]
+        if pid not in progs:
+            raise BpfSyscallError("PROG_DETACH", E.ENOENT)
+        progs.remove(pid)
+
+    def prog_query(self, target_fd, attach_type, max_progs=64, query_flags=0):
+        tid = self.fds[target_fd]["id"] if target_fd in self.fds else self.dir_fds.get(target_fd)
+        links = [o for o in self.live_links() if o["target_id"] == tid and o["attach_type"] == attach_type]
+        legacy = self.attached.get((tid, attach_type), [])
+        return {"prog_ids": [o["prog_id"] for o in links] + list(legacy),
+                "link_ids": [o["id"] for o in links] + [0] * len(legacy), "attach_flags": 0, "revision": 0}
+
+    def _by_id(self, kind, obj_id):
+        o = self.objects.get(obj_id)
+        if o is None or o["kind"] != kind or (kind == "link" and o["detached"]):
+            raise BpfSyscallError(f"{kind.upper()}_GET_FD_BY_ID", E.ENOENT)
+        return self._new(o)
+
+    def prog_get_fd_by_id(self, prog_id):
+        return self._by_id("prog", prog_id)
+
+    def map_get_fd_by_id(self, map_id):
+        return self._by_id("map", map_id)
+
+    def link_get_fd_by_id(self, link_id):
+        return self._by_id("link", link_id)
+
+    def get_next_id(self, kind, start_id=0):
+        later = sorted(i for i, o in self.objects.items() if o["kind"] == kind and i > start_id)
+        return later[0] if later else None
+
+    def enable_stats(self, stats_type=0):
+        self._maybe_fail("enable_stats")
+        return self._new({"kind": "stats"})
+
+    def fd_kind(self, fd):
+        return self._obj(fd)["kind"]
+
+    def effective_caps(self):
+        return self.caps
 
     def link_detach(self, fd):
         self.calls.append(("link_detach", {"fd": fd}))
@@ -164,6 +238,19 @@ class FakeSyscall:
     def close(self, fd):
         self.calls.append(("close", {"fd": fd}))
         self.fds.pop(fd, None)
+
+    @property
+    def dir_fds(self) -> dict[int, int]:
+        """Open directory fds (cgroups) → inode, from /proc/self/fd."""
+        out = {}
+        for e in os.listdir("/proc/self/fd"):
+            try:
+                st = os.fstat(int(e))
+            except OSError:
+                continue
+            if (st.st_mode & 0o170000) == 0o040000:
+                out[int(e)] = st.st_ino
+        return out
 
     def statfs_type(self, path):
         p = os.path.abspath(path)

@@ -85,3 +85,22 @@ def test_loader_never_imports_llvmlite(twin_object):
     """)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_new_options():
+    p = parser()
+    a = p.parse_args(["load", "x.bpf.o", "--replace-maps"])
+    assert a.replace_maps
+    a = p.parse_args(["status", "accel", "--stats", "--interval", "0.5"])
+    assert (a.name, a.stats, a.interval) == ("accel", True, 0.5)
+    a = p.parse_args(["doctor", "--conformance", "--cases", "x, y", "--object", "o.bpf.o"])
+    assert (a.conformance, a.cases, a.object) == (True, ["x", "y"], "o.bpf.o")
+    a = p.parse_args(["unload", "-v"])
+    assert a.verbose
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "abc", "99999"])
+def test_interval_validation(bad, capsys):
+    with pytest.raises(SystemExit) as ei:
+        parser().parse_args(["status", "--stats", "--interval", bad])
+    assert ei.value.code == 2

@@ -5,9 +5,9 @@ import struct
 
 import pytest
 
-from kernel_loader import manager, pins
+from kernel_loader import features, manager, pins
 from kernel_loader.elf import parse_object
-from kernel_loader.errors import LoaderError
+from kernel_loader.errors import BtfLoadError, LoaderError
 from kernel_loader.program import LOG_START, link_program, load_program
 from kernel_loader.verifier import VerifierError
 from loader_fakes import FakeSyscall
@@ -20,6 +20,8 @@ def env(tmp_path):
     bpffs.mkdir()
     cg.mkdir()
     sc = FakeSyscall(str(bpffs), str(cg))
+    features.has(sc, "sk_msg_link")       # probe now, so that `calls` holds only the load's own calls
+    sc.calls.clear()
     return sc, str(bpffs / "pybpfgen"), str(cg)
 
 
@@ -45,8 +47,13 @@ def test_load_pins_everything(env, twin_object):
     assert all(kw["log_level"] == 0 for kw in sc.calls_of("prog_load"))
     assert sc.calls_of("prog_load")[0]["func_info_cnt"] == 1
     assert sc.open_fds == []                          # everything closed; pins hold the objects
-    with pytest.raises(LoaderError, match="pybpfgen unload accel"):
-        manager.load(twin_object, cgroup=cg, pin_root=root, sc=sc)
+    # loading again upgrades in place: same maps and links, new programs through LINK_UPDATE
+    (o2,) = manager.load(twin_object, cgroup=cg, pin_root=root, sc=sc)
+    assert o2.upgraded and sorted(o2.reused_maps) == ["accel_ports", "sock_hash"]
+    assert {n: p.link_id for n, p in o2.programs.items()} == {n: p.link_id for n, p in o.programs.items()}
+    assert len(sc.calls_of("link_update")) == 2 and len(sc.calls_of("link_create")) == 2
+    assert {n: p.id for n, p in o2.programs.items()} != {n: p.id for n, p in o.programs.items()}
+    assert sc.open_fds == []
     st = manager.status(pin_root=root, sc=sc)
     (so,) = st["objects"]
     assert {p["name"]: p["type"] for p in so["programs"]} == {"accel_sockops": "sock_ops",
@@ -128,9 +135,13 @@ def test_e2big_surfaces(twin_object):
     lp = link_program(obj, obj.program("accel_redirect"), {"sock_hash": 3, "accel_ports": 4})
     sc = FakeSyscall("/nonexistent")
     sc.fail_next("prog_load", errno.E2BIG, times=2, log="")
+    with pytest.raises(LoaderError, match=r"program accel_redirect: the kernel says E2BIG \(19 instructions\)"):
+        load_program(sc, obj, lp, 5, sleep=no_sleep)
+    # E2BIG with a verifier log ("BPF program is too large") is a verifier rejection
+    sc.fail_next("prog_load", errno.E2BIG, times=2, log="BPF program is too large. Processed 1000001 insn\n")
     with pytest.raises(VerifierError) as ei:
         load_program(sc, obj, lp, 5, sleep=no_sleep)
-    assert ei.value.errno_name == "E2BIG" and "accel_redirect" in str(ei.value)
+    assert ei.value.errno_name == "E2BIG" and "too large" in str(ei.value)
 
 
 def test_map_create_retries_without_btf(env, twin_object):
@@ -141,12 +152,21 @@ def test_map_create_retries_without_btf(env, twin_object):
     assert len(ports) == 2 and "btf_fd" in ports[0] and "btf_fd" not in ports[1]
 
 
-def test_btf_refused_loads_without_btf(env, twin_object):
+def test_btf_rejected_is_an_error_with_the_kernel_log(env, twin_object):
     sc, root, cg = env
-    sc.fail_next("btf_load", errno.EINVAL)
-    (o,) = manager.load(twin_object, cgroup=cg, pin_root=root, sc=sc)
-    assert o.warnings and "without BTF" in o.warnings[0]
-    assert all(kw.get("prog_btf_fd", 0) == 0 for kw in sc.calls_of("prog_load"))
+    log = "magic: 0xeb9f\n[7] STRUCT sock_key size=16 vlen=4\n\tsip4 type_id=3 bits_offset=0 Invalid member\n"
+    sc.fail_next("btf_load", errno.EINVAL)                              # first try, no log
+    sc.fail_next("btf_load", errno.ENOSPC, log_true_size=200000)        # log buffer too small: grow it
+    sc.fail_next("btf_load", errno.EINVAL, log=log)
+    with pytest.raises(BtfLoadError) as ei:
+        manager.load(twin_object, cgroup=cg, pin_root=root, sc=sc)
+    msg = str(ei.value)
+    assert "rejected the object's BTF (EINVAL): sip4 type_id=3 bits_offset=0 Invalid member" in msg
+    assert "-v" in msg and len(msg.splitlines()) == 1
+    assert ei.value.log == log
+    sizes = [kw["size"] for kw in sc.calls_of("btf_load")]
+    assert len(sizes) == 3
+    assert sc.open_fds == [] and not os.path.exists(os.path.join(root, "accel"))
 
 
 def test_bad_inputs(env, twin_object, tmp_path):

@@ -66,9 +66,12 @@ def test_load_status_unload(twin_object, test_cgroup, pin_root):
     maps = {m["pin_name"]: m for m in so["maps"]}
     assert maps["sock_hash"]["type"] == "sockhash" and maps["sock_hash"]["entries"] == 0
     assert (maps["accel_ports"]["key_size"], maps["accel_ports"]["max_entries"]) == (4, 1024)
-    # loading again is refused
-    with pytest.raises(kl.LoaderError, match="unload accel"):
-        kl.load(twin_object, cgroup=test_cgroup, pin_root=pin_root)
+    # loading again upgrades in place: same links and maps, new programs
+    (o2,) = kl.load(twin_object, cgroup=test_cgroup, pin_root=pin_root)
+    assert o2.upgraded and sorted(o2.reused_maps) == ["accel_ports", "sock_hash"]
+    assert o2.programs["accel_sockops"].link_id == o.programs["accel_sockops"].link_id
+    so_id, sm_id = o2.programs["accel_sockops"].id, o2.programs["accel_redirect"].id
+    assert prog_query(test_cgroup, 3)["prog_ids"] == [so_id]
     # unload leaves nothing
     assert kl.unload("accel", pin_root=pin_root) == ["accel"]
     assert not os.path.exists(os.path.join(pin_root, "accel"))
@@ -187,8 +190,10 @@ def test_cli_and_no_llvmlite(twin_object, test_cgroup, pin_root):
     cli("policy", "add", "--port", "4242", "--pin-root", pin_root)
     assert cli("policy", "list", "--pin-root", pin_root).stdout.split() == ["4242"]
     cli("policy", "remove", "--port", "4242", "--pin-root", pin_root)
-    r = cli("load", twin_object, "--cgroup", test_cgroup, "--pin-root", pin_root, check=False)
-    assert r.returncode == 1 and "pybpfgen unload accel" in r.stderr and r.stderr.startswith("pybpfgen: error:")
+    r = cli("load", twin_object, "--cgroup", test_cgroup, "--pin-root", pin_root)
+    assert "upgraded accel" in r.stdout
+    r = cli("load", twin_object + ".missing", "--pin-root", pin_root, check=False)
+    assert r.returncode == 1 and r.stderr.startswith("pybpfgen: error:") and "no such file" in r.stderr
     assert "unloaded accel" in cli("unload", "--pin-root", pin_root).stdout
     assert "nothing to unload" in cli("unload", "--pin-root", pin_root).stdout
     assert prog_query(test_cgroup, 3)["prog_ids"] == []

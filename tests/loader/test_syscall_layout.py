@@ -66,3 +66,9 @@ def test_error_carries_errno_name():
     e = BpfSyscallError("PROG_LOAD", 13)
     assert e.errno_name == "EACCES" and "PROG_LOAD" in str(e)
     assert S.errno_name(28) == "ENOSPC"
+
+
+def test_generated_cffi_module_is_current():
+    """kernel_loader/_bpf_cffi.py matches _cdef.CDEF (else: python -m kernel_loader._build_cffi)."""
+    from kernel_loader import _bpf_cffi
+    assert S.ffi is _bpf_cffi.ffi, "stale kernel_loader/_bpf_cffi.py: run python -m kernel_loader._build_cffi"
