@@ -16,7 +16,7 @@ peer's receive queue, skipping TCP/IP, routing and veth. Safety rules:
   message decides: a socket that sends before it is paired keeps the TCP path for its
   whole life, so bytes never overtake each other.
 * **Bounded memory.** Redirected messages bypass TCP's backpressure, so a sender may
-  redirect at most ``max_unanswered_msgs`` messages / ``max_unanswered_bytes`` bytes
+  redirect at most 256 messages / 4 MiB (``settings``)
   while its peer sends nothing; past that (a one-way bulk stream, a slow reader) it
   falls back to the TCP path for good. That switch keeps order: the receiver reads
   its sockmap queue, which holds the older bytes, before its TCP queue.
@@ -82,8 +82,18 @@ pending = LRUHash(key=Tuple, value=Pending, max_entries=16384)
 conns = LRUHash(key=SockId, value=Conn, max_entries=131072)
 policy_ports = Hash(key=u32, value=u32, max_entries=1024)  # `pybpfgen policy add --port N`
 stats = PerCPUArray(value=AccelStats, max_entries=1)
-max_unanswered_msgs = Global(u32, 256)
-max_unanswered_bytes = Global(u64, 4 << 20)
+
+
+class Settings(Struct):
+    """Tunables, changed at run time (``Map.set(0, {...})`` on the pinned ``settings`` map); 0 = default."""
+
+    max_unanswered_msgs: u32  # default 256
+    max_unanswered_kib: u32  # default 4096 (4 MiB)
+
+
+settings = Array(value=Settings, max_entries=1)
+DEFAULT_MAX_UNANSWERED_MSGS = 256
+DEFAULT_MAX_UNANSWERED_KIB = 4096
 
 
 # ------------------------------------------------------------------ identities
@@ -235,8 +245,15 @@ def accel_redirect(msg: SkMsg) -> int:
     if c.value.mode == MODE_KERNEL:
         count_missed()
         return SK_PASS
-    if c.value.unanswered_msgs >= max_unanswered_msgs.value or \
-            c.value.unanswered_bytes >= max_unanswered_bytes.value:
+    max_msgs: u32 = DEFAULT_MAX_UNANSWERED_MSGS
+    max_kib: u32 = DEFAULT_MAX_UNANSWERED_KIB
+    limits = settings.lookup(0)
+    if limits is not None:
+        if limits.value.max_unanswered_msgs != 0:
+            max_msgs = limits.value.max_unanswered_msgs
+        if limits.value.max_unanswered_kib != 0:
+            max_kib = limits.value.max_unanswered_kib
+    if c.value.unanswered_msgs >= max_msgs or c.value.unanswered_bytes >= u64(max_kib) << 10:
         c.value.mode = MODE_KERNEL  # the peer is not answering: TCP backpressure from now on
         count_demoted()
         count_missed()

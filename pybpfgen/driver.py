@@ -565,7 +565,7 @@ def backend_diagnostic(message: str, path: str):
         msg = "the program needs more than the 512 bytes of stack BPF allows"
         hint = "keep large structs in a PerCPUArray map (look it up and work through `.value`) instead of locals"
     loc = Loc(path, int(m.group("line")), max(int(m.group("col")) - 1, 0))
-    return Diagnostic("error", loc, f"in program `{m.group('fn')}`: {msg}", hint)
+    return Diagnostic("error", loc, f"in `{m.group('fn')}`: {msg}", hint)
 
 
 def read_sources(results: list[Result]) -> dict[str, str]:

@@ -309,22 +309,44 @@ class FunctionLowering:
             args = [sret] + args
         return self.b.call(fn, args)
 
-    def memset0(self, dst: ir.Value, size: int) -> None:
-        memset = self.intrinsic("llvm.memset.p0.i64", ir.VoidType(), [PTR, I8, I64, I1])
-        self.b.call(memset, [dst, I8(0), I64(size), I1(0)])
+    @staticmethod
+    def chunks(size: int, align: int):
+        """(offset, width) pieces covering ``size`` bytes with accesses no wider than ``align``."""
+        off, out = 0, []
+        width = min(max(align, 1), 8)
+        while off < size:
+            while width > size - off:
+                width //= 2
+            out.append((off, width))
+            off += width
+        return out
+
+    def memset0(self, dst: ir.Value, size: int, align: int = 1) -> None:
+        """Zero ``size`` bytes with aligned stores (llvm.memset with unknown alignment becomes byte stores)."""
+        for off, w in self.chunks(size, align):
+            st = self.b.store(ir.IntType(8 * w)(0), self.b.gep(dst, [I64(off)], source_etype=I8))
+            st.align = w
+
+    def memcpy(self, dst: ir.Value, src: ir.Value, size: int, align: int) -> None:
+        for off, w in self.chunks(size, align):
+            ty = ir.IntType(8 * w)
+            v = self.b.load(self.b.gep(src, [I64(off)], source_etype=I8), typ=ty)
+            v.align = w
+            st = self.b.store(v, self.b.gep(dst, [I64(off)], source_etype=I8))
+            st.align = w
 
     def init_memory(self, dst: ir.Value, value: N.Expr) -> None:
         """Write a struct or array value into memory at ``dst``."""
         t = value.type
         if isinstance(value, N.StructInit):
-            self.memset0(dst, t.size)
+            self.memset0(dst, t.size, t.align)
             for f in t.fields:
                 v = value.values.get(f.name)
                 if v is not None:
                     self.store_at(self.b.gep(dst, [I64(f.offset)], source_etype=I8), v)
             return
         if isinstance(value, N.ArrayInit):
-            self.memset0(dst, t.size)
+            self.memset0(dst, t.size, t.align)
             for i, v in enumerate(value.values):
                 self.store_at(self.b.gep(dst, [I64(i * t.elem.size)], source_etype=I8), v)
             return
@@ -339,8 +361,7 @@ class FunctionLowering:
         if _in_ctx(value):
             self.copy_scalars(dst, src, t)  # no memcpy from the context: one constant-offset load each
             return
-        memcpy = self.intrinsic("llvm.memcpy.p0.p0.i64", ir.VoidType(), [PTR, PTR, I64, I1])
-        self.b.call(memcpy, [dst, src, I64(t.size), I1(0)])
+        self.memcpy(dst, src, t.size, t.align)
 
     def copy_scalars(self, dst: ir.Value, src: ir.Value, t: T.Type, off: int = 0) -> None:
         if isinstance(t, T.StructT):

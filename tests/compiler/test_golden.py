@@ -19,13 +19,16 @@ REQUIRED_SECTIONS = {"license", ".maps", ".BTF", ".BTF.ext", ".pybpfgen", ".symt
 
 GOLDEN = {
     "programs/accel.py": {
-        "programs": {"accel_sockops": ("sockops", 41), "accel_redirect": ("sk_msg", 37)},
+        "programs": {"accel_sockops": ("sockops", 380), "accel_redirect": ("sk_msg", 215)},
         "maps": {  # name: (BPF map type, key BTF name, value BTF name, max_entries)
-            "socks": (18, "struct SockKey", "__u32", 65536),
+            "socks": (18, "struct SockId", "__u64", 65536),
+            "pending": (9, "struct Tuple", "struct Pending", 16384),
+            "conns": (9, "struct SockId", "struct Conn", 131072),
             "policy_ports": (1, "__u32", "__u32", 1024),
             "stats": (6, "__u32", "struct AccelStats", 1),
+            "settings": (2, "__u32", "struct Settings", 1),
         },
-        "helpers": {"accel_sockops": {1, 70}, "accel_redirect": {1, 71}},
+        "helpers": {"accel_sockops": {1, 2, 3, 59, 70, 122}, "accel_redirect": {1, 2, 71, 122}},
     },
     "bench/twin/accel_twin.py": {
         "programs": {"accel_sockops": ("sockops", 41), "accel_redirect": ("sk_msg", 20)},
@@ -75,10 +78,9 @@ def test_map_btf_types(objects, src):
         m = obj.maps[name]
         assert (m.type, m.max_entries) == (mtype, max_entries), name
         assert obj.btf.type_name(m.key_type_id) == key, name
-        if mtype not in (15, 18):  # a sockmap/sockhash value is a socket fd/cookie (u32)
-            assert obj.btf.type_name(m.value_type_id) == value, name
-        else:
-            assert m.value_size == 4
+        assert obj.btf.type_name(m.value_type_id) == value, name
+        if mtype in (15, 18):  # a sockmap/sockhash value is a socket fd (u32) or cookie (u64)
+            assert m.value_size in (4, 8)
 
 
 @pytest.mark.parametrize("src", sorted(GOLDEN))

@@ -66,6 +66,12 @@ class Loaded:
 def _load(cli: kh.PybpfgenCLI, obj: Path, cg: Path, port: int) -> kh.AccelSnapshot:
     cli.load(obj, cg)
     cli.policy_add(port)
+    # These transfers are bulk streams: lift the unanswered-message budget (which would move a stream that
+    # runs far ahead of its peer to the TCP path) so that every message must be redirected. The budget
+    # itself is proven by the conformance suite (backpressure, duplex_memory).
+    import kernel_loader as kl
+    with kl.open_pinned(OBJECT_NAME, pin_root=str(cli.pin_root)) as o:
+        o.map("settings").set(0, {"max_unanswered_msgs": 0xFFFFFFFF, "max_unanswered_kib": 0xFFFFFFFF})
     snap = kh.snapshot_accel(cg)
     assert len(snap.sockops_prog_ids) == 1, f"expected one sock_ops program on {cg}: {snap}"
     assert len(snap.skmsg_prog_ids) == 1, f"expected one sk_msg program on the sockhash: {snap}"

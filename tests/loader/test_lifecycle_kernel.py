@@ -18,6 +18,7 @@ import time
 import pytest
 
 import kernel_loader as kl
+from kernel_loader.elf import parse_object
 from kernel_loader import lifecycle, state
 from kernel_loader import syscall as S
 from kernel_loader.errors import BpfSyscallError
@@ -133,6 +134,8 @@ def test_upgrade_keeps_accelerated_stream_flowing(accel_object, test_cgroup, pin
     (o1,) = kl.load(accel_object, cgroup=test_cgroup, pin_root=pin_root)
     port = free_port()
     kl.policy_add(port, pin_root=pin_root)
+    with kl.open_pinned("accel", pin_root=pin_root) as o:  # a one-way stream: lift the unanswered budget
+        o.map("settings").set(0, {"max_unanswered_msgs": 0xFFFFFFFF, "max_unanswered_kib": 0xFFFFFFFF})
     p = start_streamer(tmp_path, test_cgroup, port, duration=3.0)
     attached_seen = []
     stop = threading.Event()
@@ -193,7 +196,8 @@ def test_incompatible_map_needs_replace_maps(accel_object, accel_variant_object,
     r = cli("load", accel_variant_object, "--pin-root", pin_root, check=False)
     assert r.returncode == 1 and r.stderr.startswith("pybpfgen: error: map policy_ports")
     (o2,) = kl.load(accel_variant_object, cgroup=test_cgroup, pin_root=pin_root, replace_maps=True)
-    assert o2.replaced_maps == ["policy_ports"] and sorted(o2.reused_maps) == ["socks", "stats"]
+    assert o2.replaced_maps == ["policy_ports"]
+    assert set(o2.reused_maps) == set(parse_object(accel_object).maps) - {"policy_ports"}
     maps = {m["pin_name"]: m for m in kl.status(pin_root=pin_root)["objects"][0]["maps"]}
     assert maps["policy_ports"]["max_entries"] == 2048 and kl.policy_list(pin_root=pin_root) == []
     assert cgroup_progs(test_cgroup) == [o2.programs["accel_sockops"].id]
@@ -394,7 +398,7 @@ def test_typed_map_api(accel_object, test_cgroup, pin_root):
         stats = o.map("stats")
         stats.set(0, {"redirected": 5})
         per_cpu = stats.get(0)
-        assert all(v == {"redirected": 5, "missed": 0} for v in per_cpu)
+        assert all(v["redirected"] == 5 and v["missed"] == 0 for v in per_cpu)
         with pytest.raises(ValueError, match="no member 'bogus'"):
             stats.set(0, {"bogus": 1})
     assert kl.policy_list(pin_root=pin_root) == [8080]
