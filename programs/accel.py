@@ -80,7 +80,19 @@ class AccelStats(Struct):
 socks = SockHash(key=SockId, value=u64, max_entries=65536)
 pending = LRUHash(key=Tuple, value=Pending, max_entries=16384)
 conns = LRUHash(key=SockId, value=Conn, max_entries=131072)
+class Prefix(Struct):
+    """An LPM trie key: a prefix of a v4-mapped (IPv4: prefixlen + 96) or IPv6 address."""
+
+    prefixlen: u32
+    addr: u32[4]
+
+
+# Policies (any match accelerates a connection; all empty: nothing is accelerated)
+POLICY_LOCAL = 1  # policy_cidrs value: match the socket's local address
+POLICY_REMOTE = 2  # ... its remote address (3: either)
 policy_ports = Hash(key=u32, value=u32, max_entries=1024)  # `pybpfgen policy add --port N`
+policy_cidrs = LPMTrie(key=Prefix, value=u32, max_entries=1024)  # `pybpfgen policy add --cidr NET [--side]`
+policy_tuples = Hash(key=Tuple, value=u32, max_entries=65536)  # `pybpfgen policy add --tuple C:P-S:P` (a proxy's)
 stats = PerCPUArray(value=AccelStats, max_entries=1)
 
 
@@ -121,6 +133,23 @@ def msg_id(msg: SkMsg) -> SockId:
         me.local_ip = msg.local_ip6
         me.remote_ip = msg.remote_ip6
     return me
+
+
+def cidr_matches(addr: u32[4], side: u32) -> bool:
+    m = policy_cidrs.lookup(Prefix(128, addr))
+    return m is not None and (m.value & side) != 0
+
+
+def policy_allows(me: SockId, active: bool) -> bool:
+    """Is this connection selected by a policy? ``me`` as the socket sees it."""
+    if me.local_port in policy_ports or me.remote_port in policy_ports:
+        return True
+    if cidr_matches(me.local_ip, POLICY_LOCAL) or cidr_matches(me.remote_ip, POLICY_REMOTE):
+        return True
+    # a proxy's intercepted connections, as their client sees them (client -> original destination)
+    if active:
+        return Tuple(me.local_ip, me.remote_ip, me.local_port, me.remote_port) in policy_tuples
+    return Tuple(me.remote_ip, me.local_ip, me.remote_port, me.local_port) in policy_tuples
 
 
 def tuple_of(s: SockId) -> Tuple:
@@ -218,9 +247,9 @@ def accel_sockops(ctx: SockOps) -> int:
     family = ctx.family
     if family != AF_INET and family != AF_INET6:
         return 1
-    if ctx.local_port not in policy_ports and ctx.remote_port not in policy_ports:
-        return 1
     me = ops_id(ctx)
+    if not policy_allows(me, op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB):
+        return 1
     if op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
         client_established(ctx, me)
     else:
