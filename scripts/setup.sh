@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Idempotent environment setup for pybpfgen's tests, benchmark and demo.
-#   - Debian packages: bpftool, sockperf, iproute2 (required); clang-19, llvm-19 (comparisons; optional)
+#   - Debian packages: bpftool, sockperf, iproute2, iperf3, redis-server (docs/tutorial.md), util-linux
+#     (unshare, nsenter) (required); clang-19, llvm-19 (comparisons; optional)
 #     `apt-get update` runs only when something is missing.
-#   - .venv with `pip install -e '.[test]'` (skipped when up to date).
+#   - .venv with `pip install -e '.[test,bench]'` (skipped when up to date; bench = matplotlib for bench/plots.py).
 #   - bpffs mounted at /sys/fs/bpf (when root).
 # Messages go to stderr so that callers can keep stdout clean.
 set -euo pipefail
@@ -13,7 +14,7 @@ is_root() { [ "$(id -u)" -eq 0 ]; }
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
 # --- Debian packages -------------------------------------------------------
-REQUIRED=(bpftool sockperf iproute2 iperf3)
+REQUIRED=(bpftool sockperf iproute2 iperf3 redis-server util-linux)
 OPTIONAL=(clang-19 llvm-19)
 missing_req=() missing_opt=()
 if command -v dpkg-query >/dev/null; then
@@ -21,7 +22,7 @@ if command -v dpkg-query >/dev/null; then
     for p in "${OPTIONAL[@]}"; do have_pkg "$p" || missing_opt+=("$p"); done
 else
     say "not a Debian system: checking commands only"
-    for c in bpftool sockperf ip ss; do command -v "$c" >/dev/null || missing_req+=("$c"); done
+    for c in bpftool sockperf ip ss iperf3 redis-server redis-benchmark; do command -v "$c" >/dev/null || missing_req+=("$c"); done
 fi
 if [ ${#missing_req[@]} -gt 0 ] || [ ${#missing_opt[@]} -gt 0 ]; then
     if is_root && command -v apt-get >/dev/null; then
@@ -60,13 +61,13 @@ fi
 stamp=.venv/.pybpfgen-setup-stamp
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ] \
-   || ! .venv/bin/python -c 'import pybpfgen, kernel_loader, pytest, hypothesis' 2>/dev/null; then
-    say "pip install -e '.[test]'"
-    if ! .venv/bin/python -m pip install -q -e '.[test]' >&2; then
+   || ! .venv/bin/python -c 'import pybpfgen, kernel_loader, pytest, hypothesis, yaml, matplotlib' 2>/dev/null; then
+    say "pip install -e '.[test,bench]'"
+    if ! .venv/bin/python -m pip install -q -e '.[test,bench]' --config-settings editable_mode=compat >&2; then
         # offline? build isolation needs setuptools from the index; retry with the venv's own build tools
         say "retrying without build isolation"
         .venv/bin/python -m pip install -q --upgrade-strategy only-if-needed wheel >&2 || true
-        .venv/bin/python -m pip install -q --no-build-isolation -e '.[test]' >&2
+        .venv/bin/python -m pip install -q --no-build-isolation -e '.[test,bench]' --config-settings editable_mode=compat >&2
     fi
     echo "$want" > "$stamp"
 fi

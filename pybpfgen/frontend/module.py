@@ -4,7 +4,6 @@ from __future__ import annotations
 import ast
 import os
 import warnings
-from dataclasses import dataclass
 from typing import Any
 
 from .. import lang
@@ -16,13 +15,28 @@ from . import symbols as S
 from .constfold import ConstEvaluator
 
 
-@dataclass
 class Sym:
     """A module-level name: kind is one of const, type, map, lang, langmod, program."""
 
     kind: str
     value: Any
     loc: Loc | None = None
+
+    def __init__(self, kind, value, loc=None):
+        self.kind = kind
+        self.value = value
+        self.loc = loc
+
+    def __repr__(self):
+        return f"{self.__class__.__qualname__}(kind={self.kind!r}, value={self.value!r}, loc={self.loc!r})"
+
+    def __eq__(self, other):
+        if other.__class__ is self.__class__:
+            return (self.kind, self.value, self.loc) == (other.kind, other.value, other.loc)
+        return NotImplemented
+
+    __hash__ = None  # mutable and compared by value: unhashable
+
 
 
 class ModuleScope:

@@ -5,7 +5,7 @@ arithmetic conversions. Struct layouts follow C natural alignment.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from ._records import _FACTORY, _frozen_delattr, _frozen_setattr, _setattr
 
 from ..diagnostics import Loc
 
@@ -18,10 +18,28 @@ class Type:
         return self.__class__.__name__
 
 
-@dataclass(frozen=True)
 class IntT(Type):
     bits: int
     signed: bool
+
+    def __init__(self, bits, signed):
+        _setattr(self, 'bits', bits)
+        _setattr(self, 'signed', signed)
+
+    def __repr__(self):
+        return f"{self.__class__.__qualname__}(bits={self.bits!r}, signed={self.signed!r})"
+
+    def __eq__(self, other):
+        if other.__class__ is self.__class__:
+            return (self.bits, self.signed) == (other.bits, other.signed)
+        return NotImplemented
+
+    def __hash__(self):
+        return hash((self.bits, self.signed))
+
+    __setattr__ = _frozen_setattr
+    __delattr__ = _frozen_delattr
+
 
     @property
     def size(self) -> int:  # type: ignore[override]
@@ -61,8 +79,25 @@ I8, I16, I32, I64 = (IntT(b, True) for b in (8, 16, 32, 64))
 INT_TYPES = {str(t): t for t in (U8, U16, U32, U64, I8, I16, I32, I64)}
 
 
-@dataclass(frozen=True)
 class BoolT(Type):
+
+    def __init__(self):
+        pass
+
+    def __repr__(self):
+        return f"{self.__class__.__qualname__}()"
+
+    def __eq__(self, other):
+        if other.__class__ is self.__class__:
+            return () == ()
+        return NotImplemented
+
+    def __hash__(self):
+        return hash(())
+
+    __setattr__ = _frozen_setattr
+    __delattr__ = _frozen_delattr
+
     size = 1
     align = 1
 
@@ -73,21 +108,51 @@ class BoolT(Type):
 BOOL = BoolT()
 
 
-@dataclass(frozen=True)
 class StructField:
     name: str
     type: Type
     offset: int
 
+    def __init__(self, name, type, offset):
+        _setattr(self, 'name', name)
+        _setattr(self, 'type', type)
+        _setattr(self, 'offset', offset)
 
-@dataclass(eq=False)
+    def __repr__(self):
+        return f"{self.__class__.__qualname__}(name={self.name!r}, type={self.type!r}, offset={self.offset!r})"
+
+    def __eq__(self, other):
+        if other.__class__ is self.__class__:
+            return (self.name, self.type, self.offset) == (other.name, other.type, other.offset)
+        return NotImplemented
+
+    def __hash__(self):
+        return hash((self.name, self.type, self.offset))
+
+    __setattr__ = _frozen_setattr
+    __delattr__ = _frozen_delattr
+
+
+
 class StructT(Type):
     name: str
     fields: list[StructField]
     size: int  # type: ignore[assignment]
     align: int  # type: ignore[assignment]
     loc: Loc | None = None
-    by_name: dict[str, StructField] = field(default_factory=dict, repr=False)
+    by_name: dict[str, StructField]
+
+    def __init__(self, name, fields, size=0, align=1, loc=None, by_name=_FACTORY):
+        self.name = name
+        self.fields = fields
+        self.size = size
+        self.align = align
+        self.loc = loc
+        self.by_name = dict() if by_name is _FACTORY else by_name
+
+    def __repr__(self):
+        return f"{self.__class__.__qualname__}(name={self.name!r}, fields={self.fields!r}, size={self.size!r}, align={self.align!r}, loc={self.loc!r})"
+
 
     @classmethod
     def layout(cls, name: str, members: list[tuple[str, Type]], loc: Loc | None = None) -> "StructT":
@@ -106,12 +171,30 @@ class StructT(Type):
         return self.name
 
 
-@dataclass(frozen=True)
 class ArrayT(Type):
     """A fixed-size array ``elem[n]``."""
 
     elem: Type
     n: int
+
+    def __init__(self, elem, n):
+        _setattr(self, 'elem', elem)
+        _setattr(self, 'n', n)
+
+    def __repr__(self):
+        return f"{self.__class__.__qualname__}(elem={self.elem!r}, n={self.n!r})"
+
+    def __eq__(self, other):
+        if other.__class__ is self.__class__:
+            return (self.elem, self.n) == (other.elem, other.n)
+        return NotImplemented
+
+    def __hash__(self):
+        return hash((self.elem, self.n))
+
+    __setattr__ = _frozen_setattr
+    __delattr__ = _frozen_delattr
+
 
     @property
     def size(self) -> int:  # type: ignore[override]
@@ -125,11 +208,28 @@ class ArrayT(Type):
         return f"{self.elem}[{self.n}]"
 
 
-@dataclass(frozen=True)
 class RefT(Type):
     """A non-null pointer to a map value (the result of a checked lookup)."""
 
     target: Type
+
+    def __init__(self, target):
+        _setattr(self, 'target', target)
+
+    def __repr__(self):
+        return f"{self.__class__.__qualname__}(target={self.target!r})"
+
+    def __eq__(self, other):
+        if other.__class__ is self.__class__:
+            return (self.target,) == (other.target,)
+        return NotImplemented
+
+    def __hash__(self):
+        return hash((self.target,))
+
+    __setattr__ = _frozen_setattr
+    __delattr__ = _frozen_delattr
+
     size = 8
     align = 8
 
@@ -137,11 +237,28 @@ class RefT(Type):
         return f"Ref[{self.target}]"
 
 
-@dataclass(frozen=True)
 class OptRefT(Type):
     """The result of a map lookup: a pointer that may be None."""
 
     target: Type
+
+    def __init__(self, target):
+        _setattr(self, 'target', target)
+
+    def __repr__(self):
+        return f"{self.__class__.__qualname__}(target={self.target!r})"
+
+    def __eq__(self, other):
+        if other.__class__ is self.__class__:
+            return (self.target,) == (other.target,)
+        return NotImplemented
+
+    def __hash__(self):
+        return hash((self.target,))
+
+    __setattr__ = _frozen_setattr
+    __delattr__ = _frozen_delattr
+
     size = 8
     align = 8
 
@@ -149,7 +266,6 @@ class OptRefT(Type):
         return f"Optional[Ref[{self.target}]]"
 
 
-@dataclass(frozen=True)
 class CtxT(Type):
     """The context argument of a program (``struct bpf_sock_ops *`` ...).
 
@@ -158,6 +274,25 @@ class CtxT(Type):
 
     progtype: str
     struct_t: "StructT | None" = None
+
+    def __init__(self, progtype, struct_t=None):
+        _setattr(self, 'progtype', progtype)
+        _setattr(self, 'struct_t', struct_t)
+
+    def __repr__(self):
+        return f"{self.__class__.__qualname__}(progtype={self.progtype!r}, struct_t={self.struct_t!r})"
+
+    def __eq__(self, other):
+        if other.__class__ is self.__class__:
+            return (self.progtype, self.struct_t) == (other.progtype, other.struct_t)
+        return NotImplemented
+
+    def __hash__(self):
+        return hash((self.progtype, self.struct_t))
+
+    __setattr__ = _frozen_setattr
+    __delattr__ = _frozen_delattr
+
     size = 8
     align = 8
 
@@ -167,8 +302,25 @@ class CtxT(Type):
         return {"sock_ops": "SockOps", "sk_msg": "SkMsg", "socket_filter": "SkBuff"}.get(self.progtype, self.progtype)
 
 
-@dataclass(frozen=True)
 class VoidT(Type):
+
+    def __init__(self):
+        pass
+
+    def __repr__(self):
+        return f"{self.__class__.__qualname__}()"
+
+    def __eq__(self, other):
+        if other.__class__ is self.__class__:
+            return () == ()
+        return NotImplemented
+
+    def __hash__(self):
+        return hash(())
+
+    __setattr__ = _frozen_setattr
+    __delattr__ = _frozen_delattr
+
     def __str__(self) -> str:
         return "None"
 
@@ -176,8 +328,25 @@ class VoidT(Type):
 VOID = VoidT()
 
 
-@dataclass(frozen=True)
 class NoneT(Type):
+
+    def __init__(self):
+        pass
+
+    def __repr__(self):
+        return f"{self.__class__.__qualname__}()"
+
+    def __eq__(self, other):
+        if other.__class__ is self.__class__:
+            return () == ()
+        return NotImplemented
+
+    def __hash__(self):
+        return hash(())
+
+    __setattr__ = _frozen_setattr
+    __delattr__ = _frozen_delattr
+
     def __str__(self) -> str:
         return "None"
 

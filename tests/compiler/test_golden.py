@@ -19,12 +19,14 @@ REQUIRED_SECTIONS = {"license", ".maps", ".BTF", ".BTF.ext", ".pybpfgen", ".symt
 
 GOLDEN = {
     "programs/accel.py": {
-        "programs": {"accel_sockops": ("sockops", 380), "accel_redirect": ("sk_msg", 215)},
+        "programs": {"accel_sockops": ("sockops", 469), "accel_redirect": ("sk_msg", 216)},
         "maps": {  # name: (BPF map type, key BTF name, value BTF name, max_entries)
             "socks": (18, "struct SockId", "__u64", 65536),
             "pending": (9, "struct Tuple", "struct Pending", 16384),
             "conns": (9, "struct SockId", "struct Conn", 131072),
             "policy_ports": (1, "__u32", "__u32", 1024),
+            "policy_cidrs": (11, "struct Prefix", "__u32", 1024),
+            "policy_tuples": (1, "struct Tuple", "__u32", 65536),
             "stats": (6, "__u32", "struct AccelStats", 1),
             "settings": (2, "__u32", "struct Settings", 1),
         },

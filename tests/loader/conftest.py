@@ -92,8 +92,9 @@ def accel_variant_object(bpf_build_dir) -> str:
     d = bpf_build_dir / "variant"
     d.mkdir(exist_ok=True)
     src = (REPO / "programs" / "accel.py").read_text()
-    assert "max_entries=1024" in src
-    (d / "accel.py").write_text(src.replace("max_entries=1024", "max_entries=2048"))
+    line = "policy_ports = Hash(key=u32, value=u32, max_entries=1024)"
+    assert line in src
+    (d / "accel.py").write_text(src.replace(line, line.replace("1024", "2048")))
     out = d / "out"
     out.mkdir(exist_ok=True)
     return str(compile_dsl(d / "accel.py", out))
