@@ -29,6 +29,7 @@ from typing import Any
 from .diagnostics import CompileError
 from .frontend.module import parse_module
 from .ir import nodes as N
+from .ir import semantics
 from .ir import types as T
 from .target.progtypes import PROG_TYPES
 
@@ -454,8 +455,7 @@ class _Frame:
         if isinstance(e, N.Binary):
             return self.binary(e)
         if isinstance(e, N.Compare):
-            a, b = self.value(e.left), self.value(e.right)
-            return {"==": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[e.op]
+            return semantics.compare(e.op, self.value(e.left), self.value(e.right))
         if isinstance(e, N.Logical):
             if e.op == "and":
                 return bool(self.value(e.left)) and bool(self.value(e.right))
@@ -470,33 +470,7 @@ class _Frame:
         raise NotImplementedError(f"value of {type(e).__name__}")
 
     def binary(self, e: N.Binary) -> int:
-        t = e.type
-        a, b = self.value(e.left), self.value(e.right)
-        mask = (1 << t.bits) - 1
-        op = e.op
-        if op == "+":
-            r = a + b
-        elif op == "-":
-            r = a - b
-        elif op == "*":
-            r = a * b
-        elif op in ("//", "%"):
-            ua, ub = a & mask, b & mask  # unsigned division (signed division is rejected)
-            if ub == 0:
-                r = 0 if op == "//" else ua
-            else:
-                r = ua // ub if op == "//" else ua % ub
-        elif op == "&":
-            r = a & b
-        elif op == "|":
-            r = a | b
-        elif op == "^":
-            r = a ^ b
-        elif op == "<<":
-            r = a << (b & (t.bits - 1))
-        else:
-            r = (a if t.signed else a & mask) >> (b & (t.bits - 1))
-        return t.wrap(r)
+        return semantics.binary(e.op, self.value(e.left), self.value(e.right), e.type)
 
     def call(self, e: N.Call) -> Any:
         frame = _Frame(self.mod, self.ctx_obj)

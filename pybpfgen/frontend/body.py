@@ -12,6 +12,7 @@ from ..ir._records import _frozen_delattr, _frozen_setattr, _setattr
 
 from ..diagnostics import Loc, UserError
 from ..ir import nodes as N
+from ..ir import semantics
 from ..ir import types as T
 from ..target.helpers import HELPERS
 from ..target.progtypes import PROG_TYPES
@@ -571,7 +572,7 @@ class BodyChecker:
                                  f"convert the operands to unsigned, e.g. `u{rt.bits}(x) {op} u{rt.bits}(y)`")
         l, r = self.cast(left, rt), self.cast(right, rt)
         if isinstance(l, N.Const) and isinstance(r, N.Const):
-            return N.Const(loc, rt, fold_binary(op, l.value, r.value, rt), literal=False)
+            return N.Const(loc, rt, semantics.binary(op, l.value, r.value, rt), literal=False)
         return N.Binary(loc, rt, op, l, r)
 
     def unary(self, node: ast.UnaryOp) -> N.Expr:
@@ -639,7 +640,7 @@ class BodyChecker:
                                   "cast one side explicitly to say which comparison you mean")
         l, r = self.cast(left, ct), self.cast(right, ct)
         if isinstance(l, N.Const) and isinstance(r, N.Const):
-            return N.Const(loc, T.BOOL, int(fold_compare(sop, l.value, r.value)), literal=False)
+            return N.Const(loc, T.BOOL, int(semantics.compare(sop, l.value, r.value)), literal=False)
         return N.Compare(loc, T.BOOL, sop, l, r)
 
     # ---------------------------------------------------------------- calls
@@ -1002,29 +1003,3 @@ def facts(cond: N.Expr) -> tuple[set, set]:
     return set(), set()
 
 
-def fold_binary(op: str, a: int, b: int, t: T.IntT) -> int:
-    mask = t.bits - 1
-    if op == "+":
-        r = a + b
-    elif op == "-":
-        r = a - b
-    elif op == "*":
-        r = a * b
-    elif op in ("//", "%"):
-        ua, ub = a & ((1 << t.bits) - 1), b & ((1 << t.bits) - 1)
-        r = ua // ub if op == "//" else ua % ub
-    elif op == "&":
-        r = a & b
-    elif op == "|":
-        r = a | b
-    elif op == "^":
-        r = a ^ b
-    elif op == "<<":
-        r = a << (b & mask)
-    else:  # >>: arithmetic for signed, logical for unsigned
-        r = (a if t.signed else a & ((1 << t.bits) - 1)) >> (b & mask)
-    return t.wrap(r)
-
-
-def fold_compare(op: str, a: int, b: int) -> bool:
-    return {"==": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
