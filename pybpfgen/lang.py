@@ -75,18 +75,44 @@ class _FixedInt(int, metaclass=_Indexable):
         return super().__new__(cls, v)
 
 
-def _int_type(name: str, bits: int, signed: bool) -> type:
-    return type(name, (_FixedInt,), {"_bits": bits, "_signed": signed, "__doc__": f"{bits}-bit {'signed' if signed else 'unsigned'} integer"})
+class u8(_FixedInt):
+    """8-bit unsigned integer."""
+    _bits, _signed = 8, False
 
 
-u8 = _int_type("u8", 8, False)
-u16 = _int_type("u16", 16, False)
-u32 = _int_type("u32", 32, False)
-u64 = _int_type("u64", 64, False)
-i8 = _int_type("i8", 8, True)
-i16 = _int_type("i16", 16, True)
-i32 = _int_type("i32", 32, True)
-i64 = _int_type("i64", 64, True)
+class u16(_FixedInt):
+    """16-bit unsigned integer."""
+    _bits, _signed = 16, False
+
+
+class u32(_FixedInt):
+    """32-bit unsigned integer."""
+    _bits, _signed = 32, False
+
+
+class u64(_FixedInt):
+    """64-bit unsigned integer."""
+    _bits, _signed = 64, False
+
+
+class i8(_FixedInt):
+    """8-bit signed integer."""
+    _bits, _signed = 8, True
+
+
+class i16(_FixedInt):
+    """16-bit signed integer."""
+    _bits, _signed = 16, True
+
+
+class i32(_FixedInt):
+    """32-bit signed integer."""
+    _bits, _signed = 32, True
+
+
+class i64(_FixedInt):
+    """64-bit signed integer."""
+    _bits, _signed = 64, True
 
 # ----------------------------------------------------------------- structs
 
@@ -308,31 +334,48 @@ def bpf_msg_redirect_hash(msg: "SkMsg", map: SockHash, key: Any, flags: int = 0)
 
 class SockOps:
     """Context of a sock_ops program (``struct bpf_sock_ops``). Ports are in host byte order,
-    IPv4 addresses in network byte order. ``reply`` is writable."""
+    IPv4/IPv6 addresses in network byte order. ``reply`` is writable."""
 
     op: u32
     reply: u32
+    args0: u32
+    args1: u32
+    args2: u32
+    args3: u32
     family: u32
     remote_ip4: u32
     local_ip4: u32
+    remote_ip6: list[u32]  # u32[4]
+    local_ip6: list[u32]  # u32[4]
     remote_port: u32
     local_port: u32
     is_fullsock: u32
-    state: u32
     snd_cwnd: u32
     srtt_us: u32
     cb_flags: u32
+    state: u32
+    rtt_min: u32
+    snd_ssthresh: u32
+    rcv_nxt: u32
+    snd_nxt: u32
+    snd_una: u32
+    mss_cache: u32
+    ecn_flags: u32
+    rate_delivered: u32
+    rate_interval_us: u32
     bytes_received: u64
     bytes_acked: u64
 
 
 class SkMsg:
     """Context of an sk_msg program (``struct sk_msg_md``). Ports are in host byte order,
-    IPv4 addresses in network byte order."""
+    IPv4/IPv6 addresses in network byte order."""
 
     family: u32
     remote_ip4: u32
     local_ip4: u32
+    remote_ip6: list[u32]  # u32[4]
+    local_ip6: list[u32]  # u32[4]
     remote_port: u32
     local_port: u32
     size: u32
@@ -441,9 +484,110 @@ BPF_TCP_LAST_ACK = 9
 IPPROTO_TCP = 6
 IPPROTO_MPTCP = 262
 
-try:  # one function per kernel helper, generated from the UAPI (bpf_get_socket_cookie, ...)
-    from .lang_helpers import *  # noqa: F401,F403,E402
-    from .lang_helpers import __all__ as _helper_names  # noqa: E402
-    __all__ += [n for n in _helper_names if n not in __all__]
-except ImportError:  # pragma: no cover - the generated module is part of the package
-    pass
+# one function per kernel helper, generated from the UAPI (pybpfgen/lang_helpers.py). Listed explicitly so
+# that type checkers and editors see them; tests/compiler/test_helpers_table.py keeps the list in sync.
+from .lang_helpers import (  # noqa: E402
+    bpf_ktime_get_ns as bpf_ktime_get_ns,
+    bpf_trace_printk as bpf_trace_printk,
+    bpf_get_prandom_u32 as bpf_get_prandom_u32,
+    bpf_get_smp_processor_id as bpf_get_smp_processor_id,
+    bpf_tail_call as bpf_tail_call,
+    bpf_get_current_pid_tgid as bpf_get_current_pid_tgid,
+    bpf_get_current_uid_gid as bpf_get_current_uid_gid,
+    bpf_get_current_comm as bpf_get_current_comm,
+    bpf_get_cgroup_classid as bpf_get_cgroup_classid,
+    bpf_perf_event_read as bpf_perf_event_read,
+    bpf_perf_event_output as bpf_perf_event_output,
+    bpf_get_stackid as bpf_get_stackid,
+    bpf_get_current_task as bpf_get_current_task,
+    bpf_current_task_under_cgroup as bpf_current_task_under_cgroup,
+    bpf_get_numa_node_id as bpf_get_numa_node_id,
+    bpf_get_socket_cookie as bpf_get_socket_cookie,
+    bpf_get_socket_uid as bpf_get_socket_uid,
+    bpf_sock_map_update as bpf_sock_map_update,
+    bpf_sock_ops_cb_flags_set as bpf_sock_ops_cb_flags_set,
+    bpf_msg_redirect_map as bpf_msg_redirect_map,
+    bpf_msg_apply_bytes as bpf_msg_apply_bytes,
+    bpf_msg_cork_bytes as bpf_msg_cork_bytes,
+    bpf_msg_pull_data as bpf_msg_pull_data,
+    bpf_get_stack as bpf_get_stack,
+    bpf_get_current_cgroup_id as bpf_get_current_cgroup_id,
+    bpf_map_push_elem as bpf_map_push_elem,
+    bpf_map_pop_elem as bpf_map_pop_elem,
+    bpf_map_peek_elem as bpf_map_peek_elem,
+    bpf_msg_push_data as bpf_msg_push_data,
+    bpf_msg_pop_data as bpf_msg_pop_data,
+    bpf_send_signal as bpf_send_signal,
+    bpf_send_signal_thread as bpf_send_signal_thread,
+    bpf_jiffies64 as bpf_jiffies64,
+    bpf_get_netns_cookie as bpf_get_netns_cookie,
+    bpf_get_current_ancestor_cgroup_id as bpf_get_current_ancestor_cgroup_id,
+    bpf_ktime_get_boot_ns as bpf_ktime_get_boot_ns,
+    bpf_ringbuf_output as bpf_ringbuf_output,
+    bpf_ringbuf_query as bpf_ringbuf_query,
+    bpf_load_hdr_opt as bpf_load_hdr_opt,
+    bpf_store_hdr_opt as bpf_store_hdr_opt,
+    bpf_reserve_hdr_opt as bpf_reserve_hdr_opt,
+    bpf_ktime_get_coarse_ns as bpf_ktime_get_coarse_ns,
+    bpf_sys_bpf as bpf_sys_bpf,
+    bpf_btf_find_by_name_kind as bpf_btf_find_by_name_kind,
+    bpf_sys_close as bpf_sys_close,
+    bpf_get_branch_snapshot as bpf_get_branch_snapshot,
+    bpf_trace_vprintk as bpf_trace_vprintk,
+    bpf_map_lookup_percpu_elem as bpf_map_lookup_percpu_elem,
+    bpf_ktime_get_tai_ns as bpf_ktime_get_tai_ns,
+)
+
+_N_LANG = len(__all__)
+__all__ += [
+    'bpf_ktime_get_ns',
+    'bpf_trace_printk',
+    'bpf_get_prandom_u32',
+    'bpf_get_smp_processor_id',
+    'bpf_tail_call',
+    'bpf_get_current_pid_tgid',
+    'bpf_get_current_uid_gid',
+    'bpf_get_current_comm',
+    'bpf_get_cgroup_classid',
+    'bpf_perf_event_read',
+    'bpf_perf_event_output',
+    'bpf_get_stackid',
+    'bpf_get_current_task',
+    'bpf_current_task_under_cgroup',
+    'bpf_get_numa_node_id',
+    'bpf_get_socket_cookie',
+    'bpf_get_socket_uid',
+    'bpf_sock_map_update',
+    'bpf_sock_ops_cb_flags_set',
+    'bpf_msg_redirect_map',
+    'bpf_msg_apply_bytes',
+    'bpf_msg_cork_bytes',
+    'bpf_msg_pull_data',
+    'bpf_get_stack',
+    'bpf_get_current_cgroup_id',
+    'bpf_map_push_elem',
+    'bpf_map_pop_elem',
+    'bpf_map_peek_elem',
+    'bpf_msg_push_data',
+    'bpf_msg_pop_data',
+    'bpf_send_signal',
+    'bpf_send_signal_thread',
+    'bpf_jiffies64',
+    'bpf_get_netns_cookie',
+    'bpf_get_current_ancestor_cgroup_id',
+    'bpf_ktime_get_boot_ns',
+    'bpf_ringbuf_output',
+    'bpf_ringbuf_query',
+    'bpf_load_hdr_opt',
+    'bpf_store_hdr_opt',
+    'bpf_reserve_hdr_opt',
+    'bpf_ktime_get_coarse_ns',
+    'bpf_sys_bpf',
+    'bpf_btf_find_by_name_kind',
+    'bpf_sys_close',
+    'bpf_get_branch_snapshot',
+    'bpf_trace_vprintk',
+    'bpf_map_lookup_percpu_elem',
+    'bpf_ktime_get_tai_ns',
+]
+HELPER_EXPORTS = __all__[_N_LANG:]

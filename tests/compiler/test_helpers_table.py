@@ -202,3 +202,11 @@ def test_committed_files_match_the_generator():
         if hashlib.sha256(f.read()).hexdigest() != helpers_table.UAPI_HEADER_SHA256:
             pytest.skip("a different UAPI header is installed than the one the table was generated from")
     assert gen_helpers.main(["--check"]) == 0
+
+
+def test_lang_reexports_every_generated_helper_explicitly():
+    """pybpfgen.lang lists the generated helpers by name (type checkers do not follow dynamic __all__)."""
+    from pybpfgen import lang, lang_helpers
+    assert lang.HELPER_EXPORTS == list(lang_helpers.__all__)
+    for name in lang_helpers.__all__:
+        assert getattr(lang, name) is getattr(lang_helpers, name)
