@@ -1,11 +1,17 @@
 #!/usr/bin/env python3
 """Compile time: `pybpfgen compile programs/` vs `clang-19 -O2 -g -target bpf -c` on the C twin(s).
 
-    .venv/bin/python bench/compile_bench.py [--runs N] [--json]
+    .venv/bin/python bench/compile_bench.py [--runs N] [--json] [--programs PATH] [--c FILE ...]
+
+Pairing: clang compiles the C twins of the modules being compiled: for each ``<module>.py`` under
+``--programs`` (a directory or one file), ``bench/twin/<module>.bpf.c`` when it exists (programs/accel.py
+-> bench/twin/accel.bpf.c, issue #3); when no module has a twin there, every ``bench/twin/*.bpf.c`` (the
+earlier behaviour). ``--c FILE ...`` names the C files explicitly (``--c bench/twin/accel_twin.bpf.c``:
+the seed design's twin, as measured before issue #3).
 
 Per round (rounds interleave the three so that machine noise hits them alike):
 
-- clang:  ``clang-19 -O2 -g -target bpf -c bench/twin/*.bpf.c`` (one process per file, summed);
+- clang:  ``clang-19 -O2 -g -target bpf -c <twin>.bpf.c`` (one process per file, summed);
 - cold:   ``pybpfgen compile programs/ -o <fresh dir> -q`` (nothing cached: a full build);
 - no-op:  the same command again on the directory just built (everything up to date).
 
@@ -62,19 +68,36 @@ def phases(cmd: list[str], programs: str, env: dict, tmp: str) -> dict[str, floa
     return out
 
 
+def c_twins(programs: str, explicit: list[str] | None) -> list[str]:
+    """The C files paired with ``programs`` (see the module docstring)."""
+    if explicit:
+        return [os.path.abspath(c) for c in explicit]
+    mods = [programs] if programs.endswith(".py") else sorted(glob.glob(os.path.join(programs, "*.py")))
+    paired = [t for t in (os.path.join(HERE, "twin", os.path.basename(m)[:-3] + ".bpf.c") for m in mods)
+              if os.path.isfile(t)]
+    return paired or sorted(glob.glob(os.path.join(HERE, "twin", "*.bpf.c")))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=9, help="rounds (default 9)")
-    ap.add_argument("--programs", default=os.path.join(ROOT, "programs"))
+    ap.add_argument("--programs", default=os.path.join(ROOT, "programs"),
+                    help="what pybpfgen compiles: a directory or a .py file (default programs/)")
+    ap.add_argument("--c", nargs="+", metavar="FILE", default=None,
+                    help="the C files clang compiles (default: bench/twin/<module>.bpf.c for each module of "
+                         "--programs, else every bench/twin/*.bpf.c)")
     ap.add_argument("--no-bytecode-cache", action="store_true",
                     help="keep PYTHONDONTWRITEBYTECODE from the environment (every import recompiles)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
     clang = shutil.which("clang-19")
-    twins = sorted(glob.glob(os.path.join(HERE, "twin", "*.bpf.c")))
+    twins = c_twins(args.programs, args.c)
     if not clang or not twins:
         sys.exit("needs clang-19 and bench/twin/*.bpf.c")
+    missing = [t for t in twins if not os.path.isfile(t)]
+    if missing:
+        sys.exit(f"no such C file: {', '.join(missing)}")
     cmd = pybpfgen_cmd()
     tmp = tempfile.mkdtemp(prefix="pybpfgen-compile-bench-")
     env = dict(os.environ)
@@ -105,6 +128,7 @@ def main() -> int:
             "command": " ".join(os.path.relpath(c, ROOT) if c.startswith(ROOT) else c for c in cmd)
                        + f" compile {os.path.relpath(args.programs, ROOT)}",
             "clang_command": f"clang-19 -O2 -g -target bpf -c ({', '.join(os.path.basename(t) for t in twins)})",
+            "c_files": [os.path.relpath(t, ROOT) if t.startswith(ROOT) else t for t in twins],
             "runs": args.runs,
             "bytecode_cache": not args.no_bytecode_cache,
             "median_ms": {k: round(v * 1e3, 1) for k, v in med.items()},
@@ -123,7 +147,7 @@ def main() -> int:
     m = res["median_ms"]
     print(f"pybpfgen compile time ({res['runs']} rounds, medians; bytecode cache "
           f"{'on' if res['bytecode_cache'] else 'off'})")
-    print(f"  clang-19 (C twin):       {m['clang']:7.1f} ms")
+    print(f"  clang-19 (C twin):       {m['clang']:7.1f} ms   ({', '.join(res['c_files'])})")
     print(f"  pybpfgen cold build:     {m['cold']:7.1f} ms   {res['ratio_cold']:.2f}x clang (goal <= {GOAL_COLD})")
     print(f"  pybpfgen no-op rebuild:  {m['noop']:7.1f} ms   {res['ratio_noop']:.2f}x clang (goal <= {GOAL_NOOP})")
     print(f"  python -c pass:          {m['python -c pass']:7.1f} ms   (interpreter start-up floor)")
