@@ -115,12 +115,14 @@ def v4_mapped(ip4: u32) -> u32[4]:
 
 def ops_id(ctx: SockOps) -> SockId:
     me = SockId(netns=bpf_get_netns_cookie(ctx), local_port=ctx.local_port, remote_port=ctx.remote_port)
-    if ctx.family == AF_INET:
-        me.local_ip = v4_mapped(ctx.local_ip4)
-        me.remote_ip = v4_mapped(ctx.remote_ip4)
-    else:
+    # IPv6 first: the verifier explores the fall-through path first, and states recorded on the IPv6 path
+    # let it prune the IPv4 one (the other way round it checks everything after this function twice)
+    if ctx.family != AF_INET:
         me.local_ip = ctx.local_ip6
         me.remote_ip = ctx.remote_ip6
+    else:
+        me.local_ip = v4_mapped(ctx.local_ip4)
+        me.remote_ip = v4_mapped(ctx.remote_ip4)
     return me
 
 
