@@ -7,6 +7,9 @@ Public API (see docs/loader.md)::
     status(pin_root=DEFAULT_PIN_ROOT) -> dict
     open_pinned(name="accel", pin_root=DEFAULT_PIN_ROOT) -> PinnedObject   # .map(name) -> Map
     policy_add(port, object="accel"), policy_remove(port, ...), policy_list(...)
+    policy_add_cidr(cidr, side="any"), policy_remove_cidr(...), policy_list_cidrs(...)
+    policy_add_tuple("CLIENT_IP:PORT-SERVER_IP:PORT"), policy_remove_tuple(...), policy_list_tuples(...)
+    policy_set(max_unanswered_msgs=None, max_unanswered_kib=None), policy_settings(...), policy_show(...)
 
 This package must never import llvmlite (nor pybpfgen's compiler).
 """
@@ -18,6 +21,9 @@ _EXPORTS = {
     "DEFAULT_OBJECT": "manager", "LoadedObject": "manager", "LoadedProgram": "manager", "PinnedObject": "manager",
     "load": "manager", "unload": "manager", "status": "manager", "open_pinned": "manager",
     "policy_add": "manager", "policy_remove": "manager", "policy_list": "manager",
+    "policy_add_cidr": "manager", "policy_remove_cidr": "manager", "policy_list_cidrs": "manager",
+    "policy_add_tuple": "manager", "policy_remove_tuple": "manager", "policy_list_tuples": "manager",
+    "policy_set": "manager", "policy_settings": "manager", "policy_show": "manager",
 }
 __all__ = list(_EXPORTS)
 

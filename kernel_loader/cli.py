@@ -69,19 +69,74 @@ def register(subparsers) -> None:
     common(p)
     p.set_defaults(func=cmd_doctor)
 
-    p = subparsers.add_parser("policy", help="manage the accelerator's port policy")
-    psub = p.add_subparsers(dest="policy_cmd", metavar="{add,remove,list}")
+    p = subparsers.add_parser("policy", help="manage the accelerator's policies (ports, CIDRs, tuples) and budget",
+                              description="A connection is accelerated when ANY policy selects it: a port "
+                                          "(local or remote), a CIDR (the socket's local and/or remote address) "
+                                          "or an exact connection tuple (as its client sees it). Changes apply "
+                                          "to new connections.")
+    psub = p.add_subparsers(dest="policy_cmd", metavar="{add,remove,list,set}")
     psub.required = True
-    for name, helptext in (("add", "accelerate connections to/from PORT"),
-                           ("remove", "stop accelerating PORT (for new connections)"),
-                           ("list", "list accelerated ports")):
+    for name, helptext in (("add", "accelerate connections selected by a port, a CIDR or a tuple"),
+                           ("remove", "stop accelerating them (new connections only)"),
+                           ("list", "list every policy and the budget settings"),
+                           ("set", "set the unanswered-message budget (the settings map)")):
         q = psub.add_parser(name, help=helptext)
-        if name != "list":
-            q.add_argument("--port", required=True, type=_port, metavar="N", help="TCP port 1..65535")
+        if name in ("add", "remove"):
+            g = q.add_mutually_exclusive_group(required=True)
+            g.add_argument("--port", type=_port, metavar="N", help="TCP port 1..65535 (local or remote)")
+            g.add_argument("--cidr", type=_cidr, metavar="NET",
+                           help="IPv4 or IPv6 network, e.g. 10.0.0.0/8, 2001:db8::/32, or one address")
+            g.add_argument("--tuple", type=_tuple, metavar="CLIENT_IP:PORT-SERVER_IP:PORT", dest="conn",
+                           help="one connection as its client sees it, e.g. 10.0.0.1:40000-10.0.0.2:80 or "
+                                "[::1]:40000-[::1]:80")
+            q.add_argument("--side", type=_side, default=None, metavar="{local,remote,any}",
+                           help="with --cidr: match the socket's local address, its remote address, or either "
+                                "(default any)")
+        elif name == "list":
+            q.add_argument("--json", action="store_true", help="machine-readable output (schema in docs/cli.md)")
+        else:
+            q.add_argument("--max-unanswered-msgs", type=_u32, metavar="N",
+                           help="messages a socket may redirect while its peer sends nothing (0 = default 256)")
+            q.add_argument("--max-unanswered-kib", type=_u32, metavar="N",
+                           help="KiB a socket may redirect while its peer sends nothing (0 = default 4096)")
         q.add_argument("--object", default=DEFAULT_OBJECT, metavar="NAME",
-                       help=f"loaded object holding the policy map (default {DEFAULT_OBJECT})")
+                       help=f"loaded object holding the policy maps (default {DEFAULT_OBJECT})")
         common(q)
         q.set_defaults(func=cmd_policy)
+
+
+def _spec(parse, text):
+    from .errors import LoaderError
+    from . import policyspec
+    try:
+        return getattr(policyspec, parse)(text)
+    except LoaderError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _cidr(text: str):
+    return _spec("parse_cidr", text)
+
+
+def _tuple(text: str):
+    return _spec("parse_tuple", text)
+
+
+def _side(text: str) -> str:
+    v = text.strip().lower()
+    if v not in ("local", "remote", "any"):
+        raise argparse.ArgumentTypeError(f"invalid side {text!r}: expected local, remote or any")
+    return v
+
+
+def _u32(text: str) -> int:
+    try:
+        v = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}: expected 0 (default) to 4294967295") from None
+    if not 0 <= v <= 0xFFFFFFFF:
+        raise argparse.ArgumentTypeError(f"invalid number {v}: expected 0 (default) to 4294967295")
+    return v
 
 
 def _interval(text: str) -> float:
@@ -212,19 +267,78 @@ def format_status(st: dict) -> str:
     return "\n".join(out)
 
 
+def _policy_error(msg: str) -> int:
+    print(f"pybpfgen policy: error: {msg}", file=sys.stderr)
+    return 2
+
+
 def cmd_policy(args) -> int:
-    if args.policy_cmd == "add":
-        _manager().policy_add(args.port, object=args.object, pin_root=args.pin_root)
-        print(f"accelerating port {args.port} ({args.object})")
-    elif args.policy_cmd == "remove":
-        if _manager().policy_remove(args.port, object=args.object, pin_root=args.pin_root):
-            print(f"port {args.port} removed ({args.object}); existing accelerated connections stay accelerated")
+    m = _manager()
+    where = dict(object=args.object, pin_root=args.pin_root)
+    cmd = args.policy_cmd
+    if cmd in ("add", "remove"):
+        if args.side is not None and args.cidr is None:
+            return _policy_error("--side only goes with --cidr")
+        side = args.side or "any"
+        if args.port is not None:
+            if cmd == "add":
+                m.policy_add(args.port, **where)
+                print(f"accelerating port {args.port} ({args.object})")
+            elif m.policy_remove(args.port, **where):
+                print(f"port {args.port} removed ({args.object}); existing accelerated connections stay accelerated")
+            else:
+                print(f"port {args.port} was not in the policy ({args.object})")
+        elif args.cidr is not None:
+            if cmd == "add":
+                now = m.policy_add_cidr(args.cidr, side, **where)
+                print(f"accelerating connections whose {_SIDE_TEXT[now]} is in {args.cidr} ({args.object})")
+            elif m.policy_remove_cidr(args.cidr, side, **where):
+                print(f"CIDR {args.cidr} ({side}) removed ({args.object}); existing accelerated connections "
+                      "stay accelerated")
+            else:
+                print(f"CIDR {args.cidr} ({side}) was not in the policy ({args.object})")
         else:
-            print(f"port {args.port} was not in the policy ({args.object})")
-    else:
-        ports = _manager().policy_list(object=args.object, pin_root=args.pin_root)
-        if ports:
-            print("\n".join(str(p) for p in ports))
-        else:
-            print(f"no ports in the policy ({args.object}); add one with `pybpfgen policy add --port N`")
+            if cmd == "add":
+                print(f"accelerating connection {m.policy_add_tuple(args.conn, **where)} ({args.object})")
+            elif m.policy_remove_tuple(args.conn, **where):
+                print(f"tuple {args.conn} removed ({args.object}); an accelerated connection stays accelerated")
+            else:
+                print(f"tuple {args.conn} was not in the policy ({args.object})")
+        return 0
+    if cmd == "set":
+        if args.max_unanswered_msgs is None and args.max_unanswered_kib is None:
+            return _policy_error("nothing to set: give --max-unanswered-msgs N and/or --max-unanswered-kib N")
+        st = m.policy_set(args.max_unanswered_msgs, args.max_unanswered_kib, **where)
+        print(f"budget ({args.object}): {_fmt_settings(st)}")
+        return 0
+    pol = m.policy_show(**where)
+    if args.json:
+        print(json.dumps(pol, indent=2, sort_keys=True))
+        return 0
+    print(format_policy(pol))
     return 0
+
+
+_SIDE_TEXT = {"local": "local address", "remote": "remote address", "any": "local or remote address"}
+
+
+def _fmt_settings(st: dict) -> str:
+    def one(stored, eff, unit):
+        return f"{eff}{unit}" + (" (default)" if stored == 0 else "")
+    return (f"max unanswered {one(st['max_unanswered_msgs'], st['effective_max_unanswered_msgs'], ' messages')}, "
+            f"{one(st['max_unanswered_kib'], st['effective_max_unanswered_kib'], ' KiB')}")
+
+
+def format_policy(pol: dict) -> str:
+    """One entry per line, each kind recognisable by its syntax: ``8080`` (port), ``10.0.0.0/8 any`` (CIDR and
+    side), ``10.0.0.1:40000-10.0.0.2:80`` (tuple); then ``budget: ...`` when it is not the default."""
+    out = [str(p) for p in pol["ports"]]
+    out += [f"{e['cidr']} {e['side']}" for e in pol.get("cidrs") or []]
+    out += list(pol.get("tuples") or [])
+    if not out:
+        out.append(f"no policy: nothing is accelerated ({pol['object']}); add one with `pybpfgen policy add "
+                   "--port N | --cidr NET | --tuple CLIENT_IP:PORT-SERVER_IP:PORT`")
+    st = pol.get("settings")
+    if st and (st["max_unanswered_msgs"] or st["max_unanswered_kib"]):
+        out.append(f"budget: {_fmt_settings(st)}")
+    return "\n".join(out)

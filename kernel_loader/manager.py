@@ -330,14 +330,13 @@ def open_pinned(name: str = DEFAULT_OBJECT, pin_root: str = DEFAULT_PIN_ROOT, *,
 
 
 # ------------------------------------------------------------------- policy
-def check_port(port) -> int:
-    try:
-        p = int(port)
-    except (TypeError, ValueError):
-        raise LoaderError(f"invalid port {port!r}: expected a number from 1 to 65535") from None
-    if not 1 <= p <= 65535:
-        raise LoaderError(f"invalid port {p}: expected a number from 1 to 65535")
-    return p
+# Layouts and parsing: policyspec.py (pure). A connection is accelerated when ANY policy selects it.
+from . import policyspec as _ps  # noqa: E402
+from .policyspec import ConnTuple, Cidr, check_port  # noqa: E402,F401
+
+CIDR_MAP = "policy_cidrs"
+TUPLE_MAP = "policy_tuples"
+SETTINGS_MAP = "settings"
 
 
 def _policy_map(obj: PinnedObject) -> Map:
@@ -348,11 +347,41 @@ def _policy_map(obj: PinnedObject) -> Map:
                       "is it the accelerator?")
 
 
+def _named_map(obj: PinnedObject, name: str, what: str, key_size: int | None = None) -> Map:
+    if not obj.has_map(name):
+        raise LoaderError(f"object {obj.name} has no {what} map ({name}); load an accelerator built from "
+                          "programs/accel.py (the C twin has ports only)")
+    m = obj.map(name)
+    if key_size is not None and m.info().key_size != key_size:
+        raise LoaderError(f"map {name} of {obj.name} has {m.info().key_size}-byte keys, expected {key_size}; "
+                          "the loaded accelerator does not match this pybpfgen")
+    return m
+
+
+def _update(m: Map, key: bytes, value: bytes, what: str) -> None:
+    import errno
+    try:
+        m.update(key, value)
+    except BpfSyscallError as e:
+        if e.errno in (errno.E2BIG, errno.ENOSPC, errno.ENOMEM):
+            raise LoaderError(f"cannot add {what}: map {m.name} is full (max_entries {m.info().max_entries}, "
+                              f"{e.errno_name}); remove entries first") from e
+        raise
+
+
+def _exact_value(m: Map, key: bytes) -> bytes | None:
+    """The value stored under exactly ``key`` (an LPM lookup would return the longest matching prefix)."""
+    for k in m.keys():
+        if bytes(k) == key:
+            return m.lookup(key)
+    return None
+
+
 @_user_errors
 def policy_add(port: int, object: str = DEFAULT_OBJECT, pin_root: str = DEFAULT_PIN_ROOT, *, sc=None) -> None:
     port = check_port(port)
     with open_pinned(object, pin_root, sc=sc) as o:
-        _policy_map(o).update(struct.pack("<I", port), struct.pack("<I", 1))
+        _update(_policy_map(o), struct.pack("<I", port), struct.pack("<I", 1), f"port {port}")
 
 
 @_user_errors
@@ -366,3 +395,143 @@ def policy_remove(port: int, object: str = DEFAULT_OBJECT, pin_root: str = DEFAU
 def policy_list(object: str = DEFAULT_OBJECT, pin_root: str = DEFAULT_PIN_ROOT, *, sc=None) -> list[int]:
     with open_pinned(object, pin_root, sc=sc) as o:
         return sorted(struct.unpack("<I", k)[0] for k in _policy_map(o).keys())
+
+
+@_user_errors
+def policy_add_cidr(cidr, side="any", object: str = DEFAULT_OBJECT, pin_root: str = DEFAULT_PIN_ROOT, *,
+                    sc=None) -> str:
+    """Accelerate connections whose local (``side="local"``), remote (``"remote"``) or either (``"any"``)
+    address is in ``cidr``. Adding a side to a CIDR that is already there adds to its sides (a union).
+    Returns the CIDR's sides afterwards (``local`` / ``remote`` / ``any``)."""
+    c = cidr if isinstance(cidr, Cidr) else _ps.parse_cidr(cidr)
+    flags = _ps.parse_side(side)
+    with open_pinned(object, pin_root, sc=sc) as o:
+        m = _named_map(o, CIDR_MAP, "CIDR policy", _ps.PREFIX_KEY_SIZE)
+        old = _exact_value(m, c.key)
+        new = flags | (_ps.decode_side(old) if old else 0)
+        _update(m, c.key, struct.pack("<I", new), f"CIDR {c}")
+        return _ps.side_name(new)
+
+
+@_user_errors
+def policy_remove_cidr(cidr, side="any", object: str = DEFAULT_OBJECT, pin_root: str = DEFAULT_PIN_ROOT, *,
+                       sc=None) -> bool:
+    """Remove ``side`` (default: both) from ``cidr``'s entry; the entry goes when no side is left.
+    False when the CIDR had none of those sides."""
+    c = cidr if isinstance(cidr, Cidr) else _ps.parse_cidr(cidr)
+    flags = _ps.parse_side(side)
+    with open_pinned(object, pin_root, sc=sc) as o:
+        m = _named_map(o, CIDR_MAP, "CIDR policy", _ps.PREFIX_KEY_SIZE)
+        old = _exact_value(m, c.key)
+        if old is None or not (_ps.decode_side(old) & flags):
+            return False
+        left = _ps.decode_side(old) & ~flags & _ps.SIDE_ANY
+        if left:
+            _update(m, c.key, struct.pack("<I", left), f"CIDR {c}")
+        else:
+            m.delete(c.key)
+        return True
+
+
+def _cidr_entries(m: Map) -> list[dict]:
+    out = []
+    for k in m.keys():
+        v = m.lookup(bytes(k))
+        if v is None:
+            continue
+        net = _ps.decode_prefix(bytes(k))
+        flags = _ps.decode_side(v)
+        out.append({"cidr": str(net), "side": _ps.side_name(flags), "flags": flags})
+    return sorted(out, key=lambda e: _net_sort_key(e["cidr"]))
+
+
+def _net_sort_key(net: str):
+    import ipaddress
+    n = ipaddress.ip_network(net)
+    return (n.version, int(n.network_address), n.prefixlen)
+
+
+@_user_errors
+def policy_list_cidrs(object: str = DEFAULT_OBJECT, pin_root: str = DEFAULT_PIN_ROOT, *, sc=None) -> list[dict]:
+    """``[{"cidr": "10.0.0.0/8", "side": "any", "flags": 3}, ...]``"""
+    with open_pinned(object, pin_root, sc=sc) as o:
+        return _cidr_entries(_named_map(o, CIDR_MAP, "CIDR policy", _ps.PREFIX_KEY_SIZE))
+
+
+@_user_errors
+def policy_add_tuple(conn, object: str = DEFAULT_OBJECT, pin_root: str = DEFAULT_PIN_ROOT, *, sc=None) -> str:
+    """Accelerate exactly one connection, ``"CLIENT_IP:PORT-SERVER_IP:PORT"`` as its client sees it (both of
+    its sockets: the client's and the server's accepted one). Returns the normalized tuple."""
+    t = conn if isinstance(conn, ConnTuple) else _ps.parse_tuple(conn)
+    with open_pinned(object, pin_root, sc=sc) as o:
+        _update(_named_map(o, TUPLE_MAP, "tuple policy", _ps.TUPLE_KEY_SIZE), t.key, struct.pack("<I", 1),
+                f"tuple {t}")
+    return str(t)
+
+
+@_user_errors
+def policy_remove_tuple(conn, object: str = DEFAULT_OBJECT, pin_root: str = DEFAULT_PIN_ROOT, *,
+                        sc=None) -> bool:
+    t = conn if isinstance(conn, ConnTuple) else _ps.parse_tuple(conn)
+    with open_pinned(object, pin_root, sc=sc) as o:
+        return _named_map(o, TUPLE_MAP, "tuple policy", _ps.TUPLE_KEY_SIZE).delete(t.key)
+
+
+@_user_errors
+def policy_list_tuples(object: str = DEFAULT_OBJECT, pin_root: str = DEFAULT_PIN_ROOT, *, sc=None) -> list[str]:
+    with open_pinned(object, pin_root, sc=sc) as o:
+        m = _named_map(o, TUPLE_MAP, "tuple policy", _ps.TUPLE_KEY_SIZE)
+        return sorted(str(_ps.decode_tuple(bytes(k))) for k in m.keys())
+
+
+def _settings_map(o: PinnedObject) -> Map:
+    m = _named_map(o, SETTINGS_MAP, "settings")
+    if m.info().value_size != _ps.SETTINGS_VALUE_SIZE:
+        raise LoaderError(f"map settings of {o.name} has {m.info().value_size}-byte values, expected "
+                          f"{_ps.SETTINGS_VALUE_SIZE}; the loaded accelerator does not match this pybpfgen")
+    return m
+
+
+@_user_errors
+def policy_settings(object: str = DEFAULT_OBJECT, pin_root: str = DEFAULT_PIN_ROOT, *, sc=None) -> dict:
+    """``{"max_unanswered_msgs", "max_unanswered_kib"}`` as stored (0 = default) plus ``effective_*``."""
+    with open_pinned(object, pin_root, sc=sc) as o:
+        return _ps.decode_settings(_settings_map(o).lookup(struct.pack("<I", 0)))
+
+
+@_user_errors
+def policy_set(max_unanswered_msgs: int | None = None, max_unanswered_kib: int | None = None,
+               object: str = DEFAULT_OBJECT, pin_root: str = DEFAULT_PIN_ROOT, *, sc=None) -> dict:
+    """Set the unanswered-message budget (``settings[0]``); None keeps a value, 0 restores the default.
+    Takes effect for the next message of every connection. Returns :func:`policy_settings`."""
+    if max_unanswered_msgs is None and max_unanswered_kib is None:
+        raise LoaderError("nothing to set: give --max-unanswered-msgs N and/or --max-unanswered-kib N")
+    if max_unanswered_msgs is not None:
+        max_unanswered_msgs = _ps.check_u32(max_unanswered_msgs, "--max-unanswered-msgs")
+    if max_unanswered_kib is not None:
+        max_unanswered_kib = _ps.check_u32(max_unanswered_kib, "--max-unanswered-kib")
+    with open_pinned(object, pin_root, sc=sc) as o:
+        m = _settings_map(o)
+        key = struct.pack("<I", 0)
+        cur = _ps.decode_settings(m.lookup(key))
+        msgs = cur["max_unanswered_msgs"] if max_unanswered_msgs is None else max_unanswered_msgs
+        kib = cur["max_unanswered_kib"] if max_unanswered_kib is None else max_unanswered_kib
+        m.update(key, _ps.encode_settings(msgs, kib))
+        return _ps.decode_settings(m.lookup(key))
+
+
+@_user_errors
+def policy_show(object: str = DEFAULT_OBJECT, pin_root: str = DEFAULT_PIN_ROOT, *, sc=None) -> dict:
+    """Every policy of ``object``: ``{"object", "ports", "cidrs", "tuples", "settings"}``; a kind the object
+    does not have (e.g. the C twin's CIDRs) is None."""
+    with open_pinned(object, pin_root, sc=sc) as o:
+        out = {"object": object, "ports": sorted(struct.unpack("<I", k)[0] for k in _policy_map(o).keys()),
+               "cidrs": None, "tuples": None, "settings": None}
+        if o.has_map(CIDR_MAP):
+            out["cidrs"] = _cidr_entries(_named_map(o, CIDR_MAP, "CIDR policy", _ps.PREFIX_KEY_SIZE))
+        if o.has_map(TUPLE_MAP):
+            m = _named_map(o, TUPLE_MAP, "tuple policy", _ps.TUPLE_KEY_SIZE)
+            out["tuples"] = sorted(str(_ps.decode_tuple(bytes(k))) for k in m.keys())
+        if o.has_map(SETTINGS_MAP):
+            out["settings"] = _ps.decode_settings(_settings_map(o).lookup(struct.pack("<I", 0)))
+        return out

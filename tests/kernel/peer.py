@@ -4,6 +4,10 @@
     peer.py server --host 127.0.0.1 --port 23456 [--seed 1] [--bytes 16777216]
     peer.py client --host 127.0.0.1 --port 23456 [--seed 1] [--bytes 16777216]
 
+IPv6 hosts (``::1``, ``2001:2::1``) use AF_INET6; ``--dualstack`` makes an IPv6 server socket accept IPv4
+clients too (IPV6_V6ONLY=0, v4-mapped); the client can bind ``--bind IP`` / ``--client-port N`` first;
+``--mptcp`` opens IPPROTO_MPTCP sockets.
+
 Protocol with the orchestrator (JSON lines on stdout, commands on stdin):
   server prints {"event": "listening"} once listen() succeeded;
   each side prints {"event": "established"} once its socket is connected
@@ -153,7 +157,13 @@ def main(argv=None) -> int:
     ap.add_argument("--bytes", type=int, default=16 << 20)
     ap.add_argument("--timeout", type=float, default=60.0, help="per-step timeout, seconds")
     ap.add_argument("--no-wait", action="store_true", help="do not wait for go/close on stdin")
+    ap.add_argument("--dualstack", action="store_true", help="server on an IPv6 host: IPV6_V6ONLY=0")
+    ap.add_argument("--bind", default=None, metavar="IP", help="client: bind to this local address")
+    ap.add_argument("--client-port", type=int, default=0, metavar="N", help="client: bind to this local port")
+    ap.add_argument("--mptcp", action="store_true", help="IPPROTO_MPTCP sockets")
     a = ap.parse_args(argv)
+    fam = socket.AF_INET6 if ":" in a.host else socket.AF_INET
+    proto = 262 if a.mptcp else 0     # IPPROTO_MPTCP
 
     # watchdog: never hang, whatever happens
     def _watchdog():
@@ -165,8 +175,10 @@ def main(argv=None) -> int:
     sock = None
     try:
         if a.mode == "server":
-            ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            ls = socket.socket(fam, socket.SOCK_STREAM, proto)
             ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if fam == socket.AF_INET6:
+                ls.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if a.dualstack else 1)
             ls.bind((a.host, a.port))
             ls.listen(1)
             ls.settimeout(a.timeout)
@@ -176,8 +188,11 @@ def main(argv=None) -> int:
         else:
             deadline = time.monotonic() + a.timeout
             while True:
-                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sock = socket.socket(fam, socket.SOCK_STREAM, proto)
                 sock.settimeout(a.timeout)
+                if a.bind or a.client_port:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    sock.bind((a.bind or ("::" if fam == socket.AF_INET6 else "0.0.0.0"), a.client_port))
                 try:
                     sock.connect((a.host, a.port))
                     break
