@@ -71,7 +71,7 @@ class AccelStats(Struct):
     """Per-CPU counters (``pybpfgen status`` sums them)."""
 
     redirected: u64  # messages moved straight into the peer socket
-    missed: u64  # messages from inserted sockets that took the TCP path
+    missed: u64  # TCP-path verdicts of inserted sockets (one covers up to 1 GiB of a connection's writes)
     paired: u64  # connections paired (both ends accelerated)
     refused: u64  # pairings refused: ambiguous tuple or sequence numbers that do not mirror
     demoted: u64  # connections moved to the TCP path by the memory budget
@@ -203,7 +203,9 @@ def client_established(ctx: SockOps, me: SockId):
             other.value.ambiguous = 1
         count_refused()
         return
-    socks.update(ctx, me, BPF_ANY)
+    if socks.update(ctx, me, BPF_ANY) != 0:
+        pending.delete(key)  # the kernel refuses this socket (e.g. an MPTCP subflow): never pair it
+        return
     bpf_sock_ops_cb_flags_set(ctx, BPF_SOCK_OPS_STATE_CB_FLAG)
 
 
@@ -218,12 +220,13 @@ def server_established(ctx: SockOps, me: SockId):
         return
     client = p.value.client
     pending.delete(key)
+    if socks.update(ctx, me, BPF_ANY) != 0:
+        return  # the kernel refuses this socket: the client stays unpaired (its messages take the TCP path)
     if conns.update(client, Conn(peer=me, mode=MODE_UNDECIDED), BPF_NOEXIST) != 0:
         c = conns.lookup(client)  # the client already sent on the TCP path: it keeps it
         if c is not None:
             c.value.peer = me
     conns.update(me, Conn(peer=client, mode=MODE_UNDECIDED), BPF_ANY)
-    socks.update(ctx, me, BPF_ANY)
     bpf_sock_ops_cb_flags_set(ctx, BPF_SOCK_OPS_STATE_CB_FLAG)
     count_paired()
 
@@ -260,6 +263,16 @@ def accel_sockops(ctx: SockOps) -> int:
 
 
 # ------------------------------------------------------------------ sk_msg
+TCP_PATH_APPLY_BYTES = 1 << 30  # once on the TCP path, the program's verdict covers the next GiB
+
+
+def stay_on_tcp(msg: SkMsg) -> int:
+    """The TCP path for this message and, without running the program again, the next GiB of this socket."""
+    count_missed()
+    bpf_msg_apply_bytes(msg, TCP_PATH_APPLY_BYTES)
+    return SK_PASS
+
+
 @sk_msg(socks)
 def accel_redirect(msg: SkMsg) -> int:
     me = msg_id(msg)
@@ -267,15 +280,12 @@ def accel_redirect(msg: SkMsg) -> int:
     if c is None:
         # first message before any pairing: this connection keeps the TCP path
         if conns.update(me, Conn(mode=MODE_KERNEL), BPF_NOEXIST) == 0:
-            count_missed()
-            return SK_PASS
+            return stay_on_tcp(msg)
         c = conns.lookup(me)  # paired at this very moment: decide below
         if c is None:
-            count_missed()
-            return SK_PASS
+            return stay_on_tcp(msg)
     if c.value.mode == MODE_KERNEL:
-        count_missed()
-        return SK_PASS
+        return stay_on_tcp(msg)
     max_msgs: u32 = DEFAULT_MAX_UNANSWERED_MSGS
     max_kib: u32 = DEFAULT_MAX_UNANSWERED_KIB
     limits = settings.lookup(0)
@@ -287,13 +297,11 @@ def accel_redirect(msg: SkMsg) -> int:
     if c.value.unanswered_msgs >= max_msgs or c.value.unanswered_bytes >= u64(max_kib) << 10:
         c.value.mode = MODE_KERNEL  # the peer is not answering: TCP backpressure from now on
         count_demoted()
-        count_missed()
-        return SK_PASS
+        return stay_on_tcp(msg)
     peer = c.value.peer
     if socks.redirect(msg, peer, BPF_F_INGRESS) != SK_PASS:
         c.value.mode = MODE_KERNEL  # the peer is gone
-        count_missed()
-        return SK_PASS
+        return stay_on_tcp(msg)
     c.value.mode = MODE_REDIRECT
     c.value.unanswered_msgs += 1
     c.value.unanswered_bytes += msg.size

@@ -289,7 +289,10 @@ static __always_inline void client_established(struct bpf_sock_ops *ctx, struct 
         count_refused();
         return;
     }
-    bpf_sock_hash_update(ctx, &socks, me, BPF_ANY);
+    if (bpf_sock_hash_update(ctx, &socks, me, BPF_ANY) != 0) {
+        bpf_map_delete_elem(&pending, &key); /* the kernel refuses this socket (e.g. an MPTCP subflow) */
+        return;
+    }
     bpf_sock_ops_cb_flags_set(ctx, BPF_SOCK_OPS_STATE_CB_FLAG);
 }
 
@@ -306,6 +309,8 @@ static __always_inline void server_established(struct bpf_sock_ops *ctx, struct 
     }
     struct SockId client = p->client;
     bpf_map_delete_elem(&pending, &key);
+    if (bpf_sock_hash_update(ctx, &socks, me, BPF_ANY) != 0)
+        return; /* the kernel refuses this socket: the client stays unpaired */
     struct Conn c = { .peer = *me, .mode = MODE_UNDECIDED };
     if (bpf_map_update_elem(&conns, &client, &c, BPF_NOEXIST) != 0) {
         /* the client already sent on the TCP path: it keeps it */
@@ -315,7 +320,6 @@ static __always_inline void server_established(struct bpf_sock_ops *ctx, struct 
     }
     struct Conn s = { .peer = client, .mode = MODE_UNDECIDED };
     bpf_map_update_elem(&conns, me, &s, BPF_ANY);
-    bpf_sock_hash_update(ctx, &socks, me, BPF_ANY);
     bpf_sock_ops_cb_flags_set(ctx, BPF_SOCK_OPS_STATE_CB_FLAG);
     count_paired();
 }
@@ -355,6 +359,15 @@ int accel_sockops(struct bpf_sock_ops *ctx)
 }
 
 /* ------------------------------------------------------------------ sk_msg */
+#define TCP_PATH_APPLY_BYTES (1 << 30) /* once on the TCP path, the verdict covers the next GiB */
+
+static __always_inline int stay_on_tcp(struct sk_msg_md *msg)
+{
+    count_missed();
+    bpf_msg_apply_bytes(msg, TCP_PATH_APPLY_BYTES);
+    return SK_PASS;
+}
+
 SEC("sk_msg")
 int accel_redirect(struct sk_msg_md *msg)
 {
@@ -364,18 +377,15 @@ int accel_redirect(struct sk_msg_md *msg)
         /* first message before any pairing: this connection keeps the TCP path */
         struct Conn k = { .mode = MODE_KERNEL };
         if (bpf_map_update_elem(&conns, &me, &k, BPF_NOEXIST) == 0) {
-            count_missed();
-            return SK_PASS;
+            return stay_on_tcp(msg);
         }
         c = bpf_map_lookup_elem(&conns, &me); /* paired at this very moment: decide below */
         if (!c) {
-            count_missed();
-            return SK_PASS;
+            return stay_on_tcp(msg);
         }
     }
     if (c->mode == MODE_KERNEL) {
-        count_missed();
-        return SK_PASS;
+        return stay_on_tcp(msg);
     }
     __u32 max_msgs = DEFAULT_MAX_UNANSWERED_MSGS;
     __u32 max_kib = DEFAULT_MAX_UNANSWERED_KIB;
@@ -390,14 +400,12 @@ int accel_redirect(struct sk_msg_md *msg)
     if (c->unanswered_msgs >= max_msgs || c->unanswered_bytes >= (__u64)max_kib << 10) {
         c->mode = MODE_KERNEL; /* the peer is not answering: TCP backpressure from now on */
         count_demoted();
-        count_missed();
-        return SK_PASS;
+        return stay_on_tcp(msg);
     }
     struct SockId peer = c->peer;
     if (bpf_msg_redirect_hash(msg, &socks, &peer, BPF_F_INGRESS) != SK_PASS) {
         c->mode = MODE_KERNEL; /* the peer is gone */
-        count_missed();
-        return SK_PASS;
+        return stay_on_tcp(msg);
     }
     c->mode = MODE_REDIRECT;
     c->unanswered_msgs += 1;

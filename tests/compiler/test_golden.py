@@ -30,7 +30,7 @@ GOLDEN = {
             "stats": (6, "__u32", "struct AccelStats", 1),
             "settings": (2, "__u32", "struct Settings", 1),
         },
-        "helpers": {"accel_sockops": {1, 2, 3, 59, 70, 122}, "accel_redirect": {1, 2, 71, 122}},
+        "helpers": {"accel_sockops": {1, 2, 3, 59, 70, 122}, "accel_redirect": {1, 2, 61, 71, 122}},
     },
     "bench/twin/accel_twin.py": {
         "programs": {"accel_sockops": ("sockops", 41), "accel_redirect": ("sk_msg", 20)},

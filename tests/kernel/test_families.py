@@ -402,9 +402,6 @@ def test_mptcp_is_intact_and_never_redirected(accel, netns_pair, where):
     assert d["redirected"] == 0 and d["missed"] == 0, d
 
 
-@pytest.mark.xfail(strict=True, reason="programs/accel.py counts `paired` (and records pending/conns entries) "
-                                       "without checking socks.update's result: MPTCP subflows, which the sockhash "
-                                       "refuses, count as paired")
 def test_mptcp_not_counted_as_paired(accel, netns_pair):
     r, d = _mptcp_pair(accel, netns_pair, "loopback")
     assert_intact(r)

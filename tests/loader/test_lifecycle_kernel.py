@@ -130,12 +130,18 @@ def kill(p):
 
 
 # --------------------------------------------------------------------- upgrade
+def lift_budget(pin_root):
+    """A one-way stream would be moved to the TCP path after 256 unanswered messages (and from then on the
+    program no longer runs for it): these tests need it redirected all along."""
+    with kl.open_pinned("accel", pin_root=pin_root) as o:
+        o.map("settings").set(0, {"max_unanswered_msgs": 0xFFFFFFFF, "max_unanswered_kib": 0xFFFFFFFF})
+
+
 def test_upgrade_keeps_accelerated_stream_flowing(accel_object, test_cgroup, pin_root, tmp_path):
     (o1,) = kl.load(accel_object, cgroup=test_cgroup, pin_root=pin_root)
     port = free_port()
     kl.policy_add(port, pin_root=pin_root)
-    with kl.open_pinned("accel", pin_root=pin_root) as o:  # a one-way stream: lift the unanswered budget
-        o.map("settings").set(0, {"max_unanswered_msgs": 0xFFFFFFFF, "max_unanswered_kib": 0xFFFFFFFF})
+    lift_budget(pin_root)
     p = start_streamer(tmp_path, test_cgroup, port, duration=3.0)
     attached_seen = []
     stop = threading.Event()
@@ -322,6 +328,7 @@ def test_status_stats_measures_only_meanwhile(accel_object, test_cgroup, pin_roo
     kl.load(accel_object, cgroup=test_cgroup, pin_root=pin_root)
     port = free_port()
     kl.policy_add(port, pin_root=pin_root)
+    lift_budget(pin_root)  # keep the one-way stream redirected, so the program runs on every write
     p = start_streamer(tmp_path, test_cgroup, port, duration=2.0)
     try:
         assert json.loads(p.stdout.readline())["event"] == "ready"
