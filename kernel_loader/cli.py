@@ -32,6 +32,8 @@ def register(subparsers) -> None:
                    help="a .bpf.o file or a directory of them (default: build/)")
     p.add_argument("--cgroup", metavar="DIR", help="cgroup v2 directory for sock_ops (default: the one it is "
                                                    "loaded in, else the cgroup2 mount)")
+    p.add_argument("--set", action="append", metavar="NAME=VALUE", dest="set_values",
+                   help="set a Config (read-only global) before loading; repeatable")
     p.add_argument("--replace-maps", action="store_true",
                    help="on upgrade, replace maps whose definition changed (their contents are lost)")
     p.add_argument("-v", "--verbose", action="store_true",
@@ -168,9 +170,10 @@ def _port(text: str) -> int:
 
 def cmd_load(args) -> int:
     from .errors import LoaderError
+    from .config import parse_assignments
     try:
         objs = _manager().load(args.object, cgroup=args.cgroup, pin_root=args.pin_root, verbose=args.verbose,
-                               replace_maps=args.replace_maps)
+                               replace_maps=args.replace_maps, config=parse_assignments(args.set_values))
     except LoaderError as e:
         if args.verbose and getattr(e, "log", ""):
             print(e.log, file=sys.stderr)

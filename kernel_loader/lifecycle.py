@@ -416,7 +416,8 @@ def _load_btf(sc, obj, say) -> int | None:
 
 @user_errors
 def load(path_or_dir: str = "build", cgroup: str | None = None, pin_root: str = DEFAULT_PIN_ROOT, *,
-         verbose: bool = False, replace_maps: bool = False, sc=None, progress=None) -> list[LoadedObject]:
+         verbose: bool = False, replace_maps: bool = False, sc=None, progress=None,
+         config: dict[str, int] | None = None) -> list[LoadedObject]:
     """Load, attach and pin one object or every ``*.bpf.o`` in a directory.
 
     An object that is already loaded is upgraded in place: compatible maps
@@ -424,6 +425,7 @@ def load(path_or_dir: str = "build", cgroup: str | None = None, pin_root: str = 
     replaced atomically through its link.  An incompatible map is an error
     unless ``replace_maps``.  On failure nothing created by this call is left
     behind and an upgraded object keeps running its previous programs.
+    ``config`` sets read-only globals (the DSL's ``Config``) by name before load.
     """
     from .elf import parse_object
     sc = sc or _syscall.get_default()
@@ -431,6 +433,9 @@ def load(path_or_dir: str = "build", cgroup: str | None = None, pin_root: str = 
         progress = (lambda msg: print(f"pybpfgen: {msg}", file=sys.stderr)) if verbose else (lambda msg: None)
     say = progress
     objs = [parse_object(p) for p in object_paths(path_or_dir)]
+    if config:  # Config values (read-only .rodata) set before load: `--set NAME=VALUE`
+        from . import config as _config
+        _config.apply(objs, config)
     names = [o.name for o in objs]
     dups = {n for n in names if names.count(n) > 1}
     if dups:
