@@ -124,7 +124,7 @@ def grouped_bars(ax, groups: list[str], modes: list[str], value, label_fmt="{:.1
             ax.annotate(text, (bar.get_x() + bar.get_width() / 2, y), ha="center", va="bottom", fontsize=7,
                         xytext=(0, 2), textcoords="offset points")
     ax.set_xticks(range(len(groups)))
-    ax.set_xticklabels(groups)
+    ax.set_xticklabels(groups, rotation=30 if max(len(g) for g in groups) > 12 else 0, ha="right" if max(len(g) for g in groups) > 12 else "center")
     vals = [v for g in groups for m in modes if (v := value(g, m))]
     if vals and min(vals) > 0 and max(vals) / min(vals) > 20:  # e.g. a noisy p99 next to p50: log scale
         ax.set_yscale("log")
