@@ -163,51 +163,51 @@ class Ref(Generic[V]):
         self.value = value
 
 
-class _Map(Generic[K, V]):
+class _Map:
     map_type = 0
 
     def __init__(self, *, key: Any, value: Any, max_entries: int, flags: int = 0):
         self.key, self.value, self.max_entries, self.flags = key, value, max_entries, flags
         self._data: dict = {}
 
-    def lookup(self, key: K) -> Optional[Ref[V]]:
+    def lookup(self, key: Any) -> Optional[Ref[Any]]:
         """``bpf_map_lookup_elem``: a reference to the value, or None. Check it before use."""
         if key not in self._data:
             return None
         return self._data[key]
 
-    def update(self, key: K, value: V, flags: int = 0) -> int:
+    def update(self, key: Any, value: Any, flags: int = 0) -> int:
         """``bpf_map_update_elem``: 0 on success, a negative errno otherwise."""
         self._data[key] = Ref(value)
         return 0
 
-    def delete(self, key: K) -> int:
+    def delete(self, key: Any) -> int:
         """``bpf_map_delete_elem``: 0 on success, -ENOENT when absent."""
         return 0 if self._data.pop(key, None) is not None else -2
 
-    def __contains__(self, key: K) -> bool:
+    def __contains__(self, key: Any) -> bool:
         return key in self._data
 
 
-class Hash(_Map[K, V]):
+class Hash(_Map):
     """``BPF_MAP_TYPE_HASH``."""
 
     map_type = 1
 
 
-class LRUHash(_Map[K, V]):
+class LRUHash(_Map):
     """``BPF_MAP_TYPE_LRU_HASH``: a hash that evicts the least recently used entry when full."""
 
     map_type = 9
 
 
-class PerCPUHash(_Map[K, V]):
+class PerCPUHash(_Map):
     """``BPF_MAP_TYPE_PERCPU_HASH``: a hash with one value per CPU."""
 
     map_type = 5
 
 
-class LPMTrie(_Map[K, V]):
+class LPMTrie(_Map):
     """``BPF_MAP_TYPE_LPM_TRIE``: longest-prefix match. The key is a Struct whose first field is
     ``prefixlen: u32`` followed by the address bytes (e.g. ``addr: u32`` for IPv4, network order).
     ``BPF_F_NO_PREALLOC`` is added to the flags (the kernel requires it)."""
@@ -231,7 +231,7 @@ class RingBuf:
         return 0
 
 
-class Array(_Map[int, V]):
+class Array(_Map):
     """``BPF_MAP_TYPE_ARRAY``: u32 keys 0..max_entries-1, zero-initialised values."""
 
     map_type = 2
@@ -240,13 +240,13 @@ class Array(_Map[int, V]):
         super().__init__(key=u32, value=value, max_entries=max_entries, flags=flags)
 
 
-class PerCPUArray(Array[V]):
+class PerCPUArray(Array):
     """``BPF_MAP_TYPE_PERCPU_ARRAY``: one value per CPU; no atomics needed to update it."""
 
     map_type = 6
 
 
-class SockHash(_Map[K, int]):
+class SockHash(_Map):
     """``BPF_MAP_TYPE_SOCKHASH``: sockets by key, for redirecting messages between them."""
 
     map_type = 18
@@ -254,12 +254,12 @@ class SockHash(_Map[K, int]):
     def __init__(self, *, key: Any, max_entries: int, value: Any = u32, flags: int = 0):
         super().__init__(key=key, value=value, max_entries=max_entries, flags=flags)
 
-    def update(self, ctx: "SockOps", key: K, flags: int = 0) -> int:  # type: ignore[override]
+    def update(self, ctx: "SockOps", key: Any, flags: int = 0) -> int:  # type: ignore[override]
         """``bpf_sock_hash_update``: add the socket of a sock_ops context under ``key``."""
         self._data[key] = ctx
         return 0
 
-    def redirect(self, msg: "SkMsg", key: K, flags: int = 0) -> int:
+    def redirect(self, msg: "SkMsg", key: Any, flags: int = 0) -> int:
         """``bpf_msg_redirect_hash``: send this message to the socket under ``key``.
 
         Returns SK_PASS when the socket was found (the message will be redirected),
@@ -269,7 +269,7 @@ class SockHash(_Map[K, int]):
         return SK_PASS if key in self._data else SK_DROP
 
 
-class SockMap(_Map[int, int]):
+class SockMap(_Map):
     """``BPF_MAP_TYPE_SOCKMAP``: sockets by u32 index."""
 
     map_type = 15

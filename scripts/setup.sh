@@ -61,7 +61,7 @@ fi
 stamp=.venv/.pybpfgen-setup-stamp
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ] \
-   || ! .venv/bin/python -c 'import pybpfgen, kernel_loader, pytest, hypothesis, yaml, matplotlib' 2>/dev/null; then
+   || ! .venv/bin/python -c 'import pybpfgen, kernel_loader, pytest, hypothesis, yaml, matplotlib, mypy' 2>/dev/null; then
     say "pip install -e '.[test,bench]'"
     if ! .venv/bin/python -m pip install -q -e '.[test,bench]' --config-settings editable_mode=compat >&2; then
         # offline? build isolation needs setuptools from the index; retry with the venv's own build tools
