@@ -11,7 +11,7 @@ from pybpfgen.driver import compile_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ACCEL_PY = os.path.join(ROOT, "programs", "accel.py")
-KNOWN_HELPERS = {1, 2, 3, 59, 70, 71, 122}
+KNOWN_HELPERS = {1, 2, 3, 59, 61, 70, 71, 122}
 
 
 def sections(path):
