@@ -9,7 +9,7 @@ Modes (alternating order, round after round, so drift hits all modes alike):
   kernel    nothing attached: the plain TCP stack
   accel     build/accel.bpf.o (or `pybpfgen compile programs`) loaded with `pybpfgen load` into the child
             cgroup, `pybpfgen policy add --port PORT` (private pin root; unloaded after each measurement set)
-  c-twin    (--c-twin) /work/shared/reference/accel.bpf.c built with clang-19, loaded with bpftool
+  c-twin    (--c-twin) bench/twin/accel_twin.bpf.c built with clang-19, loaded with bpftool
 
 Each measurement: `redis-benchmark -t get,set -c C -n N --csv` for C in --clients (default 1,50); the
 accelerator's counters (redirected / missed / paired / demoted) are read around it. Output: a table of p50 / p99

@@ -9,7 +9,7 @@ Modes (measured in alternating order, round after round, so drift hits all modes
   kernel    nothing attached: the plain TCP stack
   accel     build/accel.bpf.o loaded with `pybpfgen load` into a private child cgroup,
             `pybpfgen policy add --port P` (private pin root; unloaded after each round)
-  c-twin    (--c-twin) /work/shared/reference/accel.bpf.c built with clang-19 and loaded with
+  c-twin    (--c-twin) bench/twin/accel_twin.bpf.c built with clang-19 and loaded with
             bpftool into the same child cgroup (reference yardstick)
 
 All sockperf processes run inside the private child cgroup, so nothing outside it is affected.

@@ -884,7 +884,7 @@ class PybpfgenCLI:
         return json.loads(self.run("status", "--json").stdout)
 
 
-TWIN_SRC = Path("/work/shared/reference/accel.bpf.c")
+TWIN_SRC = REPO_ROOT / "bench" / "twin" / "accel_twin.bpf.c"  # the repo's copy of the C reference twin
 
 
 def build_c_twin(out_dir: str | os.PathLike) -> Path:

@@ -21,8 +21,8 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-TWIN_CANDIDATES = [REPO.parent / "shared" / "reference" / "accel.bpf.c",
-                   Path("/work/shared/reference/accel.bpf.c")]
+TWIN_CANDIDATES = [REPO / "bench" / "twin" / "accel_twin.bpf.c",  # the repo's copy of shared/reference/accel.bpf.c
+                   REPO.parent / "shared" / "reference" / "accel.bpf.c"]
 CLANG = os.environ.get("PYBPFGEN_CLANG") or shutil.which("clang-19") or shutil.which("clang")
 
 
@@ -64,7 +64,7 @@ def twin_object(bpf_build_dir) -> str:
         return env
     src = next((p for p in TWIN_CANDIDATES if p.exists()), None)
     if src is None:
-        unavailable("shared/reference/accel.bpf.c not found")
+        unavailable("bench/twin/accel_twin.bpf.c not found")
     return str(build_bpf(src, bpf_build_dir))
 
 
