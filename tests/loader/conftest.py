@@ -37,10 +37,10 @@ def unavailable(reason: str):
     pytest.skip(reason)
 
 
-def build_bpf(src: Path, out_dir: Path) -> Path:
+def build_bpf(src: Path, out_dir: Path, name: str | None = None) -> Path:
     if not CLANG:
         unavailable("clang-19 is not installed (needed to build test BPF objects)")
-    out = out_dir / (src.name[:-2] + ".o")   # x.bpf.c → x.bpf.o
+    out = out_dir / (name or src.name[:-2] + ".o")   # x.bpf.c → x.bpf.o
     cmd = [CLANG, "-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu", "-I/usr/include/aarch64-linux-gnu",
            "-c", str(src), "-o", str(out)]
     r = subprocess.run(cmd, capture_output=True, text=True)
@@ -65,7 +65,7 @@ def twin_object(bpf_build_dir) -> str:
     src = next((p for p in TWIN_CANDIDATES if p.exists()), None)
     if src is None:
         unavailable("bench/twin/accel_twin.bpf.c not found")
-    return str(build_bpf(src, bpf_build_dir))
+    return str(build_bpf(src, bpf_build_dir, "accel.bpf.o"))  # loaded (and pinned) as "accel"
 
 
 def compile_dsl(src: Path, out_dir: Path) -> Path:
