@@ -252,7 +252,7 @@ def format_status(st: dict) -> str:
         out.append("  maps:")
         for m in o["maps"]:
             out.append(f"    {m['pin_name']:<20} id {m['id']:<6} {m['type']:<12} key {m['key_size']} "
-                       f"value {m['value_size']} max {m['max_entries']} entries {m['entries']}")
+                       f"value {m['value_size']} max {m['max_entries']} entries {'-' if m['entries'] is None else m['entries']}")
             if m.get("values") is not None:
                 vals = m["values"]
                 if len(vals) == 1:

@@ -38,7 +38,7 @@ KIND_ALIASES = {"sock_ops": "sock_ops", "sockops": "sock_ops", "sk_msg": "sk_msg
 
 MAP_TYPE_NAMES = {1: "hash", 2: "array", 3: "prog_array", 4: "perf_event_array", 5: "percpu_hash",
                   6: "percpu_array", 9: "lru_hash", 10: "lru_percpu_hash", 12: "array_of_maps",
-                  13: "hash_of_maps", 15: "sockmap", 18: "sockhash", 24: "sk_storage", 27: "ringbuf"}
+                  11: "lpm_trie", 13: "hash_of_maps", 15: "sockmap", 18: "sockhash", 24: "sk_storage", 27: "ringbuf"}
 MAP_SOCKMAP, MAP_SOCKHASH = 15, 18
 DATA_SECTION_RE = re.compile(r"^\.(data|rodata|bss)(\..*)?$")
 

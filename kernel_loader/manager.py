@@ -5,6 +5,8 @@ Everything here takes an optional ``sc`` (the syscall layer, default
 """
 from __future__ import annotations
 
+import errno
+
 import os
 import struct
 
@@ -96,18 +98,27 @@ def _link_status(sc, name: str, path: str, map_names: dict[int, str]) -> dict:
     return out
 
 
-def _count_entries(sc, m: Map) -> int:
+UNITERABLE_TYPES = {27, 31, 22, 23}  # RINGBUF, USER_RINGBUF, QUEUE, STACK: no keys to walk
+
+
+def _count_entries(sc, m: Map) -> int | None:
+    """Entries in use, or None for maps that have no keys to count (ring buffers, queues)."""
     info = m.info()
+    if info.type in UNITERABLE_TYPES:
+        return None
     if info.type in ARRAY_TYPES:
         return info.max_entries
     if info.type == 15:   # SOCKMAP: every index is a key; count the occupied ones
+        if info.value_size != 8:
+            return None  # the kernel reports a slot's socket (its cookie) only for 8-byte values
         n = 0
         for k in m.keys():
             try:
                 if sc.map_lookup(m.fd, k, 8) is not None:
                     n += 1
-            except BpfSyscallError:
-                n += 1   # present but not readable as a cookie
+            except BpfSyscallError as e:
+                if e.errno != errno.ENOENT:
+                    n += 1   # present but not readable as a cookie
         return n
     return m.count()
 
