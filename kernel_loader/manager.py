@@ -26,31 +26,13 @@ DECODE_MAX_ENTRIES = 64
 
 
 # load / unload live in lifecycle.py; re-exported here (the API's home)
-from .lifecycle import (LoadedObject, LoadedProgram, cgroup_path_by_id, check_cgroup as _check_cgroup,  # noqa: E402,F401
+from .lifecycle import (KernelBtfCache, LoadedObject, LoadedProgram, cgroup_path_by_id, check_cgroup as _check_cgroup,  # noqa: E402,F401
                         find_cgroup2_mount, load, object_paths as _object_paths, unload,
                         user_errors as _user_errors)
 
 
 # ------------------------------------------------------------------- status
-class _BtfCache:
-    def __init__(self, sc):
-        self.sc = sc
-        self.cache: dict[int, Btf | None] = {}
-
-    def get(self, btf_id: int) -> Btf | None:
-        if not btf_id:
-            return None
-        if btf_id not in self.cache:
-            try:
-                fd = self.sc.btf_get_fd_by_id(btf_id)
-                try:
-                    _id, raw = self.sc.btf_info(fd)
-                finally:
-                    self.sc.close(fd)
-                self.cache[btf_id] = Btf.parse(raw)
-            except (BpfSyscallError, LoaderError):
-                self.cache[btf_id] = None
-        return self.cache[btf_id]
+_BtfCache = KernelBtfCache  # BTF objects fetched from the kernel by id, cached per call
 
 
 def _prog_status(sc, name: str, path: str) -> dict:
