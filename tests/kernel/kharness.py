@@ -538,59 +538,9 @@ def private_pin_root(prefix: str = "pybpfgen-test"):
 # --------------------------------------------------------------------------
 # cgroup v2
 # --------------------------------------------------------------------------
-def cgroup2_root() -> Path:
-    if DEFAULT_CGROUP2_ROOT.is_dir() and (DEFAULT_CGROUP2_ROOT / "cgroup.procs").exists():
-        return DEFAULT_CGROUP2_ROOT
-    for line in Path("/proc/self/mounts").read_text().splitlines():
-        parts = line.split()
-        if len(parts) >= 3 and parts[2] == "cgroup2":
-            return Path(parts[1])
-    raise RuntimeError("no cgroup2 mount found")
-
-
-def cgroup_pids(cg: Path) -> list[int]:
-    try:
-        return [int(x) for x in (cg / "cgroup.procs").read_text().split()]
-    except FileNotFoundError:
-        return []
-
-
-def destroy_cgroup(cg: Path, timeout: float = 10.0) -> None:
-    cg = Path(cg)
-    if not cg.exists():
-        return
-    root = cgroup2_root()
-    assert cg.resolve() != root.resolve(), "refusing to destroy the cgroup2 root"
-    deadline = time.monotonic() + timeout
-    kill_file = cg / "cgroup.kill"
-    while True:
-        pids = cgroup_pids(cg)
-        if not pids:
-            break
-        if kill_file.exists():
-            with contextlib.suppress(OSError):
-                kill_file.write_text("1")
-        else:
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-        if time.monotonic() > deadline:
-            # last resort: move stragglers to the root so rmdir can proceed
-            for pid in cgroup_pids(cg):
-                with contextlib.suppress(OSError):
-                    (root / "cgroup.procs").write_text(str(pid))
-            break
-        time.sleep(0.05)
-    while True:
-        try:
-            cg.rmdir()
-            return
-        except FileNotFoundError:
-            return
-        except OSError as e:
-            if e.errno != errno.EBUSY or time.monotonic() > deadline + 5:
-                raise
-            time.sleep(0.05)
+# cgroup plumbing shared with the product's conformance runner (one implementation)
+from kernel_loader.conformance.env import _cgroup_pids as cgroup_pids  # noqa: E402
+from kernel_loader.conformance.env import cgroup2_root, destroy_cgroup  # noqa: E402,F401
 
 
 @contextlib.contextmanager
