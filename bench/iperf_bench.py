@@ -47,7 +47,7 @@ sys.path.insert(0, str(REPO / "tests" / "kernel"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import kharness as kh  # noqa: E402
 from redis_bench import RedisAccelMode as CountingAccelMode  # noqa: E402
-from sockperf_bench import KernelMode, TwinMode, wait_listening  # noqa: E402
+from sockperf_bench import make_modes, wait_listening  # noqa: E402
 
 PROCS: list[subprocess.Popen] = []
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -262,21 +262,7 @@ def main(argv=None) -> int:
             ns = stack.enter_context(kh.netns_pair("pbg"))
             log(f"cgroup {cg}, pins {pins}, netns {ns.a}/{ns.b}, port {port}, {len(shapes)} shapes x "
                 f"{len(setups)} setups x {len(modes)} modes x {args.rounds} rounds of {args.seconds}s")
-            impl: dict = {}
-            if "kernel" in modes:
-                impl["kernel"] = KernelMode(cg)
-            if "accel" in modes:
-                obj = args.obj
-                if obj is None:
-                    log("compiling programs/ with pybpfgen")
-                    obj = kh.PybpfgenCLI().compile(REPO / "programs", tmp / "build")
-                impl["accel"] = CountingAccelMode(obj.resolve(), cg, pins, port)
-            if "c-twin" in modes:
-                if not (shutil.which("clang-19") or shutil.which("clang")):
-                    log("clang-19 not installed: skipping c-twin")
-                    modes.remove("c-twin")
-                else:
-                    impl["c-twin"] = TwinMode(kh.build_c_twin(tmp), cg, pins, port)
+            impl = make_modes(modes, args.obj, cg, pins, port, tmp, accel_mode=CountingAccelMode)
             for rnd in range(args.rounds):
                 order = modes if rnd % 2 == 0 else list(reversed(modes))
                 for mode in order:

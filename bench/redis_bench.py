@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "kernel"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import kharness as kh  # noqa: E402
-from sockperf_bench import AccelMode, KernelMode, TwinMode, pinned  # noqa: E402
+from sockperf_bench import AccelMode, make_modes, pinned  # noqa: E402
 
 PROCS: list[subprocess.Popen] = []
 COUNTERS = ("redirected", "missed", "paired", "refused", "demoted")
@@ -195,21 +195,7 @@ def main(argv=None) -> int:
             pins = stack.enter_context(kh.private_pin_root("pybpfgen-bench"))
             ns = stack.enter_context(kh.netns_pair("pbg"))
             log(f"cgroup {cg}, pins {pins}, netns {ns.a}, port {port}, cpus (server, client) {cpus}")
-            impl: dict = {}
-            if "kernel" in modes:
-                impl["kernel"] = KernelMode(cg)
-            if "accel" in modes:
-                obj = args.obj
-                if obj is None:
-                    log("compiling programs/ with pybpfgen")
-                    obj = kh.PybpfgenCLI().compile(REPO / "programs", tmp / "build")
-                impl["accel"] = RedisAccelMode(obj.resolve(), cg, pins, port)
-            if "c-twin" in modes:
-                if not (shutil.which("clang-19") or shutil.which("clang")):
-                    log("clang-19 not installed: skipping c-twin")
-                    modes.remove("c-twin")
-                else:
-                    impl["c-twin"] = TwinMode(kh.build_c_twin(tmp), cg, pins, port)
+            impl = make_modes(modes, args.obj, cg, pins, port, tmp, accel_mode=RedisAccelMode)
             server = kh.spawn(pinned(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                                       "--appendonly", "no", "--protected-mode", "no", "--daemonize", "no",
                                       "--dir", str(tmp), "--logfile", ""], cpus[0] if cpus else None),

@@ -163,6 +163,26 @@ class TwinMode(Mode):
         self.twin.unload()
 
 
+def make_modes(modes: list[str], obj, cg: Path, pins, port: int, tmp: Path, accel_mode=None) -> dict:
+    """The measurement modes of a bench run (shared by sockperf_bench, redis_bench and iperf_bench).
+    Removes "c-twin" from ``modes`` when clang is not installed."""
+    impl: dict = {}
+    if "kernel" in modes:
+        impl["kernel"] = KernelMode(cg)
+    if "accel" in modes:
+        if obj is None:
+            log("compiling programs/ with pybpfgen")
+            obj = kh.PybpfgenCLI().compile(REPO / "programs", tmp / "build")
+        impl["accel"] = (accel_mode or AccelMode)(Path(obj).resolve(), cg, pins, port)
+    if "c-twin" in modes:
+        if not (shutil.which("clang-19") or shutil.which("clang")):
+            log("clang-19 not installed: skipping c-twin")
+            modes.remove("c-twin")
+        else:
+            impl["c-twin"] = TwinMode(kh.build_c_twin(tmp), cg, pins, port)
+    return impl
+
+
 def summarize(results: list[dict], setups, modes) -> dict:
     summary: dict = {}
     for setup in setups:
@@ -253,21 +273,7 @@ def main(argv=None) -> int:
             pins = stack.enter_context(kh.private_pin_root("pybpfgen-bench"))
             ns = stack.enter_context(kh.netns_pair("pbg"))
             log(f"cgroup {cg}, pins {pins}, netns {ns.a}/{ns.b}, port {port}, cpus (server, client) {cpus}")
-            impl: dict[str, Mode] = {}
-            if "kernel" in modes:
-                impl["kernel"] = KernelMode(cg)
-            if "accel" in modes:
-                obj = args.obj
-                if obj is None:
-                    log("compiling programs/ with pybpfgen")
-                    obj = kh.PybpfgenCLI().compile(REPO / "programs", tmp / "build")
-                impl["accel"] = AccelMode(obj.resolve(), cg, pins, port)
-            if "c-twin" in modes:
-                if not (shutil.which("clang-19") or shutil.which("clang")):
-                    log("clang-19 not installed: skipping c-twin")
-                    modes.remove("c-twin")
-                else:
-                    impl["c-twin"] = TwinMode(kh.build_c_twin(tmp), cg, pins, port)
+            impl = make_modes(modes, args.obj, cg, pins, port, tmp, accel_mode=AccelMode)
             for rnd in range(args.rounds):
                 order = modes if rnd % 2 == 0 else list(reversed(modes))
                 for mode in order:
