@@ -5,12 +5,12 @@ arithmetic conversions. Struct layouts follow C natural alignment.
 """
 from __future__ import annotations
 
-from ._records import _FACTORY, _frozen_delattr, _frozen_setattr, _setattr
+from ._records import DICT, LIST, Record
 
 from ..diagnostics import Loc
 
 
-class Type:
+class Type(Record):
     size = 0
     align = 1
 
@@ -18,27 +18,9 @@ class Type:
         return self.__class__.__name__
 
 
-class IntT(Type):
+class IntT(Type, frozen=True):
     bits: int
     signed: bool
-
-    def __init__(self, bits, signed):
-        _setattr(self, 'bits', bits)
-        _setattr(self, 'signed', signed)
-
-    def __repr__(self):
-        return f"{self.__class__.__qualname__}(bits={self.bits!r}, signed={self.signed!r})"
-
-    def __eq__(self, other):
-        if other.__class__ is self.__class__:
-            return (self.bits, self.signed) == (other.bits, other.signed)
-        return NotImplemented
-
-    def __hash__(self):
-        return hash((self.bits, self.signed))
-
-    __setattr__ = _frozen_setattr
-    __delattr__ = _frozen_delattr
 
 
     @property
@@ -79,24 +61,7 @@ I8, I16, I32, I64 = (IntT(b, True) for b in (8, 16, 32, 64))
 INT_TYPES = {str(t): t for t in (U8, U16, U32, U64, I8, I16, I32, I64)}
 
 
-class BoolT(Type):
-
-    def __init__(self):
-        pass
-
-    def __repr__(self):
-        return f"{self.__class__.__qualname__}()"
-
-    def __eq__(self, other):
-        if other.__class__ is self.__class__:
-            return () == ()
-        return NotImplemented
-
-    def __hash__(self):
-        return hash(())
-
-    __setattr__ = _frozen_setattr
-    __delattr__ = _frozen_delattr
+class BoolT(Type, frozen=True):
 
     size = 1
     align = 1
@@ -108,30 +73,10 @@ class BoolT(Type):
 BOOL = BoolT()
 
 
-class StructField:
+class StructField(Record, frozen=True):
     name: str
     type: Type
     offset: int
-
-    def __init__(self, name, type, offset):
-        _setattr(self, 'name', name)
-        _setattr(self, 'type', type)
-        _setattr(self, 'offset', offset)
-
-    def __repr__(self):
-        return f"{self.__class__.__qualname__}(name={self.name!r}, type={self.type!r}, offset={self.offset!r})"
-
-    def __eq__(self, other):
-        if other.__class__ is self.__class__:
-            return (self.name, self.type, self.offset) == (other.name, other.type, other.offset)
-        return NotImplemented
-
-    def __hash__(self):
-        return hash((self.name, self.type, self.offset))
-
-    __setattr__ = _frozen_setattr
-    __delattr__ = _frozen_delattr
-
 
 
 class StructT(Type):
@@ -140,18 +85,7 @@ class StructT(Type):
     size: int  # type: ignore[assignment]
     align: int  # type: ignore[assignment]
     loc: Loc | None = None
-    by_name: dict[str, StructField]
-
-    def __init__(self, name, fields, size=0, align=1, loc=None, by_name=_FACTORY):
-        self.name = name
-        self.fields = fields
-        self.size = size
-        self.align = align
-        self.loc = loc
-        self.by_name = dict() if by_name is _FACTORY else by_name
-
-    def __repr__(self):
-        return f"{self.__class__.__qualname__}(name={self.name!r}, fields={self.fields!r}, size={self.size!r}, align={self.align!r}, loc={self.loc!r})"
+    by_name: dict[str, StructField] = DICT
 
 
     @classmethod
@@ -171,29 +105,11 @@ class StructT(Type):
         return self.name
 
 
-class ArrayT(Type):
+class ArrayT(Type, frozen=True):
     """A fixed-size array ``elem[n]``."""
 
     elem: Type
     n: int
-
-    def __init__(self, elem, n):
-        _setattr(self, 'elem', elem)
-        _setattr(self, 'n', n)
-
-    def __repr__(self):
-        return f"{self.__class__.__qualname__}(elem={self.elem!r}, n={self.n!r})"
-
-    def __eq__(self, other):
-        if other.__class__ is self.__class__:
-            return (self.elem, self.n) == (other.elem, other.n)
-        return NotImplemented
-
-    def __hash__(self):
-        return hash((self.elem, self.n))
-
-    __setattr__ = _frozen_setattr
-    __delattr__ = _frozen_delattr
 
 
     @property
@@ -208,27 +124,11 @@ class ArrayT(Type):
         return f"{self.elem}[{self.n}]"
 
 
-class RefT(Type):
+class RefT(Type, frozen=True):
     """A non-null pointer to a map value (the result of a checked lookup)."""
 
     target: Type
 
-    def __init__(self, target):
-        _setattr(self, 'target', target)
-
-    def __repr__(self):
-        return f"{self.__class__.__qualname__}(target={self.target!r})"
-
-    def __eq__(self, other):
-        if other.__class__ is self.__class__:
-            return (self.target,) == (other.target,)
-        return NotImplemented
-
-    def __hash__(self):
-        return hash((self.target,))
-
-    __setattr__ = _frozen_setattr
-    __delattr__ = _frozen_delattr
 
     size = 8
     align = 8
@@ -237,27 +137,11 @@ class RefT(Type):
         return f"Ref[{self.target}]"
 
 
-class OptRefT(Type):
+class OptRefT(Type, frozen=True):
     """The result of a map lookup: a pointer that may be None."""
 
     target: Type
 
-    def __init__(self, target):
-        _setattr(self, 'target', target)
-
-    def __repr__(self):
-        return f"{self.__class__.__qualname__}(target={self.target!r})"
-
-    def __eq__(self, other):
-        if other.__class__ is self.__class__:
-            return (self.target,) == (other.target,)
-        return NotImplemented
-
-    def __hash__(self):
-        return hash((self.target,))
-
-    __setattr__ = _frozen_setattr
-    __delattr__ = _frozen_delattr
 
     size = 8
     align = 8
@@ -266,7 +150,7 @@ class OptRefT(Type):
         return f"Optional[Ref[{self.target}]]"
 
 
-class CtxT(Type):
+class CtxT(Type, frozen=True):
     """The context argument of a program (``struct bpf_sock_ops *`` ...).
 
     For ``syscall`` programs the context is a pointer to a user-defined struct
@@ -275,23 +159,6 @@ class CtxT(Type):
     progtype: str
     struct_t: "StructT | None" = None
 
-    def __init__(self, progtype, struct_t=None):
-        _setattr(self, 'progtype', progtype)
-        _setattr(self, 'struct_t', struct_t)
-
-    def __repr__(self):
-        return f"{self.__class__.__qualname__}(progtype={self.progtype!r}, struct_t={self.struct_t!r})"
-
-    def __eq__(self, other):
-        if other.__class__ is self.__class__:
-            return (self.progtype, self.struct_t) == (other.progtype, other.struct_t)
-        return NotImplemented
-
-    def __hash__(self):
-        return hash((self.progtype, self.struct_t))
-
-    __setattr__ = _frozen_setattr
-    __delattr__ = _frozen_delattr
 
     size = 8
     align = 8
@@ -302,24 +169,7 @@ class CtxT(Type):
         return {"sock_ops": "SockOps", "sk_msg": "SkMsg", "socket_filter": "SkBuff"}.get(self.progtype, self.progtype)
 
 
-class VoidT(Type):
-
-    def __init__(self):
-        pass
-
-    def __repr__(self):
-        return f"{self.__class__.__qualname__}()"
-
-    def __eq__(self, other):
-        if other.__class__ is self.__class__:
-            return () == ()
-        return NotImplemented
-
-    def __hash__(self):
-        return hash(())
-
-    __setattr__ = _frozen_setattr
-    __delattr__ = _frozen_delattr
+class VoidT(Type, frozen=True):
 
     def __str__(self) -> str:
         return "None"
@@ -328,24 +178,7 @@ class VoidT(Type):
 VOID = VoidT()
 
 
-class NoneT(Type):
-
-    def __init__(self):
-        pass
-
-    def __repr__(self):
-        return f"{self.__class__.__qualname__}()"
-
-    def __eq__(self, other):
-        if other.__class__ is self.__class__:
-            return () == ()
-        return NotImplemented
-
-    def __hash__(self):
-        return hash(())
-
-    __setattr__ = _frozen_setattr
-    __delattr__ = _frozen_delattr
+class NoneT(Type, frozen=True):
 
     def __str__(self) -> str:
         return "None"
