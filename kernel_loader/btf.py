@@ -4,7 +4,7 @@ decode values.  Pure Python, no root needed.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
+from ._records import DICT, Record
 
 from .errors import ObjectFormatError
 
@@ -29,8 +29,7 @@ class BtfError(ObjectFormatError):
     pass
 
 
-@dataclass
-class BtfType:
+class BtfType(Record, eq=True):
     """One type record.  ``size_or_type`` is the shared size/type field.
 
     ``extra`` depends on ``kind``: INT → encoding word; ARRAY → (type,
@@ -53,8 +52,7 @@ class BtfType:
         return (self.kind_flag << 31) | (self.kind << 24) | (self.vlen & 0xFFFF)
 
 
-@dataclass
-class Member:
+class Member(Record, eq=True):
     name: str
     type_id: int
     bit_offset: int
@@ -519,8 +517,7 @@ class BtfBuilder:
 
 
 # ------------------------------------------------------------------ BTF.ext
-@dataclass
-class LineInfo:
+class LineInfo(Record, eq=True):
     insn_off: int            # bytes in the ELF section (as read); indices after linking
     file_name_off: int
     line_off: int
@@ -537,12 +534,11 @@ class LineInfo:
         return self.line_col & 0x3FF
 
 
-@dataclass
-class BtfExt:
+class BtfExt(Record, eq=True):
     func_info_rec_size: int = 8
     line_info_rec_size: int = 16
-    func_info: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
-    line_info: dict[str, list[LineInfo]] = field(default_factory=dict)
+    func_info: dict[str, list[tuple[int, int]]] = DICT
+    line_info: dict[str, list[LineInfo]] = DICT
 
     @classmethod
     def parse(cls, data: bytes, btf: Btf) -> "BtfExt":

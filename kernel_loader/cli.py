@@ -17,11 +17,12 @@ def _manager():
     return manager
 
 
-def register(subparsers) -> None:
-    def common(p):
-        p.add_argument("--pin-root", default=DEFAULT_PIN_ROOT, metavar="DIR",
-                       help=f"bpffs directory holding the pins (default {DEFAULT_PIN_ROOT})")
+def _common(p) -> None:
+    p.add_argument("--pin-root", default=DEFAULT_PIN_ROOT, metavar="DIR",
+                   help=f"bpffs directory holding the pins (default {DEFAULT_PIN_ROOT})")
 
+
+def _add_load(subparsers) -> None:
     p = subparsers.add_parser("load", help="load, attach and pin BPF objects (upgrades in place when loaded)",
                               description="Load OBJECT (or every *.bpf.o in a directory), attach sock_ops "
                                           "programs to a cgroup v2 directory and sk_msg programs to their "
@@ -38,15 +39,17 @@ def register(subparsers) -> None:
                    help="on upgrade, replace maps whose definition changed (their contents are lost)")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="show progress and the full kernel log (verifier / BTF) on failure")
-    common(p)
+    _common(p)
     p.set_defaults(func=cmd_load)
 
+def _add_unload(subparsers) -> None:
     p = subparsers.add_parser("unload", help="detach and unpin loaded objects (idempotent)")
     p.add_argument("name", nargs="?", metavar="NAME", help="object name (default: every loaded object)")
     p.add_argument("-v", "--verbose", action="store_true", help="show what is detached")
-    common(p)
+    _common(p)
     p.set_defaults(func=cmd_unload)
 
+def _add_status(subparsers) -> None:
     p = subparsers.add_parser("status", help="show loaded objects, links and maps")
     p.add_argument("name", nargs="?", metavar="NAME", help="only this object")
     p.add_argument("--json", action="store_true", help="machine-readable output (schema in docs/cli.md)")
@@ -54,9 +57,10 @@ def register(subparsers) -> None:
                    help="measure run count and average run time (kernel stats enabled only meanwhile)")
     p.add_argument("--interval", type=_interval, default=1.0, metavar="SECONDS",
                    help="how long --stats measures (default 1.0)")
-    common(p)
+    _common(p)
     p.set_defaults(func=cmd_status)
 
+def _add_doctor(subparsers) -> None:
     p = subparsers.add_parser("doctor", help="check the kernel and system for the loader; run the conformance suite",
                               description="Report kernel version and features, bpffs, cgroup v2, BTF, "
                                           "capabilities, what is loaded, known hazards, and anything that "
@@ -68,9 +72,10 @@ def register(subparsers) -> None:
                    help="object to check / to run the conformance suite on (default build/accel.bpf.o)")
     p.add_argument("--conformance", action="store_true", help="run the accelerator conformance suite instead")
     p.add_argument("--cases", type=_cases, metavar="LIST", help="with --conformance: comma-separated case names")
-    common(p)
+    _common(p)
     p.set_defaults(func=cmd_doctor)
 
+def _add_policy(subparsers) -> None:
     p = subparsers.add_parser("policy", help="manage the accelerator's policies (ports, CIDRs, tuples) and budget",
                               description="A connection is accelerated when ANY policy selects it: a port "
                                           "(local or remote), a CIDR (the socket's local and/or remote address) "
@@ -103,8 +108,18 @@ def register(subparsers) -> None:
                            help="KiB a socket may redirect while its peer sends nothing (0 = default 4096)")
         q.add_argument("--object", default=DEFAULT_OBJECT, metavar="NAME",
                        help=f"loaded object holding the policy maps (default {DEFAULT_OBJECT})")
-        common(q)
+        _common(q)
         q.set_defaults(func=cmd_policy)
+
+COMMANDS = {"load": _add_load, "unload": _add_unload, "status": _add_status, "doctor": _add_doctor,
+            "policy": _add_policy}
+
+
+def register(subparsers) -> None:
+    """Add every loader subcommand to ``subparsers`` (``pybpfgen`` itself adds just the one being run, from
+    :data:`COMMANDS`)."""
+    for add in COMMANDS.values():
+        add(subparsers)
 
 
 def _spec(parse, text):

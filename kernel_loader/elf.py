@@ -5,7 +5,7 @@ import json
 import os
 import re
 import struct
-from dataclasses import dataclass, field
+from ._records import LIST, Record
 
 from .btf import Btf, BtfError, BtfExt
 from .errors import ObjectFormatError
@@ -43,8 +43,7 @@ MAP_SOCKMAP, MAP_SOCKHASH = 15, 18
 DATA_SECTION_RE = re.compile(r"^\.(data|rodata|bss)(\..*)?$")
 
 
-@dataclass
-class Symbol:
+class Symbol(Record, eq=True):
     name: str
     value: int
     size: int
@@ -53,8 +52,7 @@ class Symbol:
     shndx: int     # section index, or 0 for undefined
 
 
-@dataclass
-class Relocation:
+class Relocation(Record, eq=True):
     offset: int          # byte offset in the relocated section
     type: int
     symbol: Symbol
@@ -64,19 +62,17 @@ class Relocation:
         return self.offset // 8
 
 
-@dataclass
-class Section:
+class Section(Record, eq=True):
     index: int
     name: str
     data: bytes
     size: int
     flags: int
     type: str
-    relocations: list[Relocation] = field(default_factory=list)
+    relocations: list[Relocation] = LIST
 
 
-@dataclass
-class Function:
+class Function(Record, eq=True):
     """A function symbol inside an executable section."""
     name: str
     section: str
@@ -88,8 +84,7 @@ class Function:
         return self.offset + self.size
 
 
-@dataclass
-class Program:
+class Program(Record, eq=True):
     name: str
     section: str
     kind: str                   # sock_ops / sk_msg / socket / syscall
@@ -105,8 +100,7 @@ class Program:
         return len(self.insns) // 8
 
 
-@dataclass
-class MapDef:
+class MapDef(Record, eq=True):
     name: str
     type: int
     key_size: int
@@ -126,8 +120,7 @@ class MapDef:
         return MAP_TYPE_NAMES.get(self.type, str(self.type))
 
 
-@dataclass
-class BpfObject:
+class BpfObject(Record, eq=True):
     path: str
     name: str                   # pin-safe object name (file name without .bpf.o)
     license: str

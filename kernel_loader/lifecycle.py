@@ -36,7 +36,7 @@ import os
 import signal
 import struct
 import sys
-from dataclasses import dataclass, field
+from ._records import DICT, LIST, SET, Record
 
 from . import features as _features
 from . import pins as _pins
@@ -181,8 +181,7 @@ def _unlink(path: str) -> None:
         pass
 
 
-@dataclass
-class LinkInfo:
+class LinkInfo(Record, eq=True):
     type: int
     id: int
     prog_id: int
@@ -266,8 +265,7 @@ class _Txn:
 
 
 # --------------------------------------------------------------------- results
-@dataclass
-class LoadedProgram:
+class LoadedProgram(Record, eq=True):
     name: str
     id: int
     type: str
@@ -278,18 +276,17 @@ class LoadedProgram:
     attach_mode: str | None = None       # 'link', 'link-update' (upgrade), 'legacy' (PROG_ATTACH)
 
 
-@dataclass
-class LoadedObject:
+class LoadedObject(Record, eq=True):
     name: str
     path: str
     pin_dir: str
     cgroup: str | None
-    programs: dict[str, LoadedProgram] = field(default_factory=dict)
-    maps: dict[str, dict] = field(default_factory=dict)      # name → {"id", "pin", "reused"}
-    warnings: list[str] = field(default_factory=list)
+    programs: dict[str, LoadedProgram] = DICT
+    maps: dict[str, dict] = DICT      # name → {"id", "pin", "reused"}
+    warnings: list[str] = LIST
     upgraded: bool = False
-    reused_maps: list[str] = field(default_factory=list)
-    replaced_maps: list[str] = field(default_factory=list)
+    reused_maps: list[str] = LIST
+    replaced_maps: list[str] = LIST
 
 
 def object_paths(path_or_dir: str) -> list[str]:
@@ -353,13 +350,12 @@ def map_incompatibility(obj, m, info: MapInfo, btfs: KernelBtfCache | None) -> s
 
 
 # ------------------------------------------------------------------------ load
-@dataclass
-class _Plan:
+class _Plan(Record, eq=True):
     obj: object          # elf.BpfObject
     pin_dir: str
     existing: bool
-    reuse: dict[str, int] = field(default_factory=dict)     # map name → fd of the pinned map kept
-    replace: set[str] = field(default_factory=set)          # map names whose pin is replaced
+    reuse: dict[str, int] = DICT     # map name → fd of the pinned map kept
+    replace: set[str] = SET          # map names whose pin is replaced
     journal: dict | None = None
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import errno
 import re
 import struct
-from dataclasses import dataclass
+from ._records import Record
 
 from . import syscall as _syscall
 from .elf import MAP_SOCKHASH, MAP_SOCKMAP, MAP_TYPE_NAMES, BpfObject, MapDef
@@ -60,8 +60,7 @@ def create_map(sc, obj: BpfObject, m: MapDef, btf_fd: int | None) -> int:
 
 
 # ---------------------------------------------------------------- map info
-@dataclass
-class MapInfo:
+class MapInfo(Record, eq=True):
     type: int
     id: int
     key_size: int

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from dataclasses import dataclass
+from ._records import Record
 
 from .errors import LoaderError
 
@@ -86,8 +86,7 @@ def encode_port(port) -> bytes:
 
 
 # ------------------------------------------------------------------ CIDRs
-@dataclass(frozen=True)
-class Cidr:
+class Cidr(Record, frozen=True):
     network: ipaddress.IPv4Network | ipaddress.IPv6Network
 
     def __str__(self) -> str:
@@ -171,8 +170,7 @@ def side_name(flags: int) -> str:
 
 
 # ------------------------------------------------------------------ tuples
-@dataclass(frozen=True)
-class ConnTuple:
+class ConnTuple(Record, frozen=True):
     """A connection as its client sees it: client ip:port -> server ip:port."""
 
     client_ip: ipaddress.IPv4Address | ipaddress.IPv6Address

@@ -4,7 +4,7 @@ from __future__ import annotations
 import errno
 import struct
 import time
-from dataclasses import dataclass, field
+from ._records import LIST, Record
 
 from .btf import LineInfo
 from .elf import R_BPF_64_32, R_BPF_64_64, BpfObject, Function, Program
@@ -22,14 +22,13 @@ LOG_MAX = 1 << 30     # the kernel's own limit (UINT_MAX >> 2)
 EAGAIN_RETRIES = 5
 
 
-@dataclass
-class LinkedProgram:
+class LinkedProgram(Record, eq=True):
     program: Program
     insns: bytearray
-    func_info: list[tuple[int, int]] = field(default_factory=list)     # (insn index, btf type id)
-    line_info: list[LineInfo] = field(default_factory=list)            # insn_off = insn index
-    subprograms: list[str] = field(default_factory=list)               # appended .text functions
-    map_refs: list[tuple[int, str]] = field(default_factory=list)      # (insn index, map name)
+    func_info: list[tuple[int, int]] = LIST     # (insn index, btf type id)
+    line_info: list[LineInfo] = LIST            # insn_off = insn index
+    subprograms: list[str] = LIST               # appended .text functions
+    map_refs: list[tuple[int, str]] = LIST      # (insn index, map name)
 
     def func_info_bytes(self) -> bytes:
         return b"".join(struct.pack("<II", i, t) for i, t in self.func_info)

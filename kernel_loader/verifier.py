@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from ._records import Record
 
 from .errors import LoaderError, _errno_name
 
@@ -13,8 +13,7 @@ TRAILER_RE = re.compile(r"^(processed \d+ insns|verification time|stack depth|--
 MAX_MESSAGE_LINES = 4
 
 
-@dataclass
-class LogSummary:
+class LogSummary(Record, eq=True):
     message: list[str]              # the verifier's complaint (last lines)
     insn_line: str | None           # last instruction printed before the complaint
     insn_index: int | None

@@ -90,17 +90,37 @@ def cmd_disasm(args) -> int:
     return 0
 
 
-COMPILER_COMMANDS = ("compile", "disasm")
-
-
-def build_parser(loader: bool = True) -> "argparse.ArgumentParser":
+def build_parser(loader: bool = True, only: str | None = None) -> "argparse.ArgumentParser":
     """The parser; ``loader=False`` leaves out the loader's subcommands (registered by
-    ``kernel_loader.cli.register``), which saves importing the loader for ``compile``/``disasm``."""
+    ``kernel_loader.cli.register``), which saves importing the loader for ``compile``/``disasm``;
+    ``only``: just that subcommand (what ``main`` builds for a known command: each subcommand costs
+    argparse about a millisecond, a tenth of a ``pybpfgen unload``)."""
     import argparse
+
+    loader_cli = None
+    if loader:
+        try:
+            from kernel_loader import cli as loader_cli
+        except ImportError:  # pragma: no cover - the loader ships in the same distribution
+            loader_cli = None
+    commands = dict(COMPILER_COMMANDS)
+    if loader_cli is not None:
+        commands.update(loader_cli.COMMANDS)
+    if only not in commands:
+        only = None  # unknown or no command: the full parser, whose error or help lists them all
 
     p = argparse.ArgumentParser(prog="pybpfgen", description="Compile Python BPF programs and load them.")
     p.add_argument("--version", action="version", version=f"pybpfgen {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    for name, add in commands.items():
+        if only is None or only == name:
+            add(sub)
+    return p
+
+
+def _add_compile(sub) -> None:
+    import argparse
+
     c = sub.add_parser(
         "compile", help="compile DSL modules to BPF objects",
         description="Compile each BPF module under PATH to OUTDIR/<module>.bpf.o. Unchanged modules are not "
@@ -119,6 +139,9 @@ def build_parser(loader: bool = True) -> "argparse.ArgumentParser":
     c.add_argument("-q", "--quiet", action="store_true", help="print only diagnostics")
     c.add_argument("--timings", action="store_true", help=argparse.SUPPRESS)  # phase times, for bench/
     c.set_defaults(func=cmd_compile)
+
+
+def _add_disasm(sub) -> None:
     d = sub.add_parser("disasm", help="disassemble BPF objects, with source lines",
                        description="Print the BPF assembly of each OBJECT with the source lines from its "
                                    ".BTF.ext line info interleaved (maps and helpers by name). Needs no root.")
@@ -126,15 +149,9 @@ def build_parser(loader: bool = True) -> "argparse.ArgumentParser":
     d.add_argument("--no-source", action="store_true", help="do not interleave source lines")
     d.add_argument("--no-raw", action="store_true", help="do not show the instruction bytes")
     d.set_defaults(func=cmd_disasm)
-    loader_cli = None
-    if loader:
-        try:
-            from kernel_loader import cli as loader_cli
-        except ImportError:  # pragma: no cover - the loader ships in the same distribution
-            loader_cli = None
-    if loader_cli is not None and hasattr(loader_cli, "register"):
-        loader_cli.register(sub)
-    return p
+
+
+COMPILER_COMMANDS = {"compile": _add_compile, "disasm": _add_disasm}
 
 
 _COMPILE_FLAGS = {"--emit-llvm": "emit_llvm", "-S": "asm", "--check": "check", "--force": "force",
@@ -175,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     args = fast_compile_args(argv)
     if args is None:
         first = next((a for a in argv if not a.startswith("-")), None)
-        parser = build_parser(loader=first not in COMPILER_COMMANDS)
+        parser = build_parser(loader=first not in COMPILER_COMMANDS, only=first)
         args = parser.parse_args(argv)
         if not getattr(args, "func", None):
             parser.print_help(sys.stderr)

@@ -87,6 +87,25 @@ def test_loader_never_imports_llvmlite(twin_object):
     assert r.returncode == 0, r.stderr
 
 
+def test_load_path_stays_light():
+    """`pybpfgen load/unload` start-up: no dataclasses (which imports inspect, ast, dis, tokenize), and the
+    parser holds only the subcommand being run (bench/load_bench.py measures what this saves)."""
+    code = textwrap.dedent("""
+        import sys
+        import kernel_loader.cli, kernel_loader.manager, kernel_loader.lifecycle
+        from pybpfgen.cli import build_parser
+        heavy = [m for m in ("dataclasses", "inspect", "ast", "llvmlite", "elftools") if m in sys.modules]
+        assert not heavy, heavy
+        p = build_parser(only="unload")
+        choices = p._subparsers._group_actions[0].choices
+        assert list(choices) == ["unload"], list(choices)
+        full = build_parser(only="bogus")._subparsers._group_actions[0].choices
+        assert {"compile", "disasm", "load", "unload", "status", "doctor", "policy"} <= set(full), list(full)
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
 def test_new_options():
     p = parser()
     a = p.parse_args(["load", "x.bpf.o", "--replace-maps"])
