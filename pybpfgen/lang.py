@@ -18,14 +18,15 @@ Everything here is real Python, so editors and type checkers understand it::
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import Any, Callable, Generic, Optional, TypeVar
+from typing import Any, Callable, Generic, NoReturn, Optional, TypeVar
 
 __all__ = [
     "u8", "u16", "u32", "u64", "i8", "i16", "i32", "i64",
     "Struct", "Ref", "IntEnum", "Global", "Config",
     "Hash", "LRUHash", "PerCPUHash", "Array", "PerCPUArray", "LPMTrie", "SockHash", "SockMap", "RingBuf",
     "sock_ops", "sk_msg", "socket_filter", "syscall", "SockOps", "SkMsg", "SkBuff",
-    "bpf_printk", "BPF_F_NO_PREALLOC", "BPF_RB_NO_WAKEUP", "BPF_RB_FORCE_WAKEUP",
+    "bpf_printk", "atomic_add", "atomic_fetch_add", "atomic_xchg", "atomic_cmpxchg",
+    "BPF_F_NO_PREALLOC", "BPF_RB_NO_WAKEUP", "BPF_RB_FORCE_WAKEUP",
     "BPF_SOCK_OPS_RTO_CB_FLAG", "BPF_SOCK_OPS_RETRANS_CB_FLAG", "BPF_SOCK_OPS_STATE_CB_FLAG",
     "BPF_SOCK_OPS_RTT_CB_FLAG", "BPF_TCP_ESTABLISHED", "BPF_TCP_CLOSE", "BPF_TCP_CLOSE_WAIT",
     "BPF_TCP_FIN_WAIT1", "BPF_TCP_LAST_ACK", "IPPROTO_TCP", "IPPROTO_MPTCP",
@@ -442,6 +443,43 @@ def bpf_printk(fmt: str, *args: int) -> int:
     the format is checked at compile time (%d %i %u %x %ld %lu %lx %lld %llu %llx %%)."""
     print(fmt % tuple(args) if args else fmt)
     return 0
+
+
+# ----------------------------------------------------------------- atomic memory operations
+# ``place`` is an integer (u32, u64, i32 or i64) in memory shared between CPUs: a field or element of a map
+# value reached through a checked lookup result (``r.value.hits``), or a Global (``g.value``). The compiler
+# passes its address; plain Python only has its value, so these run only when compiled (or in
+# pybpfgen.testing).
+
+
+def _compiled_only(name: str) -> NoReturn:
+    raise NotImplementedError(f"{name}() acts on BPF memory: it runs only in a compiled program "
+                              "(or in pybpfgen.testing)")
+
+
+def atomic_add(place: int, value: int) -> None:
+    """Atomically add ``value`` to ``place``, without a result (BPF's ``lock +=``). Wraps around.
+
+    ``value`` is converted to the place's type as an assignment would be. The addition is atomic but
+    unordered (relaxed): use it for counters updated from several CPUs at once."""
+    _compiled_only("atomic_add")
+
+
+def atomic_fetch_add(place: int, value: int) -> int:
+    """Atomically add ``value`` to ``place`` and return the value it held before (BPF ``atomic_fetch_add``,
+    fully ordered). Wraps around."""
+    return _compiled_only("atomic_fetch_add")
+
+
+def atomic_xchg(place: int, value: int) -> int:
+    """Atomically store ``value`` into ``place`` and return the value it held before (BPF ``xchg``)."""
+    return _compiled_only("atomic_xchg")
+
+
+def atomic_cmpxchg(place: int, expected: int, new: int) -> int:
+    """Atomically store ``new`` into ``place`` if it holds ``expected``; return the value it held before,
+    so the store happened exactly when the result equals ``expected`` (BPF ``cmpxchg``)."""
+    return _compiled_only("atomic_cmpxchg")
 
 
 # ----------------------------------------------------------------- constants (linux/bpf.h, linux/socket.h)

@@ -467,7 +467,24 @@ class _Frame:
             return self.helper(e)
         if isinstance(e, N.Call):
             return self.call(e)
+        if isinstance(e, (N.AtomicRMW, N.AtomicCmpXchg)):
+            return self.atomic(e)
         raise NotImplementedError(f"value of {type(e).__name__}")
+
+    def atomic(self, e: N.AtomicRMW | N.AtomicCmpXchg) -> int | None:
+        """One CPU: an atomic operation is a read and a write. Operands are evaluated before the read,
+        as in the compiled code."""
+        t = e.place.type
+        p = self.address(e.place)
+        if isinstance(e, N.AtomicCmpXchg):
+            expected, new = self.value(e.expected), self.value(e.new)
+            old = decode(t, p.buf, p.off)
+            _store(p.buf, p.off, t, semantics.atomic_cmpxchg(old, expected, new, t))
+            return old
+        value = self.value(e.value)
+        old = decode(t, p.buf, p.off)
+        _store(p.buf, p.off, t, semantics.atomic_rmw(e.op, old, value, t))
+        return None if e.type == T.VOID else old
 
     def binary(self, e: N.Binary) -> int:
         return semantics.binary(e.op, self.value(e.left), self.value(e.right), e.type)

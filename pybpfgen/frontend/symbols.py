@@ -61,6 +61,13 @@ RAW_HELPERS = {
     lang.bpf_sock_hash_update: "sock_hash_update",
     lang.bpf_msg_redirect_hash: "msg_redirect_hash",
 }
+# atomic builtin -> (LLVM atomicrmw operation or "cmpxchg", whether the old value is returned)
+ATOMICS = {
+    lang.atomic_add: ("add", False),
+    lang.atomic_fetch_add: ("add", True),
+    lang.atomic_xchg: ("xchg", True),
+    lang.atomic_cmpxchg: ("cmpxchg", True),
+}
 PROG_DECORATORS = {lang.sock_ops: "sock_ops", lang.sk_msg: "sk_msg", lang.socket_filter: "socket_filter",
                    lang.syscall: "syscall"}
 CTX_CLASSES = {lang.SockOps: "sock_ops", lang.SkMsg: "sk_msg", lang.SkBuff: "socket_filter"}

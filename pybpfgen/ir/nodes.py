@@ -195,6 +195,25 @@ class ByteSwap(Expr):
     value: Expr
 
 
+class AtomicRMW(Expr):
+    """``atomic_add`` / ``atomic_fetch_add`` / ``atomic_xchg``: one atomic read-modify-write of an integer
+    place in shared memory (a map value or a Global). Its value is the old contents of the place; a VOID
+    type means the result is discarded (``atomic_add``: BPF's non-fetching, relaxed ``lock +=``)."""
+
+    op: str  # "add" | "xchg"
+    place: Expr  # FieldGet/Index/Deref rooted at a map value or a Global, of type u32/u64/i32/i64
+    value: Expr  # converted to place.type
+
+
+class AtomicCmpXchg(Expr):
+    """``atomic_cmpxchg(place, expected, new)``: stores ``new`` iff the place holds ``expected``; its value
+    is the old contents either way."""
+
+    place: Expr
+    expected: Expr
+    new: Expr
+
+
 # ----------------------------------------------------------------- statements
 class Stmt(Record):
     loc: Loc

@@ -4,7 +4,7 @@ Used by the frontend's constant folding and by :mod:`pybpfgen.testing`'s interpr
 LLVM lowering (checked against the kernel by the differential tests): C conversions are applied by the
 checker before these run, results wrap to the type's width, ``//`` and ``%`` are unsigned (signed division is
 rejected), a zero divisor gives 0 for ``//`` and the dividend for ``%`` (the BPF instruction set's rule), and
-shift counts are taken modulo the width.
+shift counts are taken modulo the width. Atomic operations wrap like ``+`` and store like an assignment.
 """
 from __future__ import annotations
 
@@ -43,3 +43,17 @@ def binary(op: str, a: int, b: int, t: IntT) -> int:
 def compare(op: str, a: int, b: int) -> bool:
     """Operands are already converted to a common type (signed values as negative ints)."""
     return {"==": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
+
+
+def atomic_rmw(op: str, old: int, value: int, t: IntT) -> int:
+    """The new contents of a place after ``atomicrmw op`` (``atomic_add``, ``atomic_xchg``): wraps to ``t``."""
+    if op == "add":
+        return t.wrap(old + value)
+    if op == "xchg":
+        return t.wrap(value)
+    raise ValueError(f"unknown atomic operation {op}")
+
+
+def atomic_cmpxchg(old: int, expected: int, new: int, t: IntT) -> int:
+    """The new contents of a place holding ``old`` after ``cmpxchg expected, new``."""
+    return t.wrap(new) if t.wrap(old) == t.wrap(expected) else t.wrap(old)

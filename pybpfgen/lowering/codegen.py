@@ -439,6 +439,16 @@ class FunctionLowering:
             return b.icmp_unsigned("!=" if e.negate else "==", p, ir.Constant(PTR, None))
         if isinstance(e, N.HelperCall):
             return self.helper_call(e)
+        if isinstance(e, N.AtomicRMW):
+            ptr = self.address(e.place)
+            # a discarded result (atomic_add) is a relaxed add, which the BPF backend emits as the non-fetching
+            # `lock +=`; a seq_cst atomicrmw becomes atomic_fetch_add even when its result is unused
+            ordering = "monotonic" if e.type == T.VOID else "seq_cst"
+            return b.atomic_rmw(e.op, ptr, self.value(e.value), ordering)
+        if isinstance(e, N.AtomicCmpXchg):
+            ptr = self.address(e.place)
+            pair = b.cmpxchg(ptr, self.value(e.expected), self.value(e.new), "seq_cst", "seq_cst")
+            return b.extract_value(pair, 0)  # the old value; the store happened iff it equals `expected`
         if isinstance(e, (N.StructInit, N.ArrayInit)):
             raise InternalCompilerError("struct values are used through their address")
         raise InternalCompilerError(f"cannot lower expression {type(e).__name__}")

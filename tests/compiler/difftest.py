@@ -4,7 +4,8 @@ Each generated module has one syscall program per expression set. The program re
 typed input fields from its context struct, evaluates random expressions (every
 integer width and signedness, casts, arithmetic, bitwise, shifts, unsigned division,
 comparisons, and/or/not), branches on random conditions, runs a bounded loop over
-an array, updates and reads a hash map, and writes results back into the context.
+an array, updates a hash map and reads the value back (plainly or with one of the atomic operations), and writes
+results back into the context.
 """
 from __future__ import annotations
 
@@ -77,6 +78,13 @@ def program(draw, name: str):
     e = [draw(int_expr()) for _ in range(4)]
     c1, c2 = draw(cond_expr()), draw(cond_expr())
     lop = draw(st.sampled_from(["+", "^", "|", "*"]))
+    read = draw(st.sampled_from([
+        "ctx.r[3] = v.value",
+        "atomic_add(v.value, x)\n        ctx.r[3] = v.value",
+        "ctx.r[3] = atomic_fetch_add(v.value, u64(ctx.h))",
+        "ctx.r[3] = atomic_xchg(v.value, x + 1)",
+        "ctx.r[3] = atomic_cmpxchg(v.value, x, u64(ctx.d))",  # stores when the key read is the one just written
+    ]))
     body = f"""
 @syscall
 def {name}(ctx: Args) -> int:
@@ -100,7 +108,7 @@ def {name}(ctx: Args) -> int:
     m.update(u32(ctx.e & 7), x)
     v = m.lookup(u32(ctx.a & 7))
     if v is not None:
-        ctx.r[3] = v.value
+        {read}
     return i32({e[3]})
 """
     return body
