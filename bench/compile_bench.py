@@ -11,7 +11,7 @@ the seed design's twin, as measured before issue #3).
 
 Per round (rounds interleave the three so that machine noise hits them alike):
 
-- clang:  ``clang-19 -O2 -g -target bpf -c <twin>.bpf.c`` (one process per file, summed);
+- clang:  ``clang-19 -O2 -g -target bpf -mcpu=v3 -c <twin>.bpf.c`` (v3, the ISA pybpfgen targets) (one process per file, summed);
 - cold:   ``pybpfgen compile programs/ -o <fresh dir> -q`` (nothing cached: a full build);
 - no-op:  the same command again on the directory just built (everything up to date).
 
@@ -106,7 +106,7 @@ def main() -> int:
         env["PYTHONPYCACHEPREFIX"] = os.path.join(tmp, "pycache")
     try:
         def clang_all() -> float:
-            return sum(timed([clang, "-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu", "-c", c,
+            return sum(timed([clang, "-O2", "-g", "-target", "bpf", "-mcpu=v3", "-I/usr/include/x86_64-linux-gnu", "-c", c,
                               "-o", os.path.join(tmp, os.path.basename(c)[:-2] + ".o")]) for c in twins)
 
         # warm up: bytecode cache, page cache, clang's first run
@@ -127,7 +127,7 @@ def main() -> int:
         res = {
             "command": " ".join(os.path.relpath(c, ROOT) if c.startswith(ROOT) else c for c in cmd)
                        + f" compile {os.path.relpath(args.programs, ROOT)}",
-            "clang_command": f"clang-19 -O2 -g -target bpf -c ({', '.join(os.path.basename(t) for t in twins)})",
+            "clang_command": f"clang-19 -O2 -g -target bpf -mcpu=v3 -c ({', '.join(os.path.basename(t) for t in twins)})",
             "c_files": [os.path.relpath(t, ROOT) if t.startswith(ROOT) else t for t in twins],
             "runs": args.runs,
             "bytecode_cache": not args.no_bytecode_cache,

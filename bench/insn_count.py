@@ -54,15 +54,17 @@ def build_dsl(src: str, outdir: str) -> tuple[str, float]:
     return os.path.join(outdir, name + ".bpf.o"), dt
 
 
-def build_c(src: str, outdir: str, name: str = "accel_twin_c.bpf.o") -> tuple[str | None, float]:
+def build_c(src: str, outdir: str, name: str = "accel_twin_c.bpf.o", mcpu: str | None = "v3") -> tuple[str | None, float]:
+    """clang-19 -O2 -g; ``mcpu`` v3 by default (the BPF ISA pybpfgen targets), None: clang's default (v1)."""
     clang = shutil.which("clang-19")
     if not clang:
         return None, 0.0
     out = os.path.join(outdir, name)
     os.makedirs(outdir, exist_ok=True)
     t0 = time.perf_counter()
-    subprocess.run([clang, "-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu", "-c", src, "-o", out],
-                   check=True)
+    cpu = [f"-mcpu={mcpu}"] if mcpu else []
+    subprocess.run([clang, "-O2", "-g", "-target", "bpf", *cpu, "-I/usr/include/x86_64-linux-gnu", "-c", src,
+                    "-o", out], check=True)
     return out, time.perf_counter() - t0
 
 
@@ -156,11 +158,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         dsl_obj, _ = build_dsl(os.path.join(HERE, "twin", "accel_twin.py"), tmp)
         c_obj, _ = build_c(os.path.join(HERE, "twin", "accel_twin.bpf.c"), tmp)
+        c1_obj, _ = build_c(os.path.join(HERE, "twin", "accel_twin.bpf.c"), tmp, "accel_twin_c_v1.bpf.o", mcpu=None)
         acc_obj, _ = build_dsl(os.path.join(ROOT, "programs", "accel.py"), tmp)
         dsl, c, acc = insn_counts(dsl_obj), insn_counts(c_obj) if c_obj else None, insn_counts(acc_obj)
+        c1 = insn_counts(c1_obj) if c1_obj else None
         accel = accel_comparison(tmp, verifier=not args.no_verifier)
     result = {"dsl_twin": dsl, "dsl_twin_total": sum(dsl.values()),
               "clang_twin": c, "clang_twin_total": sum(c.values()) if c else None,
+              "clang_twin_default_cpu_total": sum(c1.values()) if c1 else None,
               "accel": acc, "accel_total": sum(acc.values())}
     if c:
         result["ratio"] = round(result["dsl_twin_total"] / result["clang_twin_total"], 3)
@@ -173,7 +178,8 @@ def main() -> int:
         print(f"{sec:<10} {dsl[sec]:>20} {(c or {}).get(sec, '-'):>18}")
     print(f"{'total':<10} {result['dsl_twin_total']:>20} {result['clang_twin_total'] or '-':>18}")
     if c:
-        print(f"ratio pybpfgen/clang: {result['ratio']}")
+        print(f"ratio pybpfgen/clang: {result['ratio']} (both -mcpu=v3; clang's default -mcpu, v1: "
+              f"{result['clang_twin_default_cpu_total']} instructions)")
     else:
         print("clang-19 not installed: no comparison (apt-get install clang-19)")
     print(f"programs/accel.py (with counters): {acc} total {result['accel_total']}")

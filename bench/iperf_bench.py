@@ -183,7 +183,7 @@ def print_table(summary: dict, args) -> None:
     print(f"iperf3, {args.rounds} round(s) x {args.seconds}s; throughput received in Gbit/s (bidir: both "
           f"directions), peak growth of SUnreclaim / TCP mem in MiB (median over rounds, max in brackets)")
     hdr = (f"{'setup shape':26} {'mode':8} {'Gbit/s':>8} {'/kern':>6} {'slab':>14} {'tcp mem':>14} "
-           f"{'redirected':>11} {'missed':>9} {'demoted':>7}  goal")
+           f"{'redirected':>11} {'missed':>9} {'demoted':>7} {'released':>8}  goal")
     print(hdr)
     print("-" * len(hdr))
     for test, per in summary.items():
@@ -198,7 +198,7 @@ def print_table(summary: dict, args) -> None:
             rat = f"{s['ratio_vs_kernel']:6.3f}" if s.get("ratio_vs_kernel") else ""
             print(f"{test:26} {mode:8} {gb:>8} {rat:>6} {s['slab_mib']:7.1f} [{s['slab_mib_max']:5.0f}]"
                   f" {s['tcp_mem_mib']:7.1f} [{s['tcp_mem_mib_max']:5.0f}] {c.get('redirected', ''):>11} "
-                  f"{c.get('missed', ''):>9} {c.get('demoted', ''):>7}  {goal}")
+                  f"{c.get('missed', ''):>9} {c.get('demoted', ''):>7} {c.get('released', ''):>8}  {goal}")
 
 
 def _on_signal(signum, _frame):
@@ -287,7 +287,8 @@ def main(argv=None) -> int:
                                 log(f"round {rnd + 1}/{args.rounds} {mode:7} {setup} {shape:18} {gb}  slab "
                                     f"+{r['slab_mib']} MiB  tcp +{r['tcp_mem_mib']} MiB"
                                     + (f"  redirected {ctr.get('redirected')} missed {ctr.get('missed')} "
-                                       f"demoted {ctr.get('demoted')}" if ctr else ""))
+                                       f"demoted {ctr.get('demoted')} released {ctr.get('released')}"
+                                       if ctr else ""))
                     finally:
                         m.unload()
                         loaded.remove(m)

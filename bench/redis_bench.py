@@ -42,7 +42,6 @@ import kharness as kh  # noqa: E402
 from sockperf_bench import AccelMode, make_modes, pinned  # noqa: E402
 
 PROCS: list[subprocess.Popen] = []
-COUNTERS = ("redirected", "missed", "paired", "refused", "demoted")
 
 
 def log(msg: str) -> None:
@@ -51,16 +50,7 @@ def log(msg: str) -> None:
 
 def read_counters(stats_id: int | None) -> dict | None:
     """All AccelStats counters (the C twin has none: None)."""
-    if not stats_id:
-        return None
-    import struct
-    with kh.MapHandle(stats_id) as m:
-        n = min(len(COUNTERS), m.info.value_size // 8)
-        tot = dict.fromkeys(COUNTERS[:n], 0)
-        for v in m.lookup(struct.pack("I", 0)):
-            for name, x in zip(COUNTERS, struct.unpack_from(f"{n}Q", v, 0)):
-                tot[name] += x
-        return tot
+    return kh.read_stats(stats_id) if stats_id else None
 
 
 def parse_csv(out: str) -> dict:

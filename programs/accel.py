@@ -20,6 +20,12 @@ peer's receive queue, skipping TCP/IP, routing and veth. Safety rules:
   while its peer sends nothing; past that (a one-way bulk stream, a slow reader) it
   falls back to the TCP path for good. That switch keeps order: the receiver reads
   its sockmap queue, which holds the older bytes, before its TCP queue.
+* **Off the sockhash when nothing can reach it.** A socket in a sockhash sends through
+  tcp_bpf, which costs a bulk stream 10-30% even on the TCP path. When a demoted sender's
+  peer has never redirected (a one-way stream), the peer is fixed on the TCP path too
+  (compare-and-swap, so the two never race) and the sender leaves the sockhash at its
+  next RTT sample: its sockmap queue is provably empty, so removing it loses nothing.
+  A client that spoke before its server paired leaves with its server unpaired.
 
 A miss (peer gone, not paired) always falls back to the normal TCP path: the sk_msg
 program returns SK_PASS whatever happens. Addresses are in network byte order,
@@ -29,7 +35,9 @@ from pybpfgen.lang import *
 
 MODE_UNDECIDED = 0  # paired, no message sent yet
 MODE_REDIRECT = 1  # messages go to the peer's receive queue
-MODE_KERNEL = 2  # messages take the normal TCP path, for the rest of the connection
+MODE_KERNEL = 2  # messages take the normal TCP path, for the rest of the connection (it has redirected)
+MODE_TCP_ONLY = 3  # the TCP path for good, and it never redirected: its peer's sockmap queue stays empty
+MODE_RELEASE = 4  # MODE_KERNEL with a MODE_TCP_ONLY peer: nothing can reach it, it leaves the sockhash
 
 V4_MAPPED = 0xFFFF0000  # ::ffff:0:0/96, third word in network byte order
 
@@ -75,6 +83,7 @@ class AccelStats(Struct):
     paired: u64  # connections paired (both ends accelerated)
     refused: u64  # pairings refused: ambiguous tuple or sequence numbers that do not mirror
     demoted: u64  # connections moved to the TCP path by the memory budget
+    released: u64  # sockets taken out of the sockhash because nothing can be redirected to them any more
 
 
 socks = SockHash(key=SockId, value=u64, max_entries=65536)
@@ -193,6 +202,12 @@ def count_demoted():
         s.value.demoted += 1
 
 
+def count_released(sockets: u64):
+    s = stats.lookup(0)
+    if s is not None:
+        s.value.released += sockets
+
+
 # ------------------------------------------------------------------ sock_ops
 def client_established(ctx: SockOps, me: SockId):
     """The active side: insert it and wait for its server to pair with it."""
@@ -206,7 +221,7 @@ def client_established(ctx: SockOps, me: SockId):
     if socks.update(ctx, me, BPF_ANY) != 0:
         pending.delete(key)  # the kernel refuses this socket (e.g. an MPTCP subflow): never pair it
         return
-    bpf_sock_ops_cb_flags_set(ctx, BPF_SOCK_OPS_STATE_CB_FLAG)
+    bpf_sock_ops_cb_flags_set(ctx, BPF_SOCK_OPS_STATE_CB_FLAG | BPF_SOCK_OPS_RTT_CB_FLAG)
 
 
 def server_established(ctx: SockOps, me: SockId):
@@ -223,16 +238,31 @@ def server_established(ctx: SockOps, me: SockId):
     if socks.update(ctx, me, BPF_ANY) != 0:
         return  # the kernel refuses this socket: the client stays unpaired (its messages take the TCP path)
     if conns.update(client, Conn(peer=me, mode=MODE_UNDECIDED), BPF_NOEXIST) != 0:
-        c = conns.lookup(client)  # the client already sent on the TCP path: it keeps it
-        if c is not None:
-            c.value.peer = me
+        # the client already sent on the TCP path (MODE_TCP_ONLY) and keeps it. Neither end ever redirects
+        # then, so neither needs the sockhash (and its slower send path): both leave it, queues empty
+        socks.delete(me)
+        socks.delete(client)
+        count_released(2)
+        return
     conns.update(me, Conn(peer=client, mode=MODE_UNDECIDED), BPF_ANY)
-    bpf_sock_ops_cb_flags_set(ctx, BPF_SOCK_OPS_STATE_CB_FLAG)
+    bpf_sock_ops_cb_flags_set(ctx, BPF_SOCK_OPS_STATE_CB_FLAG | BPF_SOCK_OPS_RTT_CB_FLAG)
     count_paired()
 
 
-def forget(ctx: SockOps):
-    me = ops_id(ctx)
+def on_rtt_sample(ctx: SockOps, me: SockId):
+    """This socket sends on the TCP path (an ACK acknowledged its data): leave the sockhash if released."""
+    c = conns.lookup(me)
+    if c is not None:
+        mode = c.value.mode
+        if mode == MODE_UNDECIDED or mode == MODE_REDIRECT:
+            return  # may still be released: keep the callback
+        if mode == MODE_RELEASE:
+            socks.delete(me)
+            count_released(1)
+    bpf_sock_ops_cb_flags_set(ctx, BPF_SOCK_OPS_STATE_CB_FLAG)  # settled: no more RTT callbacks
+
+
+def forget(me: SockId):
     conns.delete(me)
     key = tuple_of(me)
     p = pending.lookup(key)
@@ -244,15 +274,21 @@ def forget(ctx: SockOps):
 def accel_sockops(ctx: SockOps) -> int:
     op = ctx.op
     if op == BPF_SOCK_OPS_STATE_CB:
-        if ctx.args1 == BPF_TCP_CLOSE:
-            forget(ctx)
-        return 1
-    if op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB and op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
+        if ctx.args1 != BPF_TCP_CLOSE:
+            return 1
+    elif op != BPF_SOCK_OPS_RTT_CB and op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB \
+            and op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
         return 1
     family = ctx.family
     if family != AF_INET and family != AF_INET6:
         return 1
-    me = ops_id(ctx)
+    me = ops_id(ctx)  # one identity computation for every callback below
+    if op == BPF_SOCK_OPS_STATE_CB:
+        forget(me)
+        return 1
+    if op == BPF_SOCK_OPS_RTT_CB:
+        on_rtt_sample(ctx, me)
+        return 1
     if not policy_allows(me, op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB):
         return 1
     if op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
@@ -279,12 +315,18 @@ def accel_redirect(msg: SkMsg) -> int:
     c = conns.lookup(me)
     if c is None:
         # first message before any pairing: this connection keeps the TCP path
-        if conns.update(me, Conn(mode=MODE_KERNEL), BPF_NOEXIST) == 0:
+        if conns.update(me, Conn(mode=MODE_TCP_ONLY), BPF_NOEXIST) == 0:
             return stay_on_tcp(msg)
         c = conns.lookup(me)  # paired at this very moment: decide below
         if c is None:
             return stay_on_tcp(msg)
-    if c.value.mode == MODE_KERNEL:
+    mode = c.value.mode
+    if mode == MODE_UNDECIDED:
+        # the first message decides; compare-and-swap, as the peer may fix us on the TCP path meanwhile
+        mode = atomic_cmpxchg(c.value.mode, MODE_UNDECIDED, MODE_REDIRECT)
+        if mode == MODE_UNDECIDED:
+            mode = MODE_REDIRECT
+    if mode != MODE_REDIRECT:
         return stay_on_tcp(msg)
     max_msgs: u32 = DEFAULT_MAX_UNANSWERED_MSGS
     max_kib: u32 = DEFAULT_MAX_UNANSWERED_KIB
@@ -294,15 +336,20 @@ def accel_redirect(msg: SkMsg) -> int:
             max_msgs = limits.value.max_unanswered_msgs
         if limits.value.max_unanswered_kib != 0:
             max_kib = limits.value.max_unanswered_kib
+    peer = c.value.peer
     if c.value.unanswered_msgs >= max_msgs or c.value.unanswered_bytes >= u64(max_kib) << 10:
         c.value.mode = MODE_KERNEL  # the peer is not answering: TCP backpressure from now on
         count_demoted()
+        pc = conns.lookup(peer)
+        if pc is not None:
+            # a peer that never redirected is fixed on the TCP path: then nothing can reach us any more
+            was = atomic_cmpxchg(pc.value.mode, MODE_UNDECIDED, MODE_TCP_ONLY)
+            if was == MODE_UNDECIDED or was == MODE_TCP_ONLY:
+                c.value.mode = MODE_RELEASE  # leave the sockhash at the next RTT sample (on_rtt_sample)
         return stay_on_tcp(msg)
-    peer = c.value.peer
     if socks.redirect(msg, peer, BPF_F_INGRESS) != SK_PASS:
         c.value.mode = MODE_KERNEL  # the peer is gone
         return stay_on_tcp(msg)
-    c.value.mode = MODE_REDIRECT
     c.value.unanswered_msgs += 1
     c.value.unanswered_bytes += msg.size
     pc = conns.lookup(peer)  # this message answers the peer's

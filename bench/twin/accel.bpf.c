@@ -25,7 +25,9 @@
 
 #define MODE_UNDECIDED 0 /* paired, no message sent yet */
 #define MODE_REDIRECT 1  /* messages go to the peer's receive queue */
-#define MODE_KERNEL 2    /* messages take the normal TCP path, for the rest of the connection */
+#define MODE_KERNEL 2    /* messages take the normal TCP path, for the rest of the connection (it redirected) */
+#define MODE_TCP_ONLY 3  /* the TCP path for good, and it never redirected */
+#define MODE_RELEASE 4   /* MODE_KERNEL with a MODE_TCP_ONLY peer: it leaves the sockhash */
 
 #define V4_MAPPED 0xFFFF0000 /* ::ffff:0:0/96, third word in network byte order */
 
@@ -74,6 +76,7 @@ struct AccelStats {
     __u64 paired;
     __u64 refused;
     __u64 demoted;
+    __u64 released;
 };
 
 /* An LPM trie key: a prefix of a v4-mapped (IPv4: prefixlen + 96) or IPv6 address. */
@@ -271,6 +274,14 @@ static __always_inline void count_demoted(void)
         s->demoted += 1;
 }
 
+static __always_inline void count_released(__u64 sockets)
+{
+    __u32 zero = 0;
+    struct AccelStats *s = bpf_map_lookup_elem(&stats, &zero);
+    if (s)
+        s->released += sockets;
+}
+
 /* ------------------------------------------------------------------ sock_ops */
 /* The active side: insert it and wait for its server to pair with it. */
 static __always_inline void client_established(struct bpf_sock_ops *ctx, struct SockId *me)
@@ -293,7 +304,7 @@ static __always_inline void client_established(struct bpf_sock_ops *ctx, struct 
         bpf_map_delete_elem(&pending, &key); /* the kernel refuses this socket (e.g. an MPTCP subflow) */
         return;
     }
-    bpf_sock_ops_cb_flags_set(ctx, BPF_SOCK_OPS_STATE_CB_FLAG);
+    bpf_sock_ops_cb_flags_set(ctx, BPF_SOCK_OPS_STATE_CB_FLAG | BPF_SOCK_OPS_RTT_CB_FLAG);
 }
 
 /* The passive side: pair with the waiting client whose sequence numbers mirror ours. */
@@ -313,24 +324,40 @@ static __always_inline void server_established(struct bpf_sock_ops *ctx, struct 
         return; /* the kernel refuses this socket: the client stays unpaired */
     struct Conn c = { .peer = *me, .mode = MODE_UNDECIDED };
     if (bpf_map_update_elem(&conns, &client, &c, BPF_NOEXIST) != 0) {
-        /* the client already sent on the TCP path: it keeps it */
-        struct Conn *cc = bpf_map_lookup_elem(&conns, &client);
-        if (cc)
-            cc->peer = *me;
+        /* the client already sent on the TCP path: neither end ever redirects, both leave the sockhash */
+        bpf_map_delete_elem(&socks, me);
+        bpf_map_delete_elem(&socks, &client);
+        count_released(2);
+        return;
     }
     struct Conn s = { .peer = client, .mode = MODE_UNDECIDED };
     bpf_map_update_elem(&conns, me, &s, BPF_ANY);
-    bpf_sock_ops_cb_flags_set(ctx, BPF_SOCK_OPS_STATE_CB_FLAG);
+    bpf_sock_ops_cb_flags_set(ctx, BPF_SOCK_OPS_STATE_CB_FLAG | BPF_SOCK_OPS_RTT_CB_FLAG);
     count_paired();
 }
 
-static __always_inline void forget(struct bpf_sock_ops *ctx)
+/* This socket sends on the TCP path: leave the sockhash if released. */
+static __always_inline void on_rtt_sample(struct bpf_sock_ops *ctx, struct SockId *me)
 {
-    struct SockId me = ops_id(ctx);
-    bpf_map_delete_elem(&conns, &me);
-    struct Tuple key = tuple_of(&me);
+    struct Conn *c = bpf_map_lookup_elem(&conns, me);
+    if (c) {
+        __u32 mode = c->mode;
+        if (mode == MODE_UNDECIDED || mode == MODE_REDIRECT)
+            return; /* may still be released: keep the callback */
+        if (mode == MODE_RELEASE) {
+            bpf_map_delete_elem(&socks, me);
+            count_released(1);
+        }
+    }
+    bpf_sock_ops_cb_flags_set(ctx, BPF_SOCK_OPS_STATE_CB_FLAG);
+}
+
+static __always_inline void forget(struct SockId *me)
+{
+    bpf_map_delete_elem(&conns, me);
+    struct Tuple key = tuple_of(me);
     struct Pending *p = bpf_map_lookup_elem(&pending, &key);
-    if (p && p->client.netns == me.netns)
+    if (p && p->client.netns == me->netns)
         bpf_map_delete_elem(&pending, &key);
 }
 
@@ -339,16 +366,24 @@ int accel_sockops(struct bpf_sock_ops *ctx)
 {
     __u32 op = ctx->op;
     if (op == BPF_SOCK_OPS_STATE_CB) {
-        if (ctx->args[1] == BPF_TCP_CLOSE)
-            forget(ctx);
+        if (ctx->args[1] != BPF_TCP_CLOSE)
+            return 1;
+    } else if (op != BPF_SOCK_OPS_RTT_CB && op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB &&
+               op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB) {
         return 1;
     }
-    if (op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)
-        return 1;
     __u32 family = ctx->family;
     if (family != AF_INET && family != AF_INET6)
         return 1;
-    struct SockId me = ops_id(ctx);
+    struct SockId me = ops_id(ctx); /* one identity computation for every callback below */
+    if (op == BPF_SOCK_OPS_STATE_CB) {
+        forget(&me);
+        return 1;
+    }
+    if (op == BPF_SOCK_OPS_RTT_CB) {
+        on_rtt_sample(ctx, &me);
+        return 1;
+    }
     if (!policy_allows(&me, op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB))
         return 1;
     if (op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB)
@@ -375,7 +410,7 @@ int accel_redirect(struct sk_msg_md *msg)
     struct Conn *c = bpf_map_lookup_elem(&conns, &me);
     if (!c) {
         /* first message before any pairing: this connection keeps the TCP path */
-        struct Conn k = { .mode = MODE_KERNEL };
+        struct Conn k = { .mode = MODE_TCP_ONLY };
         if (bpf_map_update_elem(&conns, &me, &k, BPF_NOEXIST) == 0) {
             return stay_on_tcp(msg);
         }
@@ -384,9 +419,15 @@ int accel_redirect(struct sk_msg_md *msg)
             return stay_on_tcp(msg);
         }
     }
-    if (c->mode == MODE_KERNEL) {
-        return stay_on_tcp(msg);
+    __u32 mode = c->mode;
+    if (mode == MODE_UNDECIDED) {
+        /* the first message decides; the peer may fix us on the TCP path meanwhile */
+        mode = __sync_val_compare_and_swap(&c->mode, MODE_UNDECIDED, MODE_REDIRECT);
+        if (mode == MODE_UNDECIDED)
+            mode = MODE_REDIRECT;
     }
+    if (mode != MODE_REDIRECT)
+        return stay_on_tcp(msg);
     __u32 max_msgs = DEFAULT_MAX_UNANSWERED_MSGS;
     __u32 max_kib = DEFAULT_MAX_UNANSWERED_KIB;
     __u32 zero = 0;
@@ -397,17 +438,23 @@ int accel_redirect(struct sk_msg_md *msg)
         if (limits->max_unanswered_kib != 0)
             max_kib = limits->max_unanswered_kib;
     }
+    struct SockId peer = c->peer;
     if (c->unanswered_msgs >= max_msgs || c->unanswered_bytes >= (__u64)max_kib << 10) {
         c->mode = MODE_KERNEL; /* the peer is not answering: TCP backpressure from now on */
         count_demoted();
+        struct Conn *pc = bpf_map_lookup_elem(&conns, &peer);
+        if (pc) {
+            /* a peer that never redirected is fixed on the TCP path: then nothing can reach us any more */
+            __u32 was = __sync_val_compare_and_swap(&pc->mode, MODE_UNDECIDED, MODE_TCP_ONLY);
+            if (was == MODE_UNDECIDED || was == MODE_TCP_ONLY)
+                c->mode = MODE_RELEASE;
+        }
         return stay_on_tcp(msg);
     }
-    struct SockId peer = c->peer;
     if (bpf_msg_redirect_hash(msg, &socks, &peer, BPF_F_INGRESS) != SK_PASS) {
         c->mode = MODE_KERNEL; /* the peer is gone */
         return stay_on_tcp(msg);
     }
-    c->mode = MODE_REDIRECT;
     c->unanswered_msgs += 1;
     c->unanswered_bytes += msg->size;
     struct Conn *pc = bpf_map_lookup_elem(&conns, &peer); /* this message answers the peer's */

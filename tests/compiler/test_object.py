@@ -49,7 +49,7 @@ def test_maps_are_btf_defined_with_real_types(accel_object):
     socks, ports, stats = obj.maps["socks"], obj.maps["policy_ports"], obj.maps["stats"]
     assert (socks.type, socks.key_size, socks.value_size, socks.max_entries) == (18, 48, 8, 65536)
     assert (ports.type, ports.key_size, ports.value_size, ports.max_entries) == (1, 4, 4, 1024)
-    assert (stats.type, stats.key_size, stats.value_size, stats.max_entries) == (6, 4, 40, 1)
+    assert (stats.type, stats.key_size, stats.value_size, stats.max_entries) == (6, 4, 48, 1)
     btf = obj.btf
     key = btf.find("SockId")
     assert [(m.name, m.bit_offset) for m in btf.members(key.id)] == [

@@ -453,15 +453,19 @@ class MapHandle:
         map_update(self.fd, key, value)
 
 
+ACCEL_COUNTERS = ("redirected", "missed", "paired", "refused", "demoted", "released")  # AccelStats, in order
+
+
 def read_stats(map_id: int) -> dict[str, int]:
-    """Sum the PERCPU_ARRAY ``stats`` entry 0 = {u64 redirected; u64 missed}."""
+    """Sum the PERCPU_ARRAY ``stats`` entry 0: the leading u64 counters of ``AccelStats`` (as many of
+    :data:`ACCEL_COUNTERS` as the value holds: older objects and the C twin have fewer)."""
     with MapHandle(map_id) as m:
-        red = mis = 0
+        n = min(len(ACCEL_COUNTERS), m.info.value_size // 8)
+        tot = dict.fromkeys(ACCEL_COUNTERS[:n], 0)
         for v in m.lookup(struct.pack("I", 0)):
-            r, mi = struct.unpack_from("QQ", v, 0)
-            red += r
-            mis += mi
-        return {"redirected": red, "missed": mis}
+            for name, x in zip(ACCEL_COUNTERS, struct.unpack_from(f"{n}Q", v, 0)):
+                tot[name] += x
+        return tot
 
 
 def sockhash_keys(map_id: int) -> list[bytes]:

@@ -91,7 +91,8 @@ def wait_cmd(expected: str, timeout: float) -> None:
         sel.close()
 
 
-def duplex(sock: socket.socket, role: str, seed: int, total: int, timeout: float) -> dict:
+def duplex(sock: socket.socket, role: str, seed: int, total: int, timeout: float,
+           recv_total: int | None = None) -> dict:
     sock.settimeout(timeout)
     rng_seed = seed * 1_000_003 + ROLE_SALT[role]
     sizes = message_sizes(rng_seed, total)
@@ -123,10 +124,11 @@ def duplex(sock: socket.socket, role: str, seed: int, total: int, timeout: float
             buf = bytearray(MAX_MSG)
             view = memoryview(buf)
             got = calls = 0
-            while got < total:
-                k = sock.recv_into(view, min(len(buf), total - got))
+            want = total if recv_total is None else recv_total
+            while got < want:
+                k = sock.recv_into(view, min(len(buf), want - got))
                 if k == 0:
-                    raise ConnectionError(f"EOF after {got} of {total} bytes")
+                    raise ConnectionError(f"EOF after {got} of {want} bytes")
                 h.update(view[:k])
                 got += k
                 calls += 1
@@ -155,6 +157,8 @@ def main(argv=None) -> int:
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--bytes", type=int, default=16 << 20)
+    ap.add_argument("--recv-bytes", type=int, default=None,
+                    help="bytes to receive (default --bytes; e.g. --bytes 0 --recv-bytes N: a one-way reader)")
     ap.add_argument("--timeout", type=float, default=60.0, help="per-step timeout, seconds")
     ap.add_argument("--no-wait", action="store_true", help="do not wait for go/close on stdin")
     ap.add_argument("--dualstack", action="store_true", help="server on an IPv6 host: IPV6_V6ONLY=0")
@@ -206,7 +210,7 @@ def main(argv=None) -> int:
         emit("established", local=f"{lip}:{lport}", remote=f"{rip}:{rport}", local_port=lport, remote_port=rport)
         if not a.no_wait:
             wait_cmd("go", a.timeout)
-        res = duplex(sock, a.mode, a.seed, a.bytes, a.timeout)
+        res = duplex(sock, a.mode, a.seed, a.bytes, a.timeout, a.recv_bytes)
         emit("done", role=a.mode, **res)
         if not a.no_wait:
             wait_cmd("close", a.timeout)

@@ -140,6 +140,55 @@ def test_veth_netns_pair_is_redirected_and_intact(accel, netns_pair):
     _accelerated_transfer(accel, server_host=ns.ip_a, connect_host=ns.ip_a, server_netns=ns.a, client_netns=ns.b)
 
 
+def _set_budget(acc: Loaded, msgs: int, kib: int) -> None:
+    import kernel_loader as kl
+    with kl.open_pinned(OBJECT_NAME, pin_root=str(acc.pin_root)) as o:
+        o.map("settings").set(0, {"max_unanswered_msgs": msgs, "max_unanswered_kib": kib})
+
+
+@pytest.mark.parametrize("where", ["loopback", "veth"])
+def test_one_way_stream_is_demoted_then_leaves_the_sockhash_intact(accel, netns_pair, where):
+    """A one-way stream outruns the unanswered budget: it moves to the TCP path and, as its peer never
+    redirected, the sender leaves the sockhash at its next RTT sample (so it stops paying tcp_bpf's send
+    path) while the receiver first drains the redirected bytes. Every byte arrives, in order."""
+    total = 64 << 20
+    hosts = (dict(host="127.0.0.1") if where == "loopback" else
+             dict(host=netns_pair.ip_a, server_netns=netns_pair.a, client_netns=netns_pair.b))
+    assert _wait_socks_empty(accel) == []
+    _set_budget(accel, 0, 0)  # the defaults: 256 messages / 4 MiB unanswered
+    before = accel.stats()
+    server = client = None
+    try:
+        server = kh.Peer("server", hosts["host"], accel.port, seed=7, total=0, cgroup=accel.cgroup,
+                         netns=hosts.get("server_netns"), extra=["--recv-bytes", str(total)])
+        server.expect("listening")
+        client = kh.Peer("client", hosts["host"], accel.port, seed=7, total=total, cgroup=accel.cgroup,
+                         netns=hosts.get("client_netns"), extra=["--recv-bytes", "0"])
+        server.expect("established")
+        client.expect("established")
+        assert len(accel.socks()) == 2
+        server.send("go")
+        client.send("go")
+        rs, rc = server.expect("done"), client.expect("done")
+        left = accel.socks()  # still connected: only the receiver remains
+        server.send("close")
+        client.send("close")
+        assert server.finish() == 0 and client.finish() == 0
+    finally:
+        for p in (server, client):
+            if p:
+                p.kill()
+        _set_budget(accel, 0xFFFFFFFF, 0xFFFFFFFF)
+    after = accel.stats()
+    assert rc["bytes_sent"] == rs["bytes_received"] == total
+    assert rc["sha256_sent"] == rs["sha256_received"], "client->server data corrupted"
+    delta = {k: after[k] - before[k] for k in after}
+    assert delta["paired"] == 1 and delta["demoted"] == 1, delta
+    assert delta["released"] == 1, f"the demoted sender did not leave the sockhash: {delta}"
+    assert 0 < delta["redirected"] < rc["send_calls"], delta  # redirected first, then the TCP path
+    assert len(left) == 1, f"expected only the receiver in the sockhash, found {len(left)}"
+
+
 # ---------------------------------------------------------------------------
 # (c) a port outside the policy is left alone
 # ---------------------------------------------------------------------------
@@ -177,7 +226,8 @@ def test_loader_api_reads_same_stats(accel):
             r_, m_ = v
         red += r_
         mis += m_
-    assert {"redirected": red, "missed": mis} == accel.stats()
+    st = accel.stats()
+    assert {"redirected": red, "missed": mis} == {"redirected": st["redirected"], "missed": st["missed"]}
 
 
 def test_status_json_lists_the_object(accel):

@@ -39,7 +39,7 @@ TOTAL = 4 << 20
 V6_A = "2001:2::1"        # RFC 5180 benchmarking range, only inside our namespaces
 V6_B = "2001:2::2"
 UNLIMITED = 0xFFFFFFFF
-COUNTERS = ("redirected", "missed", "paired", "refused", "demoted")
+COUNTERS = kh.ACCEL_COUNTERS
 
 
 # ---------------------------------------------------------------------------
@@ -59,12 +59,7 @@ class Accel:
     snap: kh.AccelSnapshot
 
     def counters(self) -> dict:
-        with kh.MapHandle(self.snap.map_ids["stats"]) as m:
-            tot = dict.fromkeys(COUNTERS, 0)
-            for v in m.lookup(struct.pack("I", 0)):
-                for name, x in zip(COUNTERS, struct.unpack_from("5Q", v, 0)):
-                    tot[name] += x
-            return tot
+        return kh.read_stats(self.snap.map_ids["stats"])
 
     def socks(self) -> list[bytes]:
         return kh.sockhash_keys(self.snap.map_ids["socks"])

@@ -10,7 +10,8 @@ from pybpfgen import testing
 
 ACCEL = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "programs", "accel.py")
 LO = 0x0100007F  # 127.0.0.1 as the kernel's u32 (network byte order)
-ACTIVE, PASSIVE, STATE = 4, 5, 10
+ACTIVE, PASSIVE, STATE, RTT = 4, 5, 10, 12
+STATE_CB_FLAG, RTT_CB_FLAG = 4, 8
 AF_INET, AF_INET6 = 2, 10
 SK_PASS = 1
 V4MAPPED = [0, 0, 0xFFFF0000]
@@ -107,13 +108,16 @@ def test_a_connection_that_sends_before_pairing_keeps_the_tcp_path(mod):
     early = msg_from_client()
     mod.run("accel_redirect", early)
     assert early.redirect is None and stats(mod)["missed"] == 1
-    mod.run("accel_sockops", server())  # paired now
+    mod.run("accel_sockops", server())  # would pair now, but the client already chose the TCP path
     later = msg_from_client()
     mod.run("accel_redirect", later)
     assert later.redirect is None  # sticky: never TCP first and redirect after
+    # nobody ever redirects to either end, so both left the sockhash (and its slower send path)
+    assert len(mod.map("socks")) == 0
+    assert stats(mod)["paired"] == 0 and stats(mod)["released"] == 2
     back = msg_from_server()
     mod.run("accel_redirect", back)
-    assert target_of(mod, back) == ("client", 1, 40000)  # the other direction is redirected from its start
+    assert back.redirect is None
 
 
 def test_unanswered_budget_moves_a_one_way_stream_to_tcp_for_good(mod):
@@ -126,10 +130,54 @@ def test_unanswered_budget_moves_a_one_way_stream_to_tcp_for_good(mod):
     m = msg_from_client()
     mod.run("accel_redirect", m)
     assert m.redirect is None and stats(mod)["demoted"] == 1
-    mod.run("accel_redirect", msg_from_server())  # an answer does not bring it back
+    back = msg_from_server()
+    mod.run("accel_redirect", back)  # the server had never redirected: it was fixed on the TCP path
+    assert back.redirect is None
     m = msg_from_client()
     mod.run("accel_redirect", m)
-    assert m.redirect is None
+    assert m.redirect is None  # an answer does not bring it back
+    assert len(mod.map("socks")) == 2
+    rtt = rtt_sample(port=40000, sport=6379)  # the client's TCP-path data is acknowledged
+    mod.run("accel_sockops", rtt)
+    assert len(mod.map("socks")) == 1 and stats(mod)["released"] == 1
+    assert ("client", 1, 40000) not in mod.map("socks").data.values()
+    assert rtt.cb_flags == STATE_CB_FLAG  # settled: no more RTT callbacks
+
+
+def rtt_sample(port, sport, netns=1):
+    return testing.sock_ops(op=RTT, family=AF_INET, local_ip4=LO, remote_ip4=LO, local_port=port,
+                            remote_port=sport, netns_cookie=netns)
+
+
+def test_a_demoted_sender_whose_peer_redirected_stays_in_the_sockhash(mod):
+    """The peer's redirected messages may still sit in this socket's sockmap queue: removing it would drop
+    them, so it stays (and keeps tcp_bpf's send path)."""
+    mod.run("accel_sockops", client())
+    mod.run("accel_sockops", server())
+    first = msg_from_server()
+    mod.run("accel_redirect", first)
+    assert first.redirect is not None
+    for _ in range(257):
+        mod.run("accel_redirect", msg_from_client())
+    assert stats(mod)["demoted"] == 1
+    rtt = rtt_sample(port=40000, sport=6379)
+    mod.run("accel_sockops", rtt)
+    assert len(mod.map("socks")) == 2 and stats(mod)["released"] == 0
+    assert rtt.cb_flags == STATE_CB_FLAG
+    back = msg_from_server()
+    mod.run("accel_redirect", back)  # the server keeps redirecting
+    assert target_of(mod, back) == ("client", 1, 40000)
+
+
+def test_paired_sockets_ask_for_rtt_samples_and_keep_them_while_redirecting(mod):
+    c, s = client(), server()
+    mod.run("accel_sockops", c)
+    mod.run("accel_sockops", s)
+    assert c.cb_flags == s.cb_flags == STATE_CB_FLAG | RTT_CB_FLAG
+    mod.run("accel_redirect", msg_from_client())
+    rtt = rtt_sample(port=40000, sport=6379)
+    mod.run("accel_sockops", rtt)
+    assert rtt.cb_flags is None and len(mod.map("socks")) == 2
 
 
 def test_answers_reset_the_budget(mod):
