@@ -147,6 +147,13 @@ class FunctionLowering:
         self.passthrough_seq = 0
         self.loops: list[tuple[ir.Block, ir.Block]] = []  # (continue target, break target)
         self.ctx_bases: dict[N.Var, ir.Value] = {}
+        # Every `return` stores its value into `ret_slot` and branches to `ret_bb`, one exit block that
+        # is placed last (as clang does). Returning in place would leave it to SimplifyCFG to merge the
+        # `ret`s into a block that it inserts *before* the first returning block, usually right after an
+        # early exit's test: block placement then keeps that early exit as the fallthrough and the main
+        # path pays an extra `goto` back to it.
+        self.ret_bb: ir.Block | None = None
+        self.ret_slot: ir.Value | None = None
 
     # ------------------------------------------------------------ plumbing
     def run(self) -> None:
@@ -156,12 +163,40 @@ class FunctionLowering:
             self.slots[var] = self.alloca(var.type, var.name)
         self.b.debug_metadata = self.di.location(self.sp, self.func.loc.line, self.func.loc.col)
         self.block(self.func.body)
+        void = self.fn.function_type.return_type == ir.VoidType()
         if not self.b.block.is_terminated:
-            if self.fn.function_type.return_type == ir.VoidType():
-                self.b.ret_void()
+            if void:
+                self.b.branch(self.return_block())
             else:
                 self.b.unreachable()  # the checker proved every path returns
+        if self.ret_bb is not None:
+            self.enter(self.ret_bb)  # last, after every block that returns
+            self.b.debug_metadata = self.di.location(self.sp, 0, -1)  # shared by every return
+            if void:
+                self.b.ret_void()
+            else:
+                self.b.ret(self.b.load(self.ret_slot, typ=self.fn.function_type.return_type))
         self.alloca_b.branch(self.fn.blocks[1])
+
+    def return_block(self) -> ir.Block:
+        if self.ret_bb is None:
+            self.ret_bb = self.new_block("return")
+            rt = self.fn.function_type.return_type
+            if rt != ir.VoidType():
+                self.ret_slot = self.alloca_b.alloca(rt, name="retval")
+        return self.ret_bb
+
+    def new_block(self, name: str) -> ir.Block:
+        """A block not yet in the function: ``enter`` places it where its code is emitted, so the
+        function's block order is source order (a statement's nested blocks before the blocks after
+        it), as clang emits C. The BPF backend does not invert a conditional branch after instruction
+        selection, so blocks that block placement has to reorder cost an ``if c goto +1; goto X`` pair
+        where one inverted branch would do (programs/accel.py's sk_msg program had two of them)."""
+        return ir.Block(parent=self.fn, name=name)
+
+    def enter(self, bb: ir.Block) -> None:
+        self.fn.blocks.append(bb)
+        self.b.position_at_end(bb)
 
     def alloca(self, t: T.Type, name: str = "") -> ir.Value:
         slot = self.alloca_b.alloca(llvm_type(t), name=name)
@@ -199,13 +234,13 @@ class FunctionLowering:
 
     def stmt(self, s: N.Stmt) -> None:
         if isinstance(s, N.Return):
-            if s.value is None:
-                self.b.ret_void()
-            elif self.sret is not None:
+            if self.sret is not None and s.value is not None:
                 self.store_at(self.sret, s.value)
-                self.b.ret_void()
-            else:
-                self.b.ret(self.value(s.value))
+            elif s.value is not None:
+                v = self.value(s.value)
+                self.return_block()
+                self.b.store(v, self.ret_slot)
+            self.b.branch(self.return_block())
         elif isinstance(s, N.Assign):
             self.store(s.target, s.value)
         elif isinstance(s, N.ExprStmt):
@@ -225,43 +260,40 @@ class FunctionLowering:
         b = self.b
         slot = self.slots[s.var]
         b.store(I32(s.start), slot)
-        head = self.fn.append_basic_block("for.head")
-        body = self.fn.append_basic_block("for.body")
-        latch = self.fn.append_basic_block("for.latch")
-        end = self.fn.append_basic_block("for.end")
+        head, body, latch, end = (self.new_block(f"for.{n}") for n in ("head", "body", "latch", "end"))
         b.branch(head)
-        b.position_at_end(head)
+        self.enter(head)
         i = b.load(slot, typ=I32)
         b.cbranch(b.icmp_unsigned("<", i, I32(s.stop)), body, end)
-        b.position_at_end(body)
+        self.enter(body)
         self.loops.append((latch, end))
         self.block(s.body)
         self.loops.pop()
         if not self.b.block.is_terminated:
             self.b.branch(latch)
-        b.position_at_end(latch)
+        self.enter(latch)
         b.debug_metadata = self.di.location(self.sp, s.loc.line, s.loc.col)
         nxt = b.add(b.load(slot, typ=I32), I32(s.step))
         b.store(nxt, slot)
         if s.start + s.step > s.start:  # no overflow past stop for unsigned bounds <= 2**32-1
             b.branch(head)
-        b.position_at_end(end)
+        self.enter(end)
 
     def if_(self, s: N.If) -> None:
         cond = self.value(s.cond)
-        then_bb = self.fn.append_basic_block("if.then")
-        else_bb = self.fn.append_basic_block("if.else") if s.orelse else None
-        end_bb = self.fn.append_basic_block("if.end")
+        then_bb = self.new_block("if.then")
+        else_bb = self.new_block("if.else") if s.orelse else None
+        end_bb = self.new_block("if.end")
         self.b.cbranch(cond, then_bb, else_bb or end_bb)
         for bb, body in ((then_bb, s.then), (else_bb, s.orelse)):
             if bb is None:
                 continue
-            self.b.position_at_end(bb)
+            self.enter(bb)
             self.block(body)
             if not self.b.block.is_terminated:
                 self.b.debug_metadata = self.di.location(self.sp, s.loc.line, s.loc.col)
                 self.b.branch(end_bb)
-        self.b.position_at_end(end_bb)
+        self.enter(end_bb)
 
     def store(self, target: N.Expr, value: N.Expr) -> None:
         if T.is_memory(target.type) and _in_ctx(target):
@@ -512,17 +544,17 @@ class FunctionLowering:
         b = self.b
         left = self.value(e.left)
         left_bb = b.block
-        rhs_bb = self.fn.append_basic_block(f"{e.op}.rhs")
-        end_bb = self.fn.append_basic_block(f"{e.op}.end")
+        rhs_bb = self.new_block(f"{e.op}.rhs")
+        end_bb = self.new_block(f"{e.op}.end")
         if e.op == "and":
             b.cbranch(left, rhs_bb, end_bb)
         else:
             b.cbranch(left, end_bb, rhs_bb)
-        b.position_at_end(rhs_bb)
+        self.enter(rhs_bb)
         right = self.value(e.right)
         right_bb = b.block
         b.branch(end_bb)
-        b.position_at_end(end_bb)
+        self.enter(end_bb)
         phi = b.phi(I1)
         phi.add_incoming(I1(0) if e.op == "and" else I1(1), left_bb)
         phi.add_incoming(right, right_bb)

@@ -19,7 +19,7 @@ REQUIRED_SECTIONS = {"license", ".maps", ".BTF", ".BTF.ext", ".pybpfgen", ".symt
 
 GOLDEN = {
     "programs/accel.py": {
-        "programs": {"accel_sockops": ("sockops", 472), "accel_redirect": ("sk_msg", 246)},
+        "programs": {"accel_sockops": ("sockops", 471), "accel_redirect": ("sk_msg", 241)},
         "maps": {  # name: (BPF map type, key BTF name, value BTF name, max_entries)
             "socks": (18, "struct SockId", "__u64", 65536),
             "pending": (9, "struct Tuple", "struct Pending", 16384),
@@ -33,7 +33,7 @@ GOLDEN = {
         "helpers": {"accel_sockops": {1, 2, 3, 59, 70, 122}, "accel_redirect": {1, 2, 61, 71, 122}},
     },
     "bench/twin/accel_twin.py": {
-        "programs": {"accel_sockops": ("sockops", 41), "accel_redirect": ("sk_msg", 20)},
+        "programs": {"accel_sockops": ("sockops", 40), "accel_redirect": ("sk_msg", 19)},
         "maps": {
             "sock_hash": (18, "struct sock_key", "__u32", 65536),
             "accel_ports": (1, "__u32", "__u32", 1024),
