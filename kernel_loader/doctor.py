@@ -33,11 +33,10 @@ HAZARDS = [
             "--port N`) or out of the cgroup (`pybpfgen load --cgroup DIR`); see docs/hazards.md"},
     # limits of the current accelerator (programs/accel.py), measured on 6.18 (docs/benchmarks.md, tests/kernel)
     {"name": "bulk-streams-slower", "kernels": ((4, 17), None),
-     "detail": "a connection that the unanswered budget moves to the TCP path (a one-way stream past 256 messages "
-               "/ 4 MiB, or a full-duplex stream outrunning its peer) stays in the sockhash, so every write still "
-               "runs the sk_msg program and the sockmap send/receive path: iperf3 on loopback (6.18, 2 vCPUs) got "
-               "0.45-0.72x the kernel path's throughput with 1 stream (64 B-128 KiB writes, one-way and --bidir) "
-               "and 0.54-0.72x with 8 one-way streams; kernel memory stays flat (budget)",
+     "detail": "a socket in the sockhash sends through the sockmap (tcp_bpf) path even on the TCP path; a stream "
+               "demoted by the unanswered budget leaves the sockhash only when its peer never redirected (one-way "
+               "streams: iperf3 0.90-1.08x the kernel path's throughput on 6.18, 2 vCPUs); a stream whose peer sent "
+               "first (a request, then a bulk response) stays inserted: 0.75-0.91x; kernel memory stays flat",
      "fix": "keep bulk-transfer ports out of the policy; accelerate request/response traffic (docs/benchmarks.md)"},
     {"name": "unpaired-end", "kernels": ((4, 17), None), "status": "info",
      "detail": "a selected socket whose peer is not accelerated (peer outside the cgroup or the policy, or on "
@@ -46,10 +45,9 @@ HAZARDS = [
      "fix": "load into a cgroup holding both ends and use policies that select both ends (e.g. `policy add "
             "--cidr NET --side any`)"},
     {"name": "mptcp", "kernels": ((5, 6), None), "status": "info",
-     "detail": "MPTCP connections are never accelerated: the sockhash refuses their subflows (measured: 0 "
-               "inserted, 0 redirected, 4 MiB each way intact), but the `paired` counter counts them",
-     "fix": "nothing to do for correctness; do not read `paired` as accelerated connections when MPTCP traffic "
-            "is in the policy"},
+     "detail": "MPTCP connections are never accelerated: the sockhash refuses their subflows, and the program "
+               "then leaves them unpaired (measured: 0 inserted, 0 paired, 0 redirected, 4 MiB each way intact)",
+     "fix": "nothing to do; use TCP for connections that should be accelerated"},
     {"name": "reset-socket-stays", "kernels": ((4, 17), None), "status": "info",
      "detail": "a socket reset by its peer stays in the sockhash until its owner closes it (no unhash hook; "
                "measured: 1 entry after RST, 0 after close)",
