@@ -27,8 +27,9 @@ SK_MSG_LINK_KERNEL = (6, 10)
 # Hazards measured on the running kernel line; (first affected, last affected or None), text, what to do.
 HAZARDS = [
     {"name": "splice-reader", "kernels": ((4, 14), None),
-     "detail": "a splice(2) reader on an accelerated socket receives nothing: the sockmap ingress queue is "
-               "invisible to splice (measured on 6.18: 0 of 100 000 bytes)",
+     "detail": "a splice(2) reader on an accelerated socket receives nothing, or bytes out of order: the "
+               "sockmap ingress queue is invisible to splice (measured on 6.18: 0 of 100 000 bytes; after a "
+               "demotion the newer TCP-path bytes came before the older redirected ones)",
      "fix": "keep applications that splice (e.g. splicing proxies) out of the policy (`pybpfgen policy remove "
             "--port N`) or out of the cgroup (`pybpfgen load --cgroup DIR`); see docs/hazards.md"},
     # limits of the current accelerator (programs/accel.py), measured on 6.18 (docs/benchmarks.md, tests/kernel)

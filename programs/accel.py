@@ -25,7 +25,9 @@ peer's receive queue, skipping TCP/IP, routing and veth. Safety rules:
   peer has never redirected (a one-way stream), the peer is fixed on the TCP path too
   (compare-and-swap, so the two never race) and the sender leaves the sockhash at its
   next RTT sample: its sockmap queue is provably empty, so removing it loses nothing.
-  A client that spoke before its server paired leaves with its server unpaired.
+  A client that spoke before its server paired leaves with its server unpaired. Only the
+  compare-and-swap proves "never redirected": a socket whose state was evicted from
+  ``conns`` comes back as MODE_UNPAIRED, which proves nothing, and its peer stays.
 
 A miss (peer gone, not paired) always falls back to the normal TCP path: the sk_msg
 program returns SK_PASS whatever happens. Addresses are in network byte order,
@@ -38,6 +40,8 @@ MODE_REDIRECT = 1  # messages go to the peer's receive queue
 MODE_KERNEL = 2  # messages take the normal TCP path, for the rest of the connection (it has redirected)
 MODE_TCP_ONLY = 3  # the TCP path for good, and it never redirected: its peer's sockmap queue stays empty
 MODE_RELEASE = 4  # MODE_KERNEL with a MODE_TCP_ONLY peer: nothing can reach it, it leaves the sockhash
+MODE_UNPAIRED = 5  # sent while it had no conns entry (before pairing, or after an LRU eviction): the TCP path
+#                    for good. Unlike MODE_TCP_ONLY it proves nothing about what the socket redirected before
 
 V4_MAPPED = 0xFFFF0000  # ::ffff:0:0/96, third word in network byte order
 
@@ -163,6 +167,15 @@ def policy_allows(me: SockId, active: bool) -> bool:
     return Tuple(me.remote_ip, me.local_ip, me.remote_port, me.local_port) in policy_tuples
 
 
+def same_socket(a: SockId, b: SockId) -> bool:
+    if a.netns != b.netns or a.local_port != b.local_port or a.remote_port != b.remote_port:
+        return False
+    for i in range(4):
+        if a.local_ip[i] != b.local_ip[i] or a.remote_ip[i] != b.remote_ip[i]:
+            return False
+    return True
+
+
 def tuple_of(s: SockId) -> Tuple:
     return Tuple(s.local_ip, s.remote_ip, s.local_port, s.remote_port)
 
@@ -238,11 +251,14 @@ def server_established(ctx: SockOps, me: SockId):
     if socks.update(ctx, me, BPF_ANY) != 0:
         return  # the kernel refuses this socket: the client stays unpaired (its messages take the TCP path)
     if conns.update(client, Conn(peer=me, mode=MODE_UNDECIDED), BPF_NOEXIST) != 0:
-        # the client already sent on the TCP path (MODE_TCP_ONLY) and keeps it. Neither end ever redirects
-        # then, so neither needs the sockhash (and its slower send path): both leave it, queues empty
-        socks.delete(me)
-        socks.delete(client)
-        count_released(2)
+        # the client already has state, so it keeps its path and we stay unpaired. MODE_UNPAIRED: it sent
+        # before this pairing, when it had no peer to redirect to. Then neither end ever redirects, so neither
+        # needs the sockhash (and its slower send path): both leave it, their sockmap queues empty
+        c = conns.lookup(client)
+        if c is not None and c.value.mode == MODE_UNPAIRED:
+            socks.delete(me)
+            socks.delete(client)
+            count_released(2)
         return
     conns.update(me, Conn(peer=client, mode=MODE_UNDECIDED), BPF_ANY)
     bpf_sock_ops_cb_flags_set(ctx, BPF_SOCK_OPS_STATE_CB_FLAG | BPF_SOCK_OPS_RTT_CB_FLAG)
@@ -315,7 +331,7 @@ def accel_redirect(msg: SkMsg) -> int:
     c = conns.lookup(me)
     if c is None:
         # first message before any pairing: this connection keeps the TCP path
-        if conns.update(me, Conn(mode=MODE_TCP_ONLY), BPF_NOEXIST) == 0:
+        if conns.update(me, Conn(mode=MODE_UNPAIRED), BPF_NOEXIST) == 0:
             return stay_on_tcp(msg)
         c = conns.lookup(me)  # paired at this very moment: decide below
         if c is None:
@@ -342,9 +358,11 @@ def accel_redirect(msg: SkMsg) -> int:
         count_demoted()
         pc = conns.lookup(peer)
         if pc is not None:
-            # a peer that never redirected is fixed on the TCP path: then nothing can reach us any more
+            # a peer that never redirected is fixed on the TCP path: then nothing can reach us any more. An LRU
+            # element can be reused for another socket's entry at any moment, so the entry must still be our
+            # peer's after the compare-and-swap (a stranger's entry fixed on the TCP path only costs it speed)
             was = atomic_cmpxchg(pc.value.mode, MODE_UNDECIDED, MODE_TCP_ONLY)
-            if was == MODE_UNDECIDED or was == MODE_TCP_ONLY:
+            if (was == MODE_UNDECIDED or was == MODE_TCP_ONLY) and same_socket(pc.value.peer, me):
                 c.value.mode = MODE_RELEASE  # leave the sockhash at the next RTT sample (on_rtt_sample)
         return stay_on_tcp(msg)
     if socks.redirect(msg, peer, BPF_F_INGRESS) != SK_PASS:

@@ -28,6 +28,7 @@
 #define MODE_KERNEL 2    /* messages take the normal TCP path, for the rest of the connection (it redirected) */
 #define MODE_TCP_ONLY 3  /* the TCP path for good, and it never redirected */
 #define MODE_RELEASE 4   /* MODE_KERNEL with a MODE_TCP_ONLY peer: it leaves the sockhash */
+#define MODE_UNPAIRED 5  /* sent while it had no conns entry: the TCP path for good; proves nothing */
 
 #define V4_MAPPED 0xFFFF0000 /* ::ffff:0:0/96, third word in network byte order */
 
@@ -204,6 +205,17 @@ static __always_inline bool cidr_matches(const __u32 addr[4], __u32 side)
     return m && (*m & side) != 0;
 }
 
+static __always_inline bool same_socket(const struct SockId *a, const struct SockId *b)
+{
+    if (a->netns != b->netns || a->local_port != b->local_port || a->remote_port != b->remote_port)
+        return false;
+    for (int i = 0; i < 4; i++) {
+        if (a->local_ip[i] != b->local_ip[i] || a->remote_ip[i] != b->remote_ip[i])
+            return false;
+    }
+    return true;
+}
+
 static __always_inline struct Tuple tuple_of(const struct SockId *s)
 {
     struct Tuple t = { .local_port = s->local_port, .remote_port = s->remote_port };
@@ -324,10 +336,14 @@ static __always_inline void server_established(struct bpf_sock_ops *ctx, struct 
         return; /* the kernel refuses this socket: the client stays unpaired */
     struct Conn c = { .peer = *me, .mode = MODE_UNDECIDED };
     if (bpf_map_update_elem(&conns, &client, &c, BPF_NOEXIST) != 0) {
-        /* the client already sent on the TCP path: neither end ever redirects, both leave the sockhash */
-        bpf_map_delete_elem(&socks, me);
-        bpf_map_delete_elem(&socks, &client);
-        count_released(2);
+        /* the client already has state: it keeps its path, we stay unpaired. MODE_UNPAIRED: it sent before
+         * this pairing, with no peer to redirect to; neither end ever redirects, both leave the sockhash */
+        struct Conn *cc = bpf_map_lookup_elem(&conns, &client);
+        if (cc && cc->mode == MODE_UNPAIRED) {
+            bpf_map_delete_elem(&socks, me);
+            bpf_map_delete_elem(&socks, &client);
+            count_released(2);
+        }
         return;
     }
     struct Conn s = { .peer = client, .mode = MODE_UNDECIDED };
@@ -410,7 +426,7 @@ int accel_redirect(struct sk_msg_md *msg)
     struct Conn *c = bpf_map_lookup_elem(&conns, &me);
     if (!c) {
         /* first message before any pairing: this connection keeps the TCP path */
-        struct Conn k = { .mode = MODE_TCP_ONLY };
+        struct Conn k = { .mode = MODE_UNPAIRED };
         if (bpf_map_update_elem(&conns, &me, &k, BPF_NOEXIST) == 0) {
             return stay_on_tcp(msg);
         }
@@ -445,8 +461,9 @@ int accel_redirect(struct sk_msg_md *msg)
         struct Conn *pc = bpf_map_lookup_elem(&conns, &peer);
         if (pc) {
             /* a peer that never redirected is fixed on the TCP path: then nothing can reach us any more */
+            /* (an LRU element can be reused for another socket: it must still be our peer's after the CAS) */
             __u32 was = __sync_val_compare_and_swap(&pc->mode, MODE_UNDECIDED, MODE_TCP_ONLY);
-            if (was == MODE_UNDECIDED || was == MODE_TCP_ONLY)
+            if ((was == MODE_UNDECIDED || was == MODE_TCP_ONLY) && same_socket(&pc->peer, &me))
                 c->mode = MODE_RELEASE;
         }
         return stay_on_tcp(msg);

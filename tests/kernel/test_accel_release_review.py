@@ -1,23 +1,22 @@
-"""Review of "leaving the sockhash" (programs/accel.py): cases where the proof does not hold.
+"""Review of "leaving the sockhash" (programs/accel.py): the cases a reviewer found where the proof did not hold.
 
 Each case runs one small worker (this file's WORKER source) inside a private child cgroup with the accelerator
 loaded into a private pin root, on loopback, with the default budget (256 messages / 4 MiB unanswered).
 
-* ``test_evicted_conns_entry_releases_a_socket_with_unread_bytes``: ``MODE_TCP_ONLY`` is meant to prove
-  "this socket never redirected", but ``accel_redirect`` also writes it when a socket has *no* ``conns`` entry
-  (``conns.update(me, Conn(mode=MODE_TCP_ONLY), BPF_NOEXIST)``). ``conns`` is an LRU hash: an entry of a socket
-  that did redirect can be evicted and is then re-created as ``TCP_ONLY`` by its next message. Its peer, once
-  demoted, reads that ``TCP_ONLY`` and releases itself with bytes still unread in its sockmap queue; removing it
-  from the sockhash drops its psock (``sk_psock_drop`` -> ``sk_psock_destroy`` -> ``__sk_psock_zap_ingress``):
-  those bytes are lost. The worker deletes the entry from user space, which leaves the map exactly as an LRU
-  eviction of that entry does.
-* ``test_splice_reader_after_demotion_reads_newer_bytes_first``: after a one-way stream is demoted, the older
-  redirected bytes sit in the receiver's sockmap queue and the newer ones in its TCP receive queue. ``recv()``
-  (``tcp_bpf_recvmsg``) reads the sockmap queue first, but ``splice()`` (``tcp_splice_read`` ->
-  ``tcp_read_sock``) only sees the TCP receive queue: it returns the newer bytes first.
-
-Both are marked ``xfail(strict=True)``: they document a defect; they start passing (and then fail as XPASS) when
-the accelerator is fixed, at which point the marker should be removed.
+* ``test_evicted_conns_entry_releases_a_socket_with_unread_bytes`` (regression test): ``MODE_TCP_ONLY`` proves
+  "this socket never redirected" only when the compare-and-swap wrote it. ``conns`` is an LRU hash: an entry of
+  a socket that did redirect can be evicted and is re-created by its next message. That entry used to say
+  ``TCP_ONLY`` too, so its peer, once demoted, released itself with bytes still unread in its sockmap queue;
+  removing it from the sockhash drops its psock (``sk_psock_drop`` -> ``sk_psock_destroy`` ->
+  ``__sk_psock_zap_ingress``): those bytes were lost. The re-created entry now says ``MODE_UNPAIRED``, which
+  proves nothing, and the peer stays. The worker deletes the entry from user space, which leaves the map exactly
+  as an LRU eviction of that entry does.
+* ``test_splice_reader_after_demotion_reads_newer_bytes_first`` (a kernel hazard, ``xfail(strict=True)``): after
+  a one-way stream is demoted, the older redirected bytes sit in the receiver's sockmap queue and the newer ones
+  in its TCP receive queue. ``recv()`` (``tcp_bpf_recvmsg``) reads the sockmap queue first, but ``splice()``
+  (``tcp_splice_read`` -> ``tcp_read_sock``) only sees the TCP receive queue: it returns the newer bytes first.
+  No BPF program can change that; docs/hazards.md and ``pybpfgen doctor`` tell users to keep splice readers out
+  of the policy or the cgroup.
 """
 from __future__ import annotations
 
@@ -189,13 +188,10 @@ def _run(loaded, case: str) -> dict:
     return res
 
 
-@pytest.mark.xfail(strict=True, reason="accel.py: a TCP_ONLY entry re-created after an LRU eviction is taken as "
-                   "proof that the peer never redirected; the peer is released with unread bytes, which the "
-                   "psock teardown purges (bytes lost)")
 def test_evicted_conns_entry_releases_a_socket_with_unread_bytes(loaded):
     r = _run(loaded, "evict")
-    # preconditions of the scenario (these hold today: they are not what the xfail is about)
-    assert r["socks_paired"] == 2 and r["b_mode_before"] == 1, r  # B redirected (today b_mode_after is 3)
+    # preconditions of the scenario
+    assert r["socks_paired"] == 2 and r["b_mode_before"] == 1, r  # B redirected
     assert r["b_read_ok"], r
     # the promise: A receives B's 11 records, in order, whatever happened to the conns map
     assert r["a_received"] == r["a_expected"], (

@@ -1,11 +1,11 @@
-"""Review of "leaving the sockhash": a case where the release proof does not hold (pybpfgen.testing, no kernel).
+"""Review of "leaving the sockhash": the release proof must survive LRU eviction (pybpfgen.testing, no kernel).
 
-``MODE_TCP_ONLY`` is read by a demoted sender as proof that its peer never redirected. It is written by the
-compare-and-swap (a real proof) but also by ``accel_redirect`` when a socket has no ``conns`` entry at all.
-``conns`` is an LRU hash, so a socket that did redirect can lose its entry (eviction) and get a fresh
-``TCP_ONLY`` one with its next message; its peer then releases itself with the redirected bytes still unread in
-its sockmap queue, and the kernel purges that queue when the socket leaves the sockhash (bytes lost). The kernel
-reproduction is tests/kernel/test_accel_release_review.py. Marked xfail(strict) until the program is fixed.
+``MODE_TCP_ONLY`` is read by a demoted sender as proof that its peer never redirected; only the
+compare-and-swap writes it. ``conns`` is an LRU hash, so a socket that did redirect can lose its entry
+(eviction) and get a fresh one with its next message: that entry is ``MODE_UNPAIRED`` (it used to be
+``TCP_ONLY``, and the peer then released itself with the redirected bytes still unread in its sockmap queue,
+which the kernel purges when a socket leaves the sockhash). The kernel reproduction is
+tests/kernel/test_accel_release_review.py.
 """
 import struct
 
@@ -35,9 +35,6 @@ def mode(mod, key):
     return struct.unpack_from("I", mod.map("conns").data[key], 48)[0]
 
 
-@pytest.mark.xfail(strict=True, reason="accel.py writes MODE_TCP_ONLY for a socket without a conns entry, so an "
-                   "LRU-evicted entry of a socket that redirected reads as 'never redirected': its peer is "
-                   "released with the redirected bytes still unread (purged with the psock)")
 def test_an_evicted_redirecting_peer_is_not_taken_for_one_that_never_redirected(mod):
     mod.run("accel_sockops", client())
     mod.run("accel_sockops", server())
@@ -49,7 +46,7 @@ def test_an_evicted_redirecting_peer_is_not_taken_for_one_that_never_redirected(
     mod.map("conns").data.pop(srv_key)  # the LRU evicts the server's entry
     again = msg_from_server()
     mod.run("accel_redirect", again)  # no entry: a fresh one, on the TCP path
-    assert again.redirect is None  # (today the fresh entry says MODE_TCP_ONLY, which is the defect)
+    assert again.redirect is None  # (a fresh MODE_UNPAIRED entry: proves nothing)
     for _ in range(257):  # the client's one-way stream outruns the budget
         mod.run("accel_redirect", msg_from_client())
     assert stats(mod)["demoted"] == 1
