@@ -32,6 +32,16 @@ HAZARDS = [
                "demotion the newer TCP-path bytes came before the older redirected ones)",
      "fix": "keep applications that splice (e.g. splicing proxies) out of the policy (`pybpfgen policy remove "
             "--port N`) or out of the cgroup (`pybpfgen load --cgroup DIR`); see docs/hazards.md"},
+    {"name": "msg-waitall", "kernels": ((4, 14), None),
+     "detail": "recv(n, MSG_WAITALL) on an accelerated socket returns as soon as redirected bytes are there, not "
+               "when n bytes are: tcp_bpf_recvmsg ignores MSG_WAITALL (measured on 6.18 with records written in "
+               "parts: 16 of 16 reads short, e.g. 1 of 2 B, 100 of 200 B, 262144 of 1048576 B; after a demotion "
+               "recv(19200) returned the 16384 redirected bytes; the kernel path returned every read in full; no "
+               "byte lost or reordered). Applications that read fixed-size records with MSG_WAITALL and do not "
+               "check the length misparse",
+     "fix": "keep applications that rely on MSG_WAITALL out of the policy (`pybpfgen policy remove --port N`) or "
+            "out of the cgroup (`pybpfgen load --cgroup DIR`), or make them loop until the record is complete; "
+            "see docs/hazards.md"},
     # limits of the current accelerator (programs/accel.py), measured on 6.18 (docs/benchmarks.md, tests/kernel)
     {"name": "bulk-streams-slower", "kernels": ((4, 17), None),
      "detail": "a socket in the sockhash sends through the sockmap (tcp_bpf) path even on the TCP path; a stream "

@@ -54,6 +54,10 @@ class Params:
     duplex_min_ratio: float = field(default_factory=lambda: _env_float("PYBPFGEN_CONF_DUPLEX_MIN_RATIO", 0.5))
     slab_abort_mib: int = field(default_factory=lambda: _env_int("PYBPFGEN_CONF_SLAB_ABORT_MIB", 1536))
     mem_bound_mib: int = field(default_factory=lambda: _env_int("PYBPFGEN_CONF_MEM_BOUND_MIB", 256))
+    waitall_sizes: list = field(default_factory=lambda: [2, 200, 65536, 1 << 20])
+    waitall_rounds: int = field(default_factory=lambda: _env_int("PYBPFGEN_CONF_WAITALL_ROUNDS", 2))
+    waitall_pause_s: float = field(default_factory=lambda: _env_float("PYBPFGEN_CONF_WAITALL_PAUSE_SECONDS", 0.05))
+    waitall_demote_records: int = field(default_factory=lambda: _env_int("PYBPFGEN_CONF_WAITALL_DEMOTE_RECORDS", 300))
 
     def override(self, d: dict | None) -> "Params":
         for k, v in (d or {}).items():
@@ -485,6 +489,63 @@ def case_duplex_memory(sb: Sandbox, prm: Params, say):
     return st, det, metrics
 
 
+# ------------------------------------------------------------------------------------------ 12
+def case_msg_waitall(sb: Sandbox, prm: Params, say):
+    """recv(n, MSG_WAITALL) of records written in parts with a pause. On the kernel path every read must come
+    back full (a short read there is a harness problem: fail). Accelerated, tcp_bpf_recvmsg returns as soon as
+    the sockmap queue gave it anything (net/ipv4/tcp_bpf.c ignores MSG_WAITALL): a short read is reported as
+    ``kernel-hazard`` with the numbers. In every mode the data must be complete and in order (fail otherwise)."""
+    ns = sb.new_netns()
+    sp = _both(sb, ns, "waitall", {"port": PORT, "sizes": prm.waitall_sizes, "rounds": prm.waitall_rounds,
+                                   "pause_s": prm.waitall_pause_s}, say)
+    dm = _both(sb, ns, "waitall_demoted", {"port": PORT, "records": prm.waitall_demote_records,
+                                           "pause_s": prm.waitall_pause_s}, say)
+    hazard: list[str] = []
+    for r in sp:
+        a = r.result
+        if a.get("short_reads"):
+            msg = (f"recv(n, MSG_WAITALL) returned short in {a['short_reads']} of {a['reads']} reads "
+                   f"({a['bytes_returned_short']} of {a['bytes_asked_short']} B asked by those reads; smallest "
+                   f"first reads: {a['first_reads']})")
+            r.problems.append(f"HAZARD {msg}" if r.mode == "accel" else msg)
+            if r.mode == "accel":
+                hazard.append(msg)
+    for r in dm:
+        a = r.result
+        if r.mode == "accel" and r.counters.get("demoted", 1) == 0:
+            r.problems.append("the one-way stream was not demoted (demoted counter 0): the check after a "
+                              "demotion did not run as intended")
+        if "burst_first_read" in a and a["burst_first_read"] < a["burst_bytes"]:
+            fr = a["burst_first_read"]
+            msg = (f"after a demotion (a one-way stream of {prm.waitall_demote_records} 64 B records) recv("
+                   f"{a['burst_bytes']}, MSG_WAITALL) returned {fr} B"
+                   + (f" (records 0-{fr // 64 - 1})" if fr and fr % 64 == 0 else ""))
+            r.problems.append(f"HAZARD {msg}" if r.mode == "accel" else msg)
+            if r.mode == "accel":
+                hazard.append(msg)
+        if a.get("after_short_reads"):
+            msg = (f"on the TCP path after the demotion {a['after_short_reads']} of {a['after_reads']} "
+                   f"MSG_WAITALL reads came back short ({a['after_first_reads']})")
+            r.problems.append(f"HAZARD {msg}" if r.mode == "accel" else msg)
+            if r.mode == "accel":
+                hazard.append(msg)
+    metrics = {**metrics_of(sp, "split."), **metrics_of(dm, "demoted.")}
+    runs = sp + dm
+    k = sp[0].result
+    st, det = judge(runs, f"recv(n, MSG_WAITALL) returned every record in full ({k.get('reads')} reads of "
+                          f"{', '.join(map(str, prm.waitall_sizes))} B written in parts, both directions; after a "
+                          f"demotion too); data complete and in order",
+                    hazard_if=lambda p: p.startswith("HAZARD "))
+    if st == "kernel-hazard":
+        det = (f"kernel hazard: {'; '.join(hazard)} on the accelerated path, while the kernel path returned every "
+               f"read in full; data complete and in order (SHA-256)")
+    elif st == "fail" and det.startswith("accelerated"):
+        real = [p for r in runs if r.mode == "accel" for p in r.problems if not p.startswith("HAZARD ")]
+        more = f" (+{len(real) - 1} more)" if len(real) > 1 else ""
+        det = f"accelerated: {real[0]}{more}" + (" (and short MSG_WAITALL reads)" if hazard else "")
+    return st, det, metrics
+
+
 CASES = {
     "sizes": (case_sizes, "1 B .. 1 MiB single sends and iovecs, both directions at once"),
     "early_data": (case_early_data, "data sent right after connect(), before the peer is in the sockhash: order"),
@@ -497,4 +558,5 @@ CASES = {
     "unload_reload": (case_unload_reload, "unload and load again while 100 streams flow: 0 B lost"),
     "netns_collision": (case_netns_collision, "identical 4-tuples in two network namespaces"),
     "duplex_memory": (case_duplex_memory, "full-duplex small writes: throughput and kernel memory"),
+    "msg_waitall": (case_msg_waitall, "recv(n, MSG_WAITALL) of records written in parts (kernel hazard)"),
 }

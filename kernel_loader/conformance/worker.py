@@ -1164,6 +1164,166 @@ def sc_tuple_client(port: int, client_port: int, tag: str, records: int = 4096, 
     return {"client_got": _read_tags(c, read_s), "sha_c": hashlib.sha256(_tagged(tag + "-c", records)).hexdigest()}
 
 
+# =========================================================================== 12. MSG_WAITALL
+def _recv_waitall(sock, n: int, h) -> tuple[int, int, int]:
+    """``recv(n, MSG_WAITALL)`` as a fixed-size-record reader does it, then (when that came back short) more
+    MSG_WAITALL reads for the rest, as a reader that checks the length would. Returns (bytes the first read
+    returned, bytes received in all, recv calls). The socket must be blocking (Python's own timeouts make it
+    non-blocking, where MSG_WAITALL means nothing): SO_RCVTIMEO bounds every wait instead."""
+    first, got, calls = None, 0, 0
+    while got < n:
+        try:
+            d = sock.recv(n - got, socket.MSG_WAITALL)
+        except OSError:            # EAGAIN after SO_RCVTIMEO with nothing copied, or a reset
+            break
+        calls += 1
+        if first is None:
+            first = len(d)
+        if not d:
+            break
+        h.update(d)
+        got += len(d)
+    return first or 0, got, calls
+
+
+def _parts(n: int, k: int) -> list[tuple[int, int]]:
+    k = max(1, min(k, n))
+    bounds = [i * n // k for i in range(k)] + [n]
+    return [(bounds[i], bounds[i + 1]) for i in range(k)]
+
+
+def _rcvtimeo(sock, seconds: int) -> None:
+    sock.settimeout(None)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", seconds, 0))
+
+
+def sc_waitall(port: int, sizes: list[int], rounds: int = 2, pause_s: float = 0.05, big_parts: int = 4,
+               big: int = 1 << 20) -> dict:
+    """Fixed-size records, each written in parts with a pause between them (2 parts; records of ``big`` bytes
+    and more in ``big_parts`` parts); the reader asks for each record with one ``recv(n, MSG_WAITALL)`` and
+    acknowledges it with one byte (request/response, so the unanswered budget never moves the connection to
+    the TCP path). Both directions, one after the other. Short reads are counted, not judged (cases.py judges
+    them by path); lost, extra or reordered bytes are problems."""
+    c, s = tcp_pair(port)
+    for x in (c, s):
+        _rcvtimeo(x, 5)
+    rng = random.Random(16)
+    problems: list[str] = []
+    out: dict = {}
+    reads = short = asked_short = returned_short = 0
+    smallest: dict[int, int] = {}      # record size -> smallest first read
+    for d, tx, rx in (("c2s", c, s), ("s2c", s, c)):
+        plan = [n for _ in range(rounds) for n in sizes]
+        records = [payload(n, rng) for n in plan]
+        want = hashlib.sha256(b"".join(records)).hexdigest()
+
+        def sender(tx=tx, records=records):
+            for rec in records:
+                for i, (a, b) in enumerate(_parts(len(rec), big_parts if len(rec) >= big else 2)):
+                    if i:
+                        time.sleep(pause_s)
+                    tx.sendall(rec[a:b])
+                if tx.recv(1) != b"k":          # the reader's acknowledgement
+                    raise ConnectionError("no acknowledgement from the reader")
+        t = Threads()
+        t.start("send", sender)
+        h = hashlib.sha256()
+        d_short = d_calls = d_got = 0
+        for n in plan:
+            first, got, calls = _recv_waitall(rx, n, h)
+            reads += 1
+            d_calls += calls
+            d_got += got
+            smallest[n] = min(smallest.get(n, n), first)
+            if first < n:
+                short += 1
+                d_short += 1
+                asked_short += n
+                returned_short += first
+            if got < n:
+                problems.append(f"{d}: a {n} B record: only {got} B arrived within 5 s (lost or stalled)")
+                break
+            rx.sendall(b"k")
+        t.join(30)
+        problems += [f"{d}: {e}" for e in t.errors]
+        total = sum(plan)
+        if not any(p.startswith(d) for p in problems):
+            if d_got != total:
+                problems.append(f"{d}: received {d_got} of {total} B")
+            elif h.hexdigest() != want:
+                problems.append(f"{d}: SHA-256 mismatch (bytes lost, duplicated or reordered)")
+        out[f"{d}_reads"] = len(plan)
+        out[f"{d}_short_reads"] = d_short
+        out[f"{d}_recv_calls"] = d_calls
+        out[f"{d}_bytes"] = d_got
+    c.close()
+    s.close()
+    return {"problems": problems, **out, "reads": reads, "short_reads": short, "bytes_asked_short": asked_short,
+            "bytes_returned_short": returned_short,
+            "first_reads": ", ".join(f"{smallest[n]} of {n} B" for n in sorted(smallest))}
+
+
+def sc_waitall_demoted(port: int, records: int = 300, rec_size: int = 64, after: list[int] = (200, 65536),
+                       pause_s: float = 0.05) -> dict:
+    """A one-way stream of ``records`` small records (past the unanswered budget: the accelerator moves the
+    sender to the TCP path after 256 messages, so the reader holds redirected bytes in its sockmap queue and the
+    newer ones in its TCP queue); then one ``recv(all, MSG_WAITALL)``. Afterwards records of ``after`` sizes,
+    each in two parts with a pause, read with ``recv(n, MSG_WAITALL)`` (the stream is on the TCP path now)."""
+    c, s = tcp_pair(port)
+    _rcvtimeo(s, 5)
+    rng = random.Random(17)
+    recs = [REC.pack(7, i) + payload(rec_size - REC.size, rng) for i in range(records)]
+    burst = b"".join(recs)
+    later = [payload(n, rng) for n in after]
+    want = hashlib.sha256(burst + b"".join(later)).hexdigest()
+    for r in recs:
+        c.sendall(r)
+    time.sleep(0.3)                          # every byte of the burst has arrived (in one queue or the other)
+    h = hashlib.sha256()
+    first, got, calls = _recv_waitall(s, len(burst), h)
+    problems: list[str] = []
+    out = {"burst_bytes": len(burst), "burst_first_read": first, "burst_recv_calls": calls}
+    if got < len(burst):
+        problems.append(f"one-way burst: only {got} of {len(burst)} B arrived")
+    go = threading.Event()
+
+    def sender():
+        for rec in later:
+            if not go.wait(10):
+                raise TimeoutError("reader did not ask for the next record")
+            go.clear()
+            half = len(rec) // 2
+            c.sendall(rec[:half])
+            time.sleep(pause_s)
+            c.sendall(rec[half:])
+    t = Threads()
+    t.start("send", sender)
+    after_short, after_firsts = 0, []
+    for rec in later:
+        if problems:
+            break
+        go.set()
+        first, n_got, _ = _recv_waitall(s, len(rec), h)
+        got += n_got
+        after_firsts.append(f"{first} of {len(rec)} B")
+        after_short += first < len(rec)
+        if n_got < len(rec):
+            problems.append(f"after the burst: a {len(rec)} B record: only {n_got} B arrived within 5 s")
+    go.set()
+    t.join(15)
+    problems += t.errors
+    total = len(burst) + sum(map(len, later))
+    if not problems:
+        if got != total:
+            problems.append(f"received {got} of {total} B")
+        elif h.hexdigest() != want:
+            problems.append("SHA-256 mismatch (bytes lost, duplicated or reordered)")
+    c.close()
+    s.close()
+    return {"problems": problems, **out, "after_reads": len(later), "after_short_reads": after_short,
+            "after_first_reads": ", ".join(after_firsts), "bytes": got}
+
+
 SCENARIOS = {name[3:]: fn for name, fn in globals().items() if name.startswith("sc_") and callable(fn)}
 
 

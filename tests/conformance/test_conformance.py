@@ -1,8 +1,8 @@
 """pytest wrappers of the conformance suite (issue #5): kernel_loader.conformance against the compiled
 programs/accel.py. Each case runs accelerated and on the kernel path in private netns/cgroups/pins.
 
-Every case must pass (cases 2, 6, 10 and 11 failed with the seed's 4-tuple design; see docs/hazards.md). The splice case
-must be *reported* as a kernel hazard (not silently pass). Progress goes to the terminal (capsys disabled).
+Every case must pass (cases 2, 6, 10 and 11 failed with the seed's 4-tuple design; see docs/hazards.md). The splice and
+MSG_WAITALL cases must be *reported* as the kernel hazards they are (not silently pass). Progress goes to the terminal (capsys disabled).
 Sizes: PYBPFGEN_CONF_* env vars (see kernel_loader/conformance/cases.py, Params).
 """
 from __future__ import annotations
@@ -85,6 +85,49 @@ def test_sendfile_ok_splice_is_reported_as_kernel_hazard(conformance):
     assert m["splice.accel.spliced"] < m["splice.accel.size"], _why(r)
     for d in ("c2s", "s2c"):
         assert m[f"sendfile.accel.sendfile_{d}_bytes"] == m[f"sendfile.kernel.sendfile_{d}_bytes"] > 0, _why(r)
+
+
+def test_msg_waitall_short_reads_are_reported_as_kernel_hazard(conformance):
+    """tcp_bpf_recvmsg returns as soon as the sockmap queue gave it anything: recv(n, MSG_WAITALL) of a record
+    written in parts comes back short accelerated (full on the kernel path); the data stays complete and in order."""
+    r = conformance("msg_waitall")
+    assert r["status"] == "kernel-hazard", _why(r)
+    assert "MSG_WAITALL" in r["detail"] and "short" in r["detail"], r["detail"]
+    m = r["metrics"]
+    assert m["split.kernel.reads"] > 0 and m["split.kernel.short_reads"] == 0, _why(r)
+    assert 0 < m["split.accel.short_reads"] <= m["split.accel.reads"], _why(r)
+    for d in ("c2s", "s2c"):
+        assert m[f"split.accel.{d}_bytes"] == m[f"split.kernel.{d}_bytes"] > 0, _why(r)
+    assert m["demoted.kernel.burst_first_read"] == m["demoted.kernel.burst_bytes"], _why(r)
+    assert m["demoted.accel.demoted"] >= 1 and m["demoted.accel.bytes"] == m["demoted.kernel.bytes"], _why(r)
+
+
+def test_msg_waitall_judgement(monkeypatch):
+    """Short reads: a kernel hazard accelerated, a failure on the kernel path; lost bytes always fail."""
+    from kernel_loader.conformance import cases
+
+    def result(short=0, burst_first=19200, problems=()):
+        return {"problems": list(problems), "reads": 16, "short_reads": short, "bytes_asked_short": 2 * short,
+                "bytes_returned_short": short, "first_reads": "1 of 2 B", "burst_bytes": 19200,
+                "burst_first_read": burst_first, "after_reads": 2, "after_short_reads": 0, "after_first_reads": ""}
+
+    def judge(kernel_split, accel_split, kernel_dm=None, accel_dm=None):
+        runs = iter([[cases.Run("kernel", kernel_split, {}), cases.Run("accel", accel_split, {"redirected": 9})],
+                     [cases.Run("kernel", kernel_dm or result(), {}),
+                      cases.Run("accel", accel_dm or result(burst_first=16384), {"redirected": 9, "demoted": 1})]])
+        monkeypatch.setattr(cases, "_both", lambda *a, **k: next(runs))
+        sb = type("SB", (), {"new_netns": lambda self: "ns"})()
+        st, det, _m = cases.case_msg_waitall(sb, cases.Params(), lambda s: None)
+        return st, det
+
+    st, det = judge(result(), result(short=16))
+    assert st == "kernel-hazard" and "16 of 16 reads" in det and "16384 B (records 0-255)" in det, det
+    assert judge(result(), result(), accel_dm=result())[0] == "pass"
+    st, det = judge(result(short=1), result(short=16))
+    assert st == "fail" and det.startswith("kernel path fails too"), det
+    st, det = judge(result(), result(short=16, problems=["c2s: SHA-256 mismatch (bytes lost, duplicated or "
+                                                          "reordered)"]))
+    assert st == "fail" and "SHA-256 mismatch" in det and "short MSG_WAITALL" in det, det
 
 
 def test_backpressure_slow_reader(conformance):
