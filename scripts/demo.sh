@@ -5,7 +5,11 @@
 #   DEMO_SECONDS=3 (sockperf seconds per measurement)   DEMO_ROUNDS=1
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-[ "$(id -u)" -eq 0 ] || { echo "demo.sh: run as root (cgroups, BPF, network namespaces)" >&2; exit 1; }
+if [ "$(id -u)" -ne 0 ]; then  # cgroups, BPF and network namespaces need root
+    command -v sudo >/dev/null && exec sudo bash "$0" "$@"
+    echo "demo.sh: run as root (cgroups, BPF, network namespaces)" >&2
+    exit 1
+fi
 
 bash scripts/setup.sh
 PY=.venv/bin/python

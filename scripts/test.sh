@@ -3,6 +3,12 @@
 # Exits non-zero on any failure; "no tests collected" (pytest exit code 5) is a failure too.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+if [ "$(id -u)" -ne 0 ]; then  # the kernel tests (most of the suite) load BPF programs: root
+    if command -v sudo >/dev/null; then
+        exec sudo ${CI:+CI="$CI"} bash "$0" "$@"
+    fi
+    echo "test.sh: not root and no sudo: the kernel tests will be skipped (run as root to run them)" >&2
+fi
 bash scripts/setup.sh
 rc=0
 .venv/bin/python -m pytest -q "$@" || rc=$?
