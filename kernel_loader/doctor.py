@@ -28,7 +28,7 @@ SK_MSG_LINK_KERNEL = (6, 10)
 HAZARDS = [
     {"name": "splice-reader", "kernels": ((4, 14), None),
      "detail": "a splice(2) reader on an accelerated socket receives nothing, or bytes out of order: the "
-               "sockmap ingress queue is invisible to splice (measured on 6.18: 0 of 100 000 bytes; after a "
+               "sockmap ingress queue is invisible to splice (measured on 6.18: 0 of 1 048 576 bytes; after a "
                "demotion the newer TCP-path bytes came before the older redirected ones)",
      "fix": "keep applications that splice (e.g. splicing proxies) out of the policy (`pybpfgen policy remove "
             "--port N`) or out of the cgroup (`pybpfgen load --cgroup DIR`); see docs/hazards.md"},
@@ -51,8 +51,9 @@ HAZARDS = [
      "fix": "keep bulk-transfer ports out of the policy; accelerate request/response traffic (docs/benchmarks.md)"},
     {"name": "unpaired-end", "kernels": ((4, 17), None), "status": "info",
      "detail": "a selected socket whose peer is not accelerated (peer outside the cgroup or the policy, or on "
-               "another host) is inserted anyway and each of its writes runs sk_msg and misses (measured: "
-               "redirected 0, missed > 0, data intact)",
+               "another host) is inserted anyway: its first write misses (its verdict then covers the next GiB) "
+               "and its writes keep the sockmap (tcp_bpf) send path (measured: redirected 0, missed > 0, data "
+               "intact)",
      "fix": "load into a cgroup holding both ends and use policies that select both ends (e.g. `policy add "
             "--cidr NET --side any`)"},
     {"name": "mptcp", "kernels": ((5, 6), None), "status": "info",
