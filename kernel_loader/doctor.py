@@ -51,11 +51,10 @@ HAZARDS = [
      "fix": "keep bulk-transfer ports out of the policy; accelerate request/response traffic (docs/benchmarks.md)"},
     {"name": "unpaired-end", "kernels": ((4, 17), None), "status": "info",
      "detail": "a selected socket whose peer is not accelerated (peer outside the cgroup or the policy, or on "
-               "another host) is inserted anyway: its first write misses (its verdict then covers the next GiB) "
-               "and its writes keep the sockmap (tcp_bpf) send path (measured: redirected 0, missed > 0, data "
-               "intact)",
-     "fix": "load into a cgroup holding both ends and use policies that select both ends (e.g. `policy add "
-            "--cidr NET --side any`)"},
+               "another host) is inserted and waits for its peer; its first write misses, and once its data is "
+               "acknowledged it leaves the sockhash (measured: redirected 0, missed 1, released 1, data intact)",
+     "fix": "nothing to do for correctness; to accelerate such connections, load into a cgroup holding both ends "
+            "and use policies that select both ends (e.g. `policy add --cidr NET --side any`)"},
     {"name": "mptcp", "kernels": ((5, 6), None), "status": "info",
      "detail": "MPTCP connections are never accelerated: the sockhash refuses their subflows, and the program "
                "then leaves them unpaired (measured: 0 inserted, 0 paired, 0 redirected, 4 MiB each way intact)",

@@ -25,7 +25,8 @@ peer's receive queue, skipping TCP/IP, routing and veth. Safety rules:
   peer has never redirected (a one-way stream), the peer is fixed on the TCP path too
   (compare-and-swap, so the two never race) and the sender leaves the sockhash at its
   next RTT sample: its sockmap queue is provably empty, so removing it loses nothing.
-  A client that spoke before its server paired leaves with its server unpaired. Only the
+  A client that spoke before its server paired leaves with its server unpaired; a client
+  whose server never pairs leaves at its first RTT sample. Only the
   compare-and-swap proves "never redirected": a socket whose state was evicted from
   ``conns`` comes back as MODE_UNPAIRED, which proves nothing, and its peer stays.
 
@@ -275,6 +276,16 @@ def on_rtt_sample(ctx: SockOps, me: SockId):
         if mode == MODE_RELEASE:
             socks.delete(me)
             count_released(1)
+        elif mode == MODE_UNPAIRED:
+            # a client that spoke before any server paired with it. Still waiting in `pending`: then no server
+            # ever paired with it, so nothing was redirected to it, and none will be once it stops waiting
+            # (its server, outside the cgroup or the policy, or on another host, may never come)
+            key = tuple_of(me)
+            p = pending.lookup(key)
+            if p is not None and same_socket(p.value.client, me):
+                pending.delete(key)
+                socks.delete(me)
+                count_released(1)
     bpf_sock_ops_cb_flags_set(ctx, BPF_SOCK_OPS_STATE_CB_FLAG)  # settled: no more RTT callbacks
 
 

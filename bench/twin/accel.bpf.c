@@ -363,6 +363,15 @@ static __always_inline void on_rtt_sample(struct bpf_sock_ops *ctx, struct SockI
         if (mode == MODE_RELEASE) {
             bpf_map_delete_elem(&socks, me);
             count_released(1);
+        } else if (mode == MODE_UNPAIRED) {
+            /* spoke before any server paired with it; still waiting in pending: nothing was redirected to it */
+            struct Tuple key = tuple_of(me);
+            struct Pending *p = bpf_map_lookup_elem(&pending, &key);
+            if (p && same_socket(&p->client, me)) {
+                bpf_map_delete_elem(&pending, &key);
+                bpf_map_delete_elem(&socks, me);
+                count_released(1);
+            }
         }
     }
     bpf_sock_ops_cb_flags_set(ctx, BPF_SOCK_OPS_STATE_CB_FLAG);

@@ -360,6 +360,8 @@ def test_server_outside_cgroup_never_paired(accel, netns_pair):
     assert_intact(r)
     assert [decode_sock_key(k)[1] for k in r.socks_established] == [sock_id(r.client_est)]
     assert d["paired"] == 0 and d["redirected"] == 0 and d["missed"] > 0, d
+    # once its data was acknowledged, the client stopped waiting and left the sockhash (still connected)
+    assert r.socks_after == [] and d["released"] == 1, (d, [k.hex() for k in r.socks_after])
     assert accel.wait_socks_empty() == []
 
 

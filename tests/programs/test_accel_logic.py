@@ -149,6 +149,40 @@ def rtt_sample(port, sport, netns=1):
                             remote_port=sport, netns_cookie=netns)
 
 
+def test_a_client_whose_server_never_pairs_leaves_the_sockhash_after_it_spoke(mod):
+    """Its server is outside the cgroup or the policy (or on another host): once the client has sent on the TCP
+    path, it stops waiting and leaves the sockhash; a server that shows up later stays unpaired."""
+    mod.run("accel_sockops", client())
+    assert len(mod.map("socks")) == 1 and len(mod.map("pending")) == 1
+    early = msg_from_client()
+    mod.run("accel_redirect", early)
+    assert early.redirect is None
+    rtt = rtt_sample(port=40000, sport=6379)
+    mod.run("accel_sockops", rtt)
+    assert len(mod.map("socks")) == 0 and len(mod.map("pending")) == 0
+    assert stats(mod)["released"] == 1 and rtt.cb_flags == STATE_CB_FLAG
+    mod.run("accel_sockops", server())  # too late: nothing to pair with
+    assert len(mod.map("socks")) == 0 and stats(mod)["paired"] == 0
+    back = msg_from_server()
+    mod.run("accel_redirect", back)
+    assert back.redirect is None
+
+
+def test_a_paired_client_whose_entry_was_evicted_stays(mod):
+    """A paired client's conns entry evicted and re-created (MODE_UNPAIRED): it is no longer in `pending`, and
+    its server may have redirected to it, so it must stay in the sockhash."""
+    mod.run("accel_sockops", client())
+    mod.run("accel_sockops", server())
+    back = msg_from_server()
+    mod.run("accel_redirect", back)
+    assert target_of(mod, back) == ("client", 1, 40000)
+    ckey = next(k for k, v in mod.map("socks").data.items() if v == ("client", 1, 40000))
+    mod.map("conns").data.pop(ckey)  # the LRU evicts the client's entry
+    mod.run("accel_redirect", msg_from_client())  # re-created as MODE_UNPAIRED, TCP path
+    mod.run("accel_sockops", rtt_sample(port=40000, sport=6379))
+    assert ("client", 1, 40000) in mod.map("socks").data.values() and stats(mod)["released"] == 0
+
+
 def test_a_demoted_sender_whose_peer_redirected_stays_in_the_sockhash(mod):
     """The peer's redirected messages may still sit in this socket's sockmap queue: removing it would drop
     them, so it stays (and keeps tcp_bpf's send path)."""
