@@ -97,7 +97,11 @@ def apply_patch(path: Path, diff: str) -> None:
 
 
 def line_regex(expected_line: str) -> re.Pattern:
-    parts = [re.escape(p) for p in expected_line.rstrip().split("...")]
+    """``...`` matches anything; a run of two or more spaces matches any run of spaces (column padding depends
+    on the width of the ids that ``...`` stands for)."""
+    def part(text: str) -> str:
+        return " +".join(re.escape(x) for x in re.split(r" {2,}", text))
+    parts = [part(p) for p in expected_line.rstrip().split("...")]
     return re.compile("^" + ".*".join(parts) + r"\s*$")
 
 
