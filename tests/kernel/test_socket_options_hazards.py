@@ -1,4 +1,4 @@
-"""Receive-side socket options that the sockmap receive path (tcp_bpf_recvmsg) does not honour on Linux 6.18.
+"""Socket options and flags that the sockmap paths (tcp_bpf) do not honour on Linux 6.18.
 
 Each case runs one worker in a private child cgroup, on the kernel path and with the accelerator loaded (policy on
 the worker's port), on loopback; a ping-pong first puts the accelerated pair on the redirect path. The kernel path
@@ -10,6 +10,9 @@ failure (XPASS) the day the kernel honours the option, so that the hazard can be
   the start of the sockmap queue again (``sk_msg_recvmsg`` ignores the peek offset).
 * ``SO_RCVLOWAT``: a reader must not be woken, nor ``recv`` return, with fewer bytes than the low-water mark while
   more are coming; accelerated, poll wakes and recv returns at the first redirected message.
+* ``MSG_ZEROCOPY``: a sender that set ``SO_ZEROCOPY`` must get completion notifications on its error queue (it
+  may reuse its buffers only then); accelerated, tcp_bpf copies the data and no notification ever comes, so a
+  sender that waits for them waits forever. The data itself arrives intact.
 """
 from __future__ import annotations
 
@@ -41,6 +44,25 @@ WORKER = textwrap.dedent(r'''
         s.setsockopt(socket.SOL_SOCKET, 42, 0)                # SO_PEEK_OFF
         res["peeks"] = [s.recv(4, socket.MSG_PEEK).decode(), s.recv(4, socket.MSG_PEEK).decode()]
         res["read"] = s.recv(100).decode()
+    elif case == "zerocopy":
+        c.setsockopt(socket.SOL_SOCKET, 60, 1)                # SO_ZEROCOPY
+        sent = sum(c.send(b"z" * 65536, 0x4000000) for _ in range(4))   # MSG_ZEROCOPY
+        got = 0
+        s.settimeout(5)
+        while got < sent:
+            k = s.recv(1 << 20)
+            if not k:
+                break
+            got += len(k)
+        comps = 0
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            try:
+                c.recvmsg(0, 1024, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT)
+                comps += 1
+            except BlockingIOError:
+                select.select([c], [], [], 0.1)
+        res.update(sent=sent, received=got, completions=comps)
     else:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 100)
         def send():
@@ -66,7 +88,7 @@ def runs(tmp_path_factory):
     obj = kh.PybpfgenCLI().compile(kh.REPO_ROOT / "programs", tmp_path_factory.mktemp("build"))
     worker = tmp_path_factory.mktemp("worker") / "sockopt_worker.py"
     worker.write_text(WORKER)
-    out: dict = {"peek_off": {}, "rcvlowat": {}}
+    out: dict = {"peek_off": {}, "rcvlowat": {}, "zerocopy": {}}
     with kh.child_cgroup("pybpfgen-test") as cg, kh.private_pin_root("pybpfgen-test") as pr:
         cli = kh.PybpfgenCLI(pin_root=pr)
         try:
@@ -118,3 +140,16 @@ def test_rcvlowat_on_the_kernel_path(runs):
                    "recv returns at the first redirected message)")
 def test_rcvlowat_accelerated(runs):
     assert _lowat_ok(runs["rcvlowat"]["accel"]), runs["rcvlowat"]
+
+
+def test_zerocopy_completions_on_the_kernel_path(runs):
+    r = runs["zerocopy"]["kernel"]
+    assert r["received"] == r["sent"] and r["completions"] >= 1, runs["zerocopy"]
+
+
+@pytest.mark.xfail(strict=True, reason="kernel hazard: tcp_bpf copies MSG_ZEROCOPY data and never posts the "
+                   "completion notifications a zero-copy sender waits for")
+def test_zerocopy_completions_accelerated(runs):
+    r = runs["zerocopy"]["accel"]
+    assert r["received"] == r["sent"], r   # the data itself arrives
+    assert r["completions"] >= 1, r
