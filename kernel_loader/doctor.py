@@ -42,6 +42,17 @@ HAZARDS = [
      "fix": "keep applications that rely on MSG_WAITALL out of the policy (`pybpfgen policy remove --port N`) or "
             "out of the cgroup (`pybpfgen load --cgroup DIR`), or make them loop until the record is complete; "
             "see docs/hazards.md"},
+    {"name": "msg-oob", "kernels": ((4, 14), None),
+     "detail": "TCP urgent data (MSG_OOB) is not urgent on an accelerated socket: an sk_msg program cannot see "
+               "MSG_OOB, the sender's urgent byte is redirected into the peer's sockmap queue as ordinary data (no "
+               "urgent pointer: no POLLPRI, SIOCATMARK never true, hence no SIGURG either), and recv(1, MSG_OOB) reads that "
+               "queue like a plain recv (tcp_bpf_recvmsg/sk_msg_recvmsg look only at MSG_PEEK). Measured on 6.18: "
+               "'abc', urgent '!', 'def' -> recv(1, MSG_OOB) returned 'a' and the inline stream was 'bc!def' "
+               "(kernel path: '!' and 'abcdef'); with SO_OOBINLINE the bytes are right ('abc!def') but the mark "
+               "is gone; 4 of 4 rounds wrong, both directions, no byte lost",
+     "fix": "keep applications that use TCP urgent data (telnet, rlogin, FTP ABOR, ...) out of the policy "
+            "(`pybpfgen policy remove --port N`) or out of the cgroup (`pybpfgen load --cgroup DIR`); see "
+            "docs/hazards.md"},
     # limits of the current accelerator (programs/accel.py), measured on 6.18 (docs/benchmarks.md, tests/kernel)
     {"name": "bulk-streams-slower", "kernels": ((4, 17), None),
      "detail": "a socket in the sockhash sends through the sockmap (tcp_bpf) path even on the TCP path; a stream "

@@ -12,7 +12,8 @@ with status ``pass`` | ``fail`` | ``kernel-hazard`` | ``skipped``. Sizes: see ``
 from __future__ import annotations
 
 CASE_NAMES = ["sizes", "early_data", "shutdown", "peek", "sendfile_splice", "backpressure", "large",
-              "concurrency", "unload_reload", "netns_collision", "duplex_memory", "msg_waitall"]
+              "concurrency", "unload_reload", "netns_collision", "duplex_memory", "msg_waitall",
+              "msg_oob"]
 STATUSES = ("pass", "fail", "kernel-hazard", "skipped")
 
 

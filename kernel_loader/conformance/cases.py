@@ -58,6 +58,7 @@ class Params:
     waitall_rounds: int = field(default_factory=lambda: _env_int("PYBPFGEN_CONF_WAITALL_ROUNDS", 2))
     waitall_pause_s: float = field(default_factory=lambda: _env_float("PYBPFGEN_CONF_WAITALL_PAUSE_SECONDS", 0.05))
     waitall_demote_records: int = field(default_factory=lambda: _env_int("PYBPFGEN_CONF_WAITALL_DEMOTE_RECORDS", 300))
+    oob_wait_s: float = field(default_factory=lambda: _env_float("PYBPFGEN_CONF_OOB_WAIT_SECONDS", 0.5))
 
     def override(self, d: dict | None) -> "Params":
         for k, v in (d or {}).items():
@@ -546,6 +547,74 @@ def case_msg_waitall(sb: Sandbox, prm: Params, say):
     return st, det, metrics
 
 
+# ------------------------------------------------------------------------------------------ 13
+def _oob_round_text(r: dict) -> str:
+    """What one urgent-data round got against what TCP defines (only the parts that differ)."""
+    e = r["expected"]
+    who = f"{r['dir']} {'with' if r['oobinline'] else 'without'} SO_OOBINLINE (sent {r['sent']!r}, urgent byte " \
+          f"{r['sent'][e['mark']]!r})"
+    bits = []
+    if r["oob"] != e["oob"]:
+        got = repr(r["oob"]) if r["oob"] is not None else (r["oob_error"] or "nothing")
+        bits.append(f"recv(1, MSG_OOB) returned {got} (expected {e['oob']!r})")
+    if r["inline"] != e["inline"]:
+        bits.append(f"inline {r['inline']!r} (expected {e['inline']!r})")
+    if r["mark"] != e["mark"]:
+        bits.append("SIOCATMARK never true" if r["mark"] is None else f"SIOCATMARK at offset {r['mark']}")
+        bits[-1] += f" (expected at offset {e['mark']})"
+    if r["pollpri"] != e["pollpri"]:
+        bits.append("no POLLPRI" if not r["pollpri"] else "POLLPRI without urgent data")
+    return f"{who}: {', '.join(bits)}"
+
+
+def case_msg_oob(sb: Sandbox, prm: Params, say):
+    """TCP urgent data (``send(b, MSG_OOB)``) in the middle of a stream, both directions, the receiver without
+    and with SO_OOBINLINE. On the kernel path the urgent byte, the inline stream, the mark (SIOCATMARK) and
+    POLLPRI must be as TCP defines (a mismatch there is a harness problem: fail). Accelerated, an sk_msg program
+    cannot see MSG_OOB: the sender's urgent byte is redirected as ordinary data (no urgent pointer) and the
+    receiver's ``recv(1, MSG_OOB)`` reads the sockmap queue like a plain recv (tcp_bpf_recvmsg ->
+    sk_msg_recvmsg look only at MSG_PEEK): a mismatch is reported as ``kernel-hazard`` with what was received
+    against what was expected; bytes that never arrive at all are named first, as loss."""
+    ns = sb.new_netns()
+    runs = _both(sb, ns, "oob", {"port": PORT, "wait_s": prm.oob_wait_s}, say)
+    loss: list[str] = []
+    wrong: list[str] = []
+    for r in runs:
+        for x in r.result.get("rounds", []):
+            key = f"{x['dir']}.{'inline' if x['oobinline'] else 'oob'}"
+            for k in ("oob", "oob_error", "inline", "mark", "pollpri", "lost", "ok"):
+                r.extra[f"{key}.{k}"] = x[k]
+            if x["lost"] > 0:
+                msg = (f"LOSS: {x['dir']} {'with' if x['oobinline'] else 'without'} SO_OOBINLINE: {x['lost']} of "
+                       f"{len(x['sent'])} B never received (sent {x['sent']!r}, got MSG_OOB {x['oob']!r} and "
+                       f"inline {x['inline']!r})")
+                r.problems.append(f"HAZARD {msg}" if r.mode == "accel" else msg)
+                if r.mode == "accel":
+                    loss.append(msg)
+            if not x["ok"]:
+                msg = _oob_round_text(x)
+                r.problems.append(f"HAZARD {msg}" if r.mode == "accel" else msg)
+                if r.mode == "accel":
+                    wrong.append(msg)
+    metrics = metrics_of(runs)
+    a = runs[-1].result
+    st, det = judge(runs, f"urgent data as TCP defines in {a.get('rounds_total')} rounds (both directions, without "
+                          f"and with SO_OOBINLINE): the MSG_OOB byte, the inline stream, SIOCATMARK and POLLPRI "
+                          f"same as the kernel path", hazard_if=lambda p: p.startswith("HAZARD "))
+    if st == "kernel-hazard":
+        lost = sum(max(0, x["lost"]) for x in a.get("rounds", []))
+        head = (f"{len(loss)} round(s) lost {lost} B: {'; '.join(loss)}; " if loss else "")
+        det = (f"kernel hazard: {head}TCP urgent data is not urgent on the accelerated path ({a.get('rounds_wrong')} of "
+               f"{a.get('rounds_total')} rounds differ): {'; '.join(wrong)}; "
+               + ("" if loss else "no byte lost; ")
+               + "the kernel path delivered the urgent byte, the mark and POLLPRI as TCP defines")
+    elif st == "fail" and det.startswith("accelerated"):
+        real = [p for r in runs if r.mode == "accel" for p in r.problems if not p.startswith("HAZARD ")]
+        more = f" (+{len(real) - 1} more)" if len(real) > 1 else ""
+        det = f"accelerated: {real[0]}{more}" + (" (and urgent data mishandled)" if loss or wrong else "")
+    return st, det, metrics
+
+
 CASES = {
     "sizes": (case_sizes, "1 B .. 1 MiB single sends and iovecs, both directions at once"),
     "early_data": (case_early_data, "data sent right after connect(), before the peer is in the sockhash: order"),
@@ -559,4 +628,5 @@ CASES = {
     "netns_collision": (case_netns_collision, "identical 4-tuples in two network namespaces"),
     "duplex_memory": (case_duplex_memory, "full-duplex small writes: throughput and kernel memory"),
     "msg_waitall": (case_msg_waitall, "recv(n, MSG_WAITALL) of records written in parts (kernel hazard)"),
+    "msg_oob": (case_msg_oob, "TCP urgent data (MSG_OOB), with and without SO_OOBINLINE (kernel hazard)"),
 }

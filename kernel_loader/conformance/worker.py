@@ -1324,6 +1324,88 @@ def sc_waitall_demoted(port: int, records: int = 300, rec_size: int = 64, after:
             "after_first_reads": ", ".join(after_firsts), "bytes": got}
 
 
+# =========================================================================== 13. TCP urgent data (MSG_OOB)
+SIOCATMARK = 0x8905                 # <asm-generic/sockios.h>; not in Python's termios
+
+
+def _at_mark(sock) -> bool:
+    b = fcntl.ioctl(sock.fileno(), SIOCATMARK, b"\0\0\0\0")
+    return struct.unpack("i", b)[0] != 0
+
+
+def _oob_round(tx, rx, pre: bytes, urg: bytes, post: bytes, inline: bool, wait_s: float) -> dict:
+    """One urgent byte in the middle of a stream: the sender writes ``pre``, ``send(urg, MSG_OOB)``, ``post``;
+    the receiver (SO_OOBINLINE = ``inline``) waits for the exceptional condition (POLLPRI), calls
+    ``recv(1, MSG_OOB)`` unless inline, then reads the rest, asking SIOCATMARK before every read. TCP: the last
+    byte of ``urg`` is the urgent one; without SO_OOBINLINE it is read only with MSG_OOB (skipped inline), with it
+    it stays inline; reads stop at the mark and SIOCATMARK is true there."""
+    rx.setsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE, int(inline))
+    tx.sendall(pre)
+    tx.send(urg, socket.MSG_OOB)
+    tx.sendall(post)
+    total = len(pre) + len(urg) + len(post)
+    p = select.poll()
+    p.register(rx.fileno(), select.POLLPRI)
+    pri = bool(p.poll(int(wait_s * 1000)))
+    r: dict = {"pollpri": pri, "oob": None, "oob_error": None}
+    if not inline:
+        try:
+            r["oob"] = rx.recv(1, socket.MSG_OOB).decode("latin-1")
+        except OSError as e:
+            r["oob_error"] = errno.errorcode.get(e.errno, str(e.errno)) if e.errno else type(e).__name__
+    got, mark, reads = b"", None, []
+    deadline = time.monotonic() + 2 * wait_s + 1
+    while len(got) + len(r["oob"] or "") < total and time.monotonic() < deadline:
+        if mark is None and _at_mark(rx):
+            mark = len(got)
+        try:
+            d = rx.recv(4096)
+        except OSError:          # EAGAIN after SO_RCVTIMEO
+            break
+        if not d:
+            break
+        reads.append(len(d))
+        got += d
+    r.update(inline=got.decode("latin-1"), mark=mark, reads=reads)
+    return r
+
+
+def sc_oob(port: int, wait_s: float = 0.5) -> dict:
+    """TCP urgent data in the middle of a stream, both directions, the receiver without and with SO_OOBINLINE,
+    after one ping-pong (so an accelerated connection is on the redirect path). Reports, per round, what the
+    receiver got (the MSG_OOB byte or error, the inline stream, the SIOCATMARK offset, POLLPRI) and what TCP
+    defines; cases.py judges the difference by path. Lost bytes (fewer received than sent) are counted."""
+    c, s = tcp_pair(port)
+    for x in (c, s):
+        _rcvtimeo(x, 1)
+    time.sleep(0.2)
+    c.sendall(b"p")
+    s.recv(1)
+    s.sendall(b"q")
+    c.recv(1)                       # the path is decided: redirect when accelerated
+    problems: list[str] = []
+    rounds: list[dict] = []
+    plan = [("c2s", c, s, b"abc", b"!", b"def"), ("s2c", s, c, b"ABC", b"#", b"DEF")]
+    for d, tx, rx, pre, urg, post in plan:
+        for inline in (False, True):
+            r = _oob_round(tx, rx, pre, urg, post, inline, wait_s)
+            want_inline = pre + (urg if inline else urg[:-1]) + post
+            exp = {"oob": None if inline else urg[-1:].decode(), "inline": want_inline.decode(),
+                   "mark": len(pre) + len(urg) - 1, "pollpri": True}
+            r.update(dir=d, oobinline=inline, sent=(pre + urg + post).decode(), expected=exp,
+                     lost=len(pre) + len(urg) + len(post) - len(r["inline"]) - len(r["oob"] or ""))
+            r["ok"] = all(r[k] == v for k, v in exp.items())
+            rounds.append(r)
+            rx.sendall(b"k")        # acknowledgement: request/response, the budget never demotes
+            if tx.recv(1) != b"k":
+                problems.append(f"{d}: no acknowledgement from the receiver")
+                break
+    c.close()
+    s.close()
+    return {"problems": problems, "rounds": rounds, "rounds_total": len(rounds),
+            "rounds_wrong": sum(not r["ok"] for r in rounds), "bytes_lost": sum(max(0, r["lost"]) for r in rounds)}
+
+
 SCENARIOS = {name[3:]: fn for name, fn in globals().items() if name.startswith("sc_") and callable(fn)}
 
 

@@ -1,8 +1,8 @@
 """pytest wrappers of the conformance suite (issue #5): kernel_loader.conformance against the compiled
 programs/accel.py. Each case runs accelerated and on the kernel path in private netns/cgroups/pins.
 
-Every case must pass (cases 2, 6, 10 and 11 failed with the seed's 4-tuple design; see docs/hazards.md). The splice and
-MSG_WAITALL cases must be *reported* as the kernel hazards they are (not silently pass). Progress goes to the terminal (capsys disabled).
+Every case must pass (cases 2, 6, 10 and 11 failed with the seed's 4-tuple design; see docs/hazards.md). The splice,
+MSG_WAITALL and MSG_OOB cases must be *reported* as the kernel hazards they are (not silently pass). Progress goes to the terminal (capsys disabled).
 Sizes: PYBPFGEN_CONF_* env vars (see kernel_loader/conformance/cases.py, Params).
 """
 from __future__ import annotations
@@ -128,6 +128,65 @@ def test_msg_waitall_judgement(monkeypatch):
     st, det = judge(result(), result(short=16, problems=["c2s: SHA-256 mismatch (bytes lost, duplicated or "
                                                           "reordered)"]))
     assert st == "fail" and "SHA-256 mismatch" in det and "short MSG_WAITALL" in det, det
+
+
+def test_msg_oob_is_reported_as_kernel_hazard(conformance):
+    """An sk_msg program cannot see MSG_OOB: accelerated, the urgent byte is redirected as ordinary data and
+    recv(1, MSG_OOB) reads the sockmap queue like a plain recv; the kernel path follows TCP's urgent-data rules."""
+    r = conformance("msg_oob")
+    assert r["status"] == "kernel-hazard", _why(r)
+    assert "MSG_OOB" in r["detail"] and "expected" in r["detail"] and "LOSS" not in r["detail"], r["detail"]
+    m = r["metrics"]
+    assert m["kernel.rounds_total"] == m["accel.rounds_total"] == 4 and m["kernel.rounds_wrong"] == 0, _why(r)
+    assert m["accel.rounds_wrong"] > 0 and m["accel.redirected"] > 0, _why(r)
+    assert m["kernel.bytes_lost"] == m["accel.bytes_lost"] == 0, _why(r)
+    for d, urg in (("c2s", "!"), ("s2c", "#")):
+        assert m[f"kernel.{d}.oob.oob"] == urg and m[f"kernel.{d}.oob.mark"] == 3, _why(r)
+        assert m[f"kernel.{d}.inline.oob"] is None and urg in m[f"kernel.{d}.inline.inline"], _why(r)
+        # the inline byte streams of SO_OOBINLINE receivers agree; only the urgent mark is gone
+        assert m[f"accel.{d}.inline.inline"] == m[f"kernel.{d}.inline.inline"], _why(r)
+
+
+def test_msg_oob_judgement(monkeypatch):
+    """Urgent data mishandled: a kernel hazard accelerated (loss named first), a failure on the kernel path;
+    anything else going wrong accelerated still fails."""
+    from kernel_loader.conformance import cases
+
+    def rnd(d="c2s", inline=False, oob="!", got="abcdef", mark=3, pri=True):
+        exp = {"oob": None if inline else "!", "inline": "abc!def" if inline else "abcdef", "mark": 3,
+               "pollpri": True}
+        x = {"dir": d, "oobinline": inline, "sent": "abc!def", "expected": exp, "oob": oob, "oob_error": None,
+             "inline": got, "mark": mark, "pollpri": pri, "reads": []}
+        x["lost"] = 7 - len(got) - len(oob or "")
+        x["ok"] = all(x[k] == v for k, v in exp.items())
+        return x
+
+    def result(rounds, problems=()):
+        return {"problems": list(problems), "rounds": rounds, "rounds_total": len(rounds),
+                "rounds_wrong": sum(not x["ok"] for x in rounds), "bytes_lost": sum(x["lost"] for x in rounds)}
+
+    good = [rnd(), rnd(inline=True, oob=None, got="abc!def")]
+    bad = [rnd(oob="a", got="bc!def", mark=None, pri=False),
+           rnd(inline=True, oob=None, got="abc!def", mark=None, pri=False)]
+
+    def judge(kernel, accel):
+        runs = [cases.Run("kernel", kernel, {}), cases.Run("accel", accel, {"redirected": 9})]
+        monkeypatch.setattr(cases, "_both", lambda *a, **k: runs)
+        sb = type("SB", (), {"new_netns": lambda self: "ns"})()
+        st, det, _m = cases.case_msg_oob(sb, cases.Params(), lambda s: None)
+        return st, det
+
+    assert judge(result(good), result(good))[0] == "pass"
+    st, det = judge(result(good), result(bad))
+    assert st == "kernel-hazard" and "recv(1, MSG_OOB) returned 'a' (expected '!')" in det, det
+    assert "inline 'bc!def' (expected 'abcdef')" in det and "SIOCATMARK never true" in det, det
+    assert "no byte lost" in det and "2 of 2 rounds" in det, det
+    st, det = judge(result(good), result([rnd(oob="a", got="bcdef", mark=None, pri=False)]))
+    assert st == "kernel-hazard" and det.startswith("kernel hazard: 1 round(s) lost 1 B: LOSS: c2s"), det
+    st, det = judge(result(bad), result(bad))
+    assert st == "fail" and det.startswith("kernel path fails too"), det
+    st, det = judge(result(good), result(bad, problems=["c2s: no acknowledgement from the receiver"]))
+    assert st == "fail" and "no acknowledgement" in det and "urgent data mishandled" in det, det
 
 
 def test_backpressure_slow_reader(conformance):

@@ -34,6 +34,9 @@ def test_doctor_reports_problems_with_what_to_do(tmp_path):
     hz = by["hazard:msg-waitall"]
     assert hz["status"] == "warn" and "MSG_WAITALL" in hz["detail"] and "16 of 16 reads short" in hz["detail"]
     assert "policy" in hz["fix"] and "cgroup" in hz["fix"] and "hazards.md" in hz["fix"]
+    hz = by["hazard:msg-oob"]
+    assert hz["status"] == "warn" and "MSG_OOB" in hz["detail"] and "'bc!def'" in hz["detail"]
+    assert "urgent data" in hz["fix"] and "policy" in hz["fix"] and "cgroup" in hz["fix"] and "hazards.md" in hz["fix"]
     text = doctor.format_checks(rep)
     assert "NOT READY" in text and "[FAIL] privileges" in text
 
@@ -60,6 +63,7 @@ def test_doctor_json_on_this_kernel(capsys):
     assert rep["features"]["sk_msg_link"] is True and rep["kernel"]["version"] >= [6, 10]
     assert any(c["name"] == "hazard:splice-reader" and c["status"] == "warn" for c in rep["checks"])
     assert any(c["name"] == "hazard:msg-waitall" and c["status"] == "warn" for c in rep["checks"])
+    assert any(c["name"] == "hazard:msg-oob" and c["status"] == "warn" for c in rep["checks"])
 
 
 @pytest.mark.kernel

@@ -256,3 +256,4 @@ def test_doctor_lists_accelerator_limits(tmp_path):
     assert by["hazard:mptcp"]["status"] == "info" and "never accelerated" in by["hazard:mptcp"]["detail"]
     assert by["hazard:unpaired-end"]["fix"] and by["hazard:reset-socket-stays"]["status"] == "info"
     assert by["hazard:msg-waitall"]["status"] == "warn" and "tcp_bpf_recvmsg" in by["hazard:msg-waitall"]["detail"]
+    assert by["hazard:msg-oob"]["status"] == "warn" and "SIOCATMARK" in by["hazard:msg-oob"]["detail"]
