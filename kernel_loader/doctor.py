@@ -53,6 +53,14 @@ HAZARDS = [
      "fix": "keep applications that use TCP urgent data (telnet, rlogin, FTP ABOR, ...) out of the policy "
             "(`pybpfgen policy remove --port N`) or out of the cgroup (`pybpfgen load --cgroup DIR`); see "
             "docs/hazards.md"},
+    {"name": "socket-options", "kernels": ((4, 14), None),
+     "detail": "the sockmap paths ignore some socket options and flags (measured on 6.18, "
+               "tests/kernel/test_socket_options_hazards.py): SO_PEEK_OFF (every MSG_PEEK starts at the head of "
+               "the queue: '0123' twice instead of '0123', '4567'), SO_RCVLOWAT (poll wakes and recv returns 50 B "
+               "with a low-water mark of 100), MSG_ZEROCOPY (the data arrives, but the sender never gets the "
+               "completion notifications it must wait for before reusing its buffers: 0 vs 2)",
+     "fix": "keep applications that use SO_PEEK_OFF, SO_RCVLOWAT or MSG_ZEROCOPY out of the policy or the cgroup "
+            "(`pybpfgen policy remove --port N`, `pybpfgen load --cgroup DIR`); see docs/hazards.md"},
     # limits of the current accelerator (programs/accel.py), measured on 6.18 (docs/benchmarks.md, tests/kernel)
     {"name": "bulk-streams-slower", "kernels": ((4, 17), None),
      "detail": "a socket in the sockhash sends through the sockmap (tcp_bpf) path even on the TCP path; a stream "
