@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 if [ "$(id -u)" -ne 0 ]; then  # cgroups, BPF and network namespaces need root
-    command -v sudo >/dev/null && exec sudo bash "$0" "$@"
+    command -v sudo >/dev/null && exec sudo bash "$PWD/scripts/demo.sh" "$@"
     echo "demo.sh: run as root (cgroups, BPF, network namespaces)" >&2
     exit 1
 fi

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 if [ "$(id -u)" -ne 0 ]; then  # the kernel tests (most of the suite) load BPF programs: root
     if command -v sudo >/dev/null; then
-        exec sudo ${CI:+CI="$CI"} bash "$0" "$@"
+        exec sudo ${CI:+CI="$CI"} bash "$PWD/scripts/test.sh" "$@"
     fi
     echo "test.sh: not root and no sudo: the kernel tests will be skipped (run as root to run them)" >&2
 fi
