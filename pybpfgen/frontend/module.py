@@ -230,7 +230,7 @@ class ModuleBuilder:
 
     def bind(self, name: str, sym: Sym, loc: Loc | None) -> None:
         old = self.scope.names.get(name)
-        if old is not None and old.kind in ("map", "type", "program") and loc is not None:
+        if old is not None and old.kind in ("map", "type", "program", "function") and loc is not None:
             raise UserError(loc, f"`{name}` is already defined at line {old.loc.line if old.loc else '?'}")
         sym.loc = sym.loc or loc
         self.scope.names[name] = sym

@@ -241,3 +241,13 @@ def p(ctx: SockOps) -> int:
     d = one_error(c)
     assert "512 bytes of stack" in d.message and "PerCPUArray" in d.hint
     assert d.loc.line == 88 and d.loc.path == c.path
+
+
+def test_a_function_defined_twice_is_located(compile_src):
+    """Python lets a later `def` replace an earlier one; in a BPF module that is a mistake (found by the
+    frontend fuzzer, which used to crash in lowering on the duplicate name)."""
+    src = "def helper(x: u32) -> u32:\n    return x + 1\n\n\ndef helper(x: u32) -> u32:\n    return x + 2\n" + \
+        body("return i32(helper(1))")
+    c = compile_src(src)
+    d = one_error(c, line=6)  # (the test header is line 1)
+    assert "`helper` is already defined at line 2" in d.message
