@@ -190,7 +190,9 @@ class Btf:
                 raise BtfError("BTF modifier loop")
         return type_id
 
-    def size_of(self, type_id: int) -> int:
+    def size_of(self, type_id: int, _depth: int = 0) -> int:
+        if _depth > 64:
+            raise BtfError(f"BTF type {type_id}: type loop (arrays or variables nested more than 64 deep)")
         type_id = self.resolve(type_id)
         if type_id == 0:
             raise BtfError("sizeof(void)")
@@ -199,11 +201,11 @@ class Btf:
             return 8
         if t.kind == ARRAY:
             elem, _idx, n = t.extra
-            return n * self.size_of(elem)
+            return n * self.size_of(elem, _depth + 1)
         if t.kind in (INT, STRUCT, UNION, ENUM, ENUM64, DATASEC, FLOAT):
             return t.size_or_type
         if t.kind == VAR:
-            return self.size_of(t.size_or_type)
+            return self.size_of(t.size_or_type, _depth + 1)
         raise BtfError(f"type {type_id} ({KIND_NAMES.get(t.kind)}) has no size")
 
     def members(self, type_id: int) -> list[Member]:

@@ -3,6 +3,7 @@ inputs give only a LoaderError with a message (no other exception, no hang),
 and with the kernel nothing is left behind."""
 import json
 import os
+import struct
 import sys
 
 import pytest
@@ -65,3 +66,23 @@ def test_bounded_kernel_run(tmp_path, capsys):
     stats = json.loads(capsys.readouterr().out)
     assert rc == 0 and stats["bugs"] == 0, stats
     assert stats["loaded"] > 0
+
+
+def _btf(types: bytes, strings: bytes = b"\0x\0") -> bytes:
+    hdr = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strings))
+    return hdr + types + strings
+
+
+@pytest.mark.parametrize("types", [
+    # [1] VAR x -> [1]: a variable whose type is itself (found by fuzz_loader, seed 11: RecursionError)
+    struct.pack("<IIII", 1, 14 << 24, 1, 0),
+    # [1] ARRAY of [1]
+    struct.pack("<III" "III", 0, 3 << 24, 0, 1, 1, 4),
+], ids=["var-loop", "array-loop"])
+def test_btf_type_loops_are_loader_errors(types):
+    from kernel_loader.btf import Btf
+    from kernel_loader.errors import LoaderError
+    btf = Btf.parse(_btf(types))
+    with pytest.raises(LoaderError, match="loop"):
+        btf.size_of(1)
+    assert fuzz_loader.check_btf_bytes(_btf(types), None) == "parsed"
