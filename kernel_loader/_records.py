@@ -13,7 +13,6 @@ class FrozenInstanceError(AttributeError):
     """Assignment to a field of a frozen (immutable, hashable) record."""
 
 
-_FACTORY = object()  # default of a field whose default is a fresh list/dict per instance
 _setattr = object.__setattr__
 
 

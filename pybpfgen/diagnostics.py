@@ -6,37 +6,16 @@ followed by the source line and a caret, in the style of C compilers.
 """
 from __future__ import annotations
 
-from .ir._records import _FACTORY, _frozen_delattr, _frozen_setattr, _setattr
+from .ir._records import LIST, Record
 
 
-class Loc:
+class Loc(Record, frozen=True):
     """A position in a DSL source file. ``line`` is 1-based, ``col`` 0-based (as in ``ast``)."""
 
     path: str
     line: int
     col: int = 0
     end_col: int | None = None
-
-    def __init__(self, path, line, col=0, end_col=None):
-        _setattr(self, 'path', path)
-        _setattr(self, 'line', line)
-        _setattr(self, 'col', col)
-        _setattr(self, 'end_col', end_col)
-
-    def __repr__(self):
-        return f"{self.__class__.__qualname__}(path={self.path!r}, line={self.line!r}, col={self.col!r}, end_col={self.end_col!r})"
-
-    def __eq__(self, other):
-        if other.__class__ is self.__class__:
-            return (self.path, self.line, self.col, self.end_col) == (other.path, other.line, other.col, other.end_col)
-        return NotImplemented
-
-    def __hash__(self):
-        return hash((self.path, self.line, self.col, self.end_col))
-
-    __setattr__ = _frozen_setattr
-    __delattr__ = _frozen_delattr
-
 
     @classmethod
     def of(cls, path: str, node) -> "Loc":
@@ -49,28 +28,11 @@ class Loc:
         return f"{self.path}:{self.line}:{self.col + 1}"
 
 
-class Diagnostic:
+class Diagnostic(Record, eq=True):
     severity: str  # "error" | "warning" | "note"
     loc: Loc | None
     message: str
     hint: str | None = None
-
-    def __init__(self, severity, loc, message, hint=None):
-        self.severity = severity
-        self.loc = loc
-        self.message = message
-        self.hint = hint
-
-    def __repr__(self):
-        return f"{self.__class__.__qualname__}(severity={self.severity!r}, loc={self.loc!r}, message={self.message!r}, hint={self.hint!r})"
-
-    def __eq__(self, other):
-        if other.__class__ is self.__class__:
-            return (self.severity, self.loc, self.message, self.hint) == (other.severity, other.loc, other.message, other.hint)
-        return NotImplemented
-
-    __hash__ = None  # mutable and compared by value: unhashable
-
 
     def format(self, sources: dict[str, str] | None = None) -> str:
         where = f"{self.loc}: " if self.loc else ""
@@ -111,26 +73,11 @@ class InternalCompilerError(Exception):
     """A bug in pybpfgen itself (not in the user's program)."""
 
 
-class Diagnostics:
+class Diagnostics(Record, eq=True):
     """Collects diagnostics so that several errors are reported in one run."""
 
-    items: list[Diagnostic]
+    items: list[Diagnostic] = LIST
     max_errors: int = 20
-
-    def __init__(self, items=_FACTORY, max_errors=20):
-        self.items = list() if items is _FACTORY else items
-        self.max_errors = max_errors
-
-    def __repr__(self):
-        return f"{self.__class__.__qualname__}(items={self.items!r}, max_errors={self.max_errors!r})"
-
-    def __eq__(self, other):
-        if other.__class__ is self.__class__:
-            return (self.items, self.max_errors) == (other.items, other.max_errors)
-        return NotImplemented
-
-    __hash__ = None  # mutable and compared by value: unhashable
-
 
     def error(self, loc: Loc | None, message: str, hint: str | None = None) -> None:
         self.items.append(Diagnostic("error", loc, message, hint))

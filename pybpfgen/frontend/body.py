@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 import re
 from typing import Callable
-from ..ir._records import _frozen_delattr, _frozen_setattr, _setattr
+from ..ir._records import Record
 
 from ..diagnostics import Loc, UserError
 from ..ir import nodes as N
@@ -21,28 +21,9 @@ from .. import lang
 from . import symbols as S
 
 
-class Flow:
+class Flow(Record, frozen=True):
     defined: frozenset  # of Var
     nonnull: frozenset  # of Var
-
-    def __init__(self, defined, nonnull):
-        _setattr(self, 'defined', defined)
-        _setattr(self, 'nonnull', nonnull)
-
-    def __repr__(self):
-        return f"{self.__class__.__qualname__}(defined={self.defined!r}, nonnull={self.nonnull!r})"
-
-    def __eq__(self, other):
-        if other.__class__ is self.__class__:
-            return (self.defined, self.nonnull) == (other.defined, other.nonnull)
-        return NotImplemented
-
-    def __hash__(self):
-        return hash((self.defined, self.nonnull))
-
-    __setattr__ = _frozen_setattr
-    __delattr__ = _frozen_delattr
-
 
     def assign(self, var: N.Var, nonnull: bool) -> "Flow":
         nn = self.nonnull | {var} if nonnull else self.nonnull - {var}

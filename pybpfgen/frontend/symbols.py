@@ -5,7 +5,7 @@ so ``from pybpfgen.lang import Hash as H`` works as well as ``lang.Hash``.
 """
 from __future__ import annotations
 
-from ..ir._records import _frozen_delattr, _frozen_setattr, _setattr
+from ..ir._records import Record
 from typing import Any
 
 from .. import lang
@@ -13,33 +13,11 @@ from ..ir import types as T
 from ..target.helpers import HELPERS
 
 
-class MapKind:
+class MapKind(Record, frozen=True):
     kind: str
     map_type: int
     has_key: bool  # False: array maps, whose key is an implicit u32 index
     socket: bool = False
-
-    def __init__(self, kind, map_type, has_key, socket=False):
-        _setattr(self, 'kind', kind)
-        _setattr(self, 'map_type', map_type)
-        _setattr(self, 'has_key', has_key)
-        _setattr(self, 'socket', socket)
-
-    def __repr__(self):
-        return f"{self.__class__.__qualname__}(kind={self.kind!r}, map_type={self.map_type!r}, has_key={self.has_key!r}, socket={self.socket!r})"
-
-    def __eq__(self, other):
-        if other.__class__ is self.__class__:
-            return (self.kind, self.map_type, self.has_key, self.socket) == (other.kind, other.map_type, other.has_key, other.socket)
-        return NotImplemented
-
-    def __hash__(self):
-        return hash((self.kind, self.map_type, self.has_key, self.socket))
-
-    __setattr__ = _frozen_setattr
-    __delattr__ = _frozen_delattr
-
-
 
 INT_TYPES = {lang.u8: T.U8, lang.u16: T.U16, lang.u32: T.U32, lang.u64: T.U64,
              lang.i8: T.I8, lang.i16: T.I16, lang.i32: T.I32, lang.i64: T.I64}

@@ -25,7 +25,7 @@ are not in :data:`HELPERS`; :data:`UNSUPPORTED` says why.
 """
 from __future__ import annotations
 
-from ..ir._records import _frozen_delattr, _frozen_setattr, _setattr
+from ..ir._records import Record
 
 from ..ir.nodes import Helper
 from . import helpers_table as _table
@@ -36,37 +36,13 @@ RET_KINDS = ("i64", "u64", "ptr")
 C_ARGS = {"ctx": 1, "map": 1, "key": 1, "value": 1, "u64": 1, "data": 2, "fmt": 2}
 
 
-class HelperDoc:
+class HelperDoc(Record, frozen=True):
     id: int
     name: str
     signature: str  # the C prototype documented in the UAPI header
     summary: str  # first paragraph of its Description
     progtypes: tuple[str, ...]  # probed: program types that may call it (with pybpfgen's encoding)
     reason: str | None  # why pybpfgen does not offer it (None: it does)
-
-    def __init__(self, id, name, signature, summary, progtypes, reason):
-        _setattr(self, 'id', id)
-        _setattr(self, 'name', name)
-        _setattr(self, 'signature', signature)
-        _setattr(self, 'summary', summary)
-        _setattr(self, 'progtypes', progtypes)
-        _setattr(self, 'reason', reason)
-
-    def __repr__(self):
-        return f"{self.__class__.__qualname__}(id={self.id!r}, name={self.name!r}, signature={self.signature!r}, summary={self.summary!r}, progtypes={self.progtypes!r}, reason={self.reason!r})"
-
-    def __eq__(self, other):
-        if other.__class__ is self.__class__:
-            return (self.id, self.name, self.signature, self.summary, self.progtypes, self.reason) == (other.id, other.name, other.signature, other.summary, other.progtypes, other.reason)
-        return NotImplemented
-
-    def __hash__(self):
-        return hash((self.id, self.name, self.signature, self.summary, self.progtypes, self.reason))
-
-    __setattr__ = _frozen_setattr
-    __delattr__ = _frozen_delattr
-
-
 
 DOCS: dict[str, HelperDoc] = {}
 HELPERS: dict[str, Helper] = {}

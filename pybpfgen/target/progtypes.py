@@ -7,13 +7,13 @@ converts it so that programs see every port in host byte order.
 """
 from __future__ import annotations
 
-from ..ir._records import _frozen_delattr, _frozen_setattr, _setattr
+from ..ir._records import Record
 
 from ..ir.nodes import CtxField
 from ..ir.types import U32, U64, ArrayT
 
 
-class ProgType:
+class ProgType(Record, frozen=True):
     name: str  # DSL name: "sock_ops"
     ctx_class: str  # DSL annotation: "SockOps"
     c_struct: str  # "bpf_sock_ops"
@@ -22,32 +22,6 @@ class ProgType:
     attach_type: int  # BPF_* attach type
     fields: dict[str, CtxField]
     needs_map: bool = False  # attached to a sockmap/sockhash named in the decorator
-
-    def __init__(self, name, ctx_class, c_struct, section, prog_type, attach_type, fields, needs_map=False):
-        _setattr(self, 'name', name)
-        _setattr(self, 'ctx_class', ctx_class)
-        _setattr(self, 'c_struct', c_struct)
-        _setattr(self, 'section', section)
-        _setattr(self, 'prog_type', prog_type)
-        _setattr(self, 'attach_type', attach_type)
-        _setattr(self, 'fields', fields)
-        _setattr(self, 'needs_map', needs_map)
-
-    def __repr__(self):
-        return f"{self.__class__.__qualname__}(name={self.name!r}, ctx_class={self.ctx_class!r}, c_struct={self.c_struct!r}, section={self.section!r}, prog_type={self.prog_type!r}, attach_type={self.attach_type!r}, fields={self.fields!r}, needs_map={self.needs_map!r})"
-
-    def __eq__(self, other):
-        if other.__class__ is self.__class__:
-            return (self.name, self.ctx_class, self.c_struct, self.section, self.prog_type, self.attach_type, self.fields, self.needs_map) == (other.name, other.ctx_class, other.c_struct, other.section, other.prog_type, other.attach_type, other.fields, other.needs_map)
-        return NotImplemented
-
-    def __hash__(self):
-        return hash((self.name, self.ctx_class, self.c_struct, self.section, self.prog_type, self.attach_type, self.fields, self.needs_map))
-
-    __setattr__ = _frozen_setattr
-    __delattr__ = _frozen_delattr
-
-
 
 def _f(name, off, typ=U32, bits=32, convert=None, writable=False, doc=""):
     return name, CtxField(name, off, typ, bits, convert, writable, doc)
