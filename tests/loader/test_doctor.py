@@ -37,6 +37,8 @@ def test_doctor_reports_problems_with_what_to_do(tmp_path):
     hz = by["hazard:msg-oob"]
     assert hz["status"] == "warn" and "MSG_OOB" in hz["detail"] and "'bc!def'" in hz["detail"]
     assert "urgent data" in hz["fix"] and "policy" in hz["fix"] and "cgroup" in hz["fix"] and "hazards.md" in hz["fix"]
+    hz = by["hazard:tcp-counters"]
+    assert hz["status"] == "info" and "TCP_INFO" in hz["detail"] and "pybpfgen status" in hz["fix"]
     hz = by["hazard:socket-options"]
     assert hz["status"] == "warn" and all(o in hz["detail"] for o in ("SO_PEEK_OFF", "SO_RCVLOWAT", "MSG_ZEROCOPY"))
     assert "policy" in hz["fix"] and "cgroup" in hz["fix"] and "hazards.md" in hz["fix"]
