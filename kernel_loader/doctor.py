@@ -130,7 +130,8 @@ def run_checks(pin_root: str = _pins.DEFAULT_PIN_ROOT, cgroup: str | None = None
         checks.append(_check("privileges", "ok", f"{who}{capnote}: CAP_BPF and CAP_NET_ADMIN available"))
 
     # bpf(2) and features
-    feats = {"bpf": False, "btf": False, "cgroup_link": False, "sk_msg_link": False, "enable_stats": False}
+    feats = {"bpf": False, "btf": False, "cgroup_link": False, "sockmap": False, "sk_msg_link": False,
+             "enable_stats": False}
     if not missing:
         feats = _features.probe_all(sc)
     if not feats["bpf"]:
@@ -144,6 +145,10 @@ def run_checks(pin_root: str = _pins.DEFAULT_PIN_ROOT, cgroup: str | None = None
         checks.append(_check("cgroup-link", "ok" if feats["cgroup_link"] else "fail",
                              "cgroup bpf_links (sock_ops)" if feats["cgroup_link"] else "no cgroup bpf_links",
                              "" if feats["cgroup_link"] else "Linux 5.7 or newer is needed"))
+        checks.append(_check("sockmap", "ok" if feats["sockmap"] else "fail",
+                             "sockhash maps and sk_msg programs" if feats["sockmap"]
+                             else "the kernel refuses sockhash maps or sk_msg programs",
+                             "" if feats["sockmap"] else "a kernel with CONFIG_BPF_STREAM_PARSER (sockmap) is needed"))
         if feats["sk_msg_link"]:
             checks.append(_check("sk_msg-link", "ok", "sk_msg bpf_links to a sockhash (Linux 6.10+): upgrades "
                                                       "replace the verdict program through the link"))

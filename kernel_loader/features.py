@@ -69,6 +69,21 @@ def _probe_bpf(sc) -> bool:
         return False
 
 
+def _probe_sockmap(sc) -> bool:
+    """A sockhash and an sk_msg program load (CONFIG_BPF_STREAM_PARSER / sockmap support)."""
+    fds = []
+    try:
+        fds.append(sc.map_create(map_type=18, key_size=4, value_size=4, max_entries=1, name="pbg_probe"))
+        fds.append(sc.prog_load(prog_type=16, insns=_MOV_R0_1_EXIT, license="GPL", name="pbg_probe",
+                                expected_attach_type=7))
+        return True
+    except BpfSyscallError:
+        return False
+    finally:
+        for fd in reversed(fds):
+            sc.close(fd)
+
+
 def _probe_sk_msg_link(sc) -> bool:
     """LINK_CREATE(sk_msg prog, sockhash) works: Linux >= 6.10."""
     fds = []
@@ -127,7 +142,7 @@ def _probe_stats(sc) -> bool:
         return False
 
 
-PROBES = {"bpf": _probe_bpf, "btf": _probe_btf, "cgroup_link": _probe_cgroup_link,
+PROBES = {"bpf": _probe_bpf, "btf": _probe_btf, "cgroup_link": _probe_cgroup_link, "sockmap": _probe_sockmap,
           "sk_msg_link": _probe_sk_msg_link, "enable_stats": _probe_stats}
 
 

@@ -4,10 +4,12 @@ Kernel gate
 -----------
 Tests marked ``@pytest.mark.kernel`` (and any test using one of the kernel
 fixtures below) need root and a working bpf(2). When that is not available they
-are skipped -- EXCEPT when ``CI=true`` and we run as root: then every skip of
-such a test (whatever raised it: the gate, a fixture, ``pytest.skip`` in the
-test body, a ``skip``/``skipif`` marker) is reported as a FAILURE, so a CI run
-on a capable machine can never go green by silently skipping the kernel tests.
+are skipped -- EXCEPT when ``CI=true`` and we run as root: then EVERY skip, of a
+kernel test or any other (whatever raised it: the gate, a fixture, ``pytest.skip``
+in the test body, a ``skip``/``skipif`` marker, ``importorskip`` or ``pytest.skip``
+at module level), is reported as a FAILURE naming what is missing, so a CI run can
+never go green by silently skipping what a missing package or tool would hide
+(``scripts/setup.sh`` installs everything the tests use).
 
 Fixtures
 --------
@@ -84,11 +86,24 @@ def pytest_runtest_setup(item):
 def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
-    if rep.skipped and not hasattr(rep, "wasxfail") and _is_kernel_item(item) and skips_are_failures():
-        reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) and len(rep.longrepr) == 3 else str(rep.longrepr)
-        rep.outcome = "failed"
-        rep.longrepr = (f"kernel test {item.nodeid} was skipped while CI=true and running as root; "
-                        f"skips of kernel tests are failures here. Skip reason: {reason}")
+    if rep.skipped and not hasattr(rep, "wasxfail") and skips_are_failures():
+        _skip_to_failure(rep, f"{'kernel test' if _is_kernel_item(item) else 'test'} {item.nodeid}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """A module skipped whole (``pytest.skip(allow_module_level=True)``, ``importorskip``) is a failure too."""
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.skipped and skips_are_failures():
+        _skip_to_failure(rep, f"module {collector.nodeid}")
+
+
+def _skip_to_failure(rep, what: str) -> None:
+    reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) and len(rep.longrepr) == 3 else str(rep.longrepr)
+    rep.outcome = "failed"
+    rep.longrepr = (f"{what} was skipped while CI=true and running as root; skips are failures here "
+                    f"(bash scripts/setup.sh installs every package the tests use). Skip reason: {reason}")
 
 
 # ---------------------------------------------------------------------------

@@ -235,13 +235,13 @@ def test_compile_S_prints_the_same_listing(tmp_path, capsys):
     assert again.startswith("up to date: ") and again.split("\n", 1)[1] == out
 
 
-@pytest.mark.skipif(not CLANG, reason="clang-19 not installed")
+@pytest.mark.skipif(not CLANG, reason="clang-19 not installed (apt-get install clang-19, or bash scripts/setup.sh)")
 def test_disasm_of_a_clang_object_shows_c_lines(tmp_path, capsys):
     obj = tmp_path / "twin.o"
     r = subprocess.run([CLANG, "-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu", "-c", C_TWIN,
                         "-o", str(obj)], capture_output=True, text=True)
     if r.returncode:
-        pytest.skip("libbpf headers missing: " + r.stderr[-200:])
+        pytest.skip("libbpf headers missing (apt-get install libbpf-dev, or bash scripts/setup.sh): " + r.stderr[-200:])
     assert cli.main(["disasm", str(obj)]) == 0
     out = capsys.readouterr().out
     assert "; " in out and "call bpf_msg_redirect_hash#71" in out and "map[" in out

@@ -57,7 +57,13 @@ def test_unit_semantics():
 def test_unit_verifies(tmp_path):
     """systemd-analyze verify, with the binary path pointed at this checkout's pybpfgen (verify checks that
     the executables exist). Any warning fails: verify exits 0 on many parse errors."""
-    text = UNIT.read_text().replace("/usr/local/bin/pybpfgen", str(REPO / ".venv" / "bin" / "pybpfgen"))
+    # through a symlink at a path without spaces: systemd cuts an unquoted ExecStart path at a space, and this
+    # checkout may sit under one
+    exe = tmp_path / "bin" / "pybpfgen"
+    exe.parent.mkdir()
+    exe.symlink_to(REPO / ".venv" / "bin" / "pybpfgen")
+    assert " " not in str(exe), f"pytest's tmp_path has a space: {exe}"
+    text = UNIT.read_text().replace("/usr/local/bin/pybpfgen", str(exe))
     (tmp_path / UNIT.name).write_text(text)
     r = subprocess.run(["systemd-analyze", "verify", str(tmp_path / UNIT.name)], capture_output=True, text=True,
                        timeout=60)

@@ -1,7 +1,7 @@
 """`pip install .` gives a working pybpfgen: build the wheel, install it into a fresh venv, run the CLI.
 
 No network: the wheel is built without build isolation (setuptools and wheel from this venv, both in the
-`test` extra), installed with --no-deps, and the new venv finds the dependencies (llvmlite, pyelftools, cffi)
+`test` extra), installed with --no-deps, and the new venv finds the dependencies (llvmlite, cffi)
 through a .pth file pointing at this venv's site-packages. Runs in CI (no root needed); about 30 s.
 """
 from __future__ import annotations
@@ -105,3 +105,53 @@ def test_installed_cli(venv, tmp_path):
     run([py, "-m", "pybpfgen", "--version"], cwd=tmp_path)
     run([py, "-c", "from pybpfgen import testing; testing.load(r'%s')" % (REPO / "programs" / "accel.py")],
         cwd=tmp_path)
+
+
+# top-level modules that are imported by pybpfgen/ or kernel_loader/ -> the distribution that provides them
+_DIST_OF_MODULE = {"llvmlite": "llvmlite", "cffi": "cffi", "_cffi_backend": "cffi"}
+# imported, but not at run time of the installed command: mypy imports our plugin (pybpfgen/mypy_plugin.py)
+_NOT_RUNTIME = {"mypy"}
+
+
+def _third_party_imports() -> dict[str, set[str]]:
+    import ast
+    found: dict[str, set[str]] = {}
+    for pkg in ("pybpfgen", "kernel_loader"):
+        for path in sorted((REPO / pkg).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module]
+                else:
+                    continue
+                for name in names:
+                    top = name.split(".")[0]
+                    if top not in sys.stdlib_module_names and top not in ("pybpfgen", "kernel_loader"):
+                        found.setdefault(top, set()).add(str(path.relative_to(REPO)))
+    return found
+
+
+def _declared(extra: str | None = None) -> set[str]:
+    import tomllib
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    deps = project["dependencies"] if extra is None else project["optional-dependencies"][extra]
+    return {re.split(r"[<>=!~\[; ]", d, maxsplit=1)[0].lower() for d in deps}
+
+
+def test_runtime_dependencies_are_what_the_packages_import():
+    """Every third-party module the packages import is a declared runtime dependency, and every runtime
+    dependency is imported (what only tests or benchmarks use belongs to the `test`/`bench` extras)."""
+    imported = _third_party_imports()
+    unknown = {m: sorted(p) for m, p in imported.items() if m not in _DIST_OF_MODULE and m not in _NOT_RUNTIME
+               and not m.startswith("_sha")}  # _sha256/_sha2: CPython's builtin hash modules (stdlib, private)
+    assert not unknown, f"imports of undeclared third-party modules: {unknown} (add them to pyproject.toml)"
+    used = {_DIST_OF_MODULE[m] for m in imported if m in _DIST_OF_MODULE}
+    assert _declared() == used, (f"pyproject.toml [project] dependencies {sorted(_declared())} != what pybpfgen/ "
+                                 f"and kernel_loader/ import {sorted(used)}")
+
+
+def test_test_extra_has_what_the_tests_import():
+    """pyelftools (the independent ELF reader of the tests) is in the `test` extra, not a runtime dependency."""
+    uses = [p for p in (REPO / "tests").rglob("*.py") if "elftools" in p.read_text()]
+    assert uses and "pyelftools" in _declared("test") and "pyelftools" not in _declared()

@@ -39,14 +39,14 @@ def unavailable(reason: str):
 
 def build_bpf(src: Path, out_dir: Path, name: str | None = None) -> Path:
     if not CLANG:
-        unavailable("clang-19 is not installed (needed to build test BPF objects)")
+        unavailable("clang-19 is not installed (needed to build test BPF objects): apt-get install clang-19, or run bash scripts/setup.sh")
     out = out_dir / (name or src.name[:-2] + ".o")   # x.bpf.c → x.bpf.o
     cmd = [CLANG, "-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu", "-I/usr/include/aarch64-linux-gnu",
            "-c", str(src), "-o", str(out)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         if "bpf/bpf_helpers.h" in r.stderr:
-            unavailable("libbpf-dev headers (bpf/bpf_helpers.h) are not installed")
+            unavailable("libbpf headers (bpf/bpf_helpers.h) are not installed: apt-get install libbpf-dev, or run bash scripts/setup.sh")
         raise RuntimeError(f"building {src} failed:\n{r.stderr}")
     return out
 

@@ -95,3 +95,20 @@ def test_conformance_interface(accel_object, monkeypatch, capsys):
     assert calls[1][1] == ["reload"]
     import os
     assert not any(os.path.exists(c[2]) for c in calls)      # private pin roots removed
+
+
+@pytest.mark.kernel
+def test_doctor_fails_without_sockmap(tmp_path):
+    """A kernel that refuses sockhash maps or sk_msg programs is a `fail` (scripts/setup.sh stops on it), probed on
+    the real kernel with the probe switched off the way PYBPFGEN_LOADER_DISABLE does."""
+    import os
+    import subprocess
+    r = subprocess.run([sys.executable, "-m", "kernel_loader", "doctor", "--json", "--pin-root",
+                        str(tmp_path / "pins")], capture_output=True, text=True, timeout=60)
+    by = {c["name"]: c for c in json.loads(r.stdout)["checks"]}
+    assert by["sockmap"]["status"] == "ok", r.stdout
+    r = subprocess.run([sys.executable, "-m", "kernel_loader", "doctor", "--json", "--pin-root",
+                        str(tmp_path / "pins")], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "PYBPFGEN_LOADER_DISABLE": "sockmap"})
+    by = {c["name"]: c for c in json.loads(r.stdout)["checks"]}
+    assert r.returncode == 1 and by["sockmap"]["status"] == "fail" and "sockmap" in by["sockmap"]["fix"], r.stdout

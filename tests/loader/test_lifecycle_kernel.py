@@ -356,6 +356,29 @@ def test_status_stats_measures_only_meanwhile(accel_object, test_cgroup, pin_roo
 
 
 # ------------------------------------------------------------------ preflight
+def _world_readable_import_root(dst: str) -> str:
+    """Copy what ``python -m kernel_loader`` imports (the loader and cffi with its backend) into ``dst``, readable
+    by any user: the checkout and its .venv may sit where another user cannot read (a clone under /root, mode
+    0700)."""
+    import importlib.util
+    import shutil
+    for name in ("kernel_loader", "cffi", "_cffi_backend", "pycparser"):
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            assert name == "pycparser", f"{name} is not importable"  # pycparser: only older cffi needs it
+            continue
+        if spec.submodule_search_locations:
+            shutil.copytree(os.path.dirname(spec.origin), os.path.join(dst, name),
+                            ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(spec.origin, dst)
+    for root, dirs, files in os.walk(dst):
+        os.chmod(root, 0o755)
+        for f in files:
+            os.chmod(os.path.join(root, f), 0o644)
+    return dst
+
+
 def test_not_root_is_one_clear_line(accel_object, pin_root):
     import shutil
     import tempfile
@@ -364,14 +387,19 @@ def test_not_root_is_one_clear_line(accel_object, pin_root):
         os.chmod(d, 0o755)
         obj = shutil.copy(accel_object, os.path.join(d, "accel.bpf.o"))
         os.chmod(obj, 0o644)
+        lib = _world_readable_import_root(os.path.join(d, "lib"))
+        # the interpreter itself: the base one (a venv's python may sit in an unreadable checkout)
+        python = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
         r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
-                            sys.executable, "-m", "kernel_loader", "load", obj, "--pin-root", pin_root],
-                           capture_output=True, text=True, cwd="/", env={**os.environ, "PYTHONPATH": REPO})
+                            python, "-I", "-c", "import sys; sys.path.insert(0, sys.argv.pop(1)); "
+                            "from kernel_loader.__main__ import main; sys.exit(main())", lib,
+                            "load", obj, "--pin-root", pin_root],
+                           capture_output=True, text=True, cwd="/", env={"PATH": os.environ.get("PATH", "")})
     finally:
         shutil.rmtree(d)
     assert r.returncode == 1, r.stderr
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("pybpfgen: error: not permitted")
+    assert len(lines) == 1 and lines[0].startswith("pybpfgen: error: not permitted"), r.stderr
     assert "CAP_BPF" in lines[0] and "CAP_NET_ADMIN" in lines[0] and "sudo" in lines[0]
 
 
