@@ -280,7 +280,7 @@ def test_bpftool_loadall_accepts_object_with_line_info(accel_obj, pin_root):
         r = subprocess.run([bpftool, "prog", "dump", "xlated", "pinned", str(pins / "accel_sockops"), "linum"],
                            capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
-        lines = [int(n) for n in re.findall(r"\[file:\S*accel\.py line_num:(\d+)", r.stdout)]
+        lines = [int(n) for n in re.findall(r"\[file:[^\]]*accel\.py line_num:(\d+)", r.stdout)]
         assert lines, f"no accel.py line info in xlated dump:\n{r.stdout[:2000]}"
         assert all(n > 0 for n in lines) and len(set(lines)) > 1, lines
     finally:
