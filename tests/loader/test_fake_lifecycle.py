@@ -1,6 +1,7 @@
 """Upgrade, rollback, preflight and legacy-attach paths through the fake syscall layer (no root)."""
 import errno
 import os
+import signal
 
 import pytest
 
@@ -101,9 +102,109 @@ def test_legacy_sk_msg_attach_and_detach(env, twin_object):
     assert list(sc.attached.values()) == [[]] and sc.live_links() == []
 
 
-def test_crash_hook_names_every_phase():
-    assert lifecycle.PHASES[0] == "parse" and lifecycle.PHASES[-1] == "commit"
-    assert set(lifecycle.PHASES) >= {"btf", "maps", "progs", "journal", "pin", "attach"}
+# ----------------------------------------------------------------- the crash hook (PYBPFGEN_LOADER_CRASH_AFTER)
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class _Killed(BaseException):
+    """What the crash hook's SIGKILL becomes in these tests."""
+
+
+def _spy_crash_points(monkeypatch) -> list[str]:
+    """Record every crash point the real lifecycle code passes, in order; the real hook still runs."""
+    seen: list[str] = []
+    real = lifecycle.crash_point
+
+    def spy(phase):
+        seen.append(phase)
+        real(phase)
+    monkeypatch.setattr(lifecycle, "crash_point", spy)
+    return seen
+
+
+def _documented(names: list[str]) -> list[str]:
+    """Phase names as the docs write them: ``attach:<program>`` for every per-program attach, repeats folded."""
+    out: list[str] = []
+    for n in names:
+        n = "attach:<program>" if n.startswith("attach:") else n
+        if not out or out[-1] != n:
+            out.append(n)
+    return out
+
+
+def _lifecycle_docstring_phases() -> list[str]:
+    doc = lifecycle.__doc__
+    block = doc[doc.index("Phases"):doc.index("Why any prefix")]
+    names = [ln.split()[0] for ln in block.splitlines() if ln.startswith("    ") and not ln.startswith("     ")]
+    return ["attach:<program>" if n == "attach:<p>" else n for n in names]     # the docstring says <p>
+
+
+def _cli_md_phases() -> list[str]:
+    import re
+    with open(os.path.join(REPO, "docs", "cli.md")) as f:
+        row = next(ln for ln in f if ln.startswith(f"| `{lifecycle.CRASH_ENV}=<phase>`"))
+    return re.findall(r"`([a-z:<>]+)`", row.split("right after `<phase>`:")[1])
+
+
+SCENARIOS = {   # name -> (sk_msg links available, loads): each scenario's last load is the one observed
+    "fresh load": (True, 1), "upgrade in place (LINK_UPDATE)": (True, 2),
+    "legacy sk_msg attach (PROG_ATTACH)": (False, 1), "legacy upgrade": (False, 2),
+}
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_crash_hook_fires_for_every_phase_in_order(scenario, env, twin_object, monkeypatch):
+    """Drive the real load with the fake syscall layer: the crash points it passes are lifecycle.PHASES, in
+    order, with one ``attach:<program>`` per attached program (sk_msg first) before ``attach``; and they are
+    the list that lifecycle's docstring and docs/cli.md document."""
+    sc, root, cg = env
+    sc.sk_msg_links, loads = SCENARIOS[scenario]
+    for _ in range(loads - 1):
+        manager.load(twin_object, cgroup=cg, pin_root=root, sc=sc)
+    seen = _spy_crash_points(monkeypatch)
+    (o,) = manager.load(twin_object, cgroup=cg, pin_root=root, sc=sc)
+    progs = sorted(o.programs.values(), key=lambda p: p.type != "sk_msg")   # sk_msg first
+    assert [p.type for p in progs] == ["sk_msg", "sock_ops"]
+    modes = {p.name: p.attach_mode for p in progs}
+    assert modes == {"fresh load": {"accel_redirect": "link", "accel_sockops": "link"},
+                     "upgrade in place (LINK_UPDATE)": {"accel_redirect": "link-update",
+                                                        "accel_sockops": "link-update"},
+                     "legacy sk_msg attach (PROG_ATTACH)": {"accel_redirect": "legacy", "accel_sockops": "link"},
+                     "legacy upgrade": {"accel_redirect": "legacy", "accel_sockops": "link-update"}}[scenario]
+    i = lifecycle.PHASES.index("attach")
+    assert seen == [*lifecycle.PHASES[:i], *(f"attach:{p.name}" for p in progs), *lifecycle.PHASES[i:]]
+    assert _documented(seen) == _lifecycle_docstring_phases() == _cli_md_phases()
+
+
+def test_crash_hook_kills_right_after_the_named_phase_only(env, twin_object, monkeypatch, tmp_path):
+    """With PYBPFGEN_LOADER_CRASH_AFTER=<phase> the real hook SIGKILLs the loader right after that phase and
+    at no other; a name that is no phase never fires."""
+    sc, root, cg = env
+    every = _spy_crash_points(monkeypatch)
+    manager.load(twin_object, cgroup=cg, pin_root=root, sc=sc)      # the phases this load passes
+    every = list(every)
+    kills: list[tuple[int, int]] = []
+
+    def kill(pid, sig):
+        kills.append((pid, sig))
+        raise _Killed(pid, sig)
+    monkeypatch.setattr(os, "kill", kill)
+    for phase in [*every, "no-such-phase", "attach:no_such_program"]:
+        d = tmp_path / phase.replace(":", "_")
+        (d / "bpffs").mkdir(parents=True)
+        (d / "cg").mkdir()
+        sc = FakeSyscall(str(d / "bpffs"), str(d / "cg"))
+        seen = _spy_crash_points(monkeypatch)
+        monkeypatch.setenv(lifecycle.CRASH_ENV, phase)
+        kills.clear()
+        if phase in every:
+            with pytest.raises(_Killed):
+                manager.load(twin_object, cgroup=str(d / "cg"), pin_root=str(d / "bpffs" / "pybpfgen"), sc=sc)
+            assert kills == [(os.getpid(), signal.SIGKILL)], phase
+            assert seen == every[:every.index(phase) + 1], phase
+        else:
+            manager.load(twin_object, cgroup=str(d / "cg"), pin_root=str(d / "bpffs" / "pybpfgen"), sc=sc)
+            assert kills == [] and seen == every, phase
 
 
 def test_unload_of_journal_only_object(env, twin_object):
