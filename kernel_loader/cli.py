@@ -122,6 +122,11 @@ def register(subparsers) -> None:
         add(subparsers)
 
 
+# `agent` and `apply`: kernel_loader/agent/ (docs/cli.md)
+from .agent.cli import COMMANDS as _AGENT_COMMANDS  # noqa: E402
+COMMANDS.update(_AGENT_COMMANDS)
+
+
 def _spec(parse, text):
     from .errors import LoaderError
     from . import policyspec

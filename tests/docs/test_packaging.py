@@ -108,7 +108,7 @@ def test_installed_cli(venv, tmp_path):
 
 
 # top-level modules that are imported by pybpfgen/ or kernel_loader/ -> the distribution that provides them
-_DIST_OF_MODULE = {"llvmlite": "llvmlite", "cffi": "cffi", "_cffi_backend": "cffi"}
+_DIST_OF_MODULE = {"llvmlite": "llvmlite", "cffi": "cffi", "_cffi_backend": "cffi", "prometheus_client": "prometheus_client"}
 # imported, but not at run time of the installed command: mypy imports our plugin (pybpfgen/mypy_plugin.py)
 _NOT_RUNTIME = {"mypy"}
 
