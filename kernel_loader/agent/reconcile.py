@@ -160,9 +160,13 @@ def remove_record(pin_root: str, name: str) -> None:
     path = record_path(pin_root, name)
     try:
         os.unlink(path)
-        os.rmdir(os.path.dirname(path))
     except OSError:
         pass
+    for d in (os.path.dirname(path), os.path.dirname(os.path.dirname(path))):
+        try:
+            os.rmdir(d)         # only when empty
+        except OSError:
+            break
 
 
 def fingerprint(spec: ObjectSpec) -> str:
