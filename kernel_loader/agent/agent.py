@@ -127,12 +127,13 @@ class Agent:
                     sha = hashlib.sha256(f.read()).hexdigest()
             except OSError:
                 sha = None
-            if sha is None or sha != self.bad_sha:
+            repeated = sha is not None and sha == self.bad_sha
+            self.bad_sha = sha
+            self.config_error = str(e)          # state first, then the log line (tests and probes see both)
+            if not repeated:
+                self._count("errors_config")
                 self.log("config_error", level="error", error=str(e), file=e.file, line=e.line, key=e.key,
                          detail=e.msg, applied=False)
-                self._count("errors_config")
-            self.bad_sha = sha
-            self.config_error = str(e)
             return None
         self.bad_sha = None
         self.config_error = None
@@ -150,12 +151,12 @@ class Agent:
                 self.applied = cfg
         except _config.ConfigError as e:
             # an entry that does not fit its map: found before anything changed
-            self.log("config_error", level="error", error=str(e), file=e.file, line=e.line, key=e.key,
-                     detail=e.msg, applied=False)
             self._count("errors_config")
             self._count("reconciles_error")
             self.config_error = str(e)
             self.bad_sha = cfg.sha256
+            self.log("config_error", level="error", error=str(e), file=e.file, line=e.line, key=e.key,
+                     detail=e.msg, applied=False)
             return False
         except LoaderError as e:
             self.cfg = cfg          # a valid file: the target, retried until it is reached
