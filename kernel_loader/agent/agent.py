@@ -8,6 +8,8 @@ serve metrics, and on SIGTERM keep the programs attached or unload them (``[agen
   applied: the running state stays what the previous file made it; /readyz says not ready until it is fixed.
 * **Adoption**: a restarted agent (crashed, SIGKILLed, a new pod of the same image) finds its objects pinned,
   running the programs it loaded from the same file: it adopts them (no load, program ids unchanged).
+* **systemd** (``Type=notify``): ``READY=1`` once every object is loaded and reconciled, ``STATUS=`` with what
+  /readyz says, ``WATCHDOG=1`` every half ``WatchdogSec=`` while the main loop turns (liveness).
 * **Logs**: one JSON object per line on stdout, for every change it makes and every error:
   ``{"ts": "2026-12-05T19:02:03.123Z", "level": "info", "event": "change", "op": "add", "object": "accel",
   "map": "policy_ports", "entry": "8080", ...}``.
@@ -27,6 +29,22 @@ from . import reconcile as _rec
 
 HEALTH_STALE_S = 120.0      # /healthz fails when the main loop has not turned for this long
 TICK_MAX_S = 5.0            # the main loop turns at least this often (heartbeat), whatever poll_interval is
+
+
+def sd_notify(message: str) -> bool:
+    """Tell systemd (``Type=notify``; ``$NOTIFY_SOCKET``) ``READY=1``, ``WATCHDOG=1``, ``STATUS=...``.
+    False when not run by systemd (no socket) or when the message could not be sent."""
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
+        return False
+    import socket
+    addr = "\0" + path[1:] if path.startswith("@") else path
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+            s.sendto(message.encode(), addr)
+        return True
+    except OSError:
+        return False
 
 
 class Agent:
@@ -54,6 +72,8 @@ class Agent:
         self.stats_fd: int | None = None
         self.server = None
         self._log_lock = threading.Lock()
+        self._sd_ready = False
+        self._sd_status: str | None = None
 
     # -------------------------------------------------------------- logging
     def log(self, event: str, level: str = "info", **kw) -> None:
@@ -234,11 +254,15 @@ class Agent:
         if self.cli_enable_stats or (self.cli_enable_stats is None and cfg.enable_stats):
             self._enable_stats()
         self.reconcile(cfg, "start")
+        watchdog_s = int(os.environ.get("WATCHDOG_USEC", "0") or 0) / 2e6     # systemd's WatchdogSec= / 2
         try:
             while self.stopping is None:
                 self.heartbeat = time.monotonic()
+                self._notify_state()
+                if watchdog_s > 0:
+                    sd_notify("WATCHDOG=1")
                 cur = self.cfg or cfg
-                timeout = TICK_MAX_S
+                timeout = min(TICK_MAX_S, watchdog_s) if watchdog_s > 0 else TICK_MAX_S
                 if cur.poll_interval > 0:
                     timeout = min(timeout, cur.poll_interval)
                 if self.next_retry is not None:
@@ -263,6 +287,15 @@ class Agent:
             if self.stats_fd is not None:
                 os.close(self.stats_fd)
 
+    def _notify_state(self) -> None:
+        """systemd: READY=1 the first time every object is loaded and reconciled; STATUS= when it changes."""
+        ok, why = self.ready()
+        if ok and not self._sd_ready:
+            self._sd_ready = sd_notify("READY=1") or True
+        if why != self._sd_status:
+            self._sd_status = why
+            sd_notify(f"STATUS={why}")
+
     def _reload(self, reason: str) -> None:
         new = self.read_config()
         if new is None:
@@ -276,6 +309,7 @@ class Agent:
         import kernel_loader as kl
         cfg = self.cfg
         sig = signal.Signals(self.stopping).name if self.stopping else "?"
+        sd_notify("STOPPING=1")
         on_exit = cfg.on_exit if cfg else "keep"
         if on_exit == "keep" or cfg is None:
             self.log("exit", signal=sig, on_exit="keep",

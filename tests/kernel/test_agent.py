@@ -76,13 +76,14 @@ max_unanswered_kib = {budget[1]}
 class AgentProc:
     """`pybpfgen agent` in a child process; its JSON log lines collected by a thread."""
 
-    def __init__(self, config: Path, metrics_port: int | None = None, extra: tuple = ()):
+    def __init__(self, config: Path, metrics_port: int | None = None, extra: tuple = (), env: dict | None = None):
         argv = [*kh.pybpfgen_argv(), "agent", "--config", str(config), *extra]
         if metrics_port:
             argv += ["--metrics-address", f"127.0.0.1:{metrics_port}"]
         self.port = metrics_port
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     start_new_session=True, cwd=kh.REPO_ROOT)
+                                     start_new_session=True, cwd=kh.REPO_ROOT,
+                                     env=None if env is None else {**os.environ, **env})
         self.events: list[dict] = []
         self.cond = threading.Condition()
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -234,10 +235,21 @@ class PingPong:
             kh.kill_proc(p)
 
 
-def test_metrics_match_status(env, agents):
+def test_metrics_match_status(env, agents, tmp_path):
+    import socket
     port = kh.free_port()
     write_config(env["cfg"], env["obj"], env["cg"], env["pins"], ports=[port])
-    a = agents(env["cfg"], metrics_port=kh.free_port(), extra=("--enable-stats",))
+    # systemd's notify socket (Type=notify, WatchdogSec=): READY=1 once loaded and reconciled, WATCHDOG=1
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.settimeout(60)
+    a = agents(env["cfg"], metrics_port=kh.free_port(), extra=("--enable-stats",),
+               env={"NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "2000000"})
+    got: list[str] = []
+    while "READY=1" not in got or "WATCHDOG=1" not in got:
+        got.append(notify.recv(4096).decode())
+    notify.close()
+    assert got.index("READY=1") < len(got)
     a.wait_ready()
     assert a.get("/healthz") == (200, "ok\n")
     load = a.wait_event(lambda e: e["event"] == "load")
