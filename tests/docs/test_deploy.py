@@ -1,5 +1,7 @@
-"""docs/deploy/: the systemd unit, the DaemonSet, the Containerfile and the entrypoint (no cluster, no systemd
-as PID 1 here: the files are parsed and checked; the entrypoint's logic runs against a stub pybpfgen)."""
+"""docs/deploy/: the systemd unit, the DaemonSet and its ConfigMap, the Containerfile, the entrypoint, the example
+agent.toml and the metrics docs (no cluster, no systemd as PID 1 here: the files are parsed and checked; the
+entrypoint runs against a stub pybpfgen, and against the real agent on the kernel, probed as the DaemonSet's
+probes would)."""
 from __future__ import annotations
 
 import configparser
@@ -38,19 +40,30 @@ def unit_sections() -> dict[str, dict[str, list[str]]]:
 def test_unit_semantics():
     u = unit_sections()
     svc = u["Service"]
-    assert svc["Type"] == ["oneshot"] and svc["RemainAfterExit"] == ["yes"]
+    # the agent: readiness through sd_notify (READY=1 once loaded and reconciled), liveness through the watchdog
+    assert svc["Type"] == ["notify"] and svc["NotifyAccess"] == ["main"]
     (start,) = svc["ExecStart"]
-    assert re.fullmatch(r"/usr/local/bin/pybpfgen load \$\{PYBPFGEN_OBJECT\} --cgroup \$\{PYBPFGEN_CGROUP\}", start)
-    assert svc["ExecStop"] == ["/usr/local/bin/pybpfgen unload accel"]
-    assert any("policy add --port" in c for c in svc["ExecStartPost"])
-    assert "-/etc/pybpfgen/accel.env" in svc["EnvironmentFile"]
+    assert start == ("/usr/local/bin/pybpfgen agent --config /etc/pybpfgen/agent.toml "
+                     "--metrics-address 127.0.0.1:9473")
+    assert svc["ExecReload"] == ["/bin/kill -HUP $MAINPID"]          # SIGHUP: reconcile now
+    assert int(svc["WatchdogSec"][0]) > 5 and svc["Restart"] == ["on-failure"]
+    assert svc["RestartPreventExitStatus"] == ["2"]                  # a bad file: restarting does not fix it
+    assert svc["KillSignal"] == ["SIGTERM"]                          # on_exit in the file decides
+    assert "ExecStop" not in svc                                     # no unload behind the agent's back
     caps = set(svc["CapabilityBoundingSet"][0].split())
-    assert {"CAP_BPF", "CAP_NET_ADMIN"} <= caps
+    assert {"CAP_BPF", "CAP_NET_ADMIN", "CAP_SYS_ADMIN"} <= caps
     assert u["Install"]["WantedBy"] == ["multi-user.target"]
-    # the example environment file sets every variable the unit uses
-    env = (DEPLOY / "pybpfgen-accel.env").read_text()
-    for var in set(re.findall(r"\$\$?\{(PYBPFGEN_\w+)\}", UNIT.read_text())):
-        assert re.search(rf"^{var}=", env, re.M), f"{var} not in pybpfgen-accel.env"
+
+
+def test_example_config_is_valid():
+    """docs/deploy/agent.toml (installed as /etc/pybpfgen/agent.toml, the image's default) parses with the agent's
+    own parser and loads the object where the Containerfile puts it."""
+    from kernel_loader.agent import config as C
+    cfg = C.load_file(str(DEPLOY / "agent.toml"))
+    (o,) = cfg.objects
+    assert o.name == "accel" and o.path == "/usr/local/lib/pybpfgen/accel.bpf.o"
+    assert cfg.on_exit == "keep" and o.policy is not None and o.settings is not None
+    assert "COPY docs/deploy/agent.toml /etc/pybpfgen/agent.toml" in (DEPLOY / "Containerfile").read_text()
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
@@ -71,30 +84,13 @@ def test_unit_verifies(tmp_path):
     assert r.returncode == 0 and not msgs, r.stdout + r.stderr
 
 
-def test_unit_start_post_runs_the_policies(tmp_path):
-    """ExecStartPost as systemd runs it ($$ -> $), with a stub pybpfgen that records its arguments."""
-    (post,) = unit_sections()["Service"]["ExecStartPost"]
-    log = tmp_path / "calls"
-    stub = tmp_path / "pybpfgen"
-    stub.write_text(f'#!/bin/sh\necho "$@" >> {log}\n')
-    stub.chmod(0o755)
-    cmd = post.replace("$$", "$").replace("/usr/local/bin/pybpfgen", str(stub))
-    m = re.fullmatch(r"/bin/sh -ec '(.*)'", cmd)
-    assert m, cmd
-    env = dict(os.environ, PYBPFGEN_PORTS="6379 8080", PYBPFGEN_CIDRS="10.0.0.0/8")
-    subprocess.run(["/bin/sh", "-ec", m.group(1)], env=env, check=True, timeout=30)
-    assert log.read_text().splitlines() == ["policy add --port 6379", "policy add --port 8080",
-                                            "policy add --cidr 10.0.0.0/8"]
-    log.unlink()
-    subprocess.run(["/bin/sh", "-ec", m.group(1)], env=dict(os.environ, PYBPFGEN_PORTS="", PYBPFGEN_CIDRS=""),
-                   check=True, timeout=30)
-    assert not log.exists()
-
-
 # ------------------------------------------------------------------ Kubernetes
+def manifests() -> dict[str, dict]:
+    return {d["kind"]: d for d in yaml.safe_load_all((DEPLOY / "daemonset.yaml").read_text()) if d}
+
+
 def daemonset() -> dict:
-    (doc,) = [d for d in yaml.safe_load_all((DEPLOY / "daemonset.yaml").read_text()) if d]
-    return doc
+    return manifests()["DaemonSet"]
 
 
 def test_daemonset_privileges_and_mounts():
@@ -109,7 +105,8 @@ def test_daemonset_privileges_and_mounts():
     assert sc.get("privileged") in (None, False)
     assert sc.get("allowPrivilegeEscalation") is False
     assert sc["capabilities"]["drop"] == ["ALL"]
-    assert set(sc["capabilities"]["add"]) == {"BPF", "NET_ADMIN"}  # exactly what load/unload/policy need
+    # load/attach, plus SYS_ADMIN for upgrade in place and the counters' BTF (README.md says why)
+    assert set(sc["capabilities"]["add"]) == {"BPF", "NET_ADMIN", "SYS_ADMIN"}
     vols = {v["name"]: v for v in spec["volumes"]}
     mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
     bpf = mounts["/sys/fs/bpf"]
@@ -118,13 +115,35 @@ def test_daemonset_privileges_and_mounts():
     assert bpf.get("mountPropagation") in ("HostToContainer", None)
     cg = mounts["/sys/fs/cgroup"]
     assert vols[cg["name"]]["hostPath"]["path"] == "/sys/fs/cgroup" and cg.get("readOnly") is True
-    assert vols[mounts["/run/pybpfgen"]["name"]]["hostPath"]["path"] == "/run/pybpfgen"  # the load journal
+    # the load journal and the agent's records: a new pod adopts what the old one loaded
+    assert vols[mounts["/run/pybpfgen"]["name"]]["hostPath"]["path"] == "/run/pybpfgen"
+
+
+def test_daemonset_runs_the_agent_with_its_configmap_and_probes():
+    m = manifests()
+    ds, cm = m["DaemonSet"], m["ConfigMap"]
+    spec = ds["spec"]["template"]["spec"]
+    (c,) = spec["containers"]
     env = {e["name"]: e.get("value") for e in c["env"]}
-    assert env["PYBPFGEN_CGROUP"].startswith("/sys/fs/cgroup/")
-    assert "PYBPFGEN_PORTS" in env
-    # the readiness probe looks at the pin the loader creates
-    probe = c["readinessProbe"]["exec"]["command"]
-    assert probe[-1] == "/sys/fs/bpf/pybpfgen/accel/links/accel_sockops"
+    # the ConfigMap is mounted where the entrypoint reads the configuration
+    vols = {v["name"]: v for v in spec["volumes"]}
+    cfg_dir, cfg_file = env["PYBPFGEN_CONFIG"].rsplit("/", 1)
+    (mount,) = [mt for mt in c["volumeMounts"] if mt["mountPath"] == cfg_dir]
+    assert vols[mount["name"]]["configMap"]["name"] == cm["metadata"]["name"]
+    assert cm["metadata"]["namespace"] == ds["metadata"]["namespace"]
+    # ... and it is a valid agent configuration
+    from kernel_loader.agent import config as C
+    cfg = C.parse_text(cm["data"][cfg_file], "configmap")
+    (o,) = cfg.objects
+    assert o.path == "/usr/local/lib/pybpfgen/accel.bpf.o" and o.cgroup.startswith("/sys/fs/cgroup/")
+    assert cfg.on_exit == "keep"           # a rolling update must not detach the programs
+    # probes on the agent's endpoint, which listens on the pod's address
+    (port,) = c["ports"]
+    assert env["PYBPFGEN_METRICS_ADDRESS"] == f"0.0.0.0:{port['containerPort']}"
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": port["name"]}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port["name"]}
+    ann = ds["spec"]["template"]["metadata"]["annotations"]
+    assert ann["prometheus.io/port"] == str(port["containerPort"]) and ann["prometheus.io/path"] == "/metrics"
 
 
 def test_containerfile_references_existing_files():
@@ -139,23 +158,26 @@ def test_containerfile_references_existing_files():
     assert "COPY docs/deploy/entrypoint.sh /usr/local/bin/pybpfgen-entrypoint" in text
     # the object the image ships is where the entrypoint and the unit look for it
     assert "/usr/local/lib/pybpfgen/accel.bpf.o" in text
-    assert "PYBPFGEN_OBJECT:=/usr/local/lib/pybpfgen/accel.bpf.o" in (DEPLOY / "entrypoint.sh").read_text()
+    assert 'path = "/usr/local/lib/pybpfgen/accel.bpf.o"' in (DEPLOY / "agent.toml").read_text()
+    assert "PYBPFGEN_CONFIG:=/etc/pybpfgen/agent.toml" in (DEPLOY / "entrypoint.sh").read_text()
     assert os.access(DEPLOY / "entrypoint.sh", os.X_OK)
 
 
-@pytest.mark.parametrize("keep", ["0", "1"])
-def test_entrypoint_loads_applies_policies_and_unloads_on_sigterm(tmp_path, keep):
+def test_entrypoint_execs_the_agent(tmp_path):
+    """The entrypoint replaces itself with `pybpfgen agent` (same pid: SIGTERM reaches the agent, which decides
+    what to keep), with the configuration and the metrics address from the environment."""
     log = tmp_path / "calls"
     stub = tmp_path / "pybpfgen"
-    stub.write_text(f'#!/bin/sh\necho "$@" >> {log}\n')
+    stub.write_text(f'#!/bin/sh\necho "$$ $*" >> {log}\ntrap \'echo TERM >> {log}; exit 0\' TERM\n'
+                    'while :; do sleep 0.05; done\n')
     stub.chmod(0o755)
-    env = dict(os.environ, PYBPFGEN=str(stub), PYBPFGEN_OBJECT="/x/accel.bpf.o", PYBPFGEN_CGROUP="/sys/fs/cgroup/k",
-               PYBPFGEN_PORTS="6379", PYBPFGEN_CIDRS="", PYBPFGEN_KEEP_ON_STOP=keep)
+    env = dict(os.environ, PYBPFGEN=str(stub), PYBPFGEN_CONFIG="/cfg/agent.toml")
+    env.pop("PYBPFGEN_METRICS_ADDRESS", None)
     p = subprocess.Popen(["/bin/sh", str(DEPLOY / "entrypoint.sh")], env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not (log.exists() and "status" in log.read_text()):
+        while time.monotonic() < deadline and not (log.exists() and log.read_text()):
             time.sleep(0.05)
         assert p.poll() is None, p.stdout.read()
         p.send_signal(signal.SIGTERM)
@@ -164,32 +186,53 @@ def test_entrypoint_loads_applies_policies_and_unloads_on_sigterm(tmp_path, keep
         if p.poll() is None:
             p.kill()
             p.wait()
-    want = ["load /x/accel.bpf.o --cgroup /sys/fs/cgroup/k", "policy add --port 6379", "status accel"]
-    if keep == "0":
-        want.append("unload accel")
-    assert log.read_text().splitlines() == want
+    assert log.read_text().splitlines() == [f"{p.pid} agent --config /cfg/agent.toml --metrics-address 0.0.0.0:9473",
+                                            "TERM"]
 
 
-def test_entrypoint_replaces_a_copy_it_cannot_upgrade(tmp_path):
-    """The first load fails (a stale copy, no CAP_SYS_ADMIN to upgrade it): unload, then load afresh."""
-    log = tmp_path / "calls"
-    stub = tmp_path / "pybpfgen"
-    stub.write_text(f'#!/bin/sh\necho "$@" >> {log}\n'
-                    f'[ "$1" = load ] && [ ! -e {tmp_path}/once ] && touch {tmp_path}/once && exit 1\nexit 0\n')
-    stub.chmod(0o755)
-    env = dict(os.environ, PYBPFGEN=str(stub), PYBPFGEN_OBJECT="/o", PYBPFGEN_CGROUP="/c", PYBPFGEN_PORTS="",
-               PYBPFGEN_CIDRS="")
-    p = subprocess.Popen(["/bin/sh", str(DEPLOY / "entrypoint.sh")], env=env, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
+@pytest.mark.kernel
+def test_entrypoint_runs_a_real_agent_that_the_probes_see(tmp_path, child_cgroup, pin_root):
+    """The entrypoint with the real pybpfgen and the ConfigMap's file (cgroup and pin root made private): the
+    DaemonSet's readiness and liveness probes (their paths and port, from the YAML) answer 200 once it runs."""
+    import json
+    import urllib.request
+
+    import kharness as kh
+    obj = kh.PybpfgenCLI().compile(REPO / "programs", tmp_path / "build")
+    m = manifests()
+    text = m["ConfigMap"]["data"]["agent.toml"]
+    text = text.replace('path = "/usr/local/lib/pybpfgen/accel.bpf.o"', f'path = "{obj}"')
+    text = text.replace('cgroup = "/sys/fs/cgroup/kubepods.slice"', f'cgroup = "{child_cgroup}"')
+    text = text.replace("[agent]\n", f'[agent]\npin_root = "{pin_root}"\n', 1)
+    (tmp_path / "agent.toml").write_text(text)
+    (c,) = m["DaemonSet"]["spec"]["template"]["spec"]["containers"]
+    port = kh.free_port()
+    env = dict(os.environ, PYBPFGEN=" ".join(kh.pybpfgen_argv()), PYBPFGEN_CONFIG=str(tmp_path / "agent.toml"),
+               PYBPFGEN_METRICS_ADDRESS=f"127.0.0.1:{port}")
+    p = subprocess.Popen(["/bin/sh", str(DEPLOY / "entrypoint.sh")], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not (log.exists() and "status" in log.read_text()):
-            time.sleep(0.05)
+        for probe in ("readinessProbe", "livenessProbe"):
+            path = c[probe]["httpGet"]["path"]
+            deadline, code = time.monotonic() + 60, None
+            while time.monotonic() < deadline and code != 200:
+                assert p.poll() is None, p.stderr.read()
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+                        code = r.status
+                except OSError:
+                    time.sleep(0.1)
+            assert code == 200, f"{probe} {path}"
+        assert len(kh.cgroup_prog_ids(child_cgroup)) == 1
         p.send_signal(signal.SIGTERM)
-        assert p.wait(10) == 0
+        assert p.wait(30) == 0
+        events = [json.loads(ln)["event"] for ln in p.stdout.read().splitlines()]
+        assert events[-1] == "exit" and "load" in events
+        assert len(kh.cgroup_prog_ids(child_cgroup)) == 1          # on_exit = "keep"
     finally:
         if p.poll() is None:
-            p.kill()
+            os.killpg(p.pid, signal.SIGKILL)
             p.wait()
-    assert log.read_text().splitlines() == ["load /o --cgroup /c", "unload accel", "load /o --cgroup /c",
-                                            "status accel", "unload accel"]
+        kh.PybpfgenCLI(pin_root=pin_root).unload("accel", check=False)
+        from kernel_loader.agent import reconcile as R
+        R.remove_record(str(pin_root), "accel")
