@@ -236,3 +236,53 @@ def test_entrypoint_runs_a_real_agent_that_the_probes_see(tmp_path, child_cgroup
         kh.PybpfgenCLI(pin_root=pin_root).unload("accel", check=False)
         from kernel_loader.agent import reconcile as R
         R.remove_record(str(pin_root), "accel")
+
+
+# ------------------------------------------------------------------ metrics docs
+def _exported_metric_names() -> set[str]:
+    """Every sample name the agent's collector exports, for a loaded accelerator (fake status: no root)."""
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from kernel_loader.agent import metrics as M
+    status = {"objects": [{
+        "name": "accel", "pin_dir": "/p/accel", "state": "loaded", "cgroup": "/sys/fs/cgroup",
+        "programs": [{"name": "accel_redirect", "id": 1, "type": "sk_msg", "tag": "00", "verified_insns": 1,
+                      "run_cnt": 1, "run_time_ns": 1}],
+        "links": [{"name": "accel_redirect", "attached": True, "target": {"kind": "map", "map_name": "socks"}}],
+        "maps": [{"pin_name": "socks", "type": "sockhash", "entries": 2, "max_entries": 65536, "values": None},
+                 {"pin_name": "policy_ports", "type": "hash", "entries": 1, "max_entries": 1024, "values": None},
+                 {"pin_name": "settings", "type": "array", "entries": 1, "max_entries": 1,
+                  "values": [{"max_unanswered_msgs": 0, "max_unanswered_kib": 0}]},
+                 {"pin_name": "stats", "type": "percpu_array", "entries": 1, "max_entries": 1,
+                  "values": [dict.fromkeys(("redirected", "missed", "paired", "refused", "demoted", "released"), 1)]}],
+        "accelerator": {"sockets": 2}}]}
+    agent = {"config_sha256": "00", "config_file": "/etc/pybpfgen/agent.toml"}
+    col = M.StatusCollector(lambda: (["/p"], None, agent), status=lambda pr: status)
+    text = generate_latest(M.registry_for(col)).decode()
+    return {s.name for fam in text_string_to_metric_families(text) for s in fam.samples}
+
+
+def _promql_block() -> list[str]:
+    text = (DEPLOY / "README.md").read_text()
+    block = text.split("```promql\n", 1)[1].split("```", 1)[0]
+    return [ln for ln in block.splitlines() if ln.strip() and not ln.startswith("#")]
+
+
+def test_promql_and_dashboard_use_exported_metrics():
+    import json
+    names = _exported_metric_names()
+    queries = _promql_block()
+    assert len(queries) >= 10
+    dash = json.loads((DEPLOY / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    assert sorted(exprs) == sorted(queries), "the dashboard and README.md's PromQL differ"
+    for q in queries:
+        for metric in re.findall(r"\bpybpfgen_[a-z_]+", q):
+            assert metric in names, f"{metric} (in {q!r}) is not exported"
+    # the README's metric table names exported metrics only
+    table = (DEPLOY / "README.md").read_text().split("## Metrics", 1)[1]
+    for metric in set(re.findall(r"`(pybpfgen_[a-z_]+)`", table)):
+        assert metric in names, f"README.md documents {metric}, which is not exported"
+    assert dash["schemaVersion"] >= 30 and [i["name"] for i in dash["__inputs"]] == ["DS_PROMETHEUS"]
+    assert all(p["datasource"]["uid"] == "${DS_PROMETHEUS}" for p in dash["panels"])
