@@ -37,6 +37,8 @@ ACCEL_COUNTERS = {
     "released": ("pybpfgen_accel_released_sockets",
                  "Sockets taken out of the sockhash because nothing can be redirected to them any more."),
 }
+# programs/accel.py DEFAULT_MAX_UNANSWERED_*: compile-time constants (0 stored in settings = these)
+BUDGET_DEFAULTS = {"max_unanswered_msgs": 256, "max_unanswered_kib": 4096}
 POLICY_MAPS = {"policy_ports": "ports", "policy_cidrs": "cidrs", "policy_tuples": "tuples", "accel_ports": "ports"}
 
 
@@ -154,14 +156,9 @@ class StatusCollector:
                             if f in vals[0]:
                                 fam.add_metric([name], sum((v or {}).get(f, 0) or 0 for v in vals))
                 elif m["pin_name"] == "settings" and isinstance(vals[0], dict):
-                    from ..policyspec import DEFAULT_MAX_UNANSWERED_KIB, DEFAULT_MAX_UNANSWERED_MSGS
-                    s = vals[0]
-                    if "max_unanswered_msgs" in s:
-                        budget.add_metric([name, "max_unanswered_msgs"],
-                                          s["max_unanswered_msgs"] or DEFAULT_MAX_UNANSWERED_MSGS)
-                    if "max_unanswered_kib" in s:
-                        budget.add_metric([name, "max_unanswered_kib"],
-                                          s["max_unanswered_kib"] or DEFAULT_MAX_UNANSWERED_KIB)
+                    for limit, default in BUDGET_DEFAULTS.items():
+                        if limit in vals[0]:
+                            budget.add_metric([name, limit], vals[0][limit] or default)
             acc = o.get("accelerator")
             if acc and acc.get("sockets") is not None:
                 sockets.add_metric([name], acc["sockets"])

@@ -24,6 +24,7 @@ listed indices are written.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import os
 import struct
@@ -94,22 +95,74 @@ def ordered(changes: list[Change]) -> list[Change]:
 
 
 # ------------------------------------------------------------------ desired entries of the accelerator (pure)
+# The byte layouts of programs/accel.py's maps (docs/cli.md, "policy"), encoded here from the parsed entries
+# (policyspec parses; the agent compares and writes raw bytes, so that a diff is exact):
+#   policy_ports   u32 port (host order)                                            -> u32 1
+#   policy_cidrs   {u32 prefixlen; u32 addr[4]}: IPv6 bytes in network order, IPv4 v4-mapped (len + 96)
+#                                                                                   -> u32 sides (1 local, 2 remote)
+#   policy_tuples  {u32 local_ip[4]; u32 remote_ip[4]; u32 local_port; u32 remote_port} (client's view) -> u32 1
+#   settings       [0] = {u32 max_unanswered_msgs; u32 max_unanswered_kib}
 ONE = struct.pack("<I", 1)
+KEY_SIZES = {PORTS: 4, CIDRS: 20, TUPLES: 40, SETTINGS: 4}
+VALUE_SIZES = {PORTS: 4, CIDRS: 4, TUPLES: 4, SETTINGS: 8}
+_V4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
+def _addr16(ip) -> bytes:
+    return b"\0" * 10 + b"\xff\xff" + ip.packed if ip.version == 4 else ip.packed
+
+
+def _ip16(raw: bytes):
+    v6 = ipaddress.IPv6Address(bytes(raw))
+    return v6.ipv4_mapped or v6
+
+
+def port_key(port: int) -> bytes:
+    return struct.pack("<I", port)
+
+
+def prefix_key(net) -> bytes:
+    return struct.pack("<I", net.prefixlen + (96 if net.version == 4 else 0)) + _addr16(net.network_address)
+
+
+def tuple_key(t) -> bytes:
+    return _addr16(t.client_ip) + _addr16(t.server_ip) + struct.pack("<II", t.client_port, t.server_port)
+
+
+def settings_value(msgs: int, kib: int) -> bytes:
+    return struct.pack("<II", msgs, kib)
+
+
+def _fmt_tuple(key: bytes) -> str:
+    cip, sip = _ip16(key[0:16]), _ip16(key[16:32])
+    cport, sport = struct.unpack_from("<II", key, 32)
+    v6 = cip.version == 6 or sip.version == 6
+    f = (lambda ip: f"[{ip}]" if v6 and ip.version == 6 else str(ip))
+    return f"{f(cip)}:{cport}-{f(sip)}:{sport}"
+
+
+def _fmt_prefix(key: bytes) -> str:
+    plen = struct.unpack_from("<I", key, 0)[0]
+    v6 = ipaddress.IPv6Address(bytes(key[4:20]))
+    if plen >= 96 and v6 in _V4_MAPPED:
+        return str(ipaddress.IPv4Network(f"{v6.ipv4_mapped}/{plen - 96}", strict=False))
+    return str(ipaddress.IPv6Network(f"{v6}/{min(plen, 128)}", strict=False))
 
 
 def _settings_text(v: bytes) -> str:
-    s = _ps.decode_settings(v)
-    return f"max_unanswered_msgs={s['max_unanswered_msgs']} max_unanswered_kib={s['max_unanswered_kib']}"
+    msgs, kib = struct.unpack_from("<II", v, 0)
+    return f"max_unanswered_msgs={msgs} max_unanswered_kib={kib}"
 
 
 def describe_accel(map_name: str, key: bytes, value: bytes) -> str:
+    """An entry of an accelerator map as a person writes it (``8080``, ``10.0.0.0/8 local``, a tuple)."""
     try:
         if map_name == PORTS:
             return str(struct.unpack("<I", key)[0])
         if map_name == CIDRS:
-            return f"{_ps.decode_prefix(key)} {_ps.side_name(_ps.decode_side(value))}"
+            return f"{_fmt_prefix(key)} {_ps.side_name(struct.unpack_from('<I', value)[0])}"
         if map_name == TUPLES:
-            return str(_ps.decode_tuple(key))
+            return _fmt_tuple(key)
         if map_name == SETTINGS:
             return _settings_text(value)
     except (LoaderError, struct.error, ValueError):
@@ -122,11 +175,12 @@ def desired_accel(spec: ObjectSpec) -> dict[str, dict[bytes, tuple[bytes, str]]]
     out: dict[str, dict[bytes, tuple[bytes, str]]] = {}
     if spec.policy is not None:
         p = spec.policy
-        out[PORTS] = {_ps.encode_port(port): (ONE, str(port)) for port in p.ports}
-        out[CIDRS] = {c.key: (struct.pack("<I", flags), f"{c} {_ps.side_name(flags)}") for c, flags in p.cidrs}
-        out[TUPLES] = {t.key: (ONE, str(t)) for t in p.tuples}
+        out[PORTS] = {port_key(port): (ONE, str(port)) for port in p.ports}
+        out[CIDRS] = {prefix_key(c.network): (struct.pack("<I", flags), f"{c} {_ps.side_name(flags)}")
+                      for c, flags in p.cidrs}
+        out[TUPLES] = {tuple_key(t): (ONE, str(t)) for t in p.tuples}
     if spec.settings is not None:
-        v = _ps.encode_settings(spec.settings.max_unanswered_msgs, spec.settings.max_unanswered_kib)
+        v = settings_value(spec.settings.max_unanswered_msgs, spec.settings.max_unanswered_kib)
         out[SETTINGS] = {struct.pack("<I", 0): (v, _settings_text(v))}
     return out
 
@@ -292,7 +346,11 @@ def _generic_desired(spec: ObjectSpec, o) -> dict[str, tuple[dict[bytes, tuple[b
 
         def describe(k: bytes, v: bytes, m=m) -> str:
             try:
-                return f"{_json(m._decode(m.info().btf_key_type_id, k))} = {_json(m._decode(m.info().btf_value_type_id, v))}"
+                if hasattr(m, "decode_key"):
+                    dk, dv = m.decode_key(k), m.decode_value(v)
+                else:
+                    dk, dv = m._decode(m.info().btf_key_type_id, k), m._decode(m.info().btf_value_type_id, v)
+                return f"{_json(dk)} = {_json(dv)}"
             except Exception:  # noqa: BLE001 - a name for a log line only
                 return f"{k.hex()} = {v.hex()}"
         out[ms.name] = (desired, info.type != ARRAY, describe)
@@ -308,11 +366,16 @@ def _json(v) -> str:
 
 def _check_accel_maps(spec: ObjectSpec, o) -> None:
     for map_name in desired_accel(spec):
+        what = "settings" if map_name == SETTINGS else "policy"
         if not o.has_map(map_name):
-            what = "settings" if map_name == SETTINGS else "policy"
             raise ConfigError.at(spec.where, f"object {spec.name} has no map {map_name} (for "
                                              f"[objects.{spec.name}.{what}]); is it the accelerator built from "
                                              "programs/accel.py?")
+        info = o.map(map_name).info()
+        if (info.key_size, info.value_size) != (KEY_SIZES[map_name], VALUE_SIZES[map_name]):
+            raise LoaderError(f"map {map_name} of {spec.name} has {info.key_size}-byte keys and {info.value_size}-"
+                              f"byte values, expected {KEY_SIZES[map_name]} and {VALUE_SIZES[map_name]}: the loaded "
+                              "accelerator does not match this pybpfgen")
 
 
 def _object_changes(spec: ObjectSpec, *, pre_generic=None) -> list[Change]:
@@ -385,7 +448,7 @@ def reconcile(cfg: AgentConfig, *, dry_run: bool = False, adopted: set[tuple[str
             res.objects.append(r)
             if action == "load":
                 for map_name, desired in desired_accel(spec).items():
-                    fresh = {struct.pack("<I", 0): bytes(_ps.SETTINGS_VALUE_SIZE)} if map_name == SETTINGS else {}
+                    fresh = {struct.pack("<I", 0): bytes(VALUE_SIZES[SETTINGS])} if map_name == SETTINGS else {}
                     res.changes += diff_map(spec.name, map_name, desired, fresh, removable=map_name != SETTINGS,
                                             describe=lambda k, v, n=map_name: describe_accel(n, k, v))
                 for ms in spec.maps:

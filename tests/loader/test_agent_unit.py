@@ -164,8 +164,13 @@ def test_desired_accel_entries():
     d = R.desired_accel(o)
     assert set(d) == {"policy_ports", "policy_cidrs", "policy_tuples", "settings"}
     assert d["policy_ports"] == {struct.pack("<I", 6379): (R.ONE, "6379"), struct.pack("<I", 8080): (R.ONE, "8080")}
-    k = ps.parse_cidr("198.18.0.0/15").key
-    assert d["policy_cidrs"][k] == (struct.pack("<I", 3), "198.18.0.0/15 any")
+    k = struct.pack("<I", 96 + 15) + bytes(10) + b"\xff\xff" + bytes([198, 18, 0, 0])   # v4-mapped, len + 96
+    assert d["policy_cidrs"] == {k: (struct.pack("<I", 3), "198.18.0.0/15 any"),
+                                 struct.pack("<I", 104) + bytes(10) + b"\xff\xff" + bytes([10, 0, 0, 0]):
+                                 (struct.pack("<I", 3), "10.0.0.0/8 any")}
+    (t,) = d["policy_tuples"]
+    assert t == (bytes(10) + b"\xff\xff" + bytes([10, 0, 0, 1]) + bytes(10) + b"\xff\xff" + bytes([10, 0, 0, 2])
+                 + struct.pack("<II", 40000, 80))
     assert d["settings"] == {struct.pack("<I", 0): (struct.pack("<II", 512, 0),
                                                      "max_unanswered_msgs=512 max_unanswered_kib=0")}
     # no [policy] / [settings]: those maps are not managed at all
@@ -176,11 +181,15 @@ def test_desired_accel_entries():
     assert R.desired_accel(o3)["policy_cidrs"] == {} and R.desired_accel(o3)["policy_tuples"] == {}
 
 
-def test_describe_live_entries():
+def test_describe_live_entries_round_trips():
     assert R.describe_accel("policy_ports", struct.pack("<I", 80), R.ONE) == "80"
-    assert R.describe_accel("policy_cidrs", ps.parse_cidr("10.0.0.0/8").key, struct.pack("<I", 1)) == "10.0.0.0/8 local"
-    t = ps.parse_tuple("[::1]:1-[::1]:2")
-    assert R.describe_accel("policy_tuples", t.key, R.ONE) == "[::1]:1-[::1]:2"
+    for net, side in (("10.0.0.0/8", "local"), ("2001:db8::/32", "any"), ("198.18.0.1/32", "remote")):
+        k = R.prefix_key(ps.parse_cidr(net).network)
+        assert R.describe_accel("policy_cidrs", k, struct.pack("<I", ps.parse_side(side))) == f"{net} {side}"
+    for text in ("[::1]:1-[::1]:2", "10.0.0.1:40000-10.0.0.2:80"):
+        assert R.describe_accel("policy_tuples", R.tuple_key(ps.parse_tuple(text)), R.ONE) == text
+    assert R.describe_accel("settings", struct.pack("<I", 0), R.settings_value(5, 6)) == \
+        "max_unanswered_msgs=5 max_unanswered_kib=6"
 
 
 def test_config_error_at_a_kept_location():
