@@ -297,7 +297,7 @@ def plan_load(spec: ObjectSpec, adopted: set[tuple[str, str]]) -> tuple[str, str
     rec = read_record(spec.pin_root, spec.name)
     ids = {p["name"]: p["id"] for p in st.get("programs", [])}
     if rec is None:
-        return "upgrade", "loaded by someone else than the agent"
+        return "upgrade", "not loaded by an agent (no record of its programs)"
     if rec.get("fingerprint") != fingerprint(spec):
         return "upgrade", "the object file, its Configs or its cgroup changed"
     if rec.get("program_ids") != ids:
