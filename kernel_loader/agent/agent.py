@@ -3,7 +3,8 @@ serve metrics, and on SIGTERM keep the programs attached or unload them (``[agen
 
 * **Reconcile** (:func:`.reconcile.reconcile`) at start, on SIGHUP, when the file changes (its stat - inode,
   size, mtime - is polled every ``poll_interval`` seconds and its text compared by SHA-256: a ConfigMap's
-  symlink swap is seen too) and, after a failure, every ``retry_interval`` seconds.
+  symlink swap is seen too), after a failure every ``retry_interval`` seconds, and (``resync_interval``,
+  default off) periodically, which undoes drift (a policy added by hand, an object unloaded by hand).
 * **A bad file** (syntax, schema, an entry that does not fit its map) is logged with file:line: key and not
   applied: the running state stays what the previous file made it; /readyz says not ready until it is fixed.
 * **Adoption**: a restarted agent (crashed, SIGKILLed, a new pod of the same image) finds its objects pinned,
@@ -68,6 +69,7 @@ class Agent:
         self.last_ok = False
         self.last_error: str | None = None
         self.next_retry: float | None = None
+        self.last_pass = time.monotonic()
         self.counters: dict[str, float] = {}
         self.stats_fd: int | None = None
         self.server = None
@@ -105,7 +107,8 @@ class Agent:
             return False, f"configuration file is invalid (previous one in force): {self.config_error}"
         if not self.last_ok:
             return False, f"last reconcile failed: {self.last_error or 'not run yet'}"
-        missing = [o.name for o in self.cfg.objects if (o.pin_root, o.name) not in self.adopted]
+        missing = [o.name for o in self.cfg.objects if (o.pin_root, o.name) not in self.adopted
+                   or not os.path.isdir(os.path.join(o.pin_root, o.name, "progs"))]   # unloaded behind our back
         if missing:
             return False, f"not loaded: {', '.join(missing)}"
         return True, "ready"
@@ -161,7 +164,7 @@ class Agent:
 
     # -------------------------------------------------------------- reconcile
     def reconcile(self, cfg: _config.AgentConfig, reason: str) -> bool:
-        t0 = time.monotonic()
+        t0 = self.last_pass = time.monotonic()
         try:
             with self.lock:
                 res = _rec.reconcile(cfg, adopted=self.adopted, log=self._change_log)
@@ -191,6 +194,8 @@ class Agent:
         self.counters["last_reconcile"] = time.time()
         self._count("reconciles_ok")
         counts = {op: sum(1 for c in res.changes if c.op == op) for op in ("add", "update", "remove")}
+        if reason == "resync" and not res.changes and all(o.action == "keep" for o in res.objects):
+            return True         # nothing drifted: no log line every resync_interval
         self.log("reconciled", reason=reason, config_sha256=cfg.sha256, changes=counts,
                  objects={o.name: o.action for o in res.objects}, seconds=round(time.monotonic() - t0, 3))
         return True
@@ -267,6 +272,8 @@ class Agent:
                     timeout = min(timeout, cur.poll_interval)
                 if self.next_retry is not None:
                     timeout = max(0.0, min(timeout, self.next_retry - time.monotonic()))
+                if cur.resync_interval > 0:
+                    timeout = max(0.0, min(timeout, self.last_pass + cur.resync_interval - time.monotonic()))
                 self.wake.wait(timeout)
                 self.wake.clear()
                 self.heartbeat = time.monotonic()
@@ -279,6 +286,9 @@ class Agent:
                     self._reload("file changed")
                 elif self.next_retry is not None and time.monotonic() >= self.next_retry:
                     self.reconcile(self.cfg or cfg, "retry")
+                elif (self.last_ok and cur.resync_interval > 0
+                      and time.monotonic() - self.last_pass >= cur.resync_interval):
+                    self.reconcile(cur, "resync")
             return self.shutdown()
         finally:
             if self.server is not None:

@@ -9,6 +9,7 @@ The schema (docs/cli.md, "pybpfgen agent"):
     on_exit = "keep"                        # keep | unload (on SIGTERM)
     poll_interval = 1.0                     # seconds between checks of the file for changes; 0: SIGHUP only
     retry_interval = 10.0                   # seconds before a failed reconcile is retried
+    resync_interval = 0                     # seconds between passes without a change (undo drift); 0: never
     metrics_address = "127.0.0.1:9473"      # default: no endpoint; --metrics-address overrides
     enable_stats = false                    # hold BPF_ENABLE_STATS: program run time / run counts move
     pin_root = "/sys/fs/bpf/pybpfgen"       # default pin root of every object
@@ -116,6 +117,7 @@ class AgentConfig:
     on_exit: str = "keep"
     poll_interval: float = 1.0
     retry_interval: float = 10.0
+    resync_interval: float = 0.0
     metrics_address: str | None = None
     enable_stats: bool = False
     pin_root: str = DEFAULT_PIN_ROOT
@@ -422,7 +424,8 @@ def parse_text(text: str, file: str = "<config>") -> AgentConfig:
     base = os.path.dirname(os.path.abspath(file)) if file not in ("<config>", "-") else os.getcwd()
     c.table(data, (), {"agent", "objects"})
     ag = c.table(data.get("agent", {}), ("agent",), {"on_exit", "poll_interval", "retry_interval",
-                                                      "metrics_address", "enable_stats", "pin_root"})
+                                                      "resync_interval", "metrics_address", "enable_stats",
+                                                      "pin_root"})
     on_exit = c.typed(ag, ("agent",), "on_exit", str, 'a string ("keep" or "unload")', "keep")
     if on_exit not in ON_EXIT:
         raise c.error(("agent", "on_exit"), f"invalid value {on_exit!r}: expected \"keep\" or \"unload\"")
@@ -439,6 +442,7 @@ def parse_text(text: str, file: str = "<config>") -> AgentConfig:
     return AgentConfig(file=file, sha256=hashlib.sha256(text.encode()).hexdigest(), on_exit=on_exit,
                        poll_interval=_interval(c, ag, ("agent",), "poll_interval", 1.0),
                        retry_interval=_interval(c, ag, ("agent",), "retry_interval", 10.0),
+                       resync_interval=_interval(c, ag, ("agent",), "resync_interval", 0.0),
                        metrics_address=addr or None,
                        enable_stats=c.typed(ag, ("agent",), "enable_stats", bool, "true or false", False),
                        pin_root=pin_root, objects=objects)

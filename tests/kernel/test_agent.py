@@ -515,3 +515,24 @@ def test_apply_dry_run_and_generic_entries(env):
     r = apply()
     assert r.returncode == 1 and "pybpfgen: error:" in r.stderr, (r.stdout, r.stderr)
     assert len(kh.cgroup_prog_ids(env["cg"])) == 1 and policy(env["pins"])["ports"] == [7001, 7002]
+
+
+def test_resync_undoes_drift(env, agents):
+    """resync_interval: a policy added by hand is removed again, an object unloaded by hand is loaded again
+    (not ready meanwhile)."""
+    port = kh.free_port()
+    write_config(env["cfg"], env["obj"], env["cg"], env["pins"], ports=[port])
+    env["cfg"].write_text(env["cfg"].read_text().replace("retry_interval = 1\n", "retry_interval = 1\nresync_interval = 0.2\n"))
+    a = agents(env["cfg"], metrics_port=kh.free_port())
+    a.wait_ready()
+    n = a.mark()
+    env["cli"].run("policy", "add", "--port", "4343")
+    ev = a.wait_event(lambda e: e["event"] == "change" and e["op"] == "remove", start=n)
+    assert (ev["map"], ev["entry"]) == ("policy_ports", "4343")
+    assert a.wait_event(lambda e: e["event"] == "reconciled", start=n)["reason"] == "resync"
+    assert policy(env["pins"])["ports"] == [port]
+    n = a.mark()
+    env["cli"].unload("accel")
+    assert a.wait_event(lambda e: e["event"] in ("load", "upgrade", "adopt"), start=n)["event"] == "load"
+    a.wait_ready()
+    assert len(kh.cgroup_prog_ids(env["cg"])) == 1 and policy(env["pins"])["ports"] == [port]
