@@ -138,6 +138,18 @@ class Agent:
         except OSError:
             return None
 
+    def _settle(self, step: float = 0.05, limit: float = 1.0) -> None:
+        """Wait (at most ``limit`` s) until the file's stat stops changing: a writer that truncates and then
+        writes is not read half-way (an editor's rename and a ConfigMap's symlink swap are atomic anyway)."""
+        sig, waited = self._stat_sig(), 0.0
+        while waited < limit and self.stopping is None:
+            time.sleep(step)
+            waited += step
+            now = self._stat_sig()
+            if now == sig:
+                return
+            sig = now
+
     def read_config(self) -> _config.AgentConfig | None:
         """The file parsed, or None (logged) when it is bad or unchanged since a bad version."""
         self.file_sig = self._stat_sig()
@@ -283,6 +295,7 @@ class Agent:
                     self.hup = False
                     self._reload("sighup")
                 elif cur.poll_interval > 0 and self._stat_sig() != self.file_sig:
+                    self._settle()
                     self._reload("file changed")
                 elif self.next_retry is not None and time.monotonic() >= self.next_retry:
                     self.reconcile(self.cfg or cfg, "retry")

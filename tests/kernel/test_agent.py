@@ -68,6 +68,10 @@ cidrs = [{cidr_items}]
 max_unanswered_msgs = {budget[0]}
 max_unanswered_kib = {budget[1]}
 {extra}"""
+    atomic_write(path, text)
+
+
+def atomic_write(path: Path, text: str) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)          # what editors and ConfigMap updates do: the watcher sees a new inode
@@ -445,7 +449,7 @@ def test_bad_file_leaves_the_running_state_untouched(env, agents):
     ]
     for text, line, key, msg in cases:
         n = a.mark()
-        env["cfg"].write_text(text)
+        atomic_write(env["cfg"], text)
         ev = a.wait_event(lambda e: e["event"] == "config_error", start=n)
         assert ev["level"] == "error" and ev["line"] == line and ev["file"] == str(env["cfg"]) and msg in ev["error"]
         if key:
@@ -462,6 +466,7 @@ def test_bad_file_leaves_the_running_state_untouched(env, agents):
     assert [e for e in a.events[n0:] if e["event"] in ("change", "load", "upgrade")] == [], "a bad file changed something"
     # fixed: applied, ready again
     n = a.mark()
+    # written in place (truncate, then write): the agent waits for the file to settle, then applies it
     env["cfg"].write_text(good.replace(f"ports = [{port}]", f"ports = [{port}, 4242]"))
     a.wait_event(lambda e: e["event"] == "reconciled", start=n)
     a.wait_ready()
