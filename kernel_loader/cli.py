@@ -336,13 +336,10 @@ def format_status(st: dict) -> str:
                 else:
                     for i, v in enumerate(vals):
                         out.append(f"      [{i}] {json.dumps(v)}")
-        acc = o.get("accelerator")
-        if acc:
-            red = "-" if acc["redirected"] is None else acc["redirected"]
-            miss = "-" if acc["missed"] is None else acc["missed"]
-            ports = ", ".join(map(str, acc["policy_ports"])) or "none (add with `pybpfgen policy add --port N`)"
-            out.append(f"  accelerator: {acc['sockets']} sockets in {acc['sockhash']}; redirected {red}, "
-                       f"missed {miss}; ports {ports}")
+        from . import accelspec
+        line = accelspec.format_summary(o.get(accelspec.STATUS_KEY))
+        if line:
+            out.append(line)
     return "\n".join(out)
 
 

@@ -21,7 +21,7 @@ from .pins import DEFAULT_PIN_ROOT
 
 CGROUP2_SUPER_MAGIC = 0x63677270
 from .defaults import DEFAULT_OBJECT  # noqa: E402
-POLICY_MAPS = ("policy_ports", "accel_ports")   # pybpfgen name, then the C twin's
+from .accelspec import PORT_MAPS as POLICY_MAPS  # noqa: E402
 DECODE_MAX_ENTRIES = 64
 
 
@@ -105,31 +105,60 @@ def _count_entries(sc, m: Map) -> int | None:
     return m.count()
 
 
-def _map_status(sc, name: str, path: str, btfs: _BtfCache) -> dict:
-    m = Map.open_pinned(path, sc=sc)
+def _map_status(sc, name: str, path: str, btfs: _BtfCache, obj_btf: list | None = None) -> dict:
+    from .mapapi import _open
+    pin_dir = os.path.dirname(os.path.dirname(path))
+    m = _open(pin_dir, os.path.basename(pin_dir), name, sc, btfs, obj_btf)
     try:
         info = m.info()
         out = info.as_dict()
         out["pin_name"] = name
         out["pin"] = path
+        key_type, value_type = m.type_names()
+        out["key_type"], out["value_type"] = key_type, value_type
         out["entries"] = _count_entries(sc, m)
         out["values"] = None
-        if info.type in ARRAY_TYPES and info.max_entries <= DECODE_MAX_ENTRIES and info.btf_value_type_id:
-            btf = btfs.get(info.btf_id)
-            if btf is not None:
-                values = []
-                for i in range(info.max_entries):
-                    key = struct.pack("<I", i)
-                    if info.type in PERCPU_TYPES:
-                        raw = m.lookup_percpu(key) or []
-                        values.append(sum_values([btf.decode(info.btf_value_type_id, r) for r in raw]))
-                    else:
-                        raw = m.lookup(key)
-                        values.append(None if raw is None else btf.decode(info.btf_value_type_id, raw))
-                out["values"] = values
+        btf = m.btf()
+        if info.type in ARRAY_TYPES and info.max_entries <= DECODE_MAX_ENTRIES and m.value_type_id \
+                and btf is not None:
+            values = []
+            for i in range(info.max_entries):
+                key = struct.pack("<I", i)
+                if info.type in PERCPU_TYPES:
+                    raw = m.lookup_percpu(key) or []
+                    values.append(sum_values([btf.decode(m.value_type_id, r) for r in raw]))
+                else:
+                    raw = m.lookup(key)
+                    values.append(None if raw is None else btf.decode(m.value_type_id, raw))
+            out["values"] = values
         return out
     finally:
         m.close()
+
+
+def _is_counter(v) -> bool:
+    if isinstance(v, dict):
+        return bool(v) and all(isinstance(x, int) for x in v.values())
+    return isinstance(v, int)
+
+
+def _counters(maps: list[dict]) -> dict:
+    """Every per-CPU array whose value is an integer or a struct of integers, summed over CPUs (field names
+    from BTF): ``{map: value}`` for a one-entry array, ``{map: [value per index]}`` otherwise."""
+    out = {}
+    for m in maps:
+        vals = m.get("values")
+        if m["type_id"] == 6 and vals and all(v is None or _is_counter(v) for v in vals) \
+                and any(v is not None for v in vals):
+            out[m["pin_name"]] = vals[0] if len(vals) == 1 else vals
+    return out
+
+
+def _summaries(obj: dict, sc) -> dict:
+    """Program-specific summaries added to an object's status (``{"accelerator": ...}``); each comes from
+    the program's own spec module, the generic status above knows no program."""
+    from . import accelspec
+    return {accelspec.STATUS_KEY: accelspec.status_summary(obj, sc)}
 
 
 def _visible(entries: list[str]) -> list[str]:
@@ -161,31 +190,6 @@ def _legacy_links(sc, maps: list[dict], progs: list[dict], links: list[dict]) ->
             out.append({"name": by_id.get(pid, f"prog{pid}"), "id": None, "type": "legacy", "type_id": 0,
                         "prog_id": pid, "attach_type": "sk_msg_verdict", "attached": True, "pin": None,
                         "target": {"kind": "map", "map_id": m["id"], "map_name": m["pin_name"]}})
-    return out
-
-
-def _accelerator(maps: list[dict], sc, pin_dir: str) -> dict | None:
-    by_name = {m["pin_name"]: m for m in maps}
-    sock = next((m for m in maps if m["type_id"] in (15, 18)), None)
-    policy = next((by_name[n] for n in POLICY_MAPS if n in by_name), None)
-    if sock is None or policy is None:
-        return None
-    out = {"sockhash": sock["pin_name"], "sockets": sock["entries"], "policy_map": policy["pin_name"],
-           "policy_ports": [], "redirected": None, "missed": None}
-    try:
-        m = Map.open_pinned(policy["pin"], sc=sc)
-        try:
-            out["policy_ports"] = sorted(struct.unpack("<I", k)[0] for k in m.keys())
-        finally:
-            m.close()
-    except (BpfSyscallError, OSError):
-        pass
-    for m in maps:
-        vals = m.get("values")
-        if vals and isinstance(vals[0], dict) and "redirected" in vals[0]:
-            out["redirected"] = sum(v.get("redirected", 0) or 0 for v in vals if v)
-            out["missed"] = sum(v.get("missed", 0) or 0 for v in vals if v)
-            break
     return out
 
 
@@ -245,7 +249,8 @@ def status(pin_root: str = DEFAULT_PIN_ROOT, *, name: str | None = None, sc=None
     try:
         for n in names:
             d = _pins.object_dir(pin_root, n)
-            maps = [_map_status(sc, e, os.path.join(d, "maps", e), btfs)
+            obj_btf: list = []   # the object's BTF, fetched once when a map needs it
+            maps = [_map_status(sc, e, os.path.join(d, "maps", e), btfs, obj_btf)
                     for e in _visible(_pins.list_pins(pin_root, n, "maps"))]
             map_names = {m["id"]: m["pin_name"] for m in maps}
             progs = [_prog_status(sc, e, os.path.join(d, "progs", e))
@@ -264,7 +269,8 @@ def status(pin_root: str = DEFAULT_PIN_ROOT, *, name: str | None = None, sc=None
                 for p in progs:
                     p["stats"] = None
             obj = {"name": n, "pin_dir": d, **_object_state(pin_root, n), "programs": progs, "links": links,
-                   "maps": maps, "accelerator": _accelerator(maps, sc, d)}
+                   "maps": maps, "counters": _counters(maps)}
+            obj.update(_summaries(obj, sc))
             out["objects"].append(obj)
     finally:
         if stats_fd is not None:

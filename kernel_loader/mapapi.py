@@ -125,6 +125,8 @@ def _open(pin_dir: str, object: str, name: str, sc, btfs: KernelBtfCache | None 
         raise LoaderError(f"object {object} has no map {name!r} (it has: {', '.join(map_names(pin_dir)) or 'none'})")
     m = Map.open_pinned(path, sc=sc)
     m.name = name
+    if m.info().btf_id and btfs is not None:
+        m._btf = btfs.get(m.info().btf_id)      # one parse per BTF object, not one per map
     if not m.info().btf_id:
         if obj_btf is None:
             obj_btf = [object_btf(pin_dir, sc, btfs)]
