@@ -120,6 +120,8 @@ def _types_from_object(m: Map, pin_name: str, btf) -> bool:
 
 def _open(pin_dir: str, object: str, name: str, sc, btfs: KernelBtfCache | None = None,
           obj_btf: list | None = None) -> Map:
+    if "." in name and "/" not in name:   # ".bss" / "kinds.bss": the pin is "bss" (bpffs names hold no '.')
+        name = name.rsplit(".", 1)[1] if not name.startswith(".") else name.lstrip(".").replace(".", "_")
     path = os.path.join(pin_dir, "maps", _pins.check_component(name))
     if not os.path.exists(path) or name.endswith("__new"):
         raise LoaderError(f"object {object} has no map {name!r} (it has: {', '.join(map_names(pin_dir)) or 'none'})")

@@ -56,6 +56,7 @@ def test_counters_entries_and_types_without_program_names(loaded):
     kl.map_set("watch", "per_port", 2, 5, **kw)
     kl.map_set("watch", "seen", 80, 1, **kw)
     kl.map_set("watch", "bss", 0, {"total": 9}, **kw)
+    assert kl.map_get("watch", ".bss", 0, **kw) == kl.map_get("watch", "watch.bss", 0, **kw) == {"total": 9}
     (o,) = kl.status(**kw)["objects"]
     assert o["counters"]["counts"] == {"opened": n * (n + 1) // 2, "closed": n * (n - 1) // 2}
     assert o["counters"]["per_port"][2] == 5 * n
