@@ -79,7 +79,7 @@ def _link_status(sc, name: str, path: str, map_names: dict[int, str]) -> dict:
     return out
 
 
-UNITERABLE_TYPES = {27, 31, 22, 23}  # RINGBUF, USER_RINGBUF, QUEUE, STACK: no keys to walk
+from .mapapi import UNITERABLE_TYPES  # noqa: E402  RINGBUF, USER_RINGBUF, QUEUE, STACK: no keys to walk
 
 
 def _count_entries(sc, m: Map) -> int | None:

@@ -203,13 +203,15 @@ class Map:
         self._btf = btf
         self._types = (key_type_id, value_type_id)
 
+    _types: tuple[int, int] | None = None     # set by use_types()
+
     @property
     def key_type_id(self) -> int:
-        return getattr(self, "_types", None)[0] if getattr(self, "_types", None) else self._info.btf_key_type_id
+        return self._types[0] if self._types else self._info.btf_key_type_id
 
     @property
     def value_type_id(self) -> int:
-        return getattr(self, "_types", None)[1] if getattr(self, "_types", None) else self._info.btf_value_type_id
+        return self._types[1] if self._types else self._info.btf_value_type_id
 
     def type_names(self) -> tuple[str | None, str | None]:
         """The key and value type names from BTF (None without BTF)."""
