@@ -42,6 +42,14 @@ def reproduce_command(case: str, seed: int, opts: StressOptions, object_path: st
         cmd += f" --duplex-bytes {opts.duplex_bytes}"
     if case != "full_duplex" and opts.max_bytes != d.max_bytes:
         cmd += f" --max-bytes {opts.max_bytes}"
+    if opts.hogs != d.hogs:
+        cmd += f" --hogs {opts.hogs}"
+    if opts.low_msgs is not None:
+        cmd += f" --low-budget-msgs {opts.low_msgs}"
+    if opts.low_kib is not None:
+        cmd += f" --low-budget-kib {opts.low_kib}"
+    if opts.stall_s != d.stall_s:
+        cmd += f" --stall-seconds {opts.stall_s:g}"
     return cmd + f" --object {object_path}"
 
 
@@ -56,7 +64,8 @@ class _Path:
         self.stall_note = ""
 
     def _spawn(self, role: str) -> Worker:
-        spec = {"role": role, "port": PORT, "round": self.rp.to_dict(), "timeout": self.opts.round_timeout_s + 60}
+        spec = {"role": role, "path": self.mode, "port": PORT, "round": self.rp.to_dict(),
+                "timeout": self.opts.round_timeout_s + 60}
         w = Worker(self.sb, f"stress-{role}", {}, netns=self.ns, cgroup=self.env.cgroups(self.mode, role),
                    timeout=self.opts.round_timeout_s, label=f"{self.mode} {role}", module=WORKER, spec=spec)
         self.workers[role] = w

@@ -34,6 +34,7 @@ STRESS_CASES = {
 STRESS_CASE_NAMES = list(STRESS_CASES)
 BUDGETS = ("both", "low", "default")
 IO_MODES = ("blocking", "epoll")
+HOGS = ("random", "always", "never")
 
 
 def derive_seed(seed: int, *parts) -> int:
@@ -70,10 +71,19 @@ class StressOptions:
     max_bytes: int = 4 * MiB         # other cases: at most this many bytes per direction and connection
     stall_s: float = 5.0             # no byte moved for this long while an end wants to move bytes: a stall
     round_timeout_s: float = 300.0   # hard limit for one path of one round (then: a stall)
+    hogs: str = "random"             # random (3 rounds in 4) | always | never
+    low_msgs: int | None = None      # a low budget uses this many messages instead of a drawn number
+    low_kib: int | None = None       # ... and this many KiB
 
     def check(self) -> "StressOptions":
         if self.budget not in BUDGETS:
             raise ValueError(f"budget must be one of {', '.join(BUDGETS)}, not {self.budget!r}")
+        if self.hogs not in HOGS:
+            raise ValueError(f"hogs must be one of {', '.join(HOGS)}, not {self.hogs!r}")
+        for name in ("low_msgs", "low_kib"):
+            v = getattr(self, name)
+            if v is not None and not 1 <= v < 1 << 32:
+                raise ValueError(f"{name} must be from 1 to 4294967295")
         if self.duplex_bytes < MIN_STREAM or self.max_bytes < MIN_STREAM:
             raise ValueError(f"stream sizes must be at least {MIN_STREAM} B")
         if self.stall_s <= 0:
@@ -113,11 +123,14 @@ def draw_round(case: str, seed: int, opts: StressOptions | None = None) -> Round
     opts = (opts or StressOptions()).check()
     rng = random.Random(derive_seed(seed, "round", case))
     budget = opts.budget if opts.budget != "both" else ("low" if rng.random() < 2 / 3 else "default")
+    max_msgs, max_kib = rng.choice((2, 4, 8, 8, 16, 32)), rng.choice((16, 64, 256, 1024))
     if budget == "low":
-        max_msgs, max_kib = rng.choice((2, 4, 8, 8, 16, 32)), rng.choice((16, 64, 256, 1024))
+        max_msgs = opts.low_msgs or max_msgs
+        max_kib = opts.low_kib or max_kib
     else:
         max_msgs = max_kib = 0
     hogs = rng.random() < 0.75
+    hogs = hogs if opts.hogs == "random" else opts.hogs == "always"
     throttle = rng.choice((None, "client", "server"))
     quota_pct = rng.choice((10, 20, 30, 50))
     io = "blocking" if case == "full_duplex" else rng.choice(IO_MODES)

@@ -94,9 +94,19 @@ class Conn:
             time.sleep(rng.uniform(0, rp.pause_max_s))
 
 
+def _hang_after(path: str, role: str) -> int | None:
+    """Test hook ``PYBPFGEN_STRESS_HANG=<path>:<role>:<bytes>``: that end stops reading after <bytes> (a stall)."""
+    spec = os.environ.get("PYBPFGEN_STRESS_HANG", "")
+    bits = spec.split(":")
+    if len(bits) == 3 and bits[0] == path and bits[1] == role:
+        return int(bits[2])
+    return None
+
+
 class End:
-    def __init__(self, role: str, rp: RoundParams):
+    def __init__(self, role: str, rp: RoundParams, path: str = ""):
         self.role, self.rp = role, rp
+        self.hang_after = _hang_after(path, role)
         self.conns: list[Conn] = []
         self.errors: list[dict] = []
         self.aborted = False
@@ -165,6 +175,7 @@ class End:
                         self.error(c, "recv", "early_eof", f"EOF after {c.chk.bytes} of {c.chk.total} B")
                     break
                 c.chk.feed(memoryview(buf)[:k])
+                self._maybe_hang(c)
                 if c.gates is not None:
                     with c.cv:
                         c.cv.notify_all()
@@ -250,6 +261,12 @@ class End:
                     self.error(c, "recv", "early_eof", f"EOF after {c.chk.bytes} of {c.chk.total} B")
                 return
             c.chk.feed(memoryview(buf)[:k])
+            self._maybe_hang(c)
+
+    def _maybe_hang(self, c: Conn) -> None:
+        if self.hang_after is not None and c.chk.bytes >= self.hang_after:
+            while not self.aborted:
+                time.sleep(0.05)
 
     def _epoll_write(self, c: Conn) -> None:
         for _ in range(16):
@@ -323,7 +340,7 @@ def _stdin_lines(timeout: float):
 def run(spec: dict) -> dict:
     rp = RoundParams(**spec["round"])
     role, port = spec["role"], int(spec["port"])
-    end = End(role, rp)
+    end = End(role, rp, spec.get("path", ""))
     if role == "server":
         ls = socket.socket()
         ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
