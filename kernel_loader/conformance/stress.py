@@ -181,9 +181,14 @@ def run_round(sb: Sandbox, env: StressEnv, netns: str, rp: RoundParams, opts: St
             if left:
                 counts["notes"].append(f"{left} socket(s) still in the sockhash 3 s after every socket was closed")
             rec[mode] = counts
+            d = delta(sb.accel.counters(), before)
             if mode == "accel":
-                d = delta(sb.accel.counters(), before)
                 rec["accel_info"] = {k: d.get(k, 0) for k in ACCEL_INFO}
+            elif d.get("redirected", 0):
+                # the kernel path's cgroup has nothing attached: a harness problem, shown as a kernel-path error
+                counts["errors"] += 1
+                counts["error_kinds"]["harness:kernel-path-redirected"] = 1
+                counts["notes"].append(f"the kernel path was redirected {d['redirected']} times")
     finally:
         env.stop_hogs()
         env.unthrottle()

@@ -122,7 +122,9 @@ def draw_round(case: str, seed: int, opts: StressOptions | None = None) -> Round
         raise ValueError(f"unknown stress case {case!r}; known: {', '.join(STRESS_CASE_NAMES)}")
     opts = (opts or StressOptions()).check()
     rng = random.Random(derive_seed(seed, "round", case))
-    budget = opts.budget if opts.budget != "both" else ("low" if rng.random() < 2 / 3 else "default")
+    # every draw happens whatever the options force, so that forcing one condition leaves the others as they are
+    drawn_low = rng.random() < 2 / 3
+    budget = opts.budget if opts.budget != "both" else ("low" if drawn_low else "default")
     max_msgs, max_kib = rng.choice((2, 4, 8, 8, 16, 32)), rng.choice((16, 64, 256, 1024))
     if budget == "low":
         max_msgs = opts.low_msgs or max_msgs

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import json
 import os
 import select
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -41,6 +43,20 @@ def emit(event: str, **kw) -> None:
     with _out_lock:
         sys.stdout.write(json.dumps({"event": event, **kw}) + "\n")
         sys.stdout.flush()
+
+
+def blocking_state(sock: socket.socket) -> str:
+    """Proof that a socket is blocking when it returned EAGAIN: O_NONBLOCK and SO_RCVTIMEO/SO_SNDTIMEO as the
+    kernel sees them."""
+    try:
+        nb = bool(fcntl.fcntl(sock.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK)
+        tv = struct.calcsize("ll")
+        rcv = struct.unpack("ll", sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv))
+        snd = struct.unpack("ll", sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv))
+        return (f"on a blocking socket (O_NONBLOCK {'set' if nb else 'clear'}, SO_RCVTIMEO {rcv[0]}.{rcv[1]:06d} s, "
+                f"SO_SNDTIMEO {snd[0]}.{snd[1]:06d} s)")
+    except OSError as e:
+        return f"on a blocking socket (flags unreadable: {e})"
 
 
 def errname(e: BaseException) -> str:
@@ -144,7 +160,7 @@ class End:
                     try:
                         n = sock.send(view)
                     except BlockingIOError as e:      # never on a blocking socket
-                        self.error(c, "send", errname(e), "on a blocking socket")
+                        self.error(c, "send", errname(e), blocking_state(sock))
                         time.sleep(0.01)
                         continue
                     if n < len(view):
@@ -166,7 +182,7 @@ class End:
                 try:
                     k = c.sock.recv_into(buf, len(buf))
                 except BlockingIOError as e:          # the bug class this mode is for
-                    self.error(c, "recv", errname(e), "on a blocking socket")
+                    self.error(c, "recv", errname(e), blocking_state(c.sock))
                     time.sleep(0.01)
                     continue
                 if k == 0:
