@@ -35,6 +35,7 @@ STRESS_CASE_NAMES = list(STRESS_CASES)
 BUDGETS = ("both", "low", "default")
 IO_MODES = ("blocking", "epoll")
 HOGS = ("random", "always", "never")
+PAUSE_BUDGET_S = 1.0
 
 
 def derive_seed(seed: int, *parts) -> int:
@@ -111,6 +112,7 @@ class RoundParams:
     s2c_bytes: int                   # 0: one-way
     turns: int                       # reqresp: request/response turns; 0 otherwise
     extra: dict = field(default_factory=dict)
+    pause_budget_s: float = PAUSE_BUDGET_S   # at most this much pausing per direction of a connection
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -87,6 +87,7 @@ class Conn:
         self.cv = threading.Condition()
         self.rng_tx = pause_rng(rp, idx, role + "-tx")
         self.rng_rx = pause_rng(rp, idx, role + "-rx")
+        self.paused: dict[int, float] = {}
 
     def _turns(self) -> list[int]:
         if not self.plan.turn_ends:
@@ -105,9 +106,15 @@ class Conn:
         return self.chk.bytes >= self.gates[self.turn_of_write[self.wi]]
 
     def pause(self, rng) -> None:
+        """A random pause before a system call, at most ``pause_budget_s`` in all per direction (so that small
+        reads with frequent pauses do not make a round last minutes)."""
         rp = self.end.rp
         if rp.pause_p and rng.random() < rp.pause_p:
-            time.sleep(rng.uniform(0, rp.pause_max_s))
+            d = rng.uniform(0, rp.pause_max_s)
+            key = id(rng)
+            if self.paused.get(key, 0.0) + d <= rp.pause_budget_s:
+                self.paused[key] = self.paused.get(key, 0.0) + d
+                time.sleep(d)
 
 
 def _hang_after(path: str, role: str) -> int | None:
