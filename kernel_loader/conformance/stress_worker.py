@@ -83,7 +83,6 @@ class Conn:
         self.sent = 0
         self.tx_done = not self.plan.writes
         self.rx_done = False
-        self.shut = False
         self.cv = threading.Condition()
         self.rng_tx = pause_rng(rp, idx, role + "-tx")
         self.rng_rx = pause_rng(rp, idx, role + "-rx")
