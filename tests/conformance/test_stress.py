@@ -84,16 +84,20 @@ def test_stress_case(stress, case):
     assert rep["ok"], text
 
 
-def test_a_stall_is_detected_aborted_and_fails_the_round(stress, monkeypatch):
-    """The accelerated reader stops reading (test hook): no byte moves, the round is aborted after the stall time
-    (it does not hang), counted as a stall of the accelerated path only, and fails with its seed."""
+@pytest.mark.parametrize("case,seed,io", [("stream", 8, "epoll"), ("full_duplex", 3, "blocking")])
+def test_a_stall_is_detected_aborted_and_fails_the_round(stress, monkeypatch, case, seed, io):
+    """The accelerated server stops reading (test hook): no byte moves (with blocking sockets the client's writer
+    then blocks in send() for good), the path is aborted after the stall time instead of hanging, the stall is
+    counted for the accelerated path only, and the round fails with its seed."""
     monkeypatch.setenv("PYBPFGEN_STRESS_HANG", "accel:server:65536")
-    rep = stress(["stream"], rounds=1, seed=3, stall_s=1.5, hogs="never", budget="default")
+    rep = stress([case], rounds=1, seed=seed, stall_s=1.5, hogs="never", budget="default")
     (c,) = rep["cases"]
+    assert c["round_details"][0]["params"]["io"] == io
     assert not rep["ok"] and c["failed_rounds"] == 1
     assert c["paths"]["accel"]["stalls"] == 1 and c["paths"]["kernel"]["stalls"] == 0
+    assert c["paths"]["accel"]["lost"] == 0, "bytes that had not arrived when the round was aborted are not lost"
     f = c["failures"][0]
-    assert f["seed"] == 3 and any("stalls 1 accelerated" in w for w in f["why"]), f
+    assert f["seed"] == seed and any("stalls 1 accelerated" in w for w in f["why"]), f
     assert any("no byte moved" in n for n in f["notes"]), f
 
 
