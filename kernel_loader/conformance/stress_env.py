@@ -57,6 +57,14 @@ class StressEnv:
         self.ends: dict[tuple[str, str], tuple[list[Path], Path | None]] = {}
         self.hogs: list[subprocess.Popen] = []
         self.hog_cg = sb._cgroup(cgroup2_root() / f"{CGROUP_PREFIX}{sb.tag}-hogs")
+        try:
+            self._make_ends()
+        except BaseException:
+            self.close()           # the sandbox removes its own cgroups; the v1 directories are ours
+            raise
+
+    def _make_ends(self) -> None:
+        sb = self.sb
         for mode in ("kernel", "accel"):
             parent = sb.cgroup(mode)
             if self.kind == "v2":
