@@ -227,7 +227,7 @@ def run_stress(object_path: str, cases: list[str] | None = None, rounds: int = 1
     if not os.path.isfile(object_path):
         raise FileNotFoundError(object_path)
     why = _check_root()
-    rep = {"object": object_path, "seed": seed, "rounds": rounds, "budget": opts.budget,
+    rep: dict = {"object": object_path, "seed": seed, "rounds": rounds, "budget": opts.budget,
            "duplex_bytes": opts.duplex_bytes, "max_bytes": opts.max_bytes, "stall_s": opts.stall_s, "cases": []}
     if why:
         raise CaseError(why)

@@ -11,7 +11,7 @@ ACCEL_INFO = ("redirected", "demoted", "released", "missed")
 
 
 def empty_counts() -> dict:
-    c = {k: 0 for k in COUNT_KEYS}
+    c: dict = {k: 0 for k in COUNT_KEYS}
     c["error_kinds"] = {}
     return c
 

@@ -99,6 +99,7 @@ class StressEnv:
         quota = max(1000, PERIOD_US * pct // 100)
         for mode in ("kernel", "accel"):
             qfile = self.ends[(mode, role)][1]
+            assert qfile is not None
             if self.kind == "v2":
                 qfile.write_text(f"{quota} {PERIOD_US}")
             else:

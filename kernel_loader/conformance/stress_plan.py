@@ -246,9 +246,9 @@ def gates(rp: RoundParams, conn: int, side: str) -> list[int] | None:
     if not rp.turns:
         return None
     if side == "client":
-        peer = direction_plan(rp, conn, "s2c").turn_ends
+        peer = direction_plan(rp, conn, "s2c").turn_ends or []
         return [0] + peer[:-1]
-    return list(direction_plan(rp, conn, "c2s").turn_ends)
+    return list(direction_plan(rp, conn, "c2s").turn_ends or [])
 
 
 def pause_rng(rp: RoundParams, conn: int, who: str) -> random.Random:

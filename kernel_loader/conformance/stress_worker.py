@@ -79,7 +79,7 @@ class Conn:
         self.gates = gates(rp, idx, role)
         self.turn_of_write = self._turns()
         self.wi = 0                       # next write
-        self.pending = b""                # epoll: the rest of the current write
+        self.pending = memoryview(b"")    # epoll: the rest of the current write
         self.sent = 0
         self.tx_done = not self.plan.writes
         self.rx_done = False
@@ -219,7 +219,7 @@ class End:
     def _run_epoll(self) -> None:
         ep = select.epoll()
         by_fd = {}
-        masks = {}
+        masks: dict[int, int] = {}
         buf = bytearray(self.rp.recv_size)
         ep.register(self._wake_r, select.EPOLLIN)
 
