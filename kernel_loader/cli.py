@@ -72,7 +72,8 @@ def _add_doctor(subparsers) -> None:
                    help="object to check / to run the conformance suite on (default build/accel.bpf.o)")
     p.add_argument("--conformance", action="store_true", help="run the accelerator conformance suite instead")
     p.add_argument("--cases", type=_cases, metavar="LIST", help="with --conformance: comma-separated case names "
-                                                                 "(with --stress: full_duplex, stream, duplex, reqresp)")
+                                                                 "(with --stress: full_duplex, stream, duplex, reqresp, "
+                                                                 "short_conns)")
     g = p.add_argument_group("stress mode (with --conformance --stress; docs/hazards.md, \"Stress mode\")")
     g.add_argument("--stress", action="store_true",
                    help="run the stress cases round after round under adversarial timing (CPU hogs, a CPU limit on "

@@ -228,7 +228,8 @@ def run_stress(object_path: str, cases: list[str] | None = None, rounds: int = 1
         raise FileNotFoundError(object_path)
     why = _check_root()
     rep: dict = {"object": object_path, "seed": seed, "rounds": rounds, "budget": opts.budget,
-           "duplex_bytes": opts.duplex_bytes, "max_bytes": opts.max_bytes, "stall_s": opts.stall_s, "cases": []}
+           "duplex_bytes": opts.duplex_bytes, "max_bytes": opts.max_bytes, "stall_s": opts.stall_s, "cases": [],
+                 "sandboxes": []}  # the tags in the names of the run's netns and cgroups
     if why:
         raise CaseError(why)
     say(f"stress: seed {seed}, {rounds} round(s) per case, cases {', '.join(names)}")
@@ -239,6 +240,7 @@ def run_stress(object_path: str, cases: list[str] | None = None, rounds: int = 1
             sb = env = None
             try:
                 sb = Sandbox(object_path, pin_root, [PORT], progress=say)
+                rep["sandboxes"].append(sb.tag)
                 env = StressEnv(sb)
                 sb.accel.load()
                 ns = sb.new_netns()

@@ -30,6 +30,8 @@ STRESS_CASES = {
     "stream": "one-way stream, writes of 1 B .. 1 MiB; the reader never answers (demotion, release)",
     "duplex": "both directions at once, writes of 1 B .. 1 MiB, 1-4 connections",
     "reqresp": "request/response turns of 1-8 writes of 1 B .. 1 MiB each way, 1-3 connections",
+    "short_conns": "16-48 concurrent short connections (1-3 request/response turns of 1-3 writes of 1 B .. 4 KiB), "
+                   "half the rounds writing right after connect(): pairing, early data, leftovers",
 }
 STRESS_CASE_NAMES = list(STRESS_CASES)
 BUDGETS = ("both", "low", "default")
@@ -154,15 +156,22 @@ def draw_round(case: str, seed: int, opts: StressOptions | None = None) -> Round
         elif case == "duplex":
             conns = rng.randint(1, 4)
             c2s, s2c = log_uniform(rng, max(MIN_STREAM, top // 16), top), log_uniform(rng, MIN_STREAM, top)
-        else:
+        elif case == "reqresp":
             conns = rng.randint(1, 3)
             turns = rng.randint(2, 24)
             c2s = s2c = 0                # decided by the turns (see direction_plan)
+        else:
+            conns = rng.randint(16, 48)
+            turns = rng.randint(1, 3)
+            c2s = s2c = 0
+            connect_delay_s = 0.0 if rng.random() < 0.5 else connect_delay_s
+    extra: dict = {} if case == "full_duplex" else {"max_bytes": opts.max_bytes}
+    if case == "short_conns":
+        extra.update(write_max=4 * KiB, writes_per_turn=3)
     return RoundParams(case=case, seed=int(seed), budget=budget, max_msgs=max_msgs, max_kib=max_kib, hogs=hogs,
                        throttle=throttle, quota_pct=quota_pct, io=io, conns=conns, pause_p=pause_p,
                        pause_max_s=pause_max_s, connect_delay_s=connect_delay_s, recv_size=recv_size,
-                       c2s_bytes=c2s, s2c_bytes=s2c, turns=turns,
-                       extra={"max_bytes": opts.max_bytes} if case != "full_duplex" else {})
+                       c2s_bytes=c2s, s2c_bytes=s2c, turns=turns, extra=extra)
 
 
 def describe(rp: RoundParams) -> str:
@@ -221,9 +230,9 @@ def direction_plan(rp: RoundParams, conn: int, direction: str) -> DirPlan:
     rng = random.Random(derive_seed(rp.seed, "plan", rp.case, conn, direction))
     if rp.turns:
         ends, writes = [], []
+        top = rp.extra.get("write_max") or min(1 * MiB, rp.extra.get("max_bytes", 4 * MiB) // 4 or 1)
         for _ in range(rp.turns):
-            writes += [log_uniform(rng, 1, min(1 * MiB, rp.extra.get("max_bytes", 4 * MiB) // 4 or 1))
-                       for _ in range(rng.randint(1, 8))]
+            writes += [log_uniform(rng, 1, top) for _ in range(rng.randint(1, rp.extra.get("writes_per_turn", 8)))]
             ends.append(sum(writes))
         short = MIN_STREAM - sum(writes)
         if short > 0:

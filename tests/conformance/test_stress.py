@@ -30,6 +30,14 @@ OPTS = dict(duplex_bytes=int(float(os.environ.get("PYBPFGEN_STRESS_DUPLEX_BYTES"
 pytestmark = pytest.mark.kernel
 
 
+def assert_clean(rep: dict) -> None:
+    """Nothing of this run is left (other sessions' conformance sandboxes may exist meanwhile: only ours count)."""
+    assert rep["sandboxes"], rep
+    left = leftovers()
+    mine = [n for n in left["netns"] + left["cgroups"] + v1_leftovers() if any(t in n for t in rep["sandboxes"])]
+    assert mine == [], f"the stress run left namespaces or cgroups behind: {mine}"
+
+
 @pytest.fixture(scope="module")
 def accel_object(tmp_path_factory) -> Path:
     """``pybpfgen compile programs -o <tmp>`` (or $PYBPFGEN_CONFORMANCE_OBJECT)."""
@@ -49,8 +57,7 @@ def stress(accel_object, pin_root, capsys):
     def run(cases, rounds=ROUNDS, seed=SEED, **opts) -> dict:
         rep = run_stress(str(accel_object), cases, rounds, seed, progress, str(pin_root),
                          opts=StressOptions(**{**OPTS, **opts}))
-        assert leftovers() == {"netns": [], "cgroups": []}, "the stress run left namespaces or cgroups behind"
-        assert v1_leftovers() == [], "the stress run left cgroup v1 cpu directories behind"
+        assert_clean(rep)
         assert not (Path(pin_root) / "accel").exists(), "the stress run left pins behind"
         return rep
     return run
@@ -63,6 +70,8 @@ def test_the_fixed_seed_covers_every_condition():
         assert {r.budget for r in rps} == {"low", "default"}, case
         assert any(r.hogs for r in rps) and any(r.throttle for r in rps), case
         assert {r.io for r in rps} == ({"blocking"} if case == "full_duplex" else {"blocking", "epoll"}), case
+        if case == "short_conns":
+            assert {r.connect_delay_s == 0 for r in rps} == {True, False}, "early data and paired first"
 
 
 @pytest.mark.parametrize("case", STRESS_CASE_NAMES)
@@ -114,4 +123,4 @@ def test_cli_json(accel_object, tmp_path):
     assert set(COUNT_KEYS) <= set(c["paths"]["accel"]) and set(c["accel_info"]) >= {"demoted", "released"}
     d = c["round_details"][0]
     assert d["seed"] == 12 and d["params"]["case"] == "reqresp" and "stress: seed 12" in r.stderr
-    assert leftovers() == {"netns": [], "cgroups": []} and v1_leftovers() == []
+    assert_clean(rep)

@@ -321,3 +321,13 @@ def test_run_stress_rejects_unknown_cases():
     from kernel_loader.conformance.stress import run_stress
     with pytest.raises(ValueError, match="unknown stress case"):
         run_stress("/nonexistent.o", ["sizes"], 1, 1, None, "/sys/fs/bpf/x")
+
+
+def test_short_conns_are_many_small_and_sometimes_early():
+    rps = [sp.draw_round("short_conns", s) for s in sp.round_seeds(4, 100)]
+    assert all(16 <= r.conns <= 48 and 1 <= r.turns <= 3 for r in rps)
+    assert 0.3 < sum(r.connect_delay_s == 0 for r in rps) / len(rps) < 0.7
+    for r in rps[:10]:
+        for d in ("c2s", "s2c"):
+            p = sp.direction_plan(r, 0, d)
+            assert max(p.writes) <= 4096 and len(p.writes) <= 3 * r.turns
