@@ -65,7 +65,8 @@ def _add_doctor(subparsers) -> None:
                               description="Report kernel version and features, bpffs, cgroup v2, BTF, "
                                           "capabilities, what is loaded, known hazards, and anything that "
                                           "would stop `load`, each with what to do. Exit 1 when something "
-                                          "would stop `load` (or, with --conformance, when a case fails).")
+                                          "would stop `load` (or, with --conformance, when a case fails; with "
+                                          "--conformance --stress, when a round fails).")
     p.add_argument("--json", action="store_true", help="machine-readable output (schema in docs/cli.md)")
     p.add_argument("--cgroup", metavar="DIR", help="also check this cgroup v2 directory")
     p.add_argument("--object", default=None, metavar="PATH",
