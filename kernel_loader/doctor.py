@@ -327,6 +327,7 @@ def run_stress_suite(object_path: str, args, progress, pin_parent: str = _pins.B
     from .lifecycle import check_privileges
     sc = sc or _syscall.get_default()
     _import_conformance()
+    from .conformance.env import CaseError
     from .conformance.stress import run_stress
     from .conformance.stress_plan import StressOptions
     if not os.path.exists(object_path):
@@ -343,7 +344,7 @@ def run_stress_suite(object_path: str, args, progress, pin_parent: str = _pins.B
         try:
             return run_stress(os.path.abspath(object_path), args.cases, args.rounds, args.seed, progress, pin_root,
                               opts=opts)
-        except ValueError as e:
+        except (ValueError, CaseError) as e:
             raise LoaderError(f"stress: {e}") from None
 
 
