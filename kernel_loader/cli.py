@@ -65,13 +65,41 @@ def _add_doctor(subparsers) -> None:
                               description="Report kernel version and features, bpffs, cgroup v2, BTF, "
                                           "capabilities, what is loaded, known hazards, and anything that "
                                           "would stop `load`, each with what to do. Exit 1 when something "
-                                          "would stop `load` (or, with --conformance, when a case fails).")
+                                          "would stop `load` (or, with --conformance, when a case fails; with "
+                                          "--conformance --stress, when a round fails).")
     p.add_argument("--json", action="store_true", help="machine-readable output (schema in docs/cli.md)")
     p.add_argument("--cgroup", metavar="DIR", help="also check this cgroup v2 directory")
     p.add_argument("--object", default=None, metavar="PATH",
                    help="object to check / to run the conformance suite on (default build/accel.bpf.o)")
     p.add_argument("--conformance", action="store_true", help="run the accelerator conformance suite instead")
-    p.add_argument("--cases", type=_cases, metavar="LIST", help="with --conformance: comma-separated case names")
+    p.add_argument("--cases", type=_cases, metavar="LIST", help="with --conformance: comma-separated case names "
+                                                                 "(with --stress: full_duplex, stream, duplex, reqresp, "
+                                                                 "short_conns)")
+    g = p.add_argument_group("stress mode (with --conformance --stress; docs/hazards.md, \"Stress mode\")")
+    g.add_argument("--stress", action="store_true",
+                   help="run the stress cases round after round under adversarial timing (CPU hogs, a CPU limit on "
+                        "one end, random pauses, blocking and epoll I/O, low and default budgets), each round on "
+                        "the kernel path and accelerated; a round fails when the accelerated path shows an error, "
+                        "stall, lost/duplicated/reordered byte or leftover socket the kernel path does not")
+    g.add_argument("--rounds", type=_positive_int, default=10, metavar="N", help="rounds per case (default 10)")
+    g.add_argument("--seed", type=_seed, default=None, metavar="S",
+                   help="seed of the first round (default: random, printed); `--seed S --rounds 1` repeats the "
+                        "round a failure names")
+    g.add_argument("--budget", choices=("both", "low", "default"), default="both",
+                   help="unanswered budget per round: both (drawn per round: 2/3 low, so that demotion and release "
+                        "happen), low, or default (default: both)")
+    g.add_argument("--low-budget-msgs", type=_positive_int, default=None, metavar="N",
+                   help="a low-budget round allows N messages (default: drawn from 2..32 per round)")
+    g.add_argument("--low-budget-kib", type=_positive_int, default=None, metavar="N",
+                   help="a low-budget round allows N KiB (default: drawn from 16..1024 per round)")
+    g.add_argument("--hogs", choices=("random", "always", "never"), default="random",
+                   help="a CPU hog on every core: in 3 rounds of 4 (random, the default), always, or never")
+    g.add_argument("--duplex-bytes", type=_positive_int, default=16 << 20, metavar="N",
+                   help="full_duplex: bytes each end sends (default 16 MiB)")
+    g.add_argument("--max-bytes", type=_positive_int, default=4 << 20, metavar="N",
+                   help="other cases: at most N bytes per direction and connection (default 4 MiB)")
+    g.add_argument("--stall-seconds", type=_interval, default=5.0, metavar="S",
+                   help="no byte moved for S seconds while an end wants to move bytes: a stall (default 5)")
     _common(p)
     p.set_defaults(func=cmd_doctor)
 
@@ -232,6 +260,26 @@ def _cases(text: str) -> list[str]:
     if not cases:
         raise argparse.ArgumentTypeError("empty case list: expected NAME[,NAME...]")
     return cases
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}: expected a positive integer") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"invalid number {v}: expected a positive integer")
+    return v
+
+
+def _seed(text: str) -> int:
+    try:
+        v = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid seed {text!r}: expected an integer from 0 to 4294967295") from None
+    if not 0 <= v < 1 << 32:
+        raise argparse.ArgumentTypeError(f"invalid seed {v}: expected an integer from 0 to 4294967295")
+    return v
 
 
 def _port(text: str) -> int:
