@@ -20,6 +20,8 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import Any, Callable, Generic, NoReturn, Optional, TypeVar
 
+from .target.contexts import CONTEXTS as _CONTEXTS
+
 __all__ = [
     "u8", "u16", "u32", "u64", "i8", "i16", "i32", "i64",
     "Struct", "Ref", "IntEnum", "Global", "Config",
@@ -331,8 +333,20 @@ def bpf_msg_redirect_hash(msg: "SkMsg", map: SockHash, key: Any, flags: int = 0)
 
 
 # ----------------------------------------------------------------- program types and contexts
+# A context class names the kernel struct of pybpfgen/target/contexts.py (the one table of context fields, which
+# the compiler reads); its annotations repeat the field names and types for editors and type checkers, and
+# tests/compiler/test_contexts.py checks that they match the table.
 
 
+_C = TypeVar("_C", bound=type)
+
+
+def _context(cls: _C) -> _C:
+    cls.__ctx__ = _CONTEXTS[cls.__name__]  # type: ignore[attr-defined]
+    return cls
+
+
+@_context
 class SockOps:
     """Context of a sock_ops program (``struct bpf_sock_ops``). Ports are in host byte order,
     IPv4/IPv6 addresses in network byte order. ``reply`` is writable."""
@@ -368,6 +382,7 @@ class SockOps:
     bytes_acked: u64
 
 
+@_context
 class SkMsg:
     """Context of an sk_msg program (``struct sk_msg_md``). Ports are in host byte order,
     IPv4/IPv6 addresses in network byte order."""
@@ -382,8 +397,10 @@ class SkMsg:
     size: u32
 
 
+@_context
 class SkBuff:
-    """Context of a socket_filter program (``struct __sk_buff``)."""
+    """Context of a socket_filter program (``struct __sk_buff``). Ports are in host byte order,
+    IPv4 addresses in network byte order."""
 
     len: u32
     pkt_type: u32

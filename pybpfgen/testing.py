@@ -118,9 +118,10 @@ def _bswap32(v: int) -> int:
     return int.from_bytes((v & 0xFFFFFFFF).to_bytes(4, "little"), "big")
 
 
-def _ctx(progtype: str, size: int, values: dict) -> Context:
-    fields = PROG_TYPES[progtype].fields
-    mem = bytearray(size)
+def _ctx(progtype: str, values: dict) -> Context:
+    pt = PROG_TYPES[progtype]
+    fields = pt.fields
+    mem = bytearray(pt.context.size)
     extra = {}
     for k, v in values.items():
         f = fields.get(k)
@@ -140,17 +141,17 @@ def sock_ops(**fields: Any) -> Context:
     """A ``struct bpf_sock_ops`` context. Give ports in host byte order (as programs see them) and
     IPv4 addresses as the kernel's u32 (network byte order): 127.0.0.1 is ``0x0100007F``.
     Also ``cookie=``, ``netns_cookie=``, ``socket=`` for the helpers."""
-    return _ctx("sock_ops", 224, fields)
+    return _ctx("sock_ops", fields)
 
 
 def sk_msg(**fields: Any) -> Context:
     """A ``struct sk_msg_md`` context (see :func:`sock_ops` for the conventions)."""
-    return _ctx("sk_msg", 80, fields)
+    return _ctx("sk_msg", fields)
 
 
 def skb(**fields: Any) -> Context:
     """A ``struct __sk_buff`` context for socket_filter programs."""
-    return _ctx("socket_filter", 192, fields)
+    return _ctx("socket_filter", fields)
 
 
 # ================================================================= maps

@@ -11,6 +11,7 @@ from typing import Any
 from .. import lang
 from ..ir import types as T
 from ..target.helpers import HELPERS
+from ..target.progtypes import PROG_TYPES
 
 
 class MapKind(Record, frozen=True):
@@ -48,7 +49,7 @@ ATOMICS = {
 }
 PROG_DECORATORS = {lang.sock_ops: "sock_ops", lang.sk_msg: "sk_msg", lang.socket_filter: "socket_filter",
                    lang.syscall: "syscall"}
-CTX_CLASSES = {lang.SockOps: "sock_ops", lang.SkMsg: "sk_msg", lang.SkBuff: "socket_filter"}
+CTX_CLASSES = {getattr(lang, p.ctx_class): p.name for p in PROG_TYPES.values() if p.ctx_class}
 GLOBAL_KINDS = {lang.Global: "global", lang.Config: "config"}
 
 
