@@ -31,6 +31,7 @@ from .frontend.module import parse_module
 from .ir import nodes as N
 from .ir import semantics
 from .ir import types as T
+from .target.maps import BY_KIND as MAP_KINDS
 from .target.progtypes import PROG_TYPES
 
 __all__ = ["load", "Module", "Context", "sock_ops", "sk_msg", "skb", "SimMap", "encode", "decode"]
@@ -162,17 +163,18 @@ class SimMap:
     def __init__(self, decl: N.MapDecl):
         self.decl = decl
         self.data: dict[bytes, Any] = {}  # key bytes -> bytearray (value) or a socket object
-        if decl.kind in ("array", "percpu_array"):
+        self.kind = MAP_KINDS[decl.kind]
+        if self.kind.array:
             for i in range(decl.max_entries):
                 self.data[i.to_bytes(4, "little")] = bytearray(decl.value.size)
         self.records: list[bytes] = []  # ring buffer output
 
     # ---- as programs see it (bytes)
     def _lookup(self, key: bytes) -> bytearray | None:
-        if self.decl.kind == "lpm_trie":
+        if self.kind.key == "lpm":
             return self._lpm(key)
         v = self.data.get(bytes(key))
-        if v is not None and self.decl.kind == "lru_hash":
+        if v is not None and self.kind.lru:
             self.data[bytes(key)] = self.data.pop(bytes(key))  # most recently used last
         return v if isinstance(v, bytearray) else None
 
@@ -190,7 +192,7 @@ class SimMap:
 
     def _update(self, key: bytes, value: bytes | Any, flags: int) -> int:
         key = bytes(key)
-        if self.decl.kind in ("array", "percpu_array"):
+        if self.kind.array:
             if key not in self.data:
                 return -E2BIG
             if flags == 1:  # BPF_NOEXIST
@@ -203,7 +205,7 @@ class SimMap:
         if flags == 2 and not exists:
             return -ENOENT
         if not exists and len(self.data) >= self.decl.max_entries:
-            if self.decl.kind == "lru_hash":
+            if self.kind.lru:
                 self.data.pop(next(iter(self.data)))
             else:
                 return -E2BIG
@@ -211,7 +213,7 @@ class SimMap:
         return 0
 
     def _delete(self, key: bytes) -> int:
-        if self.decl.kind in ("array", "percpu_array"):
+        if self.kind.array:
             return -22
         return 0 if self.data.pop(bytes(key), None) is not None else -ENOENT
 
@@ -220,7 +222,7 @@ class SimMap:
         return encode(self.decl.key, key)
 
     def lookup(self, key: Any) -> Any:
-        v = self.data.get(self._key(key)) if self.decl.kind != "lpm_trie" else self._lpm(self._key(key))
+        v = self.data.get(self._key(key)) if self.kind.key != "lpm" else self._lpm(self._key(key))
         if v is None:
             return None
         return decode(self.decl.value, v) if isinstance(v, bytearray) else v

@@ -16,6 +16,7 @@ from ..ir import nodes as N
 from ..ir import semantics
 from ..ir import types as T
 from ..target.helpers import HELPERS
+from ..target import maps as MAPS
 from ..target.progtypes import PROG_TYPES
 from .. import lang
 from . import symbols as S
@@ -817,45 +818,25 @@ class BodyChecker:
                 raise self.error(node, f"{what} is missing argument `{names[i]}`")
         return got
 
-    _SOCKET_METHODS = {
-        "sockhash": {"update": "sock_hash_update", "redirect": "msg_redirect_hash"},
-        "sockmap": {"update": "sock_map_update", "redirect": "msg_redirect_map"},
-    }
-
     def map_method(self, m: N.MapRef, method: str, node: ast.Call) -> N.Expr:
+        """``m.method(...)``: the map kind's table (target/maps.py) says which helper it calls, with which
+        parameters."""
         decl = m.map
         what = f"`{decl.name}.{method}()`"
-        if decl.kind == "ringbuf":
-            if method != "output":
-                raise self.error(node.func, f"RingBuf `{decl.name}` has no method `{method}`", "use output(value, flags)")
-            value, flags = self.args_of(node, ["value", "flags"], 1, what)
-            return self.helper_call(HELPERS["ringbuf_output"], what, node, [m, value, flags], decl)
-        if decl.kind in self._SOCKET_METHODS:
-            table = self._SOCKET_METHODS[decl.kind]
-            if method in table:
-                first = "ctx" if method == "update" else "msg"
-                c, key, flags = self.args_of(node, [first, "key", "flags"], 2, what)
-                return self.helper_call(HELPERS[table[method]], what, node, [c, m, key, flags], decl)
-            if method == "delete":
-                (key,) = self.args_of(node, ["key"], 1, what)
-                return self.helper_call(HELPERS["map_delete_elem"], what, node, [m, key], decl)
-            raise self.error(node.func, f"{decl.kind} `{decl.name}` has no method `{method}` in BPF programs",
-                             "methods: update(ctx, key, flags), redirect(msg, key, flags), delete(key)")
-        if method == "lookup":
-            (key,) = self.args_of(node, ["key"], 1, what)
-            return self.map_lookup(m, key, node)
-        if method == "update":
-            key, value, flags = self.args_of(node, ["key", "value", "flags"], 2, what)
-            return self.helper_call(HELPERS["map_update_elem"], what, node, [m, key, value, flags], decl)
-        if method == "delete":
-            if decl.kind in ("array", "percpu_array"):
-                raise self.error(node.func, "array elements cannot be deleted", "write a zero value with update()")
-            (key,) = self.args_of(node, ["key"], 1, what)
-            return self.helper_call(HELPERS["map_delete_elem"], what, node, [m, key], decl)
-        raise self.error(node.func, f"map `{decl.name}` has no method `{method}`", "map methods: lookup, update, delete")
+        kind = MAPS.BY_KIND[decl.kind]
+        meth = kind.method(method)
+        if meth is None:
+            msg, hint = kind.refuses.get(method) or kind.no_method
+            raise self.error(node.func, msg.format(kind=decl.kind, name=decl.name, method=method), hint)
+        args = self.args_of(node, list(meth.params), meth.required, what)
+        if meth.helper == "map_lookup_elem":
+            return self.map_lookup(m, args[0], node)
+        h = HELPERS[meth.helper]
+        rest = iter(args)
+        return self.helper_call(h, what, node, [m if k == "map" else next(rest) for k in h.params], decl)
 
     def map_lookup(self, m: N.MapRef, key: ast.expr, node: ast.AST) -> N.Expr:
-        if m.map.kind in ("sockhash", "sockmap", "ringbuf"):
+        if not MAPS.BY_KIND[m.map.kind].lookup:
             raise self.error(node, f"looking up {m.map.kind} `{m.map.name}` is not supported in BPF programs",
                              "use redirect() to send a message to the socket under a key")
         return self.helper_call(HELPERS["map_lookup_elem"], f"`{m.map.name}.lookup()`", node, [m, key], m.map)
@@ -886,7 +867,7 @@ class BodyChecker:
         """Type the arguments of a helper by its parameter kinds. ``args`` holds AST nodes, None, or MapRef."""
         self.use_helper(h, what, node)
         if decl is not None:
-            expected = _MAP_KINDS_FOR.get(h.name)
+            expected = MAPS.MAP_KINDS_FOR.get(h.name)
             if expected is not None and decl.kind not in expected:
                 raise self.error(node, f"{what} needs a {' or '.join(expected)} map, not the {decl.kind} `{decl.name}`")
         out: list[N.Expr] = []
@@ -969,12 +950,6 @@ class BodyChecker:
 # ==================================================================== helpers
 _OPTIONAL_FLAGS = {"map_update_elem", "sock_hash_update", "msg_redirect_hash", "sock_map_update",
                    "msg_redirect_map", "ringbuf_output"}
-_MAP_KINDS_FOR = {
-    "sock_hash_update": ("sockhash",), "msg_redirect_hash": ("sockhash",),
-    "sock_map_update": ("sockmap",), "msg_redirect_map": ("sockmap",), "ringbuf_output": ("ringbuf",),
-    "map_lookup_elem": ("hash", "lru_hash", "percpu_hash", "lpm_trie", "array", "percpu_array"),
-    "map_update_elem": ("hash", "lru_hash", "percpu_hash", "lpm_trie", "array", "percpu_array"),
-}
 
 
 def assigned_names(stmts: list[ast.stmt]) -> set[str]:

@@ -57,8 +57,7 @@ def lower_module(module: N.Module, metadata: dict | None = None) -> ir.Module:
     di = DebugInfo(m, module)
     symbols: dict[int, ir.GlobalValue] = {}
     for decl in module.maps:
-        n_fields = 2 if decl.kind == "ringbuf" else (5 if decl.flags else 4)
-        gty = ir.LiteralStructType([PTR] * n_fields)
+        gty = ir.LiteralStructType([PTR] * len(decl.definition_fields))
         gv = ir.GlobalVariable(m, gty, decl.name)
         gv.section = ".maps"
         gv.initializer = ir.Constant(gty, None)
