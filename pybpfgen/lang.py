@@ -26,7 +26,7 @@ from .target.maps import BY_CLASS as _MAP_KINDS
 __all__ = [
     "u8", "u16", "u32", "u64", "i8", "i16", "i32", "i64",
     "Struct", "Ref", "IntEnum", "Global", "Config",
-    "Hash", "LRUHash", "PerCPUHash", "Array", "PerCPUArray", "LPMTrie", "SockHash", "SockMap", "RingBuf",
+    "Hash", "LRUHash", "PerCPUHash", "LRUPerCPUHash", "Array", "PerCPUArray", "LPMTrie", "SockHash", "SockMap", "RingBuf",
     "sock_ops", "sk_msg", "socket_filter", "syscall", "SockOps", "SkMsg", "SkBuff",
     "bpf_printk", "atomic_add", "atomic_fetch_add", "atomic_xchg", "atomic_cmpxchg",
     "BPF_F_NO_PREALLOC", "BPF_RB_NO_WAKEUP", "BPF_RB_FORCE_WAKEUP",
@@ -213,6 +213,12 @@ class LRUHash(_Map):
 @_map_kind
 class PerCPUHash(_Map):
     """``BPF_MAP_TYPE_PERCPU_HASH``: a hash with one value per CPU."""
+
+
+@_map_kind
+class LRUPerCPUHash(_Map):
+    """``BPF_MAP_TYPE_LRU_PERCPU_HASH``: a hash with one value per CPU that evicts the least recently used
+    entry when full."""
 
 
 @_map_kind

@@ -76,6 +76,8 @@ KINDS: tuple[MapKind, ...] = (
     MapKind("hash", "Hash", 1, _KEYED, "type", "type", _HASH_METHODS, large_values=True),
     MapKind("lru_hash", "LRUHash", 9, _KEYED, "type", "type", _HASH_METHODS, lru=True, large_values=True),
     MapKind("percpu_hash", "PerCPUHash", 5, _KEYED, "type", "type", _HASH_METHODS, percpu=True, large_values=True),
+    MapKind("lru_percpu_hash", "LRUPerCPUHash", 10, _KEYED, "type", "type", _HASH_METHODS, percpu=True, lru=True,
+            large_values=True),
     MapKind("lpm_trie", "LPMTrie", 11, _KEYED, "lpm", "type", _HASH_METHODS),
     MapKind("array", "Array", 2, _INDEXED, "index", "type", (LOOKUP, UPDATE), refuses=ARRAY_REFUSES, array=True,
             large_values=True),
