@@ -18,6 +18,7 @@ import llvmlite.ir as ir
 from ..diagnostics import InternalCompilerError
 from ..ir import nodes as N
 from ..ir import types as T
+from ..ir.places import in_ctx, is_place
 from ..target.progtypes import PROG_TYPES
 from .debuginfo import DebugInfo
 
@@ -295,7 +296,7 @@ class FunctionLowering:
         self.enter(end_bb)
 
     def store(self, target: N.Expr, value: N.Expr) -> None:
-        if T.is_memory(target.type) and _in_ctx(target):
+        if T.is_memory(target.type) and in_ctx(target):
             # build the value on the stack, then store it into the context one scalar at a time
             tmp = self.pointer_to(value)
             self.copy_scalars(self.address(target), tmp, target.type)
@@ -389,7 +390,7 @@ class FunctionLowering:
             self.call(value, dst)
             return
         src = self.address(value)
-        if _in_ctx(value):
+        if in_ctx(value):
             self.copy_scalars(dst, src, t)  # no memcpy from the context: one constant-offset load each
             return
         self.memcpy(dst, src, t.size, t.align)
@@ -414,7 +415,7 @@ class FunctionLowering:
 
     def pointer_to(self, e: N.Expr) -> ir.Value:
         """A pointer to ``e``'s value: its own address if it is a place, else a stack temporary."""
-        if _is_place(e):
+        if is_place(e):
             return self.address(e)
         tmp = self.alloca(e.type)
         self.store_at(tmp, e)
@@ -592,17 +593,3 @@ class FunctionLowering:
         ret = PTR if h.ret == "ptr" else I64
         return self.b.call(HelperCallee(h.id, ir.FunctionType(ret, types)), args)
 
-
-def _in_ctx(e: N.Expr) -> bool:
-    """A place inside a syscall program's context struct."""
-    while isinstance(e, (N.FieldGet, N.Index)):
-        e = e.base
-    return isinstance(e, N.Deref) and isinstance(e.ref, N.CtxRef)
-
-
-def _is_place(e: N.Expr) -> bool:
-    if isinstance(e, (N.VarRef, N.Deref)):
-        return True
-    if isinstance(e, (N.FieldGet, N.Index)):
-        return _is_place(e.base)
-    return False

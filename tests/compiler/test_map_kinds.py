@@ -15,7 +15,7 @@ from pybpfgen import lang, testing
 from pybpfgen.driver import compile_file
 from pybpfgen.frontend import symbols
 from pybpfgen.target import maps
-from pybpfgen.target.helpers import HELPERS
+from pybpfgen.target.helpers import HELPERS, OPTIONAL_FLAGS
 
 
 def _lang_map_classes():
@@ -44,6 +44,13 @@ def test_methods_name_helpers_of_their_shape(kind):
             assert h.params[-1] == "u64", m  # only trailing flags may be left out
     assert kind.has_key == (kind.key in ("type", "lpm"))
     assert ("key" in kind.params) == kind.has_key
+
+
+def test_flags_a_method_may_omit_may_be_omitted_in_raw_calls():
+    omittable = {m.helper for k in maps.KINDS for m in k.methods if m.required < len(m.params)}
+    assert omittable <= OPTIONAL_FLAGS
+    for name in OPTIONAL_FLAGS:
+        assert HELPERS[name].params[-1] == "u64", name
 
 
 def test_raw_helpers_accept_the_kinds_whose_methods_call_them():
