@@ -1,3 +1,4 @@
+# Over 500 lines: the whole DSL surface that `from pybpfgen.lang import *` brings, in one file that editors and mypy read; half is the generated helper list.
 """The pybpfgen DSL: what a BPF program module imports.
 
 A DSL module is ordinary Python. Importing it only declares things (types, maps,

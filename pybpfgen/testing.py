@@ -1,3 +1,4 @@
+# Over 500 lines: the public pybpfgen.testing API (values, contexts, simulated maps, the IR interpreter) in the one module users import.
 """Run DSL programs in Python, with the semantics they have in the kernel.
 
 ``pybpfgen.testing`` interprets the compiler's typed IR directly (no LLVM, no
