@@ -5,21 +5,24 @@ declarations, methods and raw helper calls against it, the lowering's map defini
 :mod:`pybpfgen.testing` simulates each kind by its capabilities. A new map type is one :class:`MapKind` here
 plus its class in ``lang.py`` (see docs/architecture.md).
 
-Plain data with no imports, so that importing :mod:`pybpfgen.lang` stays cheap.
+Plain data with no imports and plain classes (a NamedTuple class costs ~0.3 ms to create), so that importing
+:mod:`pybpfgen.lang` stays cheap.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
 
-
-class Method(NamedTuple):
+class Method:
     """A DSL map method: the helper it calls and its DSL parameters, in the helper's order with the map left
     out (the map goes where the helper takes its ``map`` argument)."""
 
-    name: str
-    helper: str
-    params: tuple[str, ...]
-    required: int  # trailing parameters beyond these may be omitted (flags: 0)
+    __slots__ = ("name", "helper", "params", "required")
+
+    def __init__(self, name: str, helper: str, params: tuple[str, ...], required: int):
+        self.name, self.helper, self.params = name, helper, params
+        self.required = required  # trailing parameters beyond these may be omitted (flags: 0)
+
+    def __repr__(self) -> str:
+        return f"Method({self.name!r}, {self.helper!r})"
 
 
 LOOKUP = Method("lookup", "map_lookup_elem", ("key",), 1)
@@ -44,20 +47,31 @@ _INDEXED = frozenset({"value", "max_entries", "flags"})
 _HASH_METHODS = (LOOKUP, UPDATE, DELETE)
 
 
-class MapKind(NamedTuple):
-    kind: str  # the IR's name: "lru_hash"
-    dsl_class: str  # the pybpfgen.lang class: "LRUHash"
-    map_type: int  # BPF_MAP_TYPE_*
-    params: frozenset  # keyword parameters of the declaration
-    key: str  # "type": a declared key type | "index": an implicit u32 index | "lpm": prefixlen + address | "none"
-    value: str  # "type": a declared value type | "socket": u32 or u64 (holds a socket) | "none" (bytes: RingBuf)
-    methods: tuple[Method, ...]
-    no_method: tuple[str, str] = NO_METHOD_MAP
-    refuses: dict = {}  # method -> (message, hint)
-    percpu: bool = False  # one value per CPU
-    lru: bool = False  # evicts the least recently used entry when full instead of failing with E2BIG
-    array: bool = False  # keys 0..max_entries-1, every value exists (zero-filled) and cannot be deleted
-    large_values: bool = False  # keys and values may exceed 512 bytes
+class MapKind:
+    __slots__ = ("kind", "dsl_class", "map_type", "params", "key", "value", "methods", "no_method", "refuses",
+                 "percpu", "lru", "array", "large_values")
+
+    def __init__(self, kind: str, dsl_class: str, map_type: int, params: frozenset, key: str, value: str,
+                 methods: tuple[Method, ...], no_method: tuple[str, str] = NO_METHOD_MAP, refuses: dict | None = None,
+                 percpu: bool = False, lru: bool = False, array: bool = False, large_values: bool = False):
+        self.kind = kind  # the IR's name: "lru_hash"
+        self.dsl_class = dsl_class  # the pybpfgen.lang class: "LRUHash"
+        self.map_type = map_type  # BPF_MAP_TYPE_*
+        self.params = params  # keyword parameters of the declaration
+        # key: "type" (a declared key type) | "index" (an implicit u32 index) | "lpm" (prefixlen + address) | "none"
+        self.key = key
+        # value: "type" (a declared value type) | "socket" (u32 or u64: holds a socket) | "none" (RingBuf: bytes)
+        self.value = value
+        self.methods = methods
+        self.no_method = no_method  # what calling a method it lacks says
+        self.refuses = refuses or {}  # method -> (message, hint)
+        self.percpu = percpu  # one value per CPU
+        self.lru = lru  # evicts the least recently used entry when full instead of failing with E2BIG
+        self.array = array  # keys 0..max_entries-1, every value exists (zero-filled) and cannot be deleted
+        self.large_values = large_values  # keys and values may exceed 512 bytes
+
+    def __repr__(self) -> str:
+        return f"MapKind({self.kind!r}, {self.map_type})"
 
     @property
     def has_key(self) -> bool:
