@@ -5,6 +5,7 @@ from __future__ import annotations
 import llvmlite.ir as ir
 
 from ..ir import nodes as N
+from ..ir.places import in_ctx
 from .types import I8, I64, PTR
 
 
@@ -36,11 +37,11 @@ class HelperCalls:
                 types.append(PTR)
             elif kind in ("key", "value", "ptr"):
                 assert isinstance(a, N.AddrOf)
-                args.append(self.pointer_to(a.value))
+                args.append(self.memory_arg(a.value))
                 types.append(PTR)
             elif kind == "data":  # pointer and size
                 assert isinstance(a, N.AddrOf)
-                args += [self.pointer_to(a.value), I64(a.value.type.size)]
+                args += [self.memory_arg(a.value), I64(a.value.type.size)]
                 types += [PTR, I64]
             elif kind == "fmt":  # a constant string on the stack, and its size
                 assert isinstance(a, N.FormatString)
@@ -55,3 +56,13 @@ class HelperCalls:
                 types.append(I64)
         ret = PTR if h.ret == "ptr" else I64
         return self.b.call(HelperCallee(h.id, ir.FunctionType(ret, types)), args)
+
+    def memory_arg(self, v: N.Expr) -> ir.Value:
+        """A pointer to ``v`` for a helper to read or write. The verifier does not let helpers access the context
+        as memory (``R2 type=ctx expected=fp, ...``), so a place inside a syscall program's context struct is
+        copied to the stack first."""
+        if in_ctx(v):
+            tmp = self.alloca(v.type)
+            self.store_at(tmp, v)
+            return tmp
+        return self.pointer_to(v)

@@ -70,10 +70,9 @@ class Args(Struct):
 
 @syscall
 def bump(ctx: Args) -> int:
-    k = ctx.key
-    r = hits.lookup(k)
+    r = hits.lookup(ctx.key)  # a key in the context: copied to the stack for the helper
     if r is None:
-        hits.update(k, 1)
+        hits.update(ctx.key, 1)
         ctx.found = 0
     else:
         r.value += 1
