@@ -7,7 +7,7 @@ from typing import Callable
 
 from ..ir import nodes as N
 from ..ir import types as T
-from ..ir.places import in_ctx as ctx_based
+from ..ir.places import in_ctx as ctx_based, root as place_root
 from . import symbols as S
 
 
@@ -37,9 +37,7 @@ class Atomics:
         if isinstance(place.type, (T.RefT, T.OptRefT)):
             raise self.error(node, f"`{shown}` is a reference: atomics act on the integer it points to",
                              f"write `{shown}.value`, or `{shown}.value.<field>` for a struct value")
-        root = place
-        while isinstance(root, (N.FieldGet, N.Index)):
-            root = root.base
+        root = place_root(place)
         if isinstance(root, N.VarRef):
             raise self.error(node, f"`{shown}` is a local variable: atomics act on memory shared between CPUs "
                                    "(a map value field or a Global); a local variable needs none",

@@ -7,7 +7,7 @@ import ast
 from ..diagnostics import Loc, UserError
 from ..ir import nodes as N
 from ..ir import types as T
-from ..ir.places import is_place
+from ..ir.places import is_place, root as place_root
 from .flow import Flow, assigned_names, facts
 from .operators import ARITH
 
@@ -265,9 +265,7 @@ class Statements:
                          "or a writable context field")
 
     def check_not_param(self, place: N.Expr, node: ast.AST) -> None:
-        root = place
-        while isinstance(root, (N.FieldGet, N.Index)):
-            root = root.base
+        root = place_root(place)
         if isinstance(root, N.VarRef) and root.var.is_param:
             raise self.error(node, f"cannot modify the parameter `{root.var.name}`",
                              "parameters are read-only; copy it into a local variable first")

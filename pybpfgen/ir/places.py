@@ -15,8 +15,14 @@ def is_place(e: N.Expr) -> bool:
     return False
 
 
-def in_ctx(e: N.Expr) -> bool:
-    """Is this place inside the program's context (a syscall program's struct)?"""
+def root(e: N.Expr) -> N.Expr:
+    """What a place is a field or element of (``e`` itself when it is neither)."""
     while isinstance(e, (N.FieldGet, N.Index)):
         e = e.base
+    return e
+
+
+def in_ctx(e: N.Expr) -> bool:
+    """Is this place inside the program's context (a syscall program's struct)?"""
+    e = root(e)
     return isinstance(e, N.Deref) and isinstance(e.ref, N.CtxRef)
