@@ -202,6 +202,10 @@ class Expressions:
         f = pt.fields.get(node.attr)
         if f is None:
             known = ", ".join(sorted(pt.fields))
+            declared = next((d for d in pt.context.fields if d.name == node.attr), None) if pt.context else None
+            if declared is not None and pt.name in declared.unreadable_in:
+                raise self.error(node, f"a {pt.name} program cannot read `{pt.ctx_class}.{node.attr}`: "
+                                       f"{declared.unreadable_in[pt.name]}", f"fields it can read: {known}")
             raise self.error(node, f"{pt.ctx_class} has no field `{node.attr}`", f"fields: {known}")
         return f
 

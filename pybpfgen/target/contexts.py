@@ -9,23 +9,27 @@ DSL classes declare exactly these fields.
 Plain data with no imports and plain classes (a NamedTuple class costs ~0.3 ms to create), so that importing
 :mod:`pybpfgen.lang` stays cheap.
 
-A field is ``(name, offset, type, convert, writable, doc, c_name)``:
+A field is ``(name, offset, type, convert, writable, doc, c_name, unreadable_in)``:
 
 - ``type``: ``"u32"``, ``"u64"`` or ``"u32[4]"`` (an IPv6 address: four words in network byte order);
 - ``convert``: ``"bswap32"`` when the kernel gives a network-order port in a u32 (on little-endian hosts in
   its upper 16 bits): programs see every port in host byte order;
-- ``c_name``: the member in the kernel's struct when it differs (``"args[0]"``: element 0 of ``args``).
+- ``c_name``: the member in the kernel's struct when it differs (``"args[0]"``: element 0 of ``args``);
+- ``unreadable_in``: program types whose programs the verifier does not let read it, with the reason
+  (``invalid bpf_context access``); tests/compiler/test_contexts.py probes every field in the running kernel.
 """
 from __future__ import annotations
 
 
 class Field:
-    __slots__ = ("name", "offset", "type", "convert", "writable", "doc", "c_name")
+    __slots__ = ("name", "offset", "type", "convert", "writable", "doc", "c_name", "unreadable_in")
 
     def __init__(self, name: str, offset: int, type: str = "u32", convert: str | None = None,
-                 writable: bool = False, doc: str = "", c_name: str | None = None):
+                 writable: bool = False, doc: str = "", c_name: str | None = None,
+                 unreadable_in: dict[str, str] | None = None):
         self.name, self.offset, self.type, self.convert = name, offset, type, convert
         self.writable, self.doc, self.c_name = writable, doc, c_name
+        self.unreadable_in = unreadable_in or {}  # program type -> why the verifier refuses the read
 
     def __repr__(self) -> str:
         return f"Field({self.name!r}, {self.offset}, {self.type!r})"
@@ -51,6 +55,8 @@ _REMOTE_IP6 = "IPv6 peer address, 4 words in network byte order"
 _LOCAL_IP6 = "IPv6 local address, 4 words in network byte order"
 _REMOTE_PORT = "peer port, host byte order"
 _LOCAL_PORT = "local port, host byte order"
+_SOCKET_FILTER_NO_SK = {"socket_filter": "the verifier lets a socket filter read the packet's fields, not its socket's "
+                                         "(family .. local_port are for cgroup_skb, sk_skb and tc programs)"}
 
 SOCK_OPS = Context("SockOps", "bpf_sock_ops", 224, (
     Field("op", 0, doc="which callback: BPF_SOCK_OPS_*"),
@@ -88,11 +94,12 @@ SK_BUFF = Context("SkBuff", "__sk_buff", 192, (
     Field("len", 0), Field("pkt_type", 4), Field("mark", 8), Field("queue_mapping", 12), Field("protocol", 16),
     Field("vlan_present", 20), Field("vlan_tci", 24), Field("vlan_proto", 28), Field("priority", 32),
     Field("ingress_ifindex", 36), Field("ifindex", 40), Field("tc_index", 44), Field("hash", 68),
-    Field("family", 88, doc=_FAMILY),
-    Field("remote_ip4", 92, doc=_REMOTE_IP4),
-    Field("local_ip4", 96, doc=_LOCAL_IP4),
-    Field("remote_port", 132, convert="bswap32", doc=_REMOTE_PORT),
-    Field("local_port", 136, doc=_LOCAL_PORT),
+    # the packet's socket: the kernel lets cgroup_skb, sk_skb and tc programs read these, not socket filters
+    Field("family", 88, doc=_FAMILY, unreadable_in=_SOCKET_FILTER_NO_SK),
+    Field("remote_ip4", 92, doc=_REMOTE_IP4, unreadable_in=_SOCKET_FILTER_NO_SK),
+    Field("local_ip4", 96, doc=_LOCAL_IP4, unreadable_in=_SOCKET_FILTER_NO_SK),
+    Field("remote_port", 132, convert="bswap32", doc=_REMOTE_PORT, unreadable_in=_SOCKET_FILTER_NO_SK),
+    Field("local_port", 136, doc=_LOCAL_PORT, unreadable_in=_SOCKET_FILTER_NO_SK),
 ))
 
 # by the DSL class name

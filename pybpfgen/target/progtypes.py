@@ -29,10 +29,12 @@ class ProgType(Record, frozen=True):
 _TYPES = {"u32": (U32, 32), "u64": (U64, 64), "u32[4]": (ArrayT(U32, 4), 32)}
 
 
-def ctx_fields(ctx: contexts.Context) -> dict[str, CtxField]:
-    """The compiler's fields of a context struct of :mod:`.contexts`."""
+def ctx_fields(ctx: contexts.Context, progtype: str) -> dict[str, CtxField]:
+    """The compiler's fields of a context struct of :mod:`.contexts` that ``progtype`` programs may read."""
     out = {}
     for f in ctx.fields:
+        if progtype in f.unreadable_in:
+            continue
         typ, bits = _TYPES[f.type]
         out[f.name] = CtxField(f.name, f.offset, typ, bits, f.convert, f.writable, f.doc)
     return out
@@ -42,8 +44,8 @@ def ctx_fields(ctx: contexts.Context) -> dict[str, CtxField]:
 
 def _prog(name: str, section: str, prog_type: int, attach_type: int, ctx: contexts.Context,
           needs_map: bool = False) -> ProgType:
-    return ProgType(name, ctx.dsl_class, ctx.c_struct, section, prog_type, attach_type, ctx_fields(ctx), needs_map,
-                    ctx)
+    return ProgType(name, ctx.dsl_class, ctx.c_struct, section, prog_type, attach_type, ctx_fields(ctx, name),
+                    needs_map, ctx)
 
 
 PROG_TYPES: dict[str, ProgType] = {
