@@ -11,7 +11,7 @@ import struct
 import pytest
 
 from kernel_loader.elf import parse_object
-from pybpfgen import disasm, lang, testing
+from pybpfgen import disasm, lang
 from pybpfgen.target import contexts
 from pybpfgen.target.progtypes import PROG_TYPES
 

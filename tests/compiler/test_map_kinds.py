@@ -12,7 +12,6 @@ import kernel_loader as kl
 from kernel_loader.elf import parse_object
 from kernel_loader.syscall import Syscall
 from pybpfgen import lang, testing
-from pybpfgen.driver import compile_file
 from pybpfgen.frontend import symbols
 from pybpfgen.target import maps
 from pybpfgen.target.helpers import HELPERS, OPTIONAL_FLAGS
