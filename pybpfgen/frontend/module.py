@@ -71,7 +71,7 @@ def parse_module(path: str, source: str | None = None, diags: Diagnostics | None
         loc = Loc(path, e.lineno or 1, max((e.offset or 1) - 1, 0))
         diags.error(loc, f"invalid Python syntax: {e.msg}")
         diags.raise_if_errors()
-        raise AssertionError("unreachable")
+        raise AssertionError("unreachable") from None
     ModuleBuilder(path, module, diags).run(tree)
     diags.raise_if_errors()
     return module

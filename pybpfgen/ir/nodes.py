@@ -5,7 +5,7 @@ from ._records import DICT, LIST, Record
 from typing import Any
 
 from ..diagnostics import Loc
-from .types import CtxT, IntT, StructField, StructT, Type, VoidT
+from .types import CtxT, StructField, StructT, Type, VoidT
 
 
 # ----------------------------------------------------------------- declarations

@@ -5,7 +5,7 @@ arithmetic conversions. Struct layouts follow C natural alignment.
 """
 from __future__ import annotations
 
-from ._records import DICT, LIST, Record
+from ._records import DICT, Record
 
 from ..diagnostics import Loc
 
