@@ -6,6 +6,7 @@ Public API (see docs/loader.md)::
     unload(name=None, pin_root=DEFAULT_PIN_ROOT) -> list[str]
     status(pin_root=DEFAULT_PIN_ROOT) -> dict
     open_pinned(name="accel", pin_root=DEFAULT_PIN_ROOT) -> PinnedObject   # .map(name) -> Map
+    open_map(object, map, pin_root=...) -> Map; map_show / map_dump / map_get / map_set / map_delete (any object)
     policy_add(port, object="accel"), policy_remove(port, ...), policy_list(...)
     policy_add_cidr(cidr, side="any"), policy_remove_cidr(...), policy_list_cidrs(...)
     policy_add_tuple("CLIENT_IP:PORT-SERVER_IP:PORT"), policy_remove_tuple(...), policy_list_tuples(...)
@@ -24,6 +25,8 @@ _EXPORTS = {
     "policy_add_cidr": "manager", "policy_remove_cidr": "manager", "policy_list_cidrs": "manager",
     "policy_add_tuple": "manager", "policy_remove_tuple": "manager", "policy_list_tuples": "manager",
     "policy_set": "manager", "policy_settings": "manager", "policy_show": "manager",
+    "open_map": "mapapi", "map_show": "mapapi", "map_dump": "mapapi", "map_get": "mapapi", "map_set": "mapapi",
+    "map_delete": "mapapi",
 }
 __all__ = list(_EXPORTS)
 

@@ -346,6 +346,13 @@ class Btf:
                 else:  # legacy bitfield inside an INT member
                     out[name] = None
             return out
+        if k == DATASEC:   # a global-data map's value (.bss, .data, .rodata): its variables by name
+            out = {}
+            for var_id, voff, _vsize in t.extra:
+                var = self._t(var_id)
+                if var is not None and var.kind == VAR and var.name:
+                    out[var.name] = self.decode(var.size_or_type, data, offset + voff)
+            return out
         return data[offset:offset + self.size_of(tid)].hex()
 
 
@@ -359,14 +366,15 @@ class Btf:
         self._encode_into(type_id, value, buf, 0)
         return bytes(buf)
 
-    def _encode_into(self, type_id: int, value, buf: bytearray, offset: int) -> None:
+    def _encode_into(self, type_id: int, value, buf: bytearray, offset: int, path: str = "") -> None:
         tid = self.resolve(type_id)
         t = self._t(tid)
         k = t.kind
+        at = f"{path}: " if path else ""
         if isinstance(value, (bytes, bytearray)):
             size = self.size_of(tid)
             if len(value) != size:
-                raise ValueError(f"{self.type_name(tid)}: expected {size} bytes, got {len(value)}")
+                raise ValueError(f"{at}{self.type_name(tid)}: expected {size} bytes, got {len(value)}")
             buf[offset:offset + size] = value
             return
         if k in (INT, ENUM, ENUM64):
@@ -377,13 +385,14 @@ class Btf:
                         value = e[1] if k == ENUM else (e[1] | (e[2] << 32))
                         break
                 else:
-                    raise ValueError(f"{self.type_name(tid)}: no enumerator {value!r}")
-            if not isinstance(value, int):
-                raise ValueError(f"{self.type_name(tid)}: expected an integer, got {value!r}")
+                    names = ", ".join(self.str_at(e[0]) for e in t.extra)
+                    raise ValueError(f"{at}{self.type_name(tid)}: no enumerator {value!r} (it has: {names})")
+            if not isinstance(value, int):   # (a bool is an int: true = 1)
+                raise ValueError(f"{at}expected an integer ({self.type_name(tid)}), got {_short(value)}")
             signed = bool((t.extra >> 24) & INT_SIGNED) if k == INT else bool(t.kind_flag)
             lo, hi = (-(1 << (size * 8 - 1)), (1 << (size * 8 - 1)) - 1) if signed else (0, (1 << size * 8) - 1)
             if not lo <= int(value) <= hi:
-                raise ValueError(f"{self.type_name(tid)}: {value} does not fit in {size} bytes")
+                raise ValueError(f"{at}{value} does not fit in {self.type_name(tid)} ({lo}..{hi})")
             buf[offset:offset + size] = int(value).to_bytes(size, "little", signed=signed)
             return
         if k == ARRAY:
@@ -392,32 +401,77 @@ class Btf:
             if isinstance(value, str):
                 raw = value.encode()
                 if len(raw) > n:
-                    raise ValueError(f"{self.type_name(tid)}: string longer than {n} bytes")
+                    raise ValueError(f"{at}{self.type_name(tid)}: string longer than {n} bytes")
                 buf[offset:offset + len(raw)] = raw
                 return
+            if not isinstance(value, (list, tuple)):
+                raise ValueError(f"{at}expected a list of up to {n} elements ({self.type_name(tid)}), "
+                                 f"got {_short(value)}")
             if len(value) > n:
-                raise ValueError(f"{self.type_name(tid)}: more than {n} elements")
+                raise ValueError(f"{at}{self.type_name(tid)}: {len(value)} elements, at most {n} fit")
             for i, v in enumerate(value):
-                self._encode_into(elem, v, buf, offset + i * esz)
+                self._encode_into(elem, v, buf, offset + i * esz, f"{path}[{i}]")
             return
         if k in (STRUCT, UNION):
             if not isinstance(value, dict):
-                raise ValueError(f"{self.type_name(tid)}: expected a dict, got {value!r}")
+                raise ValueError(f"{at}expected an object ({self.type_name(tid)}), got {_short(value)}")
             members = {m.name: m for m in self.members(tid)}
             unknown = set(value) - set(members)
             if unknown:
-                raise ValueError(f"{self.type_name(tid)} has no member {sorted(unknown)[0]!r} "
+                raise ValueError(f"{at}{self.type_name(tid)} has no member {sorted(unknown)[0]!r} "
                                  f"(members: {', '.join(members)})")
             for name, v in value.items():
                 m = members[name]
                 if m.bitfield_size or m.bit_offset % 8:
-                    raise ValueError(f"{self.type_name(tid)}.{name}: bitfields cannot be written")
-                self._encode_into(m.type_id, v, buf, offset + m.bit_offset // 8)
+                    raise ValueError(f"{at}{self.type_name(tid)}.{name}: bitfields cannot be written")
+                self._encode_into(m.type_id, v, buf, offset + m.bit_offset // 8, f"{path}.{name}" if path else name)
             return
-        if k == PTR and isinstance(value, int):
+        if k == DATASEC:
+            if not isinstance(value, dict):
+                raise ValueError(f"{at}expected an object ({self.describe(tid)}), got {_short(value)}")
+            vars_ = {self._t(v).name: (v, off) for v, off, _sz in t.extra if self._t(v).kind == VAR}
+            for name, v in value.items():
+                if name not in vars_:
+                    raise ValueError(f"{at}{t.name} has no variable {name!r} (it has: {', '.join(vars_)})")
+                var_id, off = vars_[name]
+                self._encode_into(self._t(var_id).size_or_type, v, buf, offset + off, name)
+            return
+        if k == PTR and isinstance(value, int) and not isinstance(value, bool):
             buf[offset:offset + 8] = value.to_bytes(8, "little")
             return
-        raise ValueError(f"cannot encode {value!r} as {self.type_name(tid)}")
+        raise ValueError(f"{at}cannot encode {_short(value)} as {self.type_name(tid)}")
+
+    def describe(self, type_id: int, _depth: int = 0) -> str:
+        """A short JSON-like picture of what a value of the type looks like, e.g.
+        ``{"prefixlen": u32, "addr": [u32 x 4]}`` (what encode() expects)."""
+        tid = self.resolve(type_id)
+        if tid == 0:
+            return "void"
+        t = self._t(tid)
+        if _depth > 3:
+            return self.type_name(tid)
+        if t.kind == INT:
+            if (t.extra >> 24) & INT_BOOL:
+                return "bool"
+            return f"{'s' if (t.extra >> 24) & INT_SIGNED else 'u'}{t.size_or_type * 8}"
+        if t.kind in (ENUM, ENUM64):
+            names = [self.str_at(e[0]) for e in t.extra]
+            more = ", ..." if len(names) > 4 else ""
+            return f"{self.type_name(tid)} ({', '.join(names[:4])}{more} or an integer)"
+        if t.kind == ARRAY:
+            elem, _idx, n = t.extra
+            et = self._t(self.resolve(elem))
+            if et is not None and et.kind == INT and et.size_or_type == 1 and (et.extra >> 24) & INT_CHAR:
+                return f"string (up to {n} bytes)"
+            return f"[{self.describe(elem, _depth + 1)} x {n}]"
+        if t.kind in (STRUCT, UNION):
+            inner = ", ".join(f'"{m.name}": {self.describe(m.type_id, _depth + 1)}' for m in self.members(tid))
+            return "{" + inner + "}"
+        if t.kind == DATASEC:
+            inner = ", ".join(f'"{self._t(v).name}": {self.describe(self._t(v).size_or_type, _depth + 1)}'
+                              for v, _o, _s in t.extra if self._t(v).kind == VAR)
+            return "{" + inner + "}"
+        return self.type_name(tid)
 
     # ------------------------------------------------------------- layout
     def layout(self, type_id: int, _depth: int = 0):
@@ -446,6 +500,15 @@ class Btf:
                     tuple((m.name, m.bit_offset, m.bitfield_size, self.layout(m.type_id, _depth + 1))
                           for m in self.members(tid)))
         return (KIND_NAMES.get(k, str(k)), self.size_of(tid))
+
+
+def _short(value) -> str:
+    import json
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def sum_values(values: list):

@@ -65,13 +65,41 @@ def _add_doctor(subparsers) -> None:
                               description="Report kernel version and features, bpffs, cgroup v2, BTF, "
                                           "capabilities, what is loaded, known hazards, and anything that "
                                           "would stop `load`, each with what to do. Exit 1 when something "
-                                          "would stop `load` (or, with --conformance, when a case fails).")
+                                          "would stop `load` (or, with --conformance, when a case fails; with "
+                                          "--conformance --stress, when a round fails).")
     p.add_argument("--json", action="store_true", help="machine-readable output (schema in docs/cli.md)")
     p.add_argument("--cgroup", metavar="DIR", help="also check this cgroup v2 directory")
     p.add_argument("--object", default=None, metavar="PATH",
                    help="object to check / to run the conformance suite on (default build/accel.bpf.o)")
     p.add_argument("--conformance", action="store_true", help="run the accelerator conformance suite instead")
-    p.add_argument("--cases", type=_cases, metavar="LIST", help="with --conformance: comma-separated case names")
+    p.add_argument("--cases", type=_cases, metavar="LIST", help="with --conformance: comma-separated case names "
+                                                                 "(with --stress: full_duplex, stream, duplex, reqresp, "
+                                                                 "short_conns)")
+    g = p.add_argument_group("stress mode (with --conformance --stress; docs/hazards.md, \"Stress mode\")")
+    g.add_argument("--stress", action="store_true",
+                   help="run the stress cases round after round under adversarial timing (CPU hogs, a CPU limit on "
+                        "one end, random pauses, blocking and epoll I/O, low and default budgets), each round on "
+                        "the kernel path and accelerated; a round fails when the accelerated path shows an error, "
+                        "stall, lost/duplicated/reordered byte or leftover socket the kernel path does not")
+    g.add_argument("--rounds", type=_positive_int, default=10, metavar="N", help="rounds per case (default 10)")
+    g.add_argument("--seed", type=_seed, default=None, metavar="S",
+                   help="seed of the first round (default: random, printed); `--seed S --rounds 1` repeats the "
+                        "round a failure names")
+    g.add_argument("--budget", choices=("both", "low", "default"), default="both",
+                   help="unanswered budget per round: both (drawn per round: 2/3 low, so that demotion and release "
+                        "happen), low, or default (default: both)")
+    g.add_argument("--low-budget-msgs", type=_positive_int, default=None, metavar="N",
+                   help="a low-budget round allows N messages (default: drawn from 2..32 per round)")
+    g.add_argument("--low-budget-kib", type=_positive_int, default=None, metavar="N",
+                   help="a low-budget round allows N KiB (default: drawn from 16..1024 per round)")
+    g.add_argument("--hogs", choices=("random", "always", "never"), default="random",
+                   help="a CPU hog on every core: in 3 rounds of 4 (random, the default), always, or never")
+    g.add_argument("--duplex-bytes", type=_positive_int, default=16 << 20, metavar="N",
+                   help="full_duplex: bytes each end sends (default 16 MiB)")
+    g.add_argument("--max-bytes", type=_positive_int, default=4 << 20, metavar="N",
+                   help="other cases: at most N bytes per direction and connection (default 4 MiB)")
+    g.add_argument("--stall-seconds", type=_interval, default=5.0, metavar="S",
+                   help="no byte moved for S seconds while an end wants to move bytes: a stall (default 5)")
     _common(p)
     p.set_defaults(func=cmd_doctor)
 
@@ -111,8 +139,45 @@ def _add_policy(subparsers) -> None:
         _common(q)
         q.set_defaults(func=cmd_policy)
 
+def _add_map(subparsers) -> None:
+    p = subparsers.add_parser("map", help="show, dump, get, set and delete map entries of any loaded object",
+                              description="Read and write the maps of a loaded object. Keys and values are JSON, "
+                                          "encoded and decoded with the object's BTF: integers, objects for "
+                                          "structs, lists for arrays, strings for char arrays and enum names; "
+                                          "a per-CPU value is a list with one value per CPU.")
+    msub = p.add_subparsers(dest="map_cmd", metavar="{show,dump,get,set,delete}")
+    msub.required = True
+    q = msub.add_parser("show", help="list the maps of loaded objects: type, key and value types, entries")
+    q.add_argument("object", nargs="?", metavar="OBJECT", help="only this loaded object")
+    q.add_argument("map", nargs="?", metavar="MAP", help="only this map of OBJECT")
+    q.add_argument("--json", action="store_true", help="machine-readable output (schema in docs/cli.md)")
+    _common(q)
+    q.set_defaults(func=cmd_map)
+    q = msub.add_parser("dump", help="print every entry of a map")
+    q.add_argument("object", metavar="OBJECT")
+    q.add_argument("map", metavar="MAP")
+    q.add_argument("--json", action="store_true", help='a JSON list of {"key": K, "value": V}')
+    _common(q)
+    q.set_defaults(func=cmd_map)
+    for name, helptext in (("get", "print the value under KEY"), ("set", "write VALUE under KEY"),
+                           ("delete", "delete KEY")):
+        q = msub.add_parser(name, help=helptext)
+        q.add_argument("object", metavar="OBJECT")
+        q.add_argument("map", metavar="MAP")
+        q.add_argument("key", type=_json_key, metavar="KEY", help="JSON, e.g. 8080 or '{\"prefixlen\": 104, ...}'")
+        if name == "set":
+            q.add_argument("value", type=_json_value, metavar="VALUE", help="JSON, e.g. 1 or '{\"max_kib\": 64}'")
+            g = q.add_mutually_exclusive_group()
+            g.add_argument("--noexist", action="store_true", help="only add a new key (BPF_NOEXIST)")
+            g.add_argument("--exist", action="store_true", help="only change an existing key (BPF_EXIST)")
+        if name == "get":
+            q.add_argument("--json", action="store_true", help='{"object", "map", "key", "value"}')
+        _common(q)
+        q.set_defaults(func=cmd_map)
+
+
 COMMANDS = {"load": _add_load, "unload": _add_unload, "status": _add_status, "doctor": _add_doctor,
-            "policy": _add_policy}
+            "policy": _add_policy, "map": _add_map}
 
 
 def register(subparsers) -> None:
@@ -161,6 +226,30 @@ def _u32(text: str) -> int:
     return v
 
 
+def _json_arg(text: str, what: str):
+    """A KEY / VALUE argument: JSON, plus 0x hex integers and bare words (enum names)."""
+    import re
+    t = text.strip()
+    if re.fullmatch(r"-?0[xX][0-9a-fA-F]+", t):
+        return int(t, 16)
+    try:
+        return json.loads(t)
+    except ValueError:
+        pass
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", t):
+        return t       # an enum name, or a string for a char array
+    raise argparse.ArgumentTypeError(f"invalid {what} {text!r}: expected JSON, e.g. 8080, [1, 2] or "
+                                     '{"field": 1} (quote it for the shell)')
+
+
+def _json_key(text: str):
+    return _json_arg(text, "KEY")
+
+
+def _json_value(text: str):
+    return _json_arg(text, "VALUE")
+
+
 def _interval(text: str) -> float:
     try:
         v = float(text)
@@ -176,6 +265,26 @@ def _cases(text: str) -> list[str]:
     if not cases:
         raise argparse.ArgumentTypeError("empty case list: expected NAME[,NAME...]")
     return cases
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}: expected a positive integer") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"invalid number {v}: expected a positive integer")
+    return v
+
+
+def _seed(text: str) -> int:
+    try:
+        v = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid seed {text!r}: expected an integer from 0 to 4294967295") from None
+    if not 0 <= v < 1 << 32:
+        raise argparse.ArgumentTypeError(f"invalid seed {v}: expected an integer from 0 to 4294967295")
+    return v
 
 
 def _port(text: str) -> int:
@@ -280,13 +389,10 @@ def format_status(st: dict) -> str:
                 else:
                     for i, v in enumerate(vals):
                         out.append(f"      [{i}] {json.dumps(v)}")
-        acc = o.get("accelerator")
-        if acc:
-            red = "-" if acc["redirected"] is None else acc["redirected"]
-            miss = "-" if acc["missed"] is None else acc["missed"]
-            ports = ", ".join(map(str, acc["policy_ports"])) or "none (add with `pybpfgen policy add --port N`)"
-            out.append(f"  accelerator: {acc['sockets']} sockets in {acc['sockhash']}; redirected {red}, "
-                       f"missed {miss}; ports {ports}")
+        from . import accelspec
+        line = accelspec.format_summary(o.get(accelspec.STATUS_KEY))
+        if line:
+            out.append(line)
     return "\n".join(out)
 
 
@@ -365,3 +471,71 @@ def format_policy(pol: dict) -> str:
     if st and (st["max_unanswered_msgs"] or st["max_unanswered_kib"]):
         out.append(f"budget: {_fmt_settings(st)}")
     return "\n".join(out)
+
+
+# ------------------------------------------------------------------ map
+def _j(v) -> str:
+    return json.dumps(v, separators=(", ", ": "))
+
+
+def format_map_show(st: dict, one_map: bool = False) -> str:
+    if not st["objects"]:
+        return f"nothing loaded (pin root {st['pin_root']}); load objects with `pybpfgen load`"
+    out = []
+    for o in st["objects"]:
+        out.append(f"{o['name']}  ({o['pin_dir']})")
+        for m in o["maps"]:
+            ent = "-" if m["entries"] is None else m["entries"]
+            out.append(f"  {m['name']:<16} {m['type']:<14} key {m['key_type'] or '-'}  value "
+                       f"{m['value_type'] or '-'}{' (per CPU)' if m['percpu'] else ''}  "
+                       f"entries {ent}/{m['max_entries']}")
+            if one_map:
+                out.append(f"    id {m['id']}, flags 0x{m['flags']:x}, key {m['key_size']} bytes, value "
+                           f"{m['value_size']} bytes, BTF {m['btf'] or 'none'}")
+                if m["key"]:
+                    out.append(f"    key:   {m['key']}")
+                if m["value"]:
+                    out.append(f"    value: {m['value']}")
+    return "\n".join(out)
+
+
+def cmd_map(args) -> int:
+    from . import mapapi
+    cmd, where = args.map_cmd, dict(pin_root=args.pin_root)
+    if cmd == "show":
+        if args.map is not None and args.object is None:   # pragma: no cover - argparse fills object first
+            return _policy_error("give OBJECT with MAP")
+        st = mapapi.map_show(args.object, args.map, **where)
+        print(json.dumps(st, indent=2, sort_keys=True) if args.json else format_map_show(st, args.map is not None))
+        return 0
+    if cmd == "dump":
+        entries = mapapi.map_dump(args.object, args.map, **where)
+        if args.json:
+            print(json.dumps(entries, indent=2))
+        elif not entries:
+            print(f"{args.object}/{args.map}: no entries")
+        else:
+            for e in entries:
+                print(f"{_j(e['key'])}: {_j(e['value'])}")
+        return 0
+    if cmd == "get":
+        v = mapapi.map_get(args.object, args.map, args.key, **where)
+        if v is None:
+            from .errors import LoaderError
+            raise LoaderError(f"{args.object}/{args.map} has no entry for key {_j(args.key)}; "
+                              f"list its keys with `pybpfgen map dump {args.object} {args.map}`")
+        if args.json:
+            print(json.dumps({"object": args.object, "map": args.map, "key": args.key, "value": v}, indent=2))
+        else:
+            print(_j(v))
+        return 0
+    if cmd == "set":
+        flags = 1 if args.noexist else 2 if args.exist else 0
+        mapapi.map_set(args.object, args.map, args.key, args.value, flags=flags, **where)
+        print(f"{args.object}/{args.map}[{_j(args.key)}] = {_j(args.value)}")
+        return 0
+    if mapapi.map_delete(args.object, args.map, args.key, **where):
+        print(f"deleted {args.object}/{args.map}[{_j(args.key)}]")
+    else:
+        print(f"key {_j(args.key)} was not in {args.object}/{args.map} (nothing deleted)")
+    return 0

@@ -10,6 +10,7 @@ here).  ``doctor`` exits 1 when any check fails.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -307,19 +308,14 @@ def _import_conformance():
     return run_conformance
 
 
-def run_conformance_suite(object_path: str, cases: list[str] | None, progress, pin_parent: str = _pins.BPFFS,
-                          sc=None) -> dict:
-    from .lifecycle import check_privileges, unload
-    sc = sc or _syscall.get_default()
-    run = _import_conformance()
-    if not os.path.exists(object_path):
-        raise LoaderError(f"{object_path}: no such file; build it with `pybpfgen compile programs/ -o build/` "
-                          "or pass --object PATH")
-    check_privileges(sc)
+@contextlib.contextmanager
+def _private_pin_root(pin_parent: str, sc):
+    """A fresh ``pybpfgen-conformance-<random>`` pin root; everything under it is unloaded and removed after."""
+    from .lifecycle import unload
     pin_root = os.path.join(pin_parent, f"pybpfgen-conformance-{uuid.uuid4().hex[:8]}")
     _pins.ensure_bpffs(pin_root, sc)
     try:
-        results = run(os.path.abspath(object_path), cases, progress, pin_root)
+        yield pin_root
     finally:
         try:
             unload(None, pin_root=pin_root, sc=sc)
@@ -329,6 +325,45 @@ def run_conformance_suite(object_path: str, cases: list[str] | None, progress, p
                     for f in files:
                         os.unlink(os.path.join(dirpath, f))
                     os.rmdir(dirpath)
+
+
+def run_stress_suite(object_path: str, args, progress, pin_parent: str = _pins.BPFFS, sc=None) -> dict:
+    """``doctor --conformance --stress``: kernel_loader.conformance.stress.run_stress on a private pin root."""
+    from .lifecycle import check_privileges
+    sc = sc or _syscall.get_default()
+    _import_conformance()
+    from .conformance.env import CaseError
+    from .conformance.stress import run_stress
+    from .conformance.stress_plan import StressOptions
+    if not os.path.exists(object_path):
+        raise LoaderError(f"{object_path}: no such file; build it with `pybpfgen compile programs/ -o build/` "
+                          "or pass --object PATH")
+    try:
+        opts = StressOptions(budget=args.budget, duplex_bytes=args.duplex_bytes, max_bytes=args.max_bytes,
+                             stall_s=args.stall_seconds, hogs=args.hogs, low_msgs=args.low_budget_msgs,
+                             low_kib=args.low_budget_kib).check()
+    except ValueError as e:
+        raise LoaderError(f"stress options: {e}") from None
+    check_privileges(sc)
+    with _private_pin_root(pin_parent, sc) as pin_root:
+        try:
+            return run_stress(os.path.abspath(object_path), args.cases, args.rounds, args.seed, progress, pin_root,
+                              opts=opts)
+        except (ValueError, CaseError) as e:
+            raise LoaderError(f"stress: {e}") from None
+
+
+def run_conformance_suite(object_path: str, cases: list[str] | None, progress, pin_parent: str = _pins.BPFFS,
+                          sc=None) -> dict:
+    from .lifecycle import check_privileges
+    sc = sc or _syscall.get_default()
+    run = _import_conformance()
+    if not os.path.exists(object_path):
+        raise LoaderError(f"{object_path}: no such file; build it with `pybpfgen compile programs/ -o build/` "
+                          "or pass --object PATH")
+    check_privileges(sc)
+    with _private_pin_root(pin_parent, sc) as pin_root:
+        results = run(os.path.abspath(object_path), cases, progress, pin_root)
     counts: dict[str, int] = {}
     for r in results:
         counts[r.get("status", "?")] = counts.get(r.get("status", "?"), 0) + 1
@@ -350,6 +385,14 @@ def format_conformance(rep: dict) -> str:
 def main(args) -> int:
     if args.cases and not args.conformance:
         raise LoaderError("--cases needs --conformance")
+    if getattr(args, "stress", False):
+        if not args.conformance:
+            raise LoaderError("--stress needs --conformance (pybpfgen doctor --conformance --stress)")
+        from .conformance.stress_count import format_report
+        progress = lambda msg: print(f"pybpfgen: {msg}", file=sys.stderr, flush=True)   # noqa: E731
+        rep = run_stress_suite(args.object or DEFAULT_CONFORMANCE_OBJECT, args, progress)
+        print(json.dumps(rep, indent=2, sort_keys=True) if args.json else format_report(rep))
+        return 0 if rep["ok"] else 1
     if args.conformance:
         progress = lambda msg: print(f"pybpfgen: {msg}", file=sys.stderr, flush=True)   # noqa: E731
         rep = run_conformance_suite(args.object or DEFAULT_CONFORMANCE_OBJECT, args.cases, progress)

@@ -21,7 +21,6 @@ from .pins import DEFAULT_PIN_ROOT
 
 CGROUP2_SUPER_MAGIC = 0x63677270
 from .defaults import DEFAULT_OBJECT  # noqa: E402
-POLICY_MAPS = ("policy_ports", "accel_ports")   # pybpfgen name, then the C twin's
 DECODE_MAX_ENTRIES = 64
 
 
@@ -80,7 +79,7 @@ def _link_status(sc, name: str, path: str, map_names: dict[int, str]) -> dict:
     return out
 
 
-UNITERABLE_TYPES = {27, 31, 22, 23}  # RINGBUF, USER_RINGBUF, QUEUE, STACK: no keys to walk
+from .mapapi import UNITERABLE_TYPES  # noqa: E402  RINGBUF, USER_RINGBUF, QUEUE, STACK: no keys to walk
 
 
 def _count_entries(sc, m: Map) -> int | None:
@@ -105,31 +104,60 @@ def _count_entries(sc, m: Map) -> int | None:
     return m.count()
 
 
-def _map_status(sc, name: str, path: str, btfs: _BtfCache) -> dict:
-    m = Map.open_pinned(path, sc=sc)
+def _map_status(sc, name: str, path: str, btfs: _BtfCache, obj_btf: list | None = None) -> dict:
+    from .mapapi import _open
+    pin_dir = os.path.dirname(os.path.dirname(path))
+    m = _open(pin_dir, os.path.basename(pin_dir), name, sc, btfs, obj_btf)
     try:
         info = m.info()
         out = info.as_dict()
         out["pin_name"] = name
         out["pin"] = path
+        key_type, value_type = m.type_names()
+        out["key_type"], out["value_type"] = key_type, value_type
         out["entries"] = _count_entries(sc, m)
         out["values"] = None
-        if info.type in ARRAY_TYPES and info.max_entries <= DECODE_MAX_ENTRIES and info.btf_value_type_id:
-            btf = btfs.get(info.btf_id)
-            if btf is not None:
-                values = []
-                for i in range(info.max_entries):
-                    key = struct.pack("<I", i)
-                    if info.type in PERCPU_TYPES:
-                        raw = m.lookup_percpu(key) or []
-                        values.append(sum_values([btf.decode(info.btf_value_type_id, r) for r in raw]))
-                    else:
-                        raw = m.lookup(key)
-                        values.append(None if raw is None else btf.decode(info.btf_value_type_id, raw))
-                out["values"] = values
+        btf = m.btf()
+        if info.type in ARRAY_TYPES and info.max_entries <= DECODE_MAX_ENTRIES and m.value_type_id \
+                and btf is not None:
+            values = []
+            for i in range(info.max_entries):
+                key = struct.pack("<I", i)
+                if info.type in PERCPU_TYPES:
+                    raw = m.lookup_percpu(key) or []
+                    values.append(sum_values([btf.decode(m.value_type_id, r) for r in raw]))
+                else:
+                    raw = m.lookup(key)
+                    values.append(None if raw is None else btf.decode(m.value_type_id, raw))
+            out["values"] = values
         return out
     finally:
         m.close()
+
+
+def _is_counter(v) -> bool:
+    if isinstance(v, dict):
+        return bool(v) and all(isinstance(x, int) for x in v.values())
+    return isinstance(v, int)
+
+
+def _counters(maps: list[dict]) -> dict:
+    """Every per-CPU array whose value is an integer or a struct of integers, summed over CPUs (field names
+    from BTF): ``{map: value}`` for a one-entry array, ``{map: [value per index]}`` otherwise."""
+    out = {}
+    for m in maps:
+        vals = m.get("values")
+        if m["type_id"] == 6 and vals and all(v is None or _is_counter(v) for v in vals) \
+                and any(v is not None for v in vals):
+            out[m["pin_name"]] = vals[0] if len(vals) == 1 else vals
+    return out
+
+
+def _summaries(obj: dict, sc) -> dict:
+    """Program-specific summaries added to an object's status (``{"accelerator": ...}``); each comes from
+    the program's own spec module, the generic status above knows no program."""
+    from . import accelspec
+    return {accelspec.STATUS_KEY: accelspec.status_summary(obj, sc)}
 
 
 def _visible(entries: list[str]) -> list[str]:
@@ -161,31 +189,6 @@ def _legacy_links(sc, maps: list[dict], progs: list[dict], links: list[dict]) ->
             out.append({"name": by_id.get(pid, f"prog{pid}"), "id": None, "type": "legacy", "type_id": 0,
                         "prog_id": pid, "attach_type": "sk_msg_verdict", "attached": True, "pin": None,
                         "target": {"kind": "map", "map_id": m["id"], "map_name": m["pin_name"]}})
-    return out
-
-
-def _accelerator(maps: list[dict], sc, pin_dir: str) -> dict | None:
-    by_name = {m["pin_name"]: m for m in maps}
-    sock = next((m for m in maps if m["type_id"] in (15, 18)), None)
-    policy = next((by_name[n] for n in POLICY_MAPS if n in by_name), None)
-    if sock is None or policy is None:
-        return None
-    out = {"sockhash": sock["pin_name"], "sockets": sock["entries"], "policy_map": policy["pin_name"],
-           "policy_ports": [], "redirected": None, "missed": None}
-    try:
-        m = Map.open_pinned(policy["pin"], sc=sc)
-        try:
-            out["policy_ports"] = sorted(struct.unpack("<I", k)[0] for k in m.keys())
-        finally:
-            m.close()
-    except (BpfSyscallError, OSError):
-        pass
-    for m in maps:
-        vals = m.get("values")
-        if vals and isinstance(vals[0], dict) and "redirected" in vals[0]:
-            out["redirected"] = sum(v.get("redirected", 0) or 0 for v in vals if v)
-            out["missed"] = sum(v.get("missed", 0) or 0 for v in vals if v)
-            break
     return out
 
 
@@ -245,7 +248,8 @@ def status(pin_root: str = DEFAULT_PIN_ROOT, *, name: str | None = None, sc=None
     try:
         for n in names:
             d = _pins.object_dir(pin_root, n)
-            maps = [_map_status(sc, e, os.path.join(d, "maps", e), btfs)
+            obj_btf: list = []   # the object's BTF, fetched once when a map needs it
+            maps = [_map_status(sc, e, os.path.join(d, "maps", e), btfs, obj_btf)
                     for e in _visible(_pins.list_pins(pin_root, n, "maps"))]
             map_names = {m["id"]: m["pin_name"] for m in maps}
             progs = [_prog_status(sc, e, os.path.join(d, "progs", e))
@@ -264,7 +268,8 @@ def status(pin_root: str = DEFAULT_PIN_ROOT, *, name: str | None = None, sc=None
                 for p in progs:
                     p["stats"] = None
             obj = {"name": n, "pin_dir": d, **_object_state(pin_root, n), "programs": progs, "links": links,
-                   "maps": maps, "accelerator": _accelerator(maps, sc, d)}
+                   "maps": maps, "counters": _counters(maps)}
+            obj.update(_summaries(obj, sc))
             out["objects"].append(obj)
     finally:
         if stats_fd is not None:
@@ -323,208 +328,9 @@ def open_pinned(name: str = DEFAULT_OBJECT, pin_root: str = DEFAULT_PIN_ROOT, *,
 
 
 # ------------------------------------------------------------------- policy
-# Layouts and parsing: policyspec.py (pure). A connection is accelerated when ANY policy selects it.
-from . import policyspec as _ps  # noqa: E402
+# The accelerator's policy maps: kernel_loader/accelspec.py, a thin layer over the generic map API (mapapi.py);
+# re-exported here, the API's home. Parsing: policyspec.py. A connection is accelerated when ANY policy selects it.
+from .accelspec import (policy_add, policy_add_cidr, policy_add_tuple, policy_list, policy_list_cidrs,  # noqa: E402,F401
+                        policy_list_tuples, policy_remove, policy_remove_cidr, policy_remove_tuple, policy_set,
+                        policy_settings, policy_show)
 from .policyspec import ConnTuple, Cidr, check_port  # noqa: E402,F401
-
-CIDR_MAP = "policy_cidrs"
-TUPLE_MAP = "policy_tuples"
-SETTINGS_MAP = "settings"
-
-
-def _policy_map(obj: PinnedObject) -> Map:
-    for n in POLICY_MAPS:
-        if obj.has_map(n):
-            return obj.map(n)
-    raise LoaderError(f"object {obj.name} has no port policy map ({' or '.join(POLICY_MAPS)}); "
-                      "is it the accelerator?")
-
-
-def _named_map(obj: PinnedObject, name: str, what: str, key_size: int | None = None) -> Map:
-    if not obj.has_map(name):
-        raise LoaderError(f"object {obj.name} has no {what} map ({name}); load an accelerator built from "
-                          "programs/accel.py (the C twin has ports only)")
-    m = obj.map(name)
-    if key_size is not None and m.info().key_size != key_size:
-        raise LoaderError(f"map {name} of {obj.name} has {m.info().key_size}-byte keys, expected {key_size}; "
-                          "the loaded accelerator does not match this pybpfgen")
-    return m
-
-
-def _update(m: Map, key: bytes, value: bytes, what: str) -> None:
-    import errno
-    try:
-        m.update(key, value)
-    except BpfSyscallError as e:
-        if e.errno in (errno.E2BIG, errno.ENOSPC, errno.ENOMEM):
-            raise LoaderError(f"cannot add {what}: map {m.name} is full (max_entries {m.info().max_entries}, "
-                              f"{e.errno_name}); remove entries first") from e
-        raise
-
-
-def _exact_value(m: Map, key: bytes) -> bytes | None:
-    """The value stored under exactly ``key`` (an LPM lookup would return the longest matching prefix)."""
-    for k in m.keys():
-        if bytes(k) == key:
-            return m.lookup(key)
-    return None
-
-
-@_user_errors
-def policy_add(port: int, object: str = DEFAULT_OBJECT, pin_root: str = DEFAULT_PIN_ROOT, *, sc=None) -> None:
-    port = check_port(port)
-    with open_pinned(object, pin_root, sc=sc) as o:
-        _update(_policy_map(o), struct.pack("<I", port), struct.pack("<I", 1), f"port {port}")
-
-
-@_user_errors
-def policy_remove(port: int, object: str = DEFAULT_OBJECT, pin_root: str = DEFAULT_PIN_ROOT, *, sc=None) -> bool:
-    port = check_port(port)
-    with open_pinned(object, pin_root, sc=sc) as o:
-        return _policy_map(o).delete(struct.pack("<I", port))
-
-
-@_user_errors
-def policy_list(object: str = DEFAULT_OBJECT, pin_root: str = DEFAULT_PIN_ROOT, *, sc=None) -> list[int]:
-    with open_pinned(object, pin_root, sc=sc) as o:
-        return sorted(struct.unpack("<I", k)[0] for k in _policy_map(o).keys())
-
-
-@_user_errors
-def policy_add_cidr(cidr, side="any", object: str = DEFAULT_OBJECT, pin_root: str = DEFAULT_PIN_ROOT, *,
-                    sc=None) -> str:
-    """Accelerate connections whose local (``side="local"``), remote (``"remote"``) or either (``"any"``)
-    address is in ``cidr``. Adding a side to a CIDR that is already there adds to its sides (a union).
-    Returns the CIDR's sides afterwards (``local`` / ``remote`` / ``any``)."""
-    c = cidr if isinstance(cidr, Cidr) else _ps.parse_cidr(cidr)
-    flags = _ps.parse_side(side)
-    with open_pinned(object, pin_root, sc=sc) as o:
-        m = _named_map(o, CIDR_MAP, "CIDR policy", _ps.PREFIX_KEY_SIZE)
-        old = _exact_value(m, c.key)
-        new = flags | (_ps.decode_side(old) if old else 0)
-        _update(m, c.key, struct.pack("<I", new), f"CIDR {c}")
-        return _ps.side_name(new)
-
-
-@_user_errors
-def policy_remove_cidr(cidr, side="any", object: str = DEFAULT_OBJECT, pin_root: str = DEFAULT_PIN_ROOT, *,
-                       sc=None) -> bool:
-    """Remove ``side`` (default: both) from ``cidr``'s entry; the entry goes when no side is left.
-    False when the CIDR had none of those sides."""
-    c = cidr if isinstance(cidr, Cidr) else _ps.parse_cidr(cidr)
-    flags = _ps.parse_side(side)
-    with open_pinned(object, pin_root, sc=sc) as o:
-        m = _named_map(o, CIDR_MAP, "CIDR policy", _ps.PREFIX_KEY_SIZE)
-        old = _exact_value(m, c.key)
-        if old is None or not (_ps.decode_side(old) & flags):
-            return False
-        left = _ps.decode_side(old) & ~flags & _ps.SIDE_ANY
-        if left:
-            _update(m, c.key, struct.pack("<I", left), f"CIDR {c}")
-        else:
-            m.delete(c.key)
-        return True
-
-
-def _cidr_entries(m: Map) -> list[dict]:
-    out = []
-    for k in m.keys():
-        v = m.lookup(bytes(k))
-        if v is None:
-            continue
-        net = _ps.decode_prefix(bytes(k))
-        flags = _ps.decode_side(v)
-        out.append({"cidr": str(net), "side": _ps.side_name(flags), "flags": flags})
-    return sorted(out, key=lambda e: _net_sort_key(e["cidr"]))
-
-
-def _net_sort_key(net: str):
-    import ipaddress
-    n = ipaddress.ip_network(net)
-    return (n.version, int(n.network_address), n.prefixlen)
-
-
-@_user_errors
-def policy_list_cidrs(object: str = DEFAULT_OBJECT, pin_root: str = DEFAULT_PIN_ROOT, *, sc=None) -> list[dict]:
-    """``[{"cidr": "10.0.0.0/8", "side": "any", "flags": 3}, ...]``"""
-    with open_pinned(object, pin_root, sc=sc) as o:
-        return _cidr_entries(_named_map(o, CIDR_MAP, "CIDR policy", _ps.PREFIX_KEY_SIZE))
-
-
-@_user_errors
-def policy_add_tuple(conn, object: str = DEFAULT_OBJECT, pin_root: str = DEFAULT_PIN_ROOT, *, sc=None) -> str:
-    """Accelerate exactly one connection, ``"CLIENT_IP:PORT-SERVER_IP:PORT"`` as its client sees it (both of
-    its sockets: the client's and the server's accepted one). Returns the normalized tuple."""
-    t = conn if isinstance(conn, ConnTuple) else _ps.parse_tuple(conn)
-    with open_pinned(object, pin_root, sc=sc) as o:
-        _update(_named_map(o, TUPLE_MAP, "tuple policy", _ps.TUPLE_KEY_SIZE), t.key, struct.pack("<I", 1),
-                f"tuple {t}")
-    return str(t)
-
-
-@_user_errors
-def policy_remove_tuple(conn, object: str = DEFAULT_OBJECT, pin_root: str = DEFAULT_PIN_ROOT, *,
-                        sc=None) -> bool:
-    t = conn if isinstance(conn, ConnTuple) else _ps.parse_tuple(conn)
-    with open_pinned(object, pin_root, sc=sc) as o:
-        return _named_map(o, TUPLE_MAP, "tuple policy", _ps.TUPLE_KEY_SIZE).delete(t.key)
-
-
-@_user_errors
-def policy_list_tuples(object: str = DEFAULT_OBJECT, pin_root: str = DEFAULT_PIN_ROOT, *, sc=None) -> list[str]:
-    with open_pinned(object, pin_root, sc=sc) as o:
-        m = _named_map(o, TUPLE_MAP, "tuple policy", _ps.TUPLE_KEY_SIZE)
-        return sorted(str(_ps.decode_tuple(bytes(k))) for k in m.keys())
-
-
-def _settings_map(o: PinnedObject) -> Map:
-    m = _named_map(o, SETTINGS_MAP, "settings")
-    if m.info().value_size != _ps.SETTINGS_VALUE_SIZE:
-        raise LoaderError(f"map settings of {o.name} has {m.info().value_size}-byte values, expected "
-                          f"{_ps.SETTINGS_VALUE_SIZE}; the loaded accelerator does not match this pybpfgen")
-    return m
-
-
-@_user_errors
-def policy_settings(object: str = DEFAULT_OBJECT, pin_root: str = DEFAULT_PIN_ROOT, *, sc=None) -> dict:
-    """``{"max_unanswered_msgs", "max_unanswered_kib"}`` as stored (0 = default) plus ``effective_*``."""
-    with open_pinned(object, pin_root, sc=sc) as o:
-        return _ps.decode_settings(_settings_map(o).lookup(struct.pack("<I", 0)))
-
-
-@_user_errors
-def policy_set(max_unanswered_msgs: int | None = None, max_unanswered_kib: int | None = None,
-               object: str = DEFAULT_OBJECT, pin_root: str = DEFAULT_PIN_ROOT, *, sc=None) -> dict:
-    """Set the unanswered-message budget (``settings[0]``); None keeps a value, 0 restores the default.
-    Takes effect for the next message of every connection. Returns :func:`policy_settings`."""
-    if max_unanswered_msgs is None and max_unanswered_kib is None:
-        raise LoaderError("nothing to set: give --max-unanswered-msgs N and/or --max-unanswered-kib N")
-    if max_unanswered_msgs is not None:
-        max_unanswered_msgs = _ps.check_u32(max_unanswered_msgs, "--max-unanswered-msgs")
-    if max_unanswered_kib is not None:
-        max_unanswered_kib = _ps.check_u32(max_unanswered_kib, "--max-unanswered-kib")
-    with open_pinned(object, pin_root, sc=sc) as o:
-        m = _settings_map(o)
-        key = struct.pack("<I", 0)
-        cur = _ps.decode_settings(m.lookup(key))
-        msgs = cur["max_unanswered_msgs"] if max_unanswered_msgs is None else max_unanswered_msgs
-        kib = cur["max_unanswered_kib"] if max_unanswered_kib is None else max_unanswered_kib
-        m.update(key, _ps.encode_settings(msgs, kib))
-        return _ps.decode_settings(m.lookup(key))
-
-
-@_user_errors
-def policy_show(object: str = DEFAULT_OBJECT, pin_root: str = DEFAULT_PIN_ROOT, *, sc=None) -> dict:
-    """Every policy of ``object``: ``{"object", "ports", "cidrs", "tuples", "settings"}``; a kind the object
-    does not have (e.g. the C twin's CIDRs) is None."""
-    with open_pinned(object, pin_root, sc=sc) as o:
-        out = {"object": object, "ports": sorted(struct.unpack("<I", k)[0] for k in _policy_map(o).keys()),
-               "cidrs": None, "tuples": None, "settings": None}
-        if o.has_map(CIDR_MAP):
-            out["cidrs"] = _cidr_entries(_named_map(o, CIDR_MAP, "CIDR policy", _ps.PREFIX_KEY_SIZE))
-        if o.has_map(TUPLE_MAP):
-            m = _named_map(o, TUPLE_MAP, "tuple policy", _ps.TUPLE_KEY_SIZE)
-            out["tuples"] = sorted(str(_ps.decode_tuple(bytes(k))) for k in m.keys())
-        if o.has_map(SETTINGS_MAP):
-            out["settings"] = _ps.decode_settings(_settings_map(o).lookup(struct.pack("<I", 0)))
-        return out

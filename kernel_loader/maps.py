@@ -197,6 +197,29 @@ class Map:
                     self._btf = None
         return self._btf
 
+    def use_types(self, btf, key_type_id: int, value_type_id: int) -> None:
+        """Encode and decode with these BTF types (for a map the kernel holds without BTF, e.g. a sockhash or
+        a global-data map, whose types are known from its object's BTF)."""
+        self._btf = btf
+        self._types = (key_type_id, value_type_id)
+
+    _types: tuple[int, int] | None = None     # set by use_types()
+
+    @property
+    def key_type_id(self) -> int:
+        return self._types[0] if self._types else self._info.btf_key_type_id
+
+    @property
+    def value_type_id(self) -> int:
+        return self._types[1] if self._types else self._info.btf_value_type_id
+
+    def type_names(self) -> tuple[str | None, str | None]:
+        """The key and value type names from BTF (None without BTF)."""
+        btf = self.btf()
+        if btf is None:
+            return None, None
+        return tuple(btf.type_name(t) if t else None for t in (self.key_type_id, self.value_type_id))
+
     def _encode(self, type_id: int, size: int, value, what: str) -> bytes:
         if isinstance(value, (bytes, bytearray)):
             return bytes(value)
@@ -216,10 +239,29 @@ class Map:
         return raw
 
     def encode_key(self, key) -> bytes:
-        return self._encode(self._info.btf_key_type_id, self._info.key_size, key, "key")
+        return self._encode(self.key_type_id, self._info.key_size, key, "key")
 
     def encode_value(self, value) -> bytes:
-        return self._encode(self._info.btf_value_type_id, self._info.value_size, value, "value")
+        return self._encode(self.value_type_id, self._info.value_size, value, "value")
+
+    def decode_key(self, raw: bytes):
+        return self._decode(self.key_type_id, raw)
+
+    def decode_value(self, raw: bytes):
+        return self._decode(self.value_type_id, raw)
+
+    def is_percpu_list(self, value) -> bool:
+        """Whether ``value`` for a per-CPU map is one value per CPU (a list of possible_cpus() values) rather
+        than one value for every CPU."""
+        if not self.percpu or not isinstance(value, list) or len(value) != possible_cpus():
+            return False
+        btf = self.btf()
+        if btf is not None and self.value_type_id:
+            from .btf import ARRAY
+            t = btf[btf.resolve(self.value_type_id)]
+            if t is not None and t.kind == ARRAY:
+                return all(isinstance(v, (list, str)) for v in value)
+        return True
 
     def get(self, key):
         """Typed lookup: ``key`` is an int / dict / bytes; returns the decoded
@@ -227,20 +269,25 @@ class Map:
         k = self.encode_key(key)
         if self.percpu:
             vals = self.lookup_percpu(k)
-            return None if vals is None else [self._decode(self._info.btf_value_type_id, v) for v in vals]
+            return None if vals is None else [self.decode_value(v) for v in vals]
         raw = self.lookup(k)
-        return None if raw is None else self._decode(self._info.btf_value_type_id, raw)
+        return None if raw is None else self.decode_value(raw)
 
     def set(self, key, value, flags: int = 0) -> None:
-        """Typed update (per-CPU maps: the same value on every CPU)."""
-        self.update(self.encode_key(key), self.encode_value(value), flags)
+        """Typed update (per-CPU maps: the same value on every CPU, or a list of one value per CPU)."""
+        if self.is_percpu_list(value):
+            stride = (self._info.value_size + 7) & ~7
+            raw = b"".join(self.encode_value(v).ljust(stride, b"\0") for v in value)
+        else:
+            raw = self.encode_value(value)
+        self.update(self.encode_key(key), raw, flags)
 
     def items(self):
         """(decoded key, decoded value) pairs."""
         for k in self.keys():
             v = self.get(k)
             if v is not None:
-                yield self._decode(self._info.btf_key_type_id, k), v
+                yield self.decode_key(k), v
 
     def close(self) -> None:
         if self.fd >= 0:

@@ -1,24 +1,21 @@
-"""Parsing and byte encoding of the accelerator's policy entries (pure Python, no root, no bpf(2)).
+"""Parsing of the accelerator's policy entries into the typed keys and values of its maps (pure Python, no
+root, no bpf(2)). The maps themselves (names, defaults) are described in :mod:`kernel_loader.accelspec`;
+the byte layout is the maps' BTF, applied by :meth:`kernel_loader.maps.Map.set` / ``get``:
 
-The layouts follow ``programs/accel.py``:
-
-* ``policy_ports``  HASH   key u32 port (host order)                          -> u32 1
-* ``policy_cidrs``  LPM    key ``Prefix {u32 prefixlen; u32 addr[4]}`` (20 B)  -> u32 side flags
-                           addr = the 16-byte IPv6 address in network byte order; IPv4 is stored v4-mapped
-                           (``::ffff:a.b.c.d``) with prefixlen + 96
-* ``policy_tuples`` HASH   key ``Tuple {u32 local_ip[4]; u32 remote_ip[4]; u32 local_port; u32 remote_port}``
-                           (40 B, v4-mapped addresses, host-order ports): the connection as its *client* sees it
-                           -> u32 1
-* ``settings``      ARRAY  [0] = ``{u32 max_unanswered_msgs; u32 max_unanswered_kib}`` (0 = default)
+* ``policy_ports``  key: the port (int)                                                     -> 1
+* ``policy_cidrs``  key: ``{"prefixlen": n, "addr": 16 bytes}`` (struct Prefix; the address in network byte
+                    order, IPv4 stored v4-mapped ``::ffff:a.b.c.d`` with prefixlen + 96)    -> side flags
+* ``policy_tuples`` key: ``{"local_ip", "remote_ip", "local_port", "remote_port"}`` (struct Tuple; v4-mapped
+                    addresses as 16 bytes, host-order ports): the connection as its *client* sees it -> 1
+* ``settings``      [0] = ``{"max_unanswered_msgs", "max_unanswered_kib"}`` (0 = default)
 
 Every parse error is a :class:`~kernel_loader.errors.LoaderError` with one line saying what is wrong and
-what is expected. Only the standard library (``ipaddress``, ``struct``) is imported here, so that the CLI can
-validate arguments without loading anything.
+what is expected. Only the standard library (``ipaddress``) is imported here, so that the CLI can validate
+arguments without loading anything.
 """
 from __future__ import annotations
 
 import ipaddress
-import struct
 from ._records import Record
 
 from .errors import LoaderError
@@ -29,12 +26,7 @@ SIDE_ANY = 3
 SIDES = {"local": SIDE_LOCAL, "remote": SIDE_REMOTE, "any": SIDE_ANY}
 SIDE_NAMES = {v: k for k, v in SIDES.items()}
 
-PREFIX_KEY_SIZE = 20
-TUPLE_KEY_SIZE = 40
-SETTINGS_VALUE_SIZE = 8
 U32_MAX = 0xFFFFFFFF
-DEFAULT_MAX_UNANSWERED_MSGS = 256     # programs/accel.py
-DEFAULT_MAX_UNANSWERED_KIB = 4096
 
 _V4_MAPPED_NET = ipaddress.IPv6Network("::ffff:0:0/96")
 
@@ -47,8 +39,15 @@ def _addr16(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bytes:
     return ip.packed
 
 
-def _ip_from16(raw: bytes) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    v6 = ipaddress.IPv6Address(bytes(raw))
+def _raw16(addr) -> bytes:
+    """An address as decoded from a map (``u32[4]`` words holding the bytes in network order) or as bytes."""
+    if isinstance(addr, (bytes, bytearray)):
+        return bytes(addr)
+    return b"".join(int(w).to_bytes(4, "little") for w in addr)
+
+
+def _ip_from16(raw) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    v6 = ipaddress.IPv6Address(_raw16(raw))
     return v6.ipv4_mapped or v6
 
 
@@ -81,9 +80,6 @@ def check_port(port, what: str = "port") -> int:
     return p
 
 
-def encode_port(port) -> bytes:
-    return struct.pack("<I", check_port(port))
-
 
 # ------------------------------------------------------------------ CIDRs
 class Cidr(Record, frozen=True):
@@ -93,8 +89,8 @@ class Cidr(Record, frozen=True):
         return str(self.network)
 
     @property
-    def key(self) -> bytes:
-        return encode_prefix(self.network)
+    def key(self) -> dict:
+        return prefix_key(self.network)
 
 
 def parse_side(side) -> int:
@@ -139,30 +135,20 @@ def parse_cidr(text: str) -> Cidr:
     return Cidr(net)
 
 
-def encode_prefix(net) -> bytes:
-    """LPM key: u32 prefixlen (host order) + 16 address bytes (network order); IPv4 -> v4-mapped, len + 96."""
+def prefix_key(net) -> dict:
+    """The LPM key (struct Prefix): prefixlen and the 16 address bytes; IPv4 -> v4-mapped, prefixlen + 96."""
     if isinstance(net, Cidr):
         net = net.network
-    plen = net.prefixlen + (96 if net.version == 4 else 0)
-    return struct.pack("<I", plen) + _addr16(net.network_address)
+    return {"prefixlen": net.prefixlen + (96 if net.version == 4 else 0), "addr": _addr16(net.network_address)}
 
 
-def decode_prefix(key: bytes) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    if len(key) != PREFIX_KEY_SIZE:
-        raise LoaderError(f"bad policy_cidrs key: {len(key)} bytes, expected {PREFIX_KEY_SIZE}")
-    plen = struct.unpack_from("<I", key, 0)[0]
-    v6 = ipaddress.IPv6Address(bytes(key[4:20]))
+def decode_prefix(key: dict) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """The network of a decoded policy_cidrs key."""
+    plen = key["prefixlen"]
+    v6 = ipaddress.IPv6Address(_raw16(key["addr"]))
     if plen >= 96 and v6 in _V4_MAPPED_NET:
         return ipaddress.IPv4Network(f"{v6.ipv4_mapped}/{plen - 96}", strict=False)
     return ipaddress.IPv6Network(f"{v6}/{min(plen, 128)}", strict=False)
-
-
-def encode_side(side) -> bytes:
-    return struct.pack("<I", parse_side(side))
-
-
-def decode_side(value: bytes) -> int:
-    return struct.unpack_from("<I", value, 0)[0]
 
 
 def side_name(flags: int) -> str:
@@ -184,8 +170,8 @@ class ConnTuple(Record, frozen=True):
                 f"{_fmt_ip(self.server_ip, v6)}:{self.server_port}")
 
     @property
-    def key(self) -> bytes:
-        return encode_tuple(self)
+    def key(self) -> dict:
+        return tuple_key(self)
 
 
 def _parse_endpoint(text: str, what: str, whole: str) -> tuple:
@@ -222,15 +208,16 @@ def parse_tuple(text: str) -> ConnTuple:
     return ConnTuple(cip, cport, sip, sport)
 
 
-def encode_tuple(t: ConnTuple) -> bytes:
-    return _addr16(t.client_ip) + _addr16(t.server_ip) + struct.pack("<II", t.client_port, t.server_port)
+def tuple_key(t: ConnTuple) -> dict:
+    """The policy_tuples key (struct Tuple) of a connection as its client sees it."""
+    return {"local_ip": _addr16(t.client_ip), "remote_ip": _addr16(t.server_ip), "local_port": t.client_port,
+            "remote_port": t.server_port}
 
 
-def decode_tuple(key: bytes) -> ConnTuple:
-    if len(key) != TUPLE_KEY_SIZE:
-        raise LoaderError(f"bad policy_tuples key: {len(key)} bytes, expected {TUPLE_KEY_SIZE}")
-    lp, rp = struct.unpack_from("<II", key, 32)
-    return ConnTuple(_ip_from16(key[0:16]), lp, _ip_from16(key[16:32]), rp)
+def decode_tuple(key: dict) -> ConnTuple:
+    """The connection of a decoded policy_tuples key."""
+    return ConnTuple(_ip_from16(key["local_ip"]), key["local_port"], _ip_from16(key["remote_ip"]),
+                     key["remote_port"])
 
 
 # ------------------------------------------------------------------ settings
@@ -244,13 +231,15 @@ def check_u32(value, what: str) -> int:
     return v
 
 
-def encode_settings(max_unanswered_msgs: int, max_unanswered_kib: int) -> bytes:
-    return struct.pack("<II", check_u32(max_unanswered_msgs, "--max-unanswered-msgs"),
-                       check_u32(max_unanswered_kib, "--max-unanswered-kib"))
-
-
-def decode_settings(value: bytes | None) -> dict:
-    msgs, kib = struct.unpack_from("<II", value, 0) if value else (0, 0)
-    return {"max_unanswered_msgs": msgs, "max_unanswered_kib": kib,
-            "effective_max_unanswered_msgs": msgs or DEFAULT_MAX_UNANSWERED_MSGS,
-            "effective_max_unanswered_kib": kib or DEFAULT_MAX_UNANSWERED_KIB}
+def decode_settings(value: dict | None, defaults: dict | None = None) -> dict:
+    """The stored budget (0 = default) and the effective one (``defaults``: the program's, from
+    :data:`kernel_loader.accelspec.DEFAULTS`)."""
+    if defaults is None:
+        from .accelspec import DEFAULTS as defaults
+    value = value or {}
+    out = {}
+    for name in ("max_unanswered_msgs", "max_unanswered_kib"):
+        out[name] = value.get(name, 0) or 0
+    for name in ("max_unanswered_msgs", "max_unanswered_kib"):
+        out["effective_" + name] = out[name] or defaults[name]
+    return out

@@ -12,8 +12,12 @@ from __future__ import annotations
 import sys
 import time
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 from . import __version__
+
+if TYPE_CHECKING:
+    import argparse
 
 EXIT_USER = 1
 EXIT_USAGE = 2

@@ -17,6 +17,11 @@ class Loc(Record, frozen=True):
     col: int = 0
     end_col: int | None = None
 
+    def __init__(self, path: str, line: int, col: int = 0, end_col: int | None = None):
+        # Record's generic __init__, unrolled: the frontend makes a Loc for every node it checks
+        d = self.__dict__
+        d["path"], d["line"], d["col"], d["end_col"] = path, line, col, end_col
+
     @classmethod
     def of(cls, path: str, node) -> "Loc":
         end = getattr(node, "end_col_offset", None)

@@ -1,3 +1,4 @@
+# Over 500 lines: the whole DSL surface that `from pybpfgen.lang import *` brings, in one file that editors and mypy read; half is the generated helper list.
 """The pybpfgen DSL: what a BPF program module imports.
 
 A DSL module is ordinary Python. Importing it only declares things (types, maps,
@@ -20,10 +21,13 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import Any, Callable, Generic, NoReturn, Optional, TypeVar
 
+from .target.contexts import CONTEXTS as _CONTEXTS
+from .target.maps import BY_CLASS as _MAP_KINDS
+
 __all__ = [
     "u8", "u16", "u32", "u64", "i8", "i16", "i32", "i64",
     "Struct", "Ref", "IntEnum", "Global", "Config",
-    "Hash", "LRUHash", "PerCPUHash", "Array", "PerCPUArray", "LPMTrie", "SockHash", "SockMap", "RingBuf",
+    "Hash", "LRUHash", "PerCPUHash", "LRUPerCPUHash", "Array", "PerCPUArray", "LPMTrie", "SockHash", "SockMap", "RingBuf",
     "sock_ops", "sk_msg", "socket_filter", "syscall", "SockOps", "SkMsg", "SkBuff",
     "bpf_printk", "atomic_add", "atomic_fetch_add", "atomic_xchg", "atomic_cmpxchg",
     "BPF_F_NO_PREALLOC", "BPF_RB_NO_WAKEUP", "BPF_RB_FORCE_WAKEUP",
@@ -155,6 +159,7 @@ class Struct(metaclass=_Indexable):
 
 K = TypeVar("K")
 V = TypeVar("V")
+_C = TypeVar("_C", bound=type)
 
 
 class Ref(Generic[V]):
@@ -164,8 +169,14 @@ class Ref(Generic[V]):
         self.value = value
 
 
+def _map_kind(cls: _C) -> _C:
+    """The BPF map type of a map class, from pybpfgen/target/maps.py (the one table of map kinds)."""
+    cls.map_type = _MAP_KINDS[cls.__name__].map_type  # type: ignore[attr-defined]
+    return cls
+
+
 class _Map:
-    map_type = 0
+    map_type = 0  # BPF_MAP_TYPE_*: set by @_map_kind
 
     def __init__(self, *, key: Any, value: Any, max_entries: int, flags: int = 0):
         self.key, self.value, self.max_entries, self.flags = key, value, max_entries, flags
@@ -190,37 +201,40 @@ class _Map:
         return key in self._data
 
 
+@_map_kind
 class Hash(_Map):
     """``BPF_MAP_TYPE_HASH``."""
 
-    map_type = 1
 
-
+@_map_kind
 class LRUHash(_Map):
     """``BPF_MAP_TYPE_LRU_HASH``: a hash that evicts the least recently used entry when full."""
 
-    map_type = 9
 
-
+@_map_kind
 class PerCPUHash(_Map):
     """``BPF_MAP_TYPE_PERCPU_HASH``: a hash with one value per CPU."""
 
-    map_type = 5
+
+@_map_kind
+class LRUPerCPUHash(_Map):
+    """``BPF_MAP_TYPE_LRU_PERCPU_HASH``: a hash with one value per CPU that evicts the least recently used
+    entry when full."""
 
 
+@_map_kind
 class LPMTrie(_Map):
     """``BPF_MAP_TYPE_LPM_TRIE``: longest-prefix match. The key is a Struct whose first field is
     ``prefixlen: u32`` followed by the address bytes (e.g. ``addr: u32`` for IPv4, network order).
     ``BPF_F_NO_PREALLOC`` is added to the flags (the kernel requires it)."""
 
-    map_type = 11
 
-
+@_map_kind
 class RingBuf:
     """``BPF_MAP_TYPE_RINGBUF``: a ring buffer of ``max_entries`` bytes (a power of 2, multiple of
     the page size) that programs write records into with ``output(value)``."""
 
-    map_type = 27
+    map_type = 0  # BPF_MAP_TYPE_*: set by @_map_kind
 
     def __init__(self, *, max_entries: int):
         self.max_entries = max_entries
@@ -232,25 +246,22 @@ class RingBuf:
         return 0
 
 
+@_map_kind
 class Array(_Map):
     """``BPF_MAP_TYPE_ARRAY``: u32 keys 0..max_entries-1, zero-initialised values."""
-
-    map_type = 2
 
     def __init__(self, *, value: Any, max_entries: int, flags: int = 0):
         super().__init__(key=u32, value=value, max_entries=max_entries, flags=flags)
 
 
+@_map_kind
 class PerCPUArray(Array):
     """``BPF_MAP_TYPE_PERCPU_ARRAY``: one value per CPU; no atomics needed to update it."""
 
-    map_type = 6
 
-
+@_map_kind
 class SockHash(_Map):
     """``BPF_MAP_TYPE_SOCKHASH``: sockets by key, for redirecting messages between them."""
-
-    map_type = 18
 
     def __init__(self, *, key: Any, max_entries: int, value: Any = u32, flags: int = 0):
         super().__init__(key=key, value=value, max_entries=max_entries, flags=flags)
@@ -270,10 +281,9 @@ class SockHash(_Map):
         return SK_PASS if key in self._data else SK_DROP
 
 
+@_map_kind
 class SockMap(_Map):
     """``BPF_MAP_TYPE_SOCKMAP``: sockets by u32 index."""
-
-    map_type = 15
 
     def __init__(self, *, max_entries: int, value: Any = u32, flags: int = 0):
         super().__init__(key=u32, value=value, max_entries=max_entries, flags=flags)
@@ -331,8 +341,17 @@ def bpf_msg_redirect_hash(msg: "SkMsg", map: SockHash, key: Any, flags: int = 0)
 
 
 # ----------------------------------------------------------------- program types and contexts
+# A context class names the kernel struct of pybpfgen/target/contexts.py (the one table of context fields, which
+# the compiler reads); its annotations repeat the field names and types for editors and type checkers, and
+# tests/compiler/test_contexts.py checks that they match the table.
 
 
+def _context(cls: _C) -> _C:
+    cls.__ctx__ = _CONTEXTS[cls.__name__]  # type: ignore[attr-defined]
+    return cls
+
+
+@_context
 class SockOps:
     """Context of a sock_ops program (``struct bpf_sock_ops``). Ports are in host byte order,
     IPv4/IPv6 addresses in network byte order. ``reply`` is writable."""
@@ -368,6 +387,7 @@ class SockOps:
     bytes_acked: u64
 
 
+@_context
 class SkMsg:
     """Context of an sk_msg program (``struct sk_msg_md``). Ports are in host byte order,
     IPv4/IPv6 addresses in network byte order."""
@@ -382,8 +402,10 @@ class SkMsg:
     size: u32
 
 
+@_context
 class SkBuff:
-    """Context of a socket_filter program (``struct __sk_buff``)."""
+    """Context of a socket_filter program (``struct __sk_buff``). Ports are in host byte order,
+    IPv4 addresses in network byte order."""
 
     len: u32
     pkt_type: u32

@@ -1,3 +1,4 @@
+# Over 500 lines: the public pybpfgen.testing API (values, contexts, simulated maps, the IR interpreter) in the one module users import.
 """Run DSL programs in Python, with the semantics they have in the kernel.
 
 ``pybpfgen.testing`` interprets the compiler's typed IR directly (no LLVM, no
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import struct
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .diagnostics import CompileError
@@ -31,6 +32,7 @@ from .frontend.module import parse_module
 from .ir import nodes as N
 from .ir import semantics
 from .ir import types as T
+from .target.maps import BY_KIND as MAP_KINDS
 from .target.progtypes import PROG_TYPES
 
 __all__ = ["load", "Module", "Context", "sock_ops", "sk_msg", "skb", "SimMap", "encode", "decode"]
@@ -118,9 +120,10 @@ def _bswap32(v: int) -> int:
     return int.from_bytes((v & 0xFFFFFFFF).to_bytes(4, "little"), "big")
 
 
-def _ctx(progtype: str, size: int, values: dict) -> Context:
-    fields = PROG_TYPES[progtype].fields
-    mem = bytearray(size)
+def _ctx(progtype: str, values: dict) -> Context:
+    pt = PROG_TYPES[progtype]
+    fields = pt.fields
+    mem = bytearray(pt.context.size)
     extra = {}
     for k, v in values.items():
         f = fields.get(k)
@@ -140,17 +143,17 @@ def sock_ops(**fields: Any) -> Context:
     """A ``struct bpf_sock_ops`` context. Give ports in host byte order (as programs see them) and
     IPv4 addresses as the kernel's u32 (network byte order): 127.0.0.1 is ``0x0100007F``.
     Also ``cookie=``, ``netns_cookie=``, ``socket=`` for the helpers."""
-    return _ctx("sock_ops", 224, fields)
+    return _ctx("sock_ops", fields)
 
 
 def sk_msg(**fields: Any) -> Context:
     """A ``struct sk_msg_md`` context (see :func:`sock_ops` for the conventions)."""
-    return _ctx("sk_msg", 80, fields)
+    return _ctx("sk_msg", fields)
 
 
 def skb(**fields: Any) -> Context:
     """A ``struct __sk_buff`` context for socket_filter programs."""
-    return _ctx("socket_filter", 192, fields)
+    return _ctx("socket_filter", fields)
 
 
 # ================================================================= maps
@@ -161,17 +164,18 @@ class SimMap:
     def __init__(self, decl: N.MapDecl):
         self.decl = decl
         self.data: dict[bytes, Any] = {}  # key bytes -> bytearray (value) or a socket object
-        if decl.kind in ("array", "percpu_array"):
+        self.kind = MAP_KINDS[decl.kind]
+        if self.kind.array:
             for i in range(decl.max_entries):
                 self.data[i.to_bytes(4, "little")] = bytearray(decl.value.size)
         self.records: list[bytes] = []  # ring buffer output
 
     # ---- as programs see it (bytes)
     def _lookup(self, key: bytes) -> bytearray | None:
-        if self.decl.kind == "lpm_trie":
+        if self.kind.key == "lpm":
             return self._lpm(key)
         v = self.data.get(bytes(key))
-        if v is not None and self.decl.kind == "lru_hash":
+        if v is not None and self.kind.lru:
             self.data[bytes(key)] = self.data.pop(bytes(key))  # most recently used last
         return v if isinstance(v, bytearray) else None
 
@@ -189,7 +193,7 @@ class SimMap:
 
     def _update(self, key: bytes, value: bytes | Any, flags: int) -> int:
         key = bytes(key)
-        if self.decl.kind in ("array", "percpu_array"):
+        if self.kind.array:
             if key not in self.data:
                 return -E2BIG
             if flags == 1:  # BPF_NOEXIST
@@ -202,7 +206,7 @@ class SimMap:
         if flags == 2 and not exists:
             return -ENOENT
         if not exists and len(self.data) >= self.decl.max_entries:
-            if self.decl.kind == "lru_hash":
+            if self.kind.lru:
                 self.data.pop(next(iter(self.data)))
             else:
                 return -E2BIG
@@ -210,7 +214,7 @@ class SimMap:
         return 0
 
     def _delete(self, key: bytes) -> int:
-        if self.decl.kind in ("array", "percpu_array"):
+        if self.kind.array:
             return -22
         return 0 if self.data.pop(bytes(key), None) is not None else -ENOENT
 
@@ -219,7 +223,7 @@ class SimMap:
         return encode(self.decl.key, key)
 
     def lookup(self, key: Any) -> Any:
-        v = self.data.get(self._key(key)) if self.decl.kind != "lpm_trie" else self._lpm(self._key(key))
+        v = self.data.get(self._key(key)) if self.kind.key != "lpm" else self._lpm(self._key(key))
         if v is None:
             return None
         return decode(self.decl.value, v) if isinstance(v, bytearray) else v

@@ -137,7 +137,9 @@ def _fmt_tuple(key: bytes) -> str:
     cip, sip = _ip16(key[0:16]), _ip16(key[16:32])
     cport, sport = struct.unpack_from("<II", key, 32)
     v6 = cip.version == 6 or sip.version == 6
-    f = (lambda ip: f"[{ip}]" if v6 and ip.version == 6 else str(ip))
+
+    def f(ip) -> str:
+        return f"[{ip}]" if v6 and ip.version == 6 else str(ip)
     return f"{f(cip)}:{cport}-{f(sip)}:{sport}"
 
 
@@ -474,7 +476,7 @@ def reconcile(cfg: AgentConfig, *, dry_run: bool = False, adopted: set[tuple[str
         adopted.add((spec.pin_root, spec.name))
         res.objects.append(r)
     changes: list[Change] = []
-    for spec, action, _ in plans:
+    for spec, _action, _ in plans:
         changes += _object_changes(spec, pre_generic=pre.get(spec.name))
     res.changes = ordered(changes)
     _apply_changes(res.changes, specs, log)

@@ -8,6 +8,9 @@ Every case runs its workload on the kernel path and accelerated, in private netw
 everything afterwards (also on errors and Ctrl-C). Each result is ``{"name", "status", "detail", "metrics"}``
 with status ``pass`` | ``fail`` | ``kernel-hazard`` | ``skipped``. Sizes: see ``cases.Params`` (env vars
 ``PYBPFGEN_CONF_*``). Needs root. Imports nothing heavy until called.
+
+The stress mode (issue 11, ``run_stress``; ``pybpfgen doctor --conformance --stress``) runs its own cases round
+after round under adversarial timing: see stress.py and docs/hazards.md, "Stress mode".
 """
 from __future__ import annotations
 
@@ -22,4 +25,10 @@ def run_conformance(object_path, cases=None, progress=None, pin_root=None, *, pa
     return _run(object_path, cases, progress, pin_root, params=params)
 
 
-__all__ = ["run_conformance", "CASE_NAMES", "STATUSES"]
+def run_stress(object_path, cases=None, rounds=10, seed=None, progress=None, pin_root=None, *, opts=None):
+    """The stress mode (issue 11): ``stress.run_stress``; cases ``stress_plan.STRESS_CASE_NAMES``."""
+    from .stress import run_stress as _run
+    return _run(object_path, cases, rounds, seed, progress, pin_root, opts=opts)
+
+
+__all__ = ["run_conformance", "run_stress", "CASE_NAMES", "STATUSES"]

@@ -167,13 +167,14 @@ def destroy_netns(ns: str) -> None:
 
 
 def wrap_cmd(argv: list[str], cgroup=None, netns: str | None = None) -> list[str]:
-    """``sh -c 'echo $$ > CG/cgroup.procs && exec ip netns exec NS argv...'``"""
+    """``sh -c 'echo $$ > CG/cgroup.procs && exec ip netns exec NS argv...'``; ``cgroup`` may be a list (e.g. a
+    cgroup v2 directory and a cgroup v1 ``cpu`` directory): the process joins each."""
     inner = " ".join(shlex.quote(str(a)) for a in argv)
     if netns:
         inner = f"ip netns exec {shlex.quote(netns)} {inner}"
     script = f"exec {inner}"
-    if cgroup:
-        script = f"echo $$ > {shlex.quote(str(Path(cgroup) / 'cgroup.procs'))} && {script}"
+    for cg in reversed(cgroup if isinstance(cgroup, (list, tuple)) else [cgroup] if cgroup else []):
+        script = f"echo $$ > {shlex.quote(str(Path(cg) / 'cgroup.procs'))} && {script}"
     return ["sh", "-c", script]
 
 
@@ -200,13 +201,14 @@ class Worker:
     """
 
     def __init__(self, sandbox: "Sandbox", scenario: str, args: dict, *, netns: str | None, cgroup,
-                 timeout: float, label: str = ""):
+                 timeout: float, label: str = "", module: str = "kernel_loader.conformance.worker",
+                 spec: dict | None = None):
         self.label = label or scenario
         self.timeout = timeout
-        spec = json.dumps({"scenario": scenario, "args": args, "timeout": timeout})
+        spec = json.dumps(spec if spec is not None else {"scenario": scenario, "args": args, "timeout": timeout})
         env = dict(os.environ)
         env["PYTHONPATH"] = str(PKG_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        argv = [sys.executable, "-u", "-m", "kernel_loader.conformance.worker", spec]
+        argv = [sys.executable, "-u", "-m", module, spec]
         self.proc = subprocess.Popen(wrap_cmd(argv, cgroup, netns), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, bufsize=1, start_new_session=True,
                                      env=env, cwd="/")

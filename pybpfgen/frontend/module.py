@@ -71,7 +71,7 @@ def parse_module(path: str, source: str | None = None, diags: Diagnostics | None
         loc = Loc(path, e.lineno or 1, max((e.offset or 1) - 1, 0))
         diags.error(loc, f"invalid Python syntax: {e.msg}")
         diags.raise_if_errors()
-        raise AssertionError("unreachable")
+        raise AssertionError("unreachable") from None
     ModuleBuilder(path, module, diags).run(tree)
     diags.raise_if_errors()
     return module
@@ -350,12 +350,7 @@ class ModuleBuilder:
         if call.args:
             raise UserError(self.loc(call.args[0]), "map parameters are keyword arguments",
                             f"write e.g. `{ast.unparse(call.func)}(key=u32, value=u64, max_entries=1024)`")
-        if kind.kind == "ringbuf":
-            allowed = {"max_entries"}
-        elif kind.kind == "sockmap":
-            allowed = {"max_entries", "value", "flags"}
-        else:
-            allowed = {"key", "value", "max_entries", "flags"} if kind.has_key else {"value", "max_entries", "flags"}
+        allowed = kind.params
         kw: dict[str, ast.expr] = {}
         for k in call.keywords:
             if k.arg not in allowed:
@@ -368,7 +363,7 @@ class ModuleBuilder:
         if not (0 < max_entries <= 0xFFFFFFFF):
             raise UserError(self.loc(kw["max_entries"]), f"max_entries must be between 1 and 2**32-1, not {max_entries}")
         flags = self.consts.eval(kw["flags"]) if "flags" in kw else 0
-        if kind.kind == "ringbuf":
+        if kind.value == "none":  # RingBuf: max_entries is its size in bytes
             if max_entries & (max_entries - 1) or max_entries % 4096:
                 raise UserError(self.loc(kw["max_entries"]), "a RingBuf size must be a power of 2 and a multiple of 4096")
             decl = MapDecl(name, kind.kind, kind.map_type, T.VOID, T.VOID, max_entries, 0, loc)
@@ -380,7 +375,7 @@ class ModuleBuilder:
             key = self.resolve_type(kw["key"], "key type")
         else:
             key = T.U32
-        if kind.socket:
+        if kind.value == "socket":
             value = self.resolve_type(kw["value"], "value type") if "value" in kw else T.U32
             if value not in (T.U32, T.U64):
                 raise UserError(self.loc(kw["value"]), "a SockHash value must be u32 or u64 (it holds a socket)")
@@ -388,14 +383,14 @@ class ModuleBuilder:
             if "value" not in kw:
                 raise UserError(loc, f"map `{name}` needs a value type")
             value = self.resolve_type(kw["value"], "value type")
-        if kind.kind == "lpm_trie":
+        if kind.key == "lpm":
             if not (isinstance(key, T.StructT) and key.fields[0].name == "prefixlen" and key.fields[0].type == T.U32
                     and len(key.fields) > 1):
                 raise UserError(self.loc(kw["key"]), "an LPMTrie key is a Struct whose first field is `prefixlen: u32`, "
                                 "followed by the address (e.g. `addr: u32` or `addr: u32[4]`)")
             flags |= 1  # BPF_F_NO_PREALLOC: required by the kernel for LPM tries
         for what, t in (("key", key), ("value", value)):
-            if t.size > 512 and kind.kind not in ("array", "percpu_array", "hash", "lru_hash", "percpu_hash"):
+            if t.size > 512 and not kind.large_values:
                 raise UserError(loc, f"the {what} of map `{name}` is {t.size} bytes")
         decl = MapDecl(name, kind.kind, kind.map_type, key, value, max_entries, flags, loc)
         self.module.maps.append(decl)

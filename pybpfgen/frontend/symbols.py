@@ -5,33 +5,18 @@ so ``from pybpfgen.lang import Hash as H`` works as well as ``lang.Hash``.
 """
 from __future__ import annotations
 
-from ..ir._records import Record
 from typing import Any
 
 from .. import lang
 from ..ir import types as T
 from ..target.helpers import HELPERS
+from ..target.maps import KINDS as MAP_KIND_TABLE, MapKind
+from ..target.progtypes import PROG_TYPES
 
-
-class MapKind(Record, frozen=True):
-    kind: str
-    map_type: int
-    has_key: bool  # False: array maps, whose key is an implicit u32 index
-    socket: bool = False
 
 INT_TYPES = {lang.u8: T.U8, lang.u16: T.U16, lang.u32: T.U32, lang.u64: T.U64,
              lang.i8: T.I8, lang.i16: T.I16, lang.i32: T.I32, lang.i64: T.I64}
-MAP_KINDS = {
-    lang.Hash: MapKind("hash", 1, True),
-    lang.PerCPUHash: MapKind("percpu_hash", 5, True),
-    lang.LRUHash: MapKind("lru_hash", 9, True),
-    lang.LPMTrie: MapKind("lpm_trie", 11, True),
-    lang.Array: MapKind("array", 2, False),
-    lang.PerCPUArray: MapKind("percpu_array", 6, False),
-    lang.SockHash: MapKind("sockhash", 18, True, socket=True),
-    lang.SockMap: MapKind("sockmap", 15, False, socket=True),
-    lang.RingBuf: MapKind("ringbuf", 27, False),
-}
+MAP_KINDS: dict[Any, MapKind] = {getattr(lang, k.dsl_class): k for k in MAP_KIND_TABLE}
 RAW_HELPERS = {
     lang.bpf_map_lookup_elem: "map_lookup_elem",
     lang.bpf_map_update_elem: "map_update_elem",
@@ -48,7 +33,7 @@ ATOMICS = {
 }
 PROG_DECORATORS = {lang.sock_ops: "sock_ops", lang.sk_msg: "sk_msg", lang.socket_filter: "socket_filter",
                    lang.syscall: "syscall"}
-CTX_CLASSES = {lang.SockOps: "sock_ops", lang.SkMsg: "sk_msg", lang.SkBuff: "socket_filter"}
+CTX_CLASSES = {getattr(lang, p.ctx_class): p.name for p in PROG_TYPES.values() if p.ctx_class}
 GLOBAL_KINDS = {lang.Global: "global", lang.Config: "config"}
 
 

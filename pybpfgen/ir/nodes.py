@@ -5,7 +5,7 @@ from ._records import DICT, LIST, Record
 from typing import Any
 
 from ..diagnostics import Loc
-from .types import CtxT, IntT, StructField, StructT, Type
+from .types import CtxT, StructField, StructT, Type, VoidT
 
 
 # ----------------------------------------------------------------- declarations
@@ -18,6 +18,12 @@ class MapDecl(Record):
     max_entries: int
     flags: int
     loc: Loc
+
+    @property
+    def definition_fields(self) -> tuple[str, ...]:
+        """The members of its libbpf-style definition in ``.maps`` (each a pointer; BTF says what they mean)."""
+        kv = () if isinstance(self.key, VoidT) else ("key", "value")
+        return ("type",) + kv + ("max_entries",) + (("map_flags",) if self.flags else ())
 
 
 class GlobalDecl(Record):

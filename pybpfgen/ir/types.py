@@ -5,7 +5,7 @@ arithmetic conversions. Struct layouts follow C natural alignment.
 """
 from __future__ import annotations
 
-from ._records import DICT, LIST, Record
+from ._records import DICT, Record
 
 from ..diagnostics import Loc
 
@@ -166,7 +166,10 @@ class CtxT(Type, frozen=True):
     def __str__(self) -> str:
         if self.struct_t is not None:
             return self.struct_t.name
-        return {"sock_ops": "SockOps", "sk_msg": "SkMsg", "socket_filter": "SkBuff"}.get(self.progtype, self.progtype)
+        from ..target.progtypes import PROG_TYPES  # late: the target's tables are built from these types
+
+        pt = PROG_TYPES.get(self.progtype)
+        return (pt.ctx_class if pt is not None else "") or self.progtype
 
 
 class VoidT(Type, frozen=True):

@@ -18,36 +18,14 @@ import llvmlite.ir as ir
 from ..diagnostics import InternalCompilerError
 from ..ir import nodes as N
 from ..ir import types as T
+from ..ir.places import in_ctx
 from ..target.progtypes import PROG_TYPES
 from .debuginfo import DebugInfo
+from .helper_calls import HelperCalls
+from .memory import Memory
+from .types import I1, I8, I32, I64, PTR, llvm_type
 
-I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
-PTR = ir.PointerType()
 DATA_LAYOUT = "e-m:e-p:64:64-i64:64-i128:128-n32:64-S128"
-
-
-class HelperCallee:
-    """A callee that prints as ``inttoptr (i64 <id> to ptr)``: a direct BPF helper call."""
-
-    def __init__(self, helper_id: int, fnty: ir.FunctionType):
-        self.function_type = fnty
-        self.type = PTR
-        self.helper_id = helper_id
-
-    def get_reference(self) -> str:
-        return f"inttoptr (i64 {self.helper_id} to ptr)"
-
-
-def llvm_type(t: T.Type) -> ir.Type:
-    if isinstance(t, T.IntT):
-        return ir.IntType(t.bits)
-    if isinstance(t, T.BoolT):
-        return I1
-    if isinstance(t, (T.RefT, T.OptRefT, T.CtxT)):
-        return PTR
-    if isinstance(t, (T.StructT, T.ArrayT)):
-        return ir.ArrayType(I8, t.size)
-    raise InternalCompilerError(f"no LLVM type for {t}")
 
 
 def lower_module(module: N.Module, metadata: dict | None = None) -> ir.Module:
@@ -57,8 +35,7 @@ def lower_module(module: N.Module, metadata: dict | None = None) -> ir.Module:
     di = DebugInfo(m, module)
     symbols: dict[int, ir.GlobalValue] = {}
     for decl in module.maps:
-        n_fields = 2 if decl.kind == "ringbuf" else (5 if decl.flags else 4)
-        gty = ir.LiteralStructType([PTR] * n_fields)
+        gty = ir.LiteralStructType([PTR] * len(decl.definition_fields))
         gv = ir.GlobalVariable(m, gty, decl.name)
         gv.section = ".maps"
         gv.initializer = ir.Constant(gty, None)
@@ -123,8 +100,9 @@ def initializer(g: N.GlobalDecl) -> ir.Constant:
     return ir.Constant(ty, g.init & ((1 << g.type.bits) - 1))
 
 
-class FunctionLowering:
-    """Lowers one program or DSL function into the llvmlite function ``fn``."""
+class FunctionLowering(Memory, HelperCalls):
+    """Lowers one program or DSL function into the llvmlite function ``fn`` (memory and helper calls are
+    the mixins of :mod:`.memory` and :mod:`.helper_calls`)."""
 
     def __init__(self, m: ir.Module, di: DebugInfo, symbols: dict, func, fn: ir.Function):
         self.m, self.di, self.symbols, self.func, self.fn = m, di, symbols, func, fn
@@ -296,7 +274,7 @@ class FunctionLowering:
         self.enter(end_bb)
 
     def store(self, target: N.Expr, value: N.Expr) -> None:
-        if T.is_memory(target.type) and _in_ctx(target):
+        if T.is_memory(target.type) and in_ctx(target):
             # build the value on the stack, then store it into the context one scalar at a time
             tmp = self.pointer_to(value)
             self.copy_scalars(self.address(target), tmp, target.type)
@@ -311,27 +289,6 @@ class FunctionLowering:
         else:
             self.b.store(self.value(value), dst)
 
-    # ------------------------------------------------------------ memory
-    def address(self, e: N.Expr) -> ir.Value:
-        """The address of a place (a local, a field, an element, a map value, a global)."""
-        if isinstance(e, N.VarRef):
-            if e.var in self.params:  # memory-typed parameters are passed by pointer
-                return self.params[e.var]
-            return self.slots[e.var]
-        if isinstance(e, N.FieldGet):
-            return self.b.gep(self.pointer_to(e.base), [I64(e.field.offset)], source_etype=I8)
-        if isinstance(e, N.Index):
-            base = self.pointer_to(e.base)
-            if isinstance(e.index, N.Const):
-                return self.b.gep(base, [I64(e.index.value * e.type.size)], source_etype=I8)
-            off = self.b.mul(self.value(e.index), I64(e.type.size))
-            return self.b.gep(base, [off], source_etype=I8)
-        if isinstance(e, N.Deref):
-            if isinstance(e.ref, N.CtxRef):
-                return self.ctx_memory_base(e.ref.var)
-            return self.value(e.ref)
-        raise InternalCompilerError(f"not a place: {type(e).__name__}")
-
     def call(self, e: N.Call, sret: ir.Value | None = None) -> ir.Value:
         fn = self.symbols[id(e.func)]
         args = [self.pointer_to(a) if T.is_memory(a.type) else self.value(a) for a in e.args]
@@ -340,86 +297,6 @@ class FunctionLowering:
                 raise InternalCompilerError("a struct result needs a destination")
             args = [sret] + args
         return self.b.call(fn, args)
-
-    @staticmethod
-    def chunks(size: int, align: int):
-        """(offset, width) pieces covering ``size`` bytes with accesses no wider than ``align``."""
-        off, out = 0, []
-        width = min(max(align, 1), 8)
-        while off < size:
-            while width > size - off:
-                width //= 2
-            out.append((off, width))
-            off += width
-        return out
-
-    def memset0(self, dst: ir.Value, size: int, align: int = 1) -> None:
-        """Zero ``size`` bytes with aligned stores (llvm.memset with unknown alignment becomes byte stores)."""
-        for off, w in self.chunks(size, align):
-            st = self.b.store(ir.IntType(8 * w)(0), self.b.gep(dst, [I64(off)], source_etype=I8))
-            st.align = w
-
-    def memcpy(self, dst: ir.Value, src: ir.Value, size: int, align: int) -> None:
-        for off, w in self.chunks(size, align):
-            ty = ir.IntType(8 * w)
-            v = self.b.load(self.b.gep(src, [I64(off)], source_etype=I8), typ=ty)
-            v.align = w
-            st = self.b.store(v, self.b.gep(dst, [I64(off)], source_etype=I8))
-            st.align = w
-
-    def init_memory(self, dst: ir.Value, value: N.Expr) -> None:
-        """Write a struct or array value into memory at ``dst``."""
-        t = value.type
-        if isinstance(value, N.StructInit):
-            self.memset0(dst, t.size, t.align)
-            for f in t.fields:
-                v = value.values.get(f.name)
-                if v is not None:
-                    self.store_at(self.b.gep(dst, [I64(f.offset)], source_etype=I8), v)
-            return
-        if isinstance(value, N.ArrayInit):
-            self.memset0(dst, t.size, t.align)
-            for i, v in enumerate(value.values):
-                self.store_at(self.b.gep(dst, [I64(i * t.elem.size)], source_etype=I8), v)
-            return
-        if isinstance(value, N.CtxLoad) and isinstance(t, T.ArrayT):
-            for i in range(t.n):
-                self.b.store(self.ctx_load(value.ctx, value.field, i), self.b.gep(dst, [I64(4 * i)], source_etype=I8))
-            return
-        if isinstance(value, N.Call):
-            self.call(value, dst)
-            return
-        src = self.address(value)
-        if _in_ctx(value):
-            self.copy_scalars(dst, src, t)  # no memcpy from the context: one constant-offset load each
-            return
-        self.memcpy(dst, src, t.size, t.align)
-
-    def copy_scalars(self, dst: ir.Value, src: ir.Value, t: T.Type, off: int = 0) -> None:
-        if isinstance(t, T.StructT):
-            for f in t.fields:
-                self.copy_scalars(dst, src, f.type, off + f.offset)
-        elif isinstance(t, T.ArrayT):
-            for i in range(t.n):
-                self.copy_scalars(dst, src, t.elem, off + i * t.elem.size)
-        else:
-            ty = llvm_type(t) if not isinstance(t, T.BoolT) else I8
-            v = self.b.load(self.b.gep(src, [I64(off)], source_etype=I8), typ=ty)
-            self.b.store(v, self.b.gep(dst, [I64(off)], source_etype=I8))
-
-    def store_at(self, ptr: ir.Value, v: N.Expr) -> None:
-        if T.is_memory(v.type):
-            self.init_memory(ptr, v)
-        else:
-            self.b.store(self.value(v), ptr)
-
-    def pointer_to(self, e: N.Expr) -> ir.Value:
-        """A pointer to ``e``'s value: its own address if it is a place, else a stack temporary."""
-        if _is_place(e):
-            return self.address(e)
-        tmp = self.alloca(e.type)
-        self.store_at(tmp, e)
-        return tmp
 
     # ------------------------------------------------------------ expressions
     def value(self, e: N.Expr) -> ir.Value:
@@ -560,50 +437,3 @@ class FunctionLowering:
         phi.add_incoming(right, right_bb)
         return phi
 
-    def helper_call(self, e: N.HelperCall) -> ir.Value:
-        h = e.helper
-        args, types = [], []
-        for kind, a in zip(h.params, e.args):
-            if kind == "map":
-                assert isinstance(a, N.MapRef)
-                args.append(self.symbols[id(a.map)])
-                types.append(PTR)
-            elif kind == "ctx":
-                args.append(self.ctx_arg(a.var))
-                types.append(PTR)
-            elif kind in ("key", "value", "ptr"):
-                assert isinstance(a, N.AddrOf)
-                args.append(self.pointer_to(a.value))
-                types.append(PTR)
-            elif kind == "data":  # pointer and size
-                assert isinstance(a, N.AddrOf)
-                args += [self.pointer_to(a.value), I64(a.value.type.size)]
-                types += [PTR, I64]
-            elif kind == "fmt":  # a constant string on the stack, and its size
-                assert isinstance(a, N.FormatString)
-                arr = ir.ArrayType(I8, len(a.data))
-                slot = self.alloca_b.alloca(arr)
-                slot.type = PTR
-                self.b.store(ir.Constant(arr, bytearray(a.data)), slot)
-                args += [slot, I64(len(a.data))]
-                types += [PTR, I64]
-            else:
-                args.append(self.value(a))
-                types.append(I64)
-        ret = PTR if h.ret == "ptr" else I64
-        return self.b.call(HelperCallee(h.id, ir.FunctionType(ret, types)), args)
-
-
-def _in_ctx(e: N.Expr) -> bool:
-    """A place inside a syscall program's context struct."""
-    while isinstance(e, (N.FieldGet, N.Index)):
-        e = e.base
-    return isinstance(e, N.Deref) and isinstance(e.ref, N.CtxRef)
-
-
-def _is_place(e: N.Expr) -> bool:
-    if isinstance(e, (N.VarRef, N.Deref)):
-        return True
-    if isinstance(e, (N.FieldGet, N.Index)):
-        return _is_place(e.base)
-    return False

@@ -133,12 +133,14 @@ class DebugInfo:
 
     # ------------------------------------------------------------ globals and functions
     def map_variable(self, gv: ir.GlobalVariable, decl: MapDecl) -> None:
-        fields = [("type", self.int_array_ptr(decl.map_type))]
-        if not isinstance(decl.key, T.VoidT):
-            fields += [("key", self.pointer(self.type(decl.key))), ("value", self.pointer(self.type(decl.value)))]
-        fields.append(("max_entries", self.int_array_ptr(decl.max_entries)))
-        if decl.flags:
-            fields.append(("map_flags", self.int_array_ptr(decl.flags)))
+        member_type = {
+            "type": lambda: self.int_array_ptr(decl.map_type),
+            "key": lambda: self.pointer(self.type(decl.key)),
+            "value": lambda: self.pointer(self.type(decl.value)),
+            "max_entries": lambda: self.int_array_ptr(decl.max_entries),
+            "map_flags": lambda: self.int_array_ptr(decl.flags),
+        }
+        fields = [(name, member_type[name]()) for name in decl.definition_fields]
         members = [self.member(name, t, 64 * i, 64, decl.loc.line) for i, (name, t) in enumerate(fields)]
         st = self.add_debug_info("DICompositeType", {
             "tag": TOK("DW_TAG_structure_type"), "file": self.file, "line": decl.loc.line,

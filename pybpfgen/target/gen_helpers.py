@@ -1,3 +1,4 @@
+# Over 500 lines: a stand-alone generator script (header parsing, kernel probing, rendering of two files), never imported by the compiler.
 """Generate ``pybpfgen/target/helpers_table.py`` from the kernel UAPI header and the running kernel.
 
     sudo .venv/bin/python -m pybpfgen.target.gen_helpers [--header /usr/include/linux/bpf.h]

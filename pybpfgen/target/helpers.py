@@ -44,6 +44,10 @@ class HelperDoc(Record, frozen=True):
     progtypes: tuple[str, ...]  # probed: program types that may call it (with pybpfgen's encoding)
     reason: str | None  # why pybpfgen does not offer it (None: it does)
 
+# helpers whose last argument (flags) may be left out of a raw ``bpf_<helper>(...)`` call: 0
+OPTIONAL_FLAGS = frozenset({"map_update_elem", "sock_hash_update", "msg_redirect_hash", "sock_map_update",
+                            "msg_redirect_map", "ringbuf_output"})
+
 DOCS: dict[str, HelperDoc] = {}
 HELPERS: dict[str, Helper] = {}
 UNSUPPORTED: dict[str, str] = {}

@@ -4,7 +4,6 @@ entrypoint runs against a stub pybpfgen, and against the real agent on the kerne
 probes would)."""
 from __future__ import annotations
 
-import configparser
 import os
 import re
 import shutil

@@ -34,6 +34,7 @@ class FakeSyscall:
         self.sk_msg_links = True                       # False: a kernel before 6.10
         self.objects: dict[int, dict] = {}             # id → object (for *_get_fd_by_id / get_next_id)
         self.attached: dict[tuple, list[int]] = {}     # legacy PROG_ATTACH: (target id, attach type) → prog ids
+        self.report_btf = False                        # True: map/prog info carry btf_id, BTF_GET_FD_BY_ID works
 
     # ------------------------------------------------------------ helpers
     def fail_next(self, method: str, err: int, log: str = "", log_true_size: int = 0, times: int = 1,
@@ -81,7 +82,9 @@ class FakeSyscall:
 
     def map_create(self, **kw):
         self._maybe_fail("map_create", **kw)
-        return self._new({"kind": "map", "id": next(self._id), "def": kw, "data": {}, "frozen": False})
+        btf = self.fds.get(kw.get("btf_fd") or -1)
+        return self._new({"kind": "map", "id": next(self._id), "def": kw, "data": {}, "frozen": False,
+                          "btf_id": btf["id"] if btf else 0})
 
     def map_update(self, fd, key, value, flags=0):
         self._maybe_fail("map_update", fd=fd, key=key, value=value)
@@ -109,7 +112,8 @@ class FakeSyscall:
     def prog_load(self, **kw):
         self._maybe_fail("prog_load", **kw)
         kw.setdefault("name", "")
-        return self._new({"kind": "prog", "id": next(self._id), "load": kw})
+        btf = self.fds.get(kw.get("prog_btf_fd") or -1)
+        return self._new({"kind": "prog", "id": next(self._id), "load": kw, "btf_id": btf["id"] if btf else 0})
 
     def obj_pin(self, fd, path):
         self._maybe_fail("obj_pin", fd=fd, path=path)
@@ -135,6 +139,8 @@ class FakeSyscall:
         struct.pack_into("<I", b, 20, len(p["load"]["insns"]))
         b[64:64 + len(p["load"]["name"])] = p["load"]["name"].encode()
         struct.pack_into("<I", b, 216, len(p["load"]["insns"]) // 8)
+        if self.report_btf:
+            struct.pack_into("<I", b, 128, p.get("btf_id", 0))
         return bytes(b)
 
     def map_info(self, fd):
@@ -144,7 +150,8 @@ class FakeSyscall:
         struct.pack_into("<6I", b, 0, d["map_type"], m["id"], d["key_size"], d["value_size"],
                          d["max_entries"], d.get("map_flags", 0))
         b[24:24 + len(d.get("name", ""))] = d.get("name", "").encode()
-        struct.pack_into("<3I", b, 64, 0, d.get("btf_key_type_id", 0), d.get("btf_value_type_id", 0))
+        struct.pack_into("<3I", b, 64, m.get("btf_id", 0) if self.report_btf else 0,
+                         d.get("btf_key_type_id", 0), d.get("btf_value_type_id", 0))
         return bytes(b)
 
     def link_info(self, fd):
@@ -233,7 +240,13 @@ class FakeSyscall:
         self._obj(fd)["detached"] = True
 
     def btf_get_fd_by_id(self, btf_id):
-        raise BpfSyscallError("BTF_GET_FD_BY_ID", E.ENOENT)
+        if not self.report_btf:
+            raise BpfSyscallError("BTF_GET_FD_BY_ID", E.ENOENT)
+        return self._by_id("btf", btf_id)
+
+    def btf_info(self, fd):
+        o = self._obj(fd)
+        return o["id"], o["data"]
 
     def close(self, fd):
         self.calls.append(("close", {"fd": fd}))

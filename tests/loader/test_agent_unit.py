@@ -10,6 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from kernel_loader import policyspec as ps
+from kernel_loader.errors import LoaderError
 from kernel_loader.agent import config as C
 from kernel_loader.agent import metrics as M
 from kernel_loader.agent import reconcile as R
@@ -136,7 +137,7 @@ def test_parse_address():
     assert C.parse_address("[::1]:9473") == ("::1", 9473)
     assert C.parse_address(":9473") == ("", 9473)
     for bad in ("9473", "::1:9473", "h:0", "h:x"):
-        with pytest.raises(Exception):
+        with pytest.raises(LoaderError, match="invalid address"):
             C.parse_address(bad)
 
 

@@ -1,8 +1,9 @@
 """Policy parsing, key encoding and the policy API / CLI through the fake syscall layer (no root).
 
-The byte layouts are those of programs/accel.py: Prefix {u32 prefixlen; u32 addr[4]} (IPv4 v4-mapped,
-prefixlen + 96), Tuple {u32 local_ip[4]; u32 remote_ip[4]; u32 local_port; u32 remote_port} (the client's
-view), Settings {u32 max_unanswered_msgs; u32 max_unanswered_kib}.
+policyspec gives typed keys; the accelerator's BTF lays them out. The bytes checked here are those of
+programs/accel.py: Prefix {u32 prefixlen; u32 addr[4]} (IPv4 v4-mapped, prefixlen + 96), Tuple {u32
+local_ip[4]; u32 remote_ip[4]; u32 local_port; u32 remote_port} (the client's view), Settings {u32
+max_unanswered_msgs; u32 max_unanswered_kib}.
 """
 import argparse
 import json
@@ -10,11 +11,26 @@ import struct
 
 import pytest
 
-from kernel_loader import cli, features, manager, policyspec as ps, syscall
+from kernel_loader import accelspec, cli, features, manager, policyspec as ps, syscall
+from kernel_loader.btf import STRUCT, Btf
+from kernel_loader.elf import parse_object
 from kernel_loader.errors import LoaderError
 from loader_fakes import FakeSyscall
 
 MAPPED = bytes(10) + b"\xff\xff"
+
+
+@pytest.fixture(scope="module")
+def accel_btf(accel_object):
+    return Btf.parse(parse_object(accel_object).btf_raw)
+
+
+def encode(btf, struct_name, value) -> bytes:
+    return btf.encode(btf.find(struct_name, STRUCT).id, value)
+
+
+def decode(btf, struct_name, raw: bytes):
+    return btf.decode(btf.find(struct_name, STRUCT).id, raw)
 
 
 # ------------------------------------------------------------------ CIDRs
@@ -27,10 +43,10 @@ MAPPED = bytes(10) + b"\xff\xff"
     ("::1", struct.pack("<I", 128) + bytes(15) + b"\x01"),
     ("::/0", bytes(20)),
 ])
-def test_cidr_key_bytes(text, key):
+def test_cidr_key_bytes(text, key, accel_btf):
     c = ps.parse_cidr(text)
-    assert c.key == key and len(key) == ps.PREFIX_KEY_SIZE
-    assert ps.decode_prefix(key) == c.network
+    assert encode(accel_btf, "Prefix", c.key) == key and len(key) == 20
+    assert ps.decode_prefix(decode(accel_btf, "Prefix", key)) == c.network
 
 
 @pytest.mark.parametrize("text, msg", [
@@ -51,23 +67,24 @@ def test_cidr_errors(text, msg):
 
 def test_side_values():
     assert (ps.parse_side("local"), ps.parse_side("remote"), ps.parse_side("any")) == (1, 2, 3)
-    assert ps.encode_side("remote") == struct.pack("<I", 2)
+    assert (ps.side_name(1), ps.side_name(2), ps.side_name(3)) == ("local", "remote", "any")
     with pytest.raises(LoaderError, match="expected local, remote or any"):
         ps.parse_side("both")
 
 
 # ------------------------------------------------------------------ tuples
-def test_tuple_key_bytes_v4():
+def test_tuple_key_bytes_v4(accel_btf):
     t = ps.parse_tuple("198.18.0.2:40000-198.18.0.1:8080")
     key = (MAPPED + bytes([198, 18, 0, 2]) + MAPPED + bytes([198, 18, 0, 1]) + struct.pack("<II", 40000, 8080))
-    assert t.key == key and len(key) == ps.TUPLE_KEY_SIZE
-    assert ps.decode_tuple(key) == t and str(t) == "198.18.0.2:40000-198.18.0.1:8080"
+    assert encode(accel_btf, "Tuple", t.key) == key and len(key) == 40
+    assert ps.decode_tuple(decode(accel_btf, "Tuple", key)) == t and str(t) == "198.18.0.2:40000-198.18.0.1:8080"
 
 
-def test_tuple_key_bytes_v6_and_mapped():
+def test_tuple_key_bytes_v6_and_mapped(accel_btf):
     t = ps.parse_tuple("[::1]:40000-[2001:2::1]:80")
     key = bytes(15) + b"\x01" + bytes.fromhex("20010002") + bytes(11) + b"\x01" + struct.pack("<II", 40000, 80)
-    assert t.key == key and str(t) == "[::1]:40000-[2001:2::1]:80" and ps.decode_tuple(key) == t
+    assert encode(accel_btf, "Tuple", t.key) == key and str(t) == "[::1]:40000-[2001:2::1]:80"
+    assert ps.decode_tuple(decode(accel_btf, "Tuple", key)) == t
     # a v4-mapped address is the IPv4 address, as the program sees it
     assert ps.parse_tuple("[::ffff:127.0.0.1]:5-127.0.0.1:6") == ps.parse_tuple("127.0.0.1:5-127.0.0.1:6")
 
@@ -91,14 +108,27 @@ def test_tuple_errors(text, msg):
 
 
 # ------------------------------------------------------------------ settings
-def test_settings_encoding():
-    assert ps.encode_settings(0, 64) == struct.pack("<II", 0, 64)
-    d = ps.decode_settings(struct.pack("<II", 0, 64))
+def test_settings_encoding(accel_btf):
+    assert encode(accel_btf, "Settings", {"max_unanswered_msgs": 0, "max_unanswered_kib": 64}) == \
+        struct.pack("<II", 0, 64)
+    d = ps.decode_settings(decode(accel_btf, "Settings", struct.pack("<II", 0, 64)))
     assert d == {"max_unanswered_msgs": 0, "max_unanswered_kib": 64, "effective_max_unanswered_msgs": 256,
                  "effective_max_unanswered_kib": 64}
     for bad in (-1, 1 << 32, "x"):
         with pytest.raises(LoaderError, match="0 \\(default\\) to 4294967295"):
-            ps.encode_settings(bad, 0)
+            ps.check_u32(bad, "--max-unanswered-msgs")
+
+
+def test_defaults_are_the_programs():
+    """accelspec.DEFAULTS repeats programs/accel.py's compile-time constants (in neither BTF nor .rodata)."""
+    import ast
+    import pathlib
+    src = pathlib.Path(__file__).resolve().parents[2] / "programs" / "accel.py"
+    consts = {n.targets[0].id: n.value.value for n in ast.parse(src.read_text()).body
+              if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name)
+              and isinstance(n.value, ast.Constant)}
+    assert accelspec.DEFAULTS == {"max_unanswered_msgs": consts["DEFAULT_MAX_UNANSWERED_MSGS"],
+                                  "max_unanswered_kib": consts["DEFAULT_MAX_UNANSWERED_KIB"]}
 
 
 # ------------------------------------------------------------------ CLI parsing
@@ -146,6 +176,7 @@ def loaded(tmp_path, accel_object):
     bpffs.mkdir()
     cg.mkdir()
     sc = FakeSyscall(str(bpffs), str(cg))
+    sc.report_btf = True      # the maps' BTF, as the kernel reports it: policy keys are encoded with it
     features.has(sc, "sk_msg_link")
     root = str(bpffs / "pybpfgen")
     manager.load(accel_object, cgroup=str(cg), pin_root=root, sc=sc)
@@ -184,7 +215,8 @@ def test_api_tuples_settings_show(loaded):
     assert manager.policy_add_tuple("127.0.0.1:40000-127.0.0.1:8080", **kw) == "127.0.0.1:40000-127.0.0.1:8080"
     manager.policy_add_tuple(ps.parse_tuple("[::1]:40000-[::1]:8080"), **kw)
     raw = _raw(sc, root, "policy_tuples")
-    assert raw[ps.parse_tuple("127.0.0.1:40000-127.0.0.1:8080").key] == struct.pack("<I", 1) and len(raw) == 2
+    key = MAPPED + bytes([127, 0, 0, 1]) + MAPPED + bytes([127, 0, 0, 1]) + struct.pack("<II", 40000, 8080)
+    assert raw[key] == struct.pack("<I", 1) and len(raw) == 2
     assert manager.policy_list_tuples(**kw) == ["127.0.0.1:40000-127.0.0.1:8080", "[::1]:40000-[::1]:8080"]
     assert manager.policy_remove_tuple("[::1]:40000-[::1]:8080", **kw) is True
     assert manager.policy_remove_tuple("[::1]:40000-[::1]:8080", **kw) is False
@@ -207,6 +239,7 @@ def test_twin_has_ports_only(tmp_path, twin_object):
     bpffs.mkdir()
     cg.mkdir()
     sc = FakeSyscall(str(bpffs), str(cg))
+    sc.report_btf = True
     root = str(bpffs / "pybpfgen")
     manager.load(twin_object, cgroup=str(cg), pin_root=root, sc=sc)
     show = manager.policy_show(pin_root=root, sc=sc)

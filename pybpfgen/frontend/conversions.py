@@ -1,0 +1,54 @@
+"""C integer conversions: explicit casts (truncate or extend) and the implicit conversions of assignments,
+arguments and field values (only those that lose no value; constants must fit)."""
+from __future__ import annotations
+
+import ast
+
+from ..diagnostics import Loc
+from ..ir import nodes as N
+from ..ir import types as T
+
+
+class Conversions:
+    """Mixin of :class:`~.body.BodyChecker`."""
+
+    def cast(self, v: N.Expr, t: T.IntT, loc: Loc | None = None) -> N.Expr:
+        """An explicit (C-style) conversion: truncates or extends, never fails for integers."""
+        if v.type == t:
+            return v
+        if isinstance(v, N.Const):
+            return N.Const(loc or v.loc, t, t.wrap(v.value), literal=False)
+        return N.Cast(loc or v.loc, t, v)
+
+    def convert(self, v: N.Expr, t: T.Type, node: ast.AST, explicit: bool = False) -> N.Expr:
+        """An implicit conversion (assignment, argument, field value)."""
+        src = v.type
+        if src == t:
+            return v
+        if isinstance(t, T.OptRefT) and isinstance(src, T.RefT) and src.target == t.target:
+            return v
+        if isinstance(t, (T.IntT, T.BoolT)) and isinstance(src, (T.IntT, T.BoolT)):
+            if isinstance(t, T.BoolT):
+                return self.truth(v, node)
+            if explicit:
+                return self.cast(v, t)
+            if isinstance(v, N.Const):
+                if t.contains(v.value):
+                    return N.Const(v.loc, t, v.value, literal=False)
+                raise self.error(node, f"constant {v.value} does not fit in {t}",
+                                 f"write `{t}({ast.unparse(node)})` to wrap it explicitly")
+            if isinstance(src, T.BoolT) or widens(src, t):
+                return N.Cast(v.loc, t, v)
+            raise self.error(node, f"cannot implicitly convert {src} to {t}: values may be lost",
+                             f"write `{t}({ast.unparse(node)})` to convert explicitly")
+        if isinstance(src, T.OptRefT) and isinstance(t, T.RefT):
+            shown = ast.unparse(node)
+            raise self.error(node, f"`{shown}` may be None here", f"check it first: `if {shown} is not None:`")
+        raise self.error(node, f"expected a value of type {t}, got {src}")
+
+
+def widens(src: T.IntT, dst: T.IntT) -> bool:
+    if src.signed == dst.signed:
+        return dst.bits >= src.bits
+    return not src.signed and dst.signed and dst.bits > src.bits
+

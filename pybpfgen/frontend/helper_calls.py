@@ -1,0 +1,132 @@
+"""Type-checking helper calls: raw ``bpf_*`` helpers and map methods (their table is target/maps.py), each
+argument by its parameter kind (target/helpers.py), and the program types allowed to call each helper."""
+from __future__ import annotations
+
+import ast
+
+from ..ir import nodes as N
+from ..ir import types as T
+from ..target import maps as MAPS
+from ..target.helpers import HELPERS, OPTIONAL_FLAGS
+
+
+class HelperCalls:
+    """Mixin of :class:`~.body.BodyChecker`."""
+
+    def use_helper(self, h: N.Helper, what: str, node: ast.AST) -> None:
+        """Programs check helpers at once; functions record them for each program that calls them."""
+        if not self.is_program:
+            self.func.helper_uses.append((h, self.loc(node), what))
+            return
+        if h.progtypes is not None and self.prog.progtype not in h.progtypes:
+            raise self.error(node, f"{what} (bpf_{h.name}) cannot be called from a {self.prog.progtype} program",
+                             f"it is available in: {', '.join(sorted(h.progtypes))} programs")
+
+    def args_of(self, node: ast.Call, names: list[str], required: int, what: str) -> list[ast.expr | None]:
+        if len(node.args) > len(names):
+            raise self.error(node, f"{what} takes at most {len(names)} arguments ({', '.join(names)})")
+        got: list[ast.expr | None] = list(node.args) + [None] * (len(names) - len(node.args))
+        for kw in node.keywords:
+            if kw.arg not in names:
+                raise self.error(kw.value, f"{what} has no parameter `{kw.arg}`", f"parameters: {', '.join(names)}")
+            i = names.index(kw.arg)
+            if got[i] is not None:
+                raise self.error(kw.value, f"argument `{kw.arg}` is given twice")
+            got[i] = kw.value
+        for i in range(required):
+            if got[i] is None:
+                raise self.error(node, f"{what} is missing argument `{names[i]}`")
+        return got
+
+    def map_method(self, m: N.MapRef, method: str, node: ast.Call) -> N.Expr:
+        """``m.method(...)``: the map kind's table (target/maps.py) says which helper it calls, with which
+        parameters."""
+        decl = m.map
+        what = f"`{decl.name}.{method}()`"
+        kind = MAPS.BY_KIND[decl.kind]
+        meth = kind.method(method)
+        if meth is None:
+            msg, hint = kind.refuses.get(method) or kind.no_method
+            raise self.error(node.func, msg.format(kind=decl.kind, name=decl.name, method=method), hint)
+        args = self.args_of(node, list(meth.params), meth.required, what)
+        if meth.helper == "map_lookup_elem":
+            return self.map_lookup(m, args[0], node)
+        h = HELPERS[meth.helper]
+        rest = iter(args)
+        return self.helper_call(h, what, node, [m if k == "map" else next(rest) for k in h.params], decl)
+
+    def map_lookup(self, m: N.MapRef, key: ast.expr, node: ast.AST) -> N.Expr:
+        if not MAPS.BY_KIND[m.map.kind].lookup:
+            raise self.error(node, f"looking up {m.map.kind} `{m.map.name}` is not supported in BPF programs",
+                             "use redirect() to send a message to the socket under a key")
+        return self.helper_call(HELPERS["map_lookup_elem"], f"`{m.map.name}.lookup()`", node, [m, key], m.map)
+
+    def raw_helper(self, h: N.Helper, node: ast.Call) -> N.Expr:
+        """``bpf_<helper>(...)``: arguments follow the helper's parameter kinds."""
+        what = f"`bpf_{h.name}()`"
+        names = [k if k not in ("ctx",) else "ctx" for k in h.params]
+        required = len(names) - (1 if names and names[-1] == "u64" and h.name in OPTIONAL_FLAGS else 0)
+        args = self.args_of(node, [f"{k}{i}" if names.count(k) > 1 else k for i, k in enumerate(names)],
+                            required, what)
+        decl = None
+        prepared: list = []
+        for kind, a in zip(h.params, args):
+            if kind == "map":
+                mref = self.expr(a)  # type: ignore[arg-type]
+                if not isinstance(mref, N.MapRef):
+                    raise self.error(a, f"argument `map` of {what} must be a map declared at module level")
+                decl = mref.map
+                prepared.append(mref)
+            else:
+                prepared.append(a)
+        if h.name == "map_lookup_elem":
+            return self.map_lookup(prepared[0], args[1], node)  # type: ignore[arg-type]
+        return self.helper_call(h, what, node, prepared, decl)
+
+    def helper_call(self, h: N.Helper, what: str, node: ast.AST, args: list, decl: N.MapDecl | None) -> N.Expr:
+        """Type the arguments of a helper by its parameter kinds. ``args`` holds AST nodes, None, or MapRef."""
+        self.use_helper(h, what, node)
+        if decl is not None:
+            expected = MAPS.MAP_KINDS_FOR.get(h.name)
+            if expected is not None and decl.kind not in expected:
+                raise self.error(node, f"{what} needs a {' or '.join(expected)} map, not the {decl.kind} `{decl.name}`")
+        out: list[N.Expr] = []
+        for kind, a in zip(h.params, args):
+            if kind == "map":
+                out.append(a if isinstance(a, N.MapRef) else self.expr(a))
+            elif kind == "ctx":
+                v = self.expr(a)
+                if not isinstance(v, N.CtxRef):
+                    raise self.error(a, f"the first argument of {what} is the program's context",
+                                     "pass the context parameter")
+                out.append(v)
+            elif kind in ("key", "value", "ptr"):
+                if kind == "ptr":  # older table encoding: the first pointer is the key, the second the value
+                    kind = "value" if any(isinstance(x, N.AddrOf) for x in out) else "key"
+                want = decl.key if kind == "key" else decl.value
+                if isinstance(a, (ast.List, ast.Tuple)) and isinstance(want, T.ArrayT):
+                    v = self.array_literal(a, want)
+                else:
+                    v = self.convert(self.expr(a), want, a)
+                out.append(N.AddrOf(v.loc, v.type, v))
+            elif kind == "data":
+                v = self.expr(a)
+                if not isinstance(v.type, (T.IntT, T.StructT, T.ArrayT)):
+                    raise self.error(a, f"{what} copies a struct, array or integer, not {v.type}")
+                out.append(N.AddrOf(v.loc, v.type, v))
+            elif kind == "u64":
+                if a is None:
+                    out.append(N.Const(self.loc(node), T.U64, 0, literal=False))
+                else:
+                    v = self.expr(a)
+                    self.arith_operand(v, a)
+                    out.append(self.cast(v, T.U64))
+            else:
+                raise self.error(node, f"{what} takes a `{kind}` argument, which pybpfgen cannot pass yet")
+        if h.ret == "ptr":
+            rt: T.Type = T.OptRefT(decl.value)
+        elif h.ret == "u64":
+            rt = T.U64
+        else:
+            rt = T.I64
+        return N.HelperCall(self.loc(node), rt, h, out)

@@ -1,0 +1,271 @@
+"""Type-checking statements: return, for-range loops, if, assignments and their targets (places), with the
+flow facts of each path (definite assignment, None-narrowing)."""
+from __future__ import annotations
+
+import ast
+
+from ..diagnostics import Loc, UserError
+from ..ir import nodes as N
+from ..ir import types as T
+from ..ir.places import is_place, root as place_root
+from .flow import Flow, assigned_names, facts
+from .operators import ARITH
+
+
+class Statements:
+    """Mixin of :class:`~.body.BodyChecker`."""
+
+    def check_function(self, fn: ast.FunctionDef) -> None:
+        body = fn.body
+        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                and isinstance(body[0].value.value, str):
+            body = body[1:]
+        stmts, out = self.check_block(body, self.flow)
+        self.func.body = stmts
+        if out is not None and self.ret != T.VOID:
+            last = fn.body[-1]
+            if self.is_program:
+                default = "return SK_PASS" if self.prog.progtype == "sk_msg" else "return 1"
+                what = "program"
+            else:
+                default, what = "return 0", "function"
+            self.mb.diags.error(Loc(self.mb.path, getattr(last, "end_lineno", last.lineno), last.col_offset),
+                                f"{what} `{fn.name}` can reach its end without returning a value",
+                                f"end every path with a return statement, e.g. `{default}`")
+
+    def check_block(self, stmts: list[ast.stmt], flow: Flow) -> tuple[list[N.Stmt], Flow | None]:
+        out: list[N.Stmt] = []
+        for stmt in stmts:
+            if flow is None:
+                self.mb.diags.warning(self.loc(stmt), "unreachable code after return")
+                break
+            self.flow = flow
+            try:
+                flow = self.check_stmt(stmt, out)
+            except UserError as e:
+                self.mb.diags.add(e.diag)
+                if self.mb.diags.too_many():
+                    return out, None
+                # keep going with what we know; a return still ends its path
+                flow = None if isinstance(stmt, ast.Return) else self.flow
+        return out, flow
+
+    def check_stmt(self, s: ast.stmt, out: list[N.Stmt]) -> Flow | None:
+        loc = self.loc(s)
+        if isinstance(s, ast.Pass):
+            return self.flow
+        if isinstance(s, ast.Return):
+            if self.ret == T.VOID:
+                if s.value is not None:
+                    raise self.error(s.value, f"function `{self.func.name}` returns None",
+                                     "annotate its return type (e.g. `-> u32`) to return a value")
+                out.append(N.Return(loc, None))
+                return None
+            if s.value is None:
+                raise self.error(s, "a BPF program must return a value" if self.is_program else
+                                 f"function `{self.func.name}` must return a {self.ret}",
+                                 "return SK_PASS / SK_DROP from sk_msg, 1 from sock_ops" if self.is_program else None)
+            if isinstance(s.value, (ast.List, ast.Tuple)) and isinstance(self.ret, T.ArrayT):
+                v = self.array_literal(s.value, self.ret)
+            else:
+                v = self.expr(s.value)
+            out.append(N.Return(loc, self.convert(v, self.ret, s.value, explicit=self.is_program)))
+            return None
+        if isinstance(s, ast.For):
+            return self.check_for(s, out)
+        if isinstance(s, (ast.Break, ast.Continue)):
+            if not self.loop_depth:
+                raise self.error(s, f"`{type(s).__name__.lower()}` outside a loop")
+            out.append(N.Break(loc) if isinstance(s, ast.Break) else N.Continue(loc))
+            return None
+        if isinstance(s, ast.If):
+            return self.check_if(s, out)
+        if isinstance(s, ast.Assign):
+            if len(s.targets) != 1:
+                raise self.error(s, "chained assignment (a = b = c) is not supported")
+            return self.assign(s.targets[0], s.value, None, out, loc)
+        if isinstance(s, ast.AnnAssign):
+            if s.value is None:
+                raise self.error(s, "a local variable needs a value", f"write `{ast.unparse(s.target)}: ... = 0`")
+            if not isinstance(s.target, ast.Name):
+                raise self.error(s.target, "only local variable names can be annotated")
+            typ = self.mb.resolve_type(s.annotation, "type")
+            return self.assign(s.target, s.value, typ, out, loc)
+        if isinstance(s, ast.AugAssign):
+            op = ARITH.get(type(s.op))
+            if op is None:
+                raise self.error(s, f"operator `{ast.unparse(s).split()[1]}` is not supported")
+            target = self.place(s.target)
+            value = self.binary(op, target, self.expr(s.value), s)
+            out.append(N.Assign(loc, target, self.convert(value, target.type, s, explicit=True)))
+            return self.flow
+        if isinstance(s, ast.Expr):
+            if isinstance(s.value, ast.Constant) and isinstance(s.value.value, str):
+                return self.flow  # a string used as a comment
+            v = self.expr(s.value)
+            if not isinstance(v, (N.HelperCall, N.Call, N.AtomicRMW, N.AtomicCmpXchg)):
+                self.mb.diags.warning(loc, "expression result is not used")
+            out.append(N.ExprStmt(loc, v))
+            return self.flow
+        if isinstance(s, ast.While):
+            raise self.error(s, "`while` loops are not supported: BPF loops must be bounded",
+                             "write `for i in range(N):` with a constant N, and `break` to leave early")
+        raise self.error(s, f"`{type(s).__name__}` statements are not supported in BPF programs")
+
+    def check_for(self, s: ast.For, out: list[N.Stmt]) -> Flow | None:
+        loc = self.loc(s)
+        if s.orelse:
+            raise self.error(s.orelse[0], "`for ... else` is not supported")
+        it = s.iter
+        if not (isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id == "range"
+                and self.mb.scope.lookup("range") is None and not it.keywords and 1 <= len(it.args) <= 3):
+            raise self.error(it, "a BPF loop iterates over `range(...)` with constant bounds",
+                             "write `for i in range(N):` where N is a constant")
+        bounds = [self.mb.consts.eval(a) for a in it.args]
+        start, stop, step = (0, bounds[0], 1) if len(bounds) == 1 else (bounds + [1])[:3]
+        if step == 0:
+            raise self.error(it, "range() step must not be zero")
+        if not (0 <= start <= 0xFFFFFFFF and 0 <= stop <= 0xFFFFFFFF) or step < 0:
+            raise self.error(it, "loop bounds must be between 0 and 2**32-1 with a positive step")
+        if (stop - start + step - 1) // step > 1 << 20:
+            raise self.error(it, "this loop runs more than 1048576 times; the verifier would reject it")
+        if not isinstance(s.target, ast.Name):
+            raise self.error(s.target, "the loop variable must be a plain name")
+        name = s.target.id
+        if name in self.vars:
+            raise self.error(s.target, f"loop variable `{name}` is already a local variable",
+                             "use a fresh name for every loop variable")
+        var = N.Var(name, T.U32, self.loc(s.target))
+        self.vars[name] = var
+        self.func.locals.append(var)
+        assigned = assigned_names(s.body)
+        if name in assigned:
+            raise self.error(s, f"the loop variable `{name}` must not be assigned in the loop")
+        start_flow = self.flow
+        # what is known at the top of every iteration: nothing about names the body assigns
+        head = Flow(start_flow.defined | {var},
+                    frozenset(v for v in start_flow.nonnull if v.name not in assigned))
+        self.loop_depth += 1
+        self.loop_vars[var] = stop
+        try:
+            body, _ = self.check_block(s.body, head)
+        finally:
+            self.loop_depth -= 1
+            del self.loop_vars[var]
+        out.append(N.For(loc, var, start, stop, step, body))
+        after = Flow(start_flow.defined, head.nonnull)
+        self.flow = after
+        return after
+
+    def check_if(self, s: ast.If, out: list[N.Stmt]) -> Flow | None:
+        start = self.flow
+        cond = self.condition(s.test)
+        t_facts, f_facts = facts(cond)
+        then, out_t = self.check_block(s.body, start.with_nonnull(t_facts))
+        orelse, out_f = self.check_block(s.orelse, start.with_nonnull(f_facts))
+        out.append(N.If(self.loc(s), cond, then, orelse))
+        merged = Flow.merge(out_t, out_f)
+        self.flow = merged if merged is not None else start
+        return merged
+
+    def assign(self, target: ast.expr, value_node: ast.expr, declared: T.Type | None,
+               out: list[N.Stmt], loc: Loc) -> Flow:
+        if isinstance(value_node, (ast.List, ast.Tuple)):
+            want = declared
+            if want is None and isinstance(target, ast.Name) and target.id in self.vars:
+                want = self.vars[target.id].type
+            if want is None and not isinstance(target, ast.Name):
+                want = self.place(target).type
+            if not isinstance(want, T.ArrayT):
+                raise self.error(value_node, "a list literal needs an array type",
+                                 f"annotate the variable, e.g. `{ast.unparse(target)}: u32[4] = [...]`")
+            value = self.array_literal(value_node, want)
+        else:
+            value = self.expr(value_node)
+        if isinstance(target, ast.Name):
+            name = target.id
+            sym = self.mb.scope.lookup(name)
+            var = self.vars.get(name)
+            if var is not None and var.is_param:
+                raise self.error(target, f"cannot assign to the parameter `{name}`",
+                                 "parameters are read-only; copy the value into a local variable")
+            if var is None:
+                if sym is not None and sym.kind in ("map", "type", "program"):
+                    raise self.error(target, f"`{name}` names a module-level {sym.kind}; pick another name for the local")
+                typ = declared or self.infer_local_type(value, value_node)
+                var = N.Var(name, typ, loc)
+                self.vars[name] = var
+                self.prog.locals.append(var)
+            elif declared is not None and declared != var.type:
+                raise self.error(target, f"`{name}` was declared as {var.type} at line {var.loc.line}")
+            conv = self.convert(value, var.type, value_node)
+            out.append(N.Assign(loc, N.VarRef(loc, var.type, var), conv))
+            self.flow = self.flow.assign(var, isinstance(conv.type, T.RefT))
+            return self.flow
+        if declared is not None:
+            raise self.error(target, "only local variable names can be annotated")
+        place = self.place(target)
+        out.append(N.Assign(loc, place, self.convert(value, place.type, value_node)))
+        return self.flow
+
+    def infer_local_type(self, value: N.Expr, node: ast.expr) -> T.Type:
+        t = value.type
+        if isinstance(value, N.Const) and value.literal and isinstance(t, T.IntT):
+            return T.I64 if T.I64.contains(value.value) else T.U64
+        if isinstance(t, T.NoneT):
+            raise self.error(node, "cannot infer a type from None")
+        if isinstance(t, (T.CtxT,)):
+            raise self.error(node, "the context cannot be copied into a local variable")
+        if isinstance(t, T.VoidT):
+            raise self.error(node, "this call returns nothing",
+                             "atomic_fetch_add() returns the old value" if isinstance(value, N.AtomicRMW) else None)
+        return t
+
+    # ---------------------------------------------------------------- places (assignment targets)
+    def place(self, node: ast.expr) -> N.Expr:
+        if isinstance(node, ast.Name):
+            var = self.vars.get(node.id)
+            if var is None:
+                raise self.error(node, f"local variable `{node.id}` is not defined")
+            if var.is_param:
+                raise self.error(node, f"cannot assign to the context parameter `{node.id}`")
+            if var not in self.flow.defined:
+                raise self.error(node, f"`{node.id}` may be used before it is assigned")
+            return N.VarRef(self.loc(node), var.type, var)
+        if isinstance(node, ast.Attribute):
+            ctx = self.ctx_var(node.value)
+            if ctx is not None and ctx.type.struct_t is None:
+                f = self.ctx_field(node, ctx)
+                if not f.writable:
+                    raise self.error(node, f"context field `{node.attr}` is read-only")
+                return N.CtxLoad(self.loc(node), f.type, ctx, f)
+            if ctx is not None:  # syscall programs: fields of the user's struct, in memory
+                return self.attribute(node)
+            base = self.expr(node.value)
+            if node.attr == "value" and isinstance(base.type, (T.RefT, T.OptRefT)):
+                d = self.deref(base, node)
+                if isinstance(base, N.GlobalRef) and base.decl.readonly:
+                    raise self.error(node, f"`{base.decl.name}` is a Config: programs can only read it",
+                                     "use Global(...) for a variable the programs change")
+                return d
+            if isinstance(base.type, T.StructT):
+                if not is_place(base):
+                    raise self.error(node, "cannot assign to a field of a temporary value")
+                f = self.field(base, node)
+                self.check_not_param(f, node)
+                return f
+        if isinstance(node, ast.Subscript):
+            e = self.index(node)
+            if not is_place(e):
+                raise self.error(node, "cannot assign to an element of a temporary value")
+            self.check_not_param(e, node)
+            return e
+        raise self.error(node, f"cannot assign to `{ast.unparse(node)}`",
+                         "assign to a local name, a struct field, an array element, `ref.value`, "
+                         "or a writable context field")
+
+    def check_not_param(self, place: N.Expr, node: ast.AST) -> None:
+        root = place_root(place)
+        if isinstance(root, N.VarRef) and root.var.is_param:
+            raise self.error(node, f"cannot modify the parameter `{root.var.name}`",
+                             "parameters are read-only; copy it into a local variable first")

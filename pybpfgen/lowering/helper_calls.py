@@ -1,0 +1,68 @@
+"""Lowering helper calls: arguments by parameter kind, and a direct ``call <id>`` through a constant
+``inttoptr`` callee (never ``callx``)."""
+from __future__ import annotations
+
+import llvmlite.ir as ir
+
+from ..ir import nodes as N
+from ..ir.places import in_ctx
+from .types import I8, I64, PTR
+
+
+class HelperCallee:
+    """A callee that prints as ``inttoptr (i64 <id> to ptr)``: a direct BPF helper call."""
+
+    def __init__(self, helper_id: int, fnty: ir.FunctionType):
+        self.function_type = fnty
+        self.type = PTR
+        self.helper_id = helper_id
+
+    def get_reference(self) -> str:
+        return f"inttoptr (i64 {self.helper_id} to ptr)"
+
+
+class HelperCalls:
+    """Mixin of :class:`~.codegen.FunctionLowering`."""
+
+    def helper_call(self, e: N.HelperCall) -> ir.Value:
+        h = e.helper
+        args, types = [], []
+        for kind, a in zip(h.params, e.args):
+            if kind == "map":
+                assert isinstance(a, N.MapRef)
+                args.append(self.symbols[id(a.map)])
+                types.append(PTR)
+            elif kind == "ctx":
+                args.append(self.ctx_arg(a.var))
+                types.append(PTR)
+            elif kind in ("key", "value", "ptr"):
+                assert isinstance(a, N.AddrOf)
+                args.append(self.memory_arg(a.value))
+                types.append(PTR)
+            elif kind == "data":  # pointer and size
+                assert isinstance(a, N.AddrOf)
+                args += [self.memory_arg(a.value), I64(a.value.type.size)]
+                types += [PTR, I64]
+            elif kind == "fmt":  # a constant string on the stack, and its size
+                assert isinstance(a, N.FormatString)
+                arr = ir.ArrayType(I8, len(a.data))
+                slot = self.alloca_b.alloca(arr)
+                slot.type = PTR
+                self.b.store(ir.Constant(arr, bytearray(a.data)), slot)
+                args += [slot, I64(len(a.data))]
+                types += [PTR, I64]
+            else:
+                args.append(self.value(a))
+                types.append(I64)
+        ret = PTR if h.ret == "ptr" else I64
+        return self.b.call(HelperCallee(h.id, ir.FunctionType(ret, types)), args)
+
+    def memory_arg(self, v: N.Expr) -> ir.Value:
+        """A pointer to ``v`` for a helper to read or write. The verifier does not let helpers access the context
+        as memory (``R2 type=ctx expected=fp, ...``), so a place inside a syscall program's context struct is
+        copied to the stack first."""
+        if in_ctx(v):
+            tmp = self.alloca(v.type)
+            self.store_at(tmp, v)
+            return tmp
+        return self.pointer_to(v)
