@@ -162,6 +162,12 @@ class StatusCollector:
             acc = o.get("accelerator")
             if acc and acc.get("sockets") is not None:
                 sockets.add_metric([name], acc["sockets"])
+            elif acc is None and any(m["pin_name"] == "stats" and m.get("values") and isinstance(m["values"][0], dict)
+                                     and "redirected" in m["values"][0] for m in o.get("maps", [])):
+                # an accelerator whose summary status did not add: its sockhash's entries
+                sh = next((m for m in o.get("maps", []) if m["type"] in ("sockhash", "sockmap")), None)
+                if sh is not None and sh.get("entries") is not None:
+                    sockets.add_metric([name], sh["entries"])
         yield from (obj_info, prog_info, runs, run_time, insns, link, entries, cap, counters, *accel.values(),
                     sockets, policies, budget)
 

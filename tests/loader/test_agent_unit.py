@@ -310,3 +310,12 @@ def test_agent_bad_file_exits_2(tmp_path, capsys):
     assert main(["agent", "--config", str(p)]) == 2
     out = capsys.readouterr().out
     assert '"event": "config_error"' in out and f"{p}:3: objects.accel.on_exit: unknown key" in out
+
+
+def test_collector_sockets_without_the_accelerator_summary():
+    from prometheus_client import generate_latest
+    st = {"objects": [{**STATUS["objects"][0], "accelerator": None,
+                       "maps": STATUS["objects"][0]["maps"] + [{"pin_name": "socks", "type": "sockhash", "entries": 4,
+                                                                "max_entries": 8, "values": None}]}]}
+    col = M.StatusCollector(lambda: (["/p"], None, None), status=lambda pr: st)
+    assert samples(generate_latest(M.registry_for(col)).decode())[("pybpfgen_accel_sockets", (("object", "accel"),))] == 4
