@@ -13,7 +13,7 @@ from . import symbols as S
 if TYPE_CHECKING:
     from .base import CheckerBase
 else:
-    CheckerBase = object  # the protocol of the mixins, for the type checker only
+    CheckerBase = object  # the typed base of the mixins is for the type checker only (base.py)
 
 
 class Atomics(CheckerBase):

@@ -12,7 +12,7 @@ from ..ir import types as T
 if TYPE_CHECKING:
     from .base import CheckerBase
 else:
-    CheckerBase = object  # the protocol of the mixins, for the type checker only
+    CheckerBase = object  # the typed base of the mixins is for the type checker only (base.py)
 
 
 class Conversions(CheckerBase):

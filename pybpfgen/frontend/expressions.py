@@ -15,7 +15,7 @@ from .operators import ARITH
 if TYPE_CHECKING:
     from .base import CheckerBase
 else:
-    CheckerBase = object  # the protocol of the mixins, for the type checker only
+    CheckerBase = object  # the typed base of the mixins is for the type checker only (base.py)
 
 
 def as_ctx(t: T.Type) -> T.CtxT:

@@ -13,7 +13,7 @@ from .flow import facts
 if TYPE_CHECKING:
     from .base import CheckerBase
 else:
-    CheckerBase = object  # the protocol of the mixins, for the type checker only
+    CheckerBase = object  # the typed base of the mixins is for the type checker only (base.py)
 
 ARITH = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.FloorDiv: "//", ast.Mod: "%",
           ast.BitAnd: "&", ast.BitOr: "|", ast.BitXor: "^", ast.LShift: "<<", ast.RShift: ">>"}

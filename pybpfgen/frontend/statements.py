@@ -16,7 +16,7 @@ from .operators import ARITH
 if TYPE_CHECKING:
     from .base import CheckerBase
 else:
-    CheckerBase = object  # the protocol of the mixins, for the type checker only
+    CheckerBase = object  # the typed base of the mixins is for the type checker only (base.py)
 
 
 class Statements(CheckerBase):

@@ -13,7 +13,7 @@ from .types import I8, I64, PTR
 if TYPE_CHECKING:
     from .base import LoweringBase
 else:
-    LoweringBase = object  # the base of the mixins, for the type checker only
+    LoweringBase = object  # the typed base of the mixins is for the type checker only (base.py)
 
 
 class HelperCallee:
