@@ -40,19 +40,20 @@ class Diagnostic(Record, eq=True):
     hint: str | None = None
 
     def format(self, sources: dict[str, str] | None = None) -> str:
-        where = f"{self.loc}: " if self.loc else ""
+        loc = self.loc
+        where = f"{loc}: " if loc else ""
         out = [f"{where}{self.severity}: {self.message}"]
-        text = (sources or {}).get(self.loc.path) if self.loc else None
-        if text is not None:
+        text = (sources or {}).get(loc.path) if loc else None
+        if loc is not None and text is not None:
             lines = text.splitlines()
-            if 0 < self.loc.line <= len(lines):
-                src = lines[self.loc.line - 1]
-                num = str(self.loc.line)
+            if 0 < loc.line <= len(lines):
+                src = lines[loc.line - 1]
+                num = str(loc.line)
                 out.append(f" {num} | {src}")
                 width = 1
-                if self.loc.end_col is not None and self.loc.end_col > self.loc.col:
-                    width = self.loc.end_col - self.loc.col
-                out.append(f" {' ' * len(num)} | {' ' * self.loc.col}^{'~' * (width - 1)}")
+                if loc.end_col is not None and loc.end_col > loc.col:
+                    width = loc.end_col - loc.col
+                out.append(f" {' ' * len(num)} | {' ' * loc.col}^{'~' * (width - 1)}")
         if self.hint:
             out.append(f"hint: {self.hint}")
         return "\n".join(out)

@@ -98,6 +98,7 @@ def format_insn(insn: Insn, reloc: str | None = None, helper_names: dict[int, st
             return f"r{d} = {'be' if use_reg else 'le'}{bits} r{d}"
         if op == 0xB0 and off in (8, 16, 32) and use_reg:  # movsx (cpu v4)
             return f"{r}{d} = (s{off}){r}{s}"
+        sym: str | None  # the operator (None: an invalid opcode), here and in the jump and atomic cases below
         if op in (0x30, 0x90) and off == 1:  # sdiv / smod (cpu v4)
             sym = "s/=" if op == 0x30 else "s%="
         else:

@@ -16,6 +16,7 @@ import json
 import os
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from . import __version__
 
@@ -79,13 +80,16 @@ def find_sources(paths: list[str]) -> list[str]:
 
 
 # ------------------------------------------------------------------ incremental builds
-try:  # the builtin module: hashlib would load OpenSSL (~5 ms), which a no-op rebuild does not need
-    from _sha256 import sha256 as _sha256_new  # CPython 3.11
-except ImportError:  # pragma: no cover - other versions / implementations
-    try:
-        from _sha2 import sha256 as _sha256_new  # CPython 3.12+
-    except ImportError:
-        from hashlib import sha256 as _sha256_new
+if TYPE_CHECKING:  # the private modules have no stubs; they have hashlib's sha256
+    from hashlib import sha256 as _sha256_new
+else:
+    try:  # the builtin module: hashlib would load OpenSSL (~5 ms), which a no-op rebuild does not need
+        from _sha256 import sha256 as _sha256_new  # CPython 3.11
+    except ImportError:  # pragma: no cover - other versions / implementations
+        try:
+            from _sha2 import sha256 as _sha256_new  # CPython 3.12+
+        except ImportError:
+            from hashlib import sha256 as _sha256_new
 
 
 def _sha256(data: bytes) -> str:
@@ -290,7 +294,7 @@ class LLVMWorker:
     message, and the next request starts a new child.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.pid: int | None = None
         self.to_child = self.from_child = -1
         self.err_path: str | None = None

@@ -25,7 +25,7 @@ from __future__ import annotations
 import struct
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from .diagnostics import CompileError
 from .frontend.module import parse_module
@@ -123,6 +123,7 @@ def _bswap32(v: int) -> int:
 def _ctx(progtype: str, values: dict) -> Context:
     pt = PROG_TYPES[progtype]
     fields = pt.fields
+    assert pt.context is not None  # the kernel's context structs (syscall contexts are user Structs)
     mem = bytearray(pt.context.size)
     extra = {}
     for k, v in values.items():
@@ -271,6 +272,8 @@ class _Continue(Exception):
 class Module:
     """A checked DSL module whose programs can be run."""
 
+    last_context: Context  # the context of the last run (set by run)
+
     def __init__(self, ir: N.Module):
         self.ir = ir
         self.maps: dict[str, SimMap] = {m.name: SimMap(m) for m in ir.maps}
@@ -295,9 +298,11 @@ class Module:
         """Run a program on a context; returns its return value. For syscall programs ``ctx``
         may be bytes, a dict or a Struct instance; read the results with :meth:`last_ctx`."""
         prog = self.programs[program]
-        if prog.ctx.type.struct_t is not None and not isinstance(ctx, Context):
-            data = ctx if isinstance(ctx, (bytes, bytearray)) else encode(prog.ctx.type.struct_t, ctx)
+        struct_t = prog.ctx_type.struct_t
+        if struct_t is not None and not isinstance(ctx, Context):
+            data = ctx if isinstance(ctx, (bytes, bytearray)) else encode(struct_t, ctx)
             ctx = Context("syscall", bytes(data))
+        ctx = cast(Context, ctx)  # the other program types take a Context (from sock_ops_ctx() ...)
         self.last_context = ctx
         frame = _Frame(self, ctx)
         frame.bind(prog.ctx, ctx)
@@ -310,7 +315,7 @@ class Module:
     def last_ctx(self) -> Any:
         """The context after the last run (for syscall programs: the struct as a dict)."""
         ctx = self.last_context
-        prog_ctx = next((p.ctx.type.struct_t for p in self.ir.programs if p.ctx.type.struct_t), None)
+        prog_ctx = next((p.ctx_type.struct_t for p in self.ir.programs if p.ctx_type.struct_t), None)
         if ctx.progtype == "syscall" and prog_ctx is not None:
             return decode(prog_ctx, ctx.mem)
         return ctx
@@ -378,6 +383,7 @@ class _Frame:
         """The bytes of a struct or array value."""
         t = e.type
         if isinstance(e, N.StructInit):
+            assert isinstance(t, T.StructT)  # a StructInit's type is its struct
             buf = bytearray(t.size)
             for f in t.fields:
                 v = e.values.get(f.name)
@@ -385,13 +391,14 @@ class _Frame:
                     self.write(Ptr(buf, f.offset), f.type, v)
             return bytes(buf)
         if isinstance(e, N.ArrayInit):
+            assert isinstance(t, T.ArrayT)  # an ArrayInit's type is its array type
             buf = bytearray(t.size)
             for i, v in enumerate(e.values):
                 self.write(Ptr(buf, i * t.elem.size), t.elem, v)
             return bytes(buf)
         if isinstance(e, N.CtxLoad):
-            f = e.field
-            return bytes(self.ctx_mem(e.ctx)[f.offset:f.offset + t.size])
+            cf = e.field
+            return bytes(self.ctx_mem(e.ctx)[cf.offset:cf.offset + t.size])
         if isinstance(e, N.Call):
             return bytes(self.call(e))
         p = self.address(e)
@@ -449,9 +456,11 @@ class _Frame:
             p = self.address(e)
             return decode(t, p.buf, p.off)
         if isinstance(e, N.Cast):
+            assert isinstance(t, T.IntT)  # casts are to integer types (conversions to bool are comparisons)
             v = self.value(e.value)
             return t.wrap(int(v))
         if isinstance(e, N.Unary):
+            assert isinstance(t, T.IntT)  # - and ~ on promoted integers
             v = self.value(e.value)
             return t.wrap(-v if e.op == "-" else ~v)
         if isinstance(e, N.Not):
@@ -479,6 +488,7 @@ class _Frame:
         """One CPU: an atomic operation is a read and a write. Operands are evaluated before the read,
         as in the compiled code."""
         t = e.place.type
+        assert isinstance(t, T.IntT)  # atomics act on u32/u64/i32/i64 (frontend/atomics.py)
         p = self.address(e.place)
         if isinstance(e, N.AtomicCmpXchg):
             expected, new = self.value(e.expected), self.value(e.new)
@@ -491,6 +501,7 @@ class _Frame:
         return None if e.type == T.VOID else old
 
     def binary(self, e: N.Binary) -> int:
+        assert isinstance(e.type, T.IntT)  # arithmetic is on (promoted) integers
         return semantics.binary(e.op, self.value(e.left), self.value(e.right), e.type)
 
     def call(self, e: N.Call) -> Any:
@@ -523,16 +534,21 @@ class _Frame:
         name = h.name
         m = next((self.mod.maps[a.map.name] for a in args if isinstance(a, N.MapRef)), None)
         if name == "map_lookup_elem":
+            assert m is not None  # map helpers take a map
             v = m._lookup(self.arg_bytes(args[1]))
             return None if v is None else Ptr(v)
         if name == "map_update_elem":
+            assert m is not None  # map helpers take a map
             return m._update(self.arg_bytes(args[1]), self.arg_bytes(args[2]), self.value(args[3]))
         if name == "map_delete_elem":
+            assert m is not None  # map helpers take a map
             return m._delete(self.arg_bytes(args[1]))
         if name in ("sock_hash_update", "sock_map_update"):
+            assert m is not None  # map helpers take a map
             ctx = self.value(args[0])
             return m._update(self.arg_bytes(args[2]), ctx.socket, self.value(args[3]))
         if name in ("msg_redirect_hash", "msg_redirect_map"):
+            assert m is not None  # map helpers take a map
             ctx = self.value(args[0])
             key = self.arg_bytes(args[2])
             flags = self.value(args[3])
@@ -541,10 +557,13 @@ class _Frame:
                 return SK_PASS
             return SK_DROP
         if name == "ringbuf_output":
+            assert m is not None  # map helpers take a map
             m.records.append(self.arg_bytes(args[1]))
             return 0
         if name == "trace_printk":
-            fmt = args[0].data[:-1].decode()
+            fmt_arg = args[0]
+            assert isinstance(fmt_arg, N.FormatString)
+            fmt = fmt_arg.data[:-1].decode()
             vals = [self.value(a) for a in args[1:]]
             text = fmt.replace("%ll", "%").replace("%l", "%") % tuple(vals) if vals else fmt
             self.mod.printk.append(text)

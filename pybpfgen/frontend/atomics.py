@@ -3,15 +3,20 @@ memory shared between CPUs."""
 from __future__ import annotations
 
 import ast
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from ..ir import nodes as N
 from ..ir import types as T
 from ..ir.places import in_ctx as ctx_based, root as place_root
 from . import symbols as S
 
+if TYPE_CHECKING:
+    from .base import CheckerBase
+else:
+    CheckerBase = object  # the typed base of the mixins is for the type checker only (base.py)
 
-class Atomics:
+
+class Atomics(CheckerBase):
     """Mixin of :class:`~.body.BodyChecker`."""
 
     def atomic(self, fn: Callable[..., object], node: ast.Call) -> N.Expr:
@@ -21,7 +26,9 @@ class Atomics:
         op, fetch = S.ATOMICS[fn]
         name = fn.__name__
         operands = ["place", "expected", "new"] if op == "cmpxchg" else ["place", "value"]
-        args = self.args_of(node, operands, len(operands), f"`{name}()`")
+        got = self.args_of(node, operands, len(operands), f"`{name}()`")
+        args = [a for a in got if a is not None]
+        assert len(args) == len(got)  # all required: args_of checked them
         place = self.atomic_place(args[0], name)
         values = [self.convert(self.expr(a), place.type, a) for a in args[1:]]
         loc = self.loc(node)

@@ -8,6 +8,7 @@ path), :mod:`.expressions`, :mod:`.operators`, :mod:`.conversions` (C integer co
 from __future__ import annotations
 
 import ast
+from typing import TYPE_CHECKING
 
 from ..diagnostics import Loc, UserError
 from ..ir import nodes as N
@@ -21,16 +22,19 @@ from .helper_calls import HelperCalls
 from .operators import Operators
 from .statements import Statements
 
+if TYPE_CHECKING:
+    from .module import ModuleBuilder
+
 
 class BodyChecker(Statements, Expressions, Operators, Calls, Atomics, HelperCalls, Conversions):
     """Checks one program or DSL function. ``func`` is a :class:`N.Program` or :class:`N.Function`."""
 
-    def __init__(self, mb, func):
+    def __init__(self, mb: ModuleBuilder, func: N.Program | N.Function) -> None:
         self.mb = mb
         self.func = func
         self.is_program = isinstance(func, N.Program)
         self.prog = func  # for messages and the return type of programs
-        self.ret = T.I32 if self.is_program else func.ret
+        self.ret = T.I32 if isinstance(func, N.Program) else func.ret
         self.vars: dict[str, N.Var] = {v.name: v for v in func.params}
         self.flow = Flow(frozenset(func.params), frozenset())
         self.loop_depth = 0

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import ast
 import re
+from typing import TYPE_CHECKING
 
 from ..ir import nodes as N
 from ..ir import types as T
 from ..target.helpers import HELPERS
 from .. import lang
 from . import symbols as S
+from .expressions import as_ctx
+
+if TYPE_CHECKING:
+    from .base import CheckerBase
+else:
+    CheckerBase = object  # the typed base of the mixins is for the type checker only (base.py)
 
 
-class Calls:
+class Calls(CheckerBase):
     """Mixin of :class:`~.body.BodyChecker`."""
 
     def call(self, node: ast.Call) -> N.Expr:
@@ -89,11 +96,11 @@ class Calls:
         self.no_keywords(node, f"`{fn.name}()`")
         if len(node.args) != len(fn.params):
             raise self.error(node, f"`{fn.name}()` takes {len(fn.params)} argument(s), got {len(node.args)}")
-        args = []
+        args: list[N.Expr] = []
         for p, a in zip(fn.params, node.args):
             if isinstance(p.type, T.CtxT):
                 v = self.expr(a)
-                if not isinstance(v, N.CtxRef) or v.type.progtype != p.type.progtype:
+                if not isinstance(v, N.CtxRef) or as_ctx(v.type).progtype != p.type.progtype:
                     raise self.error(a, f"parameter `{p.name}` of `{fn.name}` is a {p.type} context")
                 args.append(v)
             else:

@@ -40,6 +40,8 @@ class ConstEvaluator:
                 return q if isinstance(node.op, ast.FloorDiv) else left - q * right
             if isinstance(node.op, (ast.LShift, ast.RShift)) and not 0 <= right < 64:
                 raise UserError(loc, f"shift count {right} is outside 0..63")
-            return _BIN[type(node.op)](left, right)
+            fn = _BIN[type(node.op)]
+            assert fn is not None  # // and % (None in the table) are handled above
+            return fn(left, right)
         raise UserError(loc, f"`{ast.unparse(node)}` is not a constant expression",
                         "module-level names hold integer constants, maps (Hash(...), SockHash(...)) or LICENSE")

@@ -3,13 +3,19 @@ arguments and field values (only those that lose no value; constants must fit)."
 from __future__ import annotations
 
 import ast
+from typing import TYPE_CHECKING
 
 from ..diagnostics import Loc
 from ..ir import nodes as N
 from ..ir import types as T
 
+if TYPE_CHECKING:
+    from .base import CheckerBase
+else:
+    CheckerBase = object  # the typed base of the mixins is for the type checker only (base.py)
 
-class Conversions:
+
+class Conversions(CheckerBase):
     """Mixin of :class:`~.body.BodyChecker`."""
 
     def cast(self, v: N.Expr, t: T.IntT, loc: Loc | None = None) -> N.Expr:

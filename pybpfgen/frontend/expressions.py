@@ -4,6 +4,7 @@ conditions."""
 from __future__ import annotations
 
 import ast
+from typing import TYPE_CHECKING
 
 from ..ir import nodes as N
 from ..ir import types as T
@@ -11,8 +12,19 @@ from ..ir.places import in_ctx as ctx_based
 from ..target.progtypes import PROG_TYPES
 from .operators import ARITH
 
+if TYPE_CHECKING:
+    from .base import CheckerBase
+else:
+    CheckerBase = object  # the typed base of the mixins is for the type checker only (base.py)
 
-class Expressions:
+
+def as_ctx(t: T.Type) -> T.CtxT:
+    """The type of a context variable (what ``ctx_var`` found) or of a ``CtxRef``: a ``CtxT`` by construction."""
+    assert isinstance(t, T.CtxT)
+    return t
+
+
+class Expressions(CheckerBase):
     """Mixin of :class:`~.body.BodyChecker`."""
 
     def condition(self, node: ast.expr) -> N.Expr:
@@ -81,7 +93,7 @@ class Expressions:
         # ctx.remote_ip6[i]: one 32-bit load at a constant offset
         if isinstance(node.value, ast.Attribute):
             ctx = self.ctx_var(node.value.value)
-            if ctx is not None and ctx.type.struct_t is None:
+            if ctx is not None and as_ctx(ctx.type).struct_t is None:
                 f = self.ctx_field(node.value, ctx)
                 if not isinstance(f.type, T.ArrayT):
                     raise self.error(node, f"context field `{f.name}` is not an array")
@@ -174,9 +186,9 @@ class Expressions:
         loc = self.loc(node)
         ctx = self.ctx_var(node.value)
         if ctx is not None:
-            if ctx.type.struct_t is not None:  # syscall programs: a pointer to the user's struct
-                base = N.Deref(loc, ctx.type.struct_t, N.CtxRef(loc, ctx.type, ctx))
-                return self.field(base, node)
+            struct_t = as_ctx(ctx.type).struct_t
+            if struct_t is not None:  # syscall programs: a pointer to the user's struct
+                return self.field(N.Deref(loc, struct_t, N.CtxRef(loc, ctx.type, ctx)), node)
             f = self.ctx_field(node, ctx)
             return N.CtxLoad(loc, f.type, ctx, f)
         sym = self.mb.resolve(node)
@@ -198,7 +210,7 @@ class Expressions:
         raise self.error(node, f"a value of type {base.type} has no attribute `{node.attr}`")
 
     def ctx_field(self, node: ast.Attribute, ctx: N.Var) -> N.CtxField:
-        pt = PROG_TYPES[ctx.type.progtype]
+        pt = PROG_TYPES[as_ctx(ctx.type).progtype]
         f = pt.fields.get(node.attr)
         if f is None:
             known = ", ".join(sorted(pt.fields))
@@ -219,9 +231,11 @@ class Expressions:
         return N.FieldGet(self.loc(node), f.type, base, f)
 
     def deref(self, base: N.Expr, node: ast.Attribute) -> N.Expr:
-        if isinstance(base.type, T.OptRefT):
+        t = base.type
+        if isinstance(t, T.OptRefT):
             shown = ast.unparse(node.value)
             raise self.error(node, f"`{shown}` may be None here: a map lookup finds nothing when the key is absent",
                              f"check it first: `if {shown} is not None:` (or return early when it is None)")
+        assert isinstance(t, T.RefT)  # callers pass a Ref or an OptRef
         volatile = isinstance(base, N.GlobalRef) and base.decl.readonly
-        return N.Deref(self.loc(node), base.type.target, base, volatile=volatile)
+        return N.Deref(self.loc(node), t.target, base, volatile=volatile)

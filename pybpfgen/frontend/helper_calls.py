@@ -3,23 +3,30 @@ argument by its parameter kind (target/helpers.py), and the program types allowe
 from __future__ import annotations
 
 import ast
+from typing import TYPE_CHECKING
 
 from ..ir import nodes as N
 from ..ir import types as T
 from ..target import maps as MAPS
 from ..target.helpers import HELPERS, OPTIONAL_FLAGS
 
+if TYPE_CHECKING:
+    from .base import CheckerBase
+else:
+    CheckerBase = object  # the typed base of the mixins is for the type checker only (base.py)
 
-class HelperCalls:
+
+class HelperCalls(CheckerBase):
     """Mixin of :class:`~.body.BodyChecker`."""
 
     def use_helper(self, h: N.Helper, what: str, node: ast.AST) -> None:
         """Programs check helpers at once; functions record them for each program that calls them."""
-        if not self.is_program:
+        prog = self.prog
+        if not isinstance(prog, N.Program):  # i.e. not self.is_program
             self.func.helper_uses.append((h, self.loc(node), what))
             return
-        if h.progtypes is not None and self.prog.progtype not in h.progtypes:
-            raise self.error(node, f"{what} (bpf_{h.name}) cannot be called from a {self.prog.progtype} program",
+        if h.progtypes is not None and prog.progtype not in h.progtypes:
+            raise self.error(node, f"{what} (bpf_{h.name}) cannot be called from a {prog.progtype} program",
                              f"it is available in: {', '.join(sorted(h.progtypes))} programs")
 
     def args_of(self, node: ast.Call, names: list[str], required: int, what: str) -> list[ast.expr | None]:
@@ -50,7 +57,9 @@ class HelperCalls:
             raise self.error(node.func, msg.format(kind=decl.kind, name=decl.name, method=method), hint)
         args = self.args_of(node, list(meth.params), meth.required, what)
         if meth.helper == "map_lookup_elem":
-            return self.map_lookup(m, args[0], node)
+            key = args[0]
+            assert key is not None  # required: args_of checked it
+            return self.map_lookup(m, key, node)
         h = HELPERS[meth.helper]
         rest = iter(args)
         return self.helper_call(h, what, node, [m if k == "map" else next(rest) for k in h.params], decl)
@@ -72,7 +81,8 @@ class HelperCalls:
         prepared: list = []
         for kind, a in zip(h.params, args):
             if kind == "map":
-                mref = self.expr(a)  # type: ignore[arg-type]
+                assert a is not None  # only a trailing flags argument is optional
+                mref = self.expr(a)
                 if not isinstance(mref, N.MapRef):
                     raise self.error(a, f"argument `map` of {what} must be a map declared at module level")
                 decl = mref.map
@@ -80,7 +90,9 @@ class HelperCalls:
             else:
                 prepared.append(a)
         if h.name == "map_lookup_elem":
-            return self.map_lookup(prepared[0], args[1], node)  # type: ignore[arg-type]
+            key = args[1]
+            assert key is not None  # required: args_of checked it
+            return self.map_lookup(prepared[0], key, node)
         return self.helper_call(h, what, node, prepared, decl)
 
     def helper_call(self, h: N.Helper, what: str, node: ast.AST, args: list, decl: N.MapDecl | None) -> N.Expr:
@@ -103,6 +115,7 @@ class HelperCalls:
             elif kind in ("key", "value", "ptr"):
                 if kind == "ptr":  # older table encoding: the first pointer is the key, the second the value
                     kind = "value" if any(isinstance(x, N.AddrOf) for x in out) else "key"
+                assert decl is not None  # every helper with key/value parameters takes a map (target/helpers.py)
                 want = decl.key if kind == "key" else decl.value
                 if isinstance(a, (ast.List, ast.Tuple)) and isinstance(want, T.ArrayT):
                     v = self.array_literal(a, want)
@@ -124,6 +137,7 @@ class HelperCalls:
             else:
                 raise self.error(node, f"{what} takes a `{kind}` argument, which pybpfgen cannot pass yet")
         if h.ret == "ptr":
+            assert decl is not None  # the helpers returning a pointer are map lookups
             rt: T.Type = T.OptRefT(decl.value)
         elif h.ret == "u64":
             rt = T.U64

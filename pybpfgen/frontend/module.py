@@ -35,7 +35,8 @@ class Sym:
             return (self.kind, self.value, self.loc) == (other.kind, other.value, other.loc)
         return NotImplemented
 
-    __hash__ = None  # mutable and compared by value: unhashable
+    # mutable and compared by value: unhashable (typeshed's idiom; object.__hash__ is a method, hence the ignore)
+    __hash__ = None  # type: ignore[assignment]
 
 
 
@@ -84,7 +85,7 @@ class ModuleBuilder:
         self.diags = diags
         self.scope = ModuleScope(path)
         self.consts = ConstEvaluator(self)
-        self.pending: list[tuple[ast.FunctionDef, Program]] = []
+        self.pending: list[tuple[ast.FunctionDef, Program | Function]] = []
 
     def loc(self, node: ast.AST) -> Loc:
         return Loc.of(self.path, node)
@@ -353,7 +354,7 @@ class ModuleBuilder:
         allowed = kind.params
         kw: dict[str, ast.expr] = {}
         for k in call.keywords:
-            if k.arg not in allowed:
+            if k.arg is None or k.arg not in allowed:  # None: a **mapping, never allowed
                 raise UserError(self.loc(k.value), f"unknown map parameter `{k.arg}`",
                                 f"{ast.unparse(call.func)} takes: {', '.join(sorted(allowed))}")
             kw[k.arg] = k.value

@@ -3,18 +3,24 @@ operators, `and`/`or` (which carry None-narrowing to their right operand), and c
 from __future__ import annotations
 
 import ast
+from typing import TYPE_CHECKING
 
 from ..ir import nodes as N
 from ..ir import semantics
 from ..ir import types as T
 from .flow import facts
 
+if TYPE_CHECKING:
+    from .base import CheckerBase
+else:
+    CheckerBase = object  # the typed base of the mixins is for the type checker only (base.py)
+
 ARITH = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.FloorDiv: "//", ast.Mod: "%",
           ast.BitAnd: "&", ast.BitOr: "|", ast.BitXor: "^", ast.LShift: "<<", ast.RShift: ">>"}
 CMP = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
 
 
-class Operators:
+class Operators(CheckerBase):
     """Mixin of :class:`~.body.BodyChecker`."""
 
     def arith_operand(self, v: N.Expr, node: ast.AST) -> None:
@@ -94,7 +100,7 @@ class Operators:
                 raise self.error(rnode, "`in` tests membership in a map", "write `key in some_map`")
             found = self.map_lookup(m, node.left, node)
             return N.IsNull(loc, T.BOOL, found, negate=isinstance(op, ast.In))
-        sop = CMP.get(type(op))
+        sop = CMP[type(op)]  # the comparisons left after is/in
         left, right = self.expr(node.left), self.expr(rnode)
         self.arith_operand(left, node)
         self.arith_operand(right, node)

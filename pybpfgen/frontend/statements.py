@@ -3,16 +3,23 @@ flow facts of each path (definite assignment, None-narrowing)."""
 from __future__ import annotations
 
 import ast
+from typing import TYPE_CHECKING
 
 from ..diagnostics import Loc, UserError
 from ..ir import nodes as N
 from ..ir import types as T
 from ..ir.places import is_place, root as place_root
 from .flow import Flow, assigned_names, facts
+from .expressions import as_ctx
 from .operators import ARITH
 
+if TYPE_CHECKING:
+    from .base import CheckerBase
+else:
+    CheckerBase = object  # the typed base of the mixins is for the type checker only (base.py)
 
-class Statements:
+
+class Statements(CheckerBase):
     """Mixin of :class:`~.body.BodyChecker`."""
 
     def check_function(self, fn: ast.FunctionDef) -> None:
@@ -24,7 +31,7 @@ class Statements:
         self.func.body = stmts
         if out is not None and self.ret != T.VOID:
             last = fn.body[-1]
-            if self.is_program:
+            if isinstance(self.prog, N.Program):  # i.e. self.is_program
                 default = "return SK_PASS" if self.prog.progtype == "sk_msg" else "return 1"
                 what = "program"
             else:
@@ -33,7 +40,7 @@ class Statements:
                                 f"{what} `{fn.name}` can reach its end without returning a value",
                                 f"end every path with a return statement, e.g. `{default}`")
 
-    def check_block(self, stmts: list[ast.stmt], flow: Flow) -> tuple[list[N.Stmt], Flow | None]:
+    def check_block(self, stmts: list[ast.stmt], flow: Flow | None) -> tuple[list[N.Stmt], Flow | None]:
         out: list[N.Stmt] = []
         for stmt in stmts:
             if flow is None:
@@ -234,7 +241,7 @@ class Statements:
             return N.VarRef(self.loc(node), var.type, var)
         if isinstance(node, ast.Attribute):
             ctx = self.ctx_var(node.value)
-            if ctx is not None and ctx.type.struct_t is None:
+            if ctx is not None and as_ctx(ctx.type).struct_t is None:
                 f = self.ctx_field(node, ctx)
                 if not f.writable:
                     raise self.error(node, f"context field `{node.attr}` is read-only")
@@ -251,9 +258,9 @@ class Statements:
             if isinstance(base.type, T.StructT):
                 if not is_place(base):
                     raise self.error(node, "cannot assign to a field of a temporary value")
-                f = self.field(base, node)
-                self.check_not_param(f, node)
-                return f
+                fg = self.field(base, node)
+                self.check_not_param(fg, node)
+                return fg
         if isinstance(node, ast.Subscript):
             e = self.index(node)
             if not is_place(e):

@@ -96,7 +96,7 @@ def initializer(g: N.GlobalDecl) -> ir.Constant:
     ty = llvm_type(g.type)
     if not g.init:
         return ir.Constant(ty, None)
-    assert isinstance(g.type, T.IntT)
+    assert isinstance(g.type, T.IntT) and isinstance(g.init, int)  # only integer globals have initializers
     return ir.Constant(ty, g.init & ((1 << g.type.bits) - 1))
 
 

@@ -71,7 +71,7 @@ class DebugInfo:
         i32 = ir.IntType(32)
         m.add_named_metadata("llvm.module.flags", m.add_metadata([i32(7), "Dwarf Version", i32(5)]))
         m.add_named_metadata("llvm.module.flags", m.add_metadata([i32(2), "Debug Info Version", i32(3)]))
-        self._types: dict = {}
+        self._types: dict[tuple[str, object], ir.Value] = {}  # (kind, type or name) -> its DI node
         self.c_int = self.basic("int", 32, "DW_ATE_signed")
         self.globals: list = []
         self._cycles: list = []
@@ -87,6 +87,7 @@ class DebugInfo:
         return self.add_debug_info("DIDerivedType", {"tag": TOK("DW_TAG_pointer_type"), "baseType": target, "size": 64})
 
     def type(self, t: T.Type):
+        key: tuple[str, object]
         if isinstance(t, T.IntT):
             key = ("int", t)
             if key not in self._types:
@@ -178,8 +179,8 @@ class DebugInfo:
         return sp
 
     def subprogram(self, fn: ir.Function, prog: Program, c_struct: str):
-        if prog.ctx.type.struct_t is not None:  # syscall programs: the user's struct itself
-            ctx = self.type(prog.ctx.type.struct_t)
+        if prog.ctx_type.struct_t is not None:  # syscall programs: the user's struct itself
+            ctx = self.type(prog.ctx_type.struct_t)
         else:
             ctx = self.add_debug_info("DICompositeType", {"tag": TOK("DW_TAG_structure_type"), "name": c_struct,
                                                             "file": self.file, "line": 0,

@@ -2,11 +2,18 @@
 ``inttoptr`` callee (never ``callx``)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import llvmlite.ir as ir
 
 from ..ir import nodes as N
 from ..ir.places import in_ctx
 from .types import I8, I64, PTR
+
+if TYPE_CHECKING:
+    from .base import LoweringBase
+else:
+    LoweringBase = object  # the typed base of the mixins is for the type checker only (base.py)
 
 
 class HelperCallee:
@@ -21,7 +28,7 @@ class HelperCallee:
         return f"inttoptr (i64 {self.helper_id} to ptr)"
 
 
-class HelperCalls:
+class HelperCalls(LoweringBase):
     """Mixin of :class:`~.codegen.FunctionLowering`."""
 
     def helper_call(self, e: N.HelperCall) -> ir.Value:
@@ -33,6 +40,7 @@ class HelperCalls:
                 args.append(self.symbols[id(a.map)])
                 types.append(PTR)
             elif kind == "ctx":
+                assert isinstance(a, N.CtxRef)
                 args.append(self.ctx_arg(a.var))
                 types.append(PTR)
             elif kind in ("key", "value", "ptr"):

@@ -2,6 +2,8 @@
 temporaries, aligned copies, one scalar at a time from a syscall program's context)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import llvmlite.ir as ir
 
 from ..diagnostics import InternalCompilerError
@@ -10,8 +12,13 @@ from ..ir import types as T
 from ..ir.places import in_ctx, is_place
 from .types import I8, I64, llvm_type
 
+if TYPE_CHECKING:
+    from .base import LoweringBase
+else:
+    LoweringBase = object  # the typed base of the mixins is for the type checker only (base.py)
 
-class Memory:
+
+class Memory(LoweringBase):
     """Mixin of :class:`~.codegen.FunctionLowering`."""
 
     def address(self, e: N.Expr) -> ir.Value:
@@ -64,6 +71,7 @@ class Memory:
         """Write a struct or array value into memory at ``dst``."""
         t = value.type
         if isinstance(value, N.StructInit):
+            assert isinstance(t, T.StructT)  # a StructInit's type is its struct
             self.memset0(dst, t.size, t.align)
             for f in t.fields:
                 v = value.values.get(f.name)
@@ -71,6 +79,7 @@ class Memory:
                     self.store_at(self.b.gep(dst, [I64(f.offset)], source_etype=I8), v)
             return
         if isinstance(value, N.ArrayInit):
+            assert isinstance(t, T.ArrayT)  # an ArrayInit's type is its array type
             self.memset0(dst, t.size, t.align)
             for i, v in enumerate(value.values):
                 self.store_at(self.b.gep(dst, [I64(i * t.elem.size)], source_etype=I8), v)

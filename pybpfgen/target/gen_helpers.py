@@ -38,6 +38,7 @@ import re
 import struct
 import sys
 from dataclasses import dataclass
+from typing import cast
 
 DEFAULT_HEADER = "/usr/include/linux/bpf.h"
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -356,7 +357,8 @@ def kernel_func_ids(path: str = "/sys/kernel/btf/vmlinux") -> dict[str, int] | N
     t = btf.find("bpf_func_id", ENUM)
     if t is None:
         return None
-    return {btf.str_at(n)[len("BPF_FUNC_"):]: v for n, v in t.extra if btf.str_at(n).startswith("BPF_FUNC_")}
+    values = cast("list[tuple[int, int]]", t.extra)  # an ENUM's extra: (name offset, value) per enumerator
+    return {btf.str_at(n)[len("BPF_FUNC_"):]: v for n, v in values if btf.str_at(n).startswith("BPF_FUNC_")}
 
 
 # ------------------------------------------------------------------ generation

@@ -1,0 +1,121 @@
+"""What the mixins of :class:`~.body.BodyChecker` share, for the type checker.
+
+Each mixin (:mod:`.statements`, :mod:`.expressions`, :mod:`.operators`, :mod:`.calls`, :mod:`.atomics`,
+:mod:`.helper_calls`, :mod:`.conversions`) derives from :class:`CheckerBase` only while type checking
+(``if TYPE_CHECKING: from .base import CheckerBase`` / ``else: CheckerBase = object``), so mypy checks each
+mixin's use of the state and of the other mixins' methods against these declarations, each mixin's
+definitions against them (an override must be compatible), and ``BodyChecker`` for implementing every
+method (they are abstract here: instantiating a class that lacks one is an error). At run time the mixins
+derive from ``object`` and this module is never imported.
+
+A plain class, not a ``Protocol``: in an explicit subclass of a protocol, ``self.flow = ...`` would declare a
+new attribute with an inferred type instead of being checked against ``flow: Flow``.
+"""
+from __future__ import annotations
+
+import ast
+from abc import abstractmethod
+from typing import Callable
+
+from ..diagnostics import Loc, UserError
+from ..ir import nodes as N
+from ..ir import types as T
+from .flow import Flow
+from .module import ModuleBuilder
+
+
+class CheckerBase:
+    # ------------------------------------------------------------ state (body.BodyChecker.__init__)
+    mb: ModuleBuilder
+    func: N.Program | N.Function
+    prog: N.Program | N.Function  # the same object as func (for messages and the return type of programs)
+    is_program: bool
+    ret: T.Type
+    vars: dict[str, N.Var]
+    flow: Flow
+    loop_depth: int
+    loop_vars: dict[N.Var, int]  # loop variable -> exclusive upper bound
+
+    # ------------------------------------------------------------ body.BodyChecker
+    @abstractmethod
+    def loc(self, node: ast.AST) -> Loc: ...
+
+    @abstractmethod
+    def error(self, node: ast.AST, msg: str, hint: str | None = None) -> UserError: ...
+
+    # ------------------------------------------------------------ expressions.Expressions
+    @abstractmethod
+    def condition(self, node: ast.expr) -> N.Expr: ...
+
+    @abstractmethod
+    def truth(self, v: N.Expr, node: ast.AST) -> N.Expr: ...
+
+    @abstractmethod
+    def expr(self, node: ast.expr) -> N.Expr: ...
+
+    @abstractmethod
+    def ctx_var(self, node: ast.expr) -> N.Var | None: ...
+
+    @abstractmethod
+    def index(self, node: ast.Subscript) -> N.Expr: ...
+
+    @abstractmethod
+    def array_literal(self, node: ast.List | ast.Tuple, t: T.ArrayT) -> N.Expr: ...
+
+    @abstractmethod
+    def attribute(self, node: ast.Attribute) -> N.Expr: ...
+
+    @abstractmethod
+    def ctx_field(self, node: ast.Attribute, ctx: N.Var) -> N.CtxField: ...
+
+    @abstractmethod
+    def field(self, base: N.Expr, node: ast.Attribute) -> N.Expr: ...
+
+    @abstractmethod
+    def deref(self, base: N.Expr, node: ast.Attribute) -> N.Expr: ...
+
+    # ------------------------------------------------------------ operators.Operators
+    @abstractmethod
+    def arith_operand(self, v: N.Expr, node: ast.AST) -> None: ...
+
+    @abstractmethod
+    def binary(self, op: str, left: N.Expr, right: N.Expr, node: ast.AST) -> N.Expr: ...
+
+    @abstractmethod
+    def unary(self, node: ast.UnaryOp) -> N.Expr: ...
+
+    @abstractmethod
+    def boolop(self, node: ast.BoolOp) -> N.Expr: ...
+
+    @abstractmethod
+    def compare(self, node: ast.Compare) -> N.Expr: ...
+
+    # ------------------------------------------------------------ calls.Calls, atomics.Atomics
+    @abstractmethod
+    def call(self, node: ast.Call) -> N.Expr: ...
+
+    @abstractmethod
+    def atomic(self, fn: Callable[..., object], node: ast.Call) -> N.Expr: ...
+
+    # ------------------------------------------------------------ helper_calls.HelperCalls
+    @abstractmethod
+    def use_helper(self, h: N.Helper, what: str, node: ast.AST) -> None: ...
+
+    @abstractmethod
+    def args_of(self, node: ast.Call, names: list[str], required: int, what: str) -> list[ast.expr | None]: ...
+
+    @abstractmethod
+    def map_method(self, m: N.MapRef, method: str, node: ast.Call) -> N.Expr: ...
+
+    @abstractmethod
+    def map_lookup(self, m: N.MapRef, key: ast.expr, node: ast.AST) -> N.Expr: ...
+
+    @abstractmethod
+    def raw_helper(self, h: N.Helper, node: ast.Call) -> N.Expr: ...
+
+    # ------------------------------------------------------------ conversions.Conversions
+    @abstractmethod
+    def cast(self, v: N.Expr, t: T.IntT, loc: Loc | None = None) -> N.Expr: ...
+
+    @abstractmethod
+    def convert(self, v: N.Expr, t: T.Type, node: ast.AST, explicit: bool = False) -> N.Expr: ...
