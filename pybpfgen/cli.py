@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
 from typing import TYPE_CHECKING
 
 from . import __version__
@@ -101,7 +101,7 @@ def build_parser(loader: bool = True, only: str | None = None) -> "argparse.Argu
     argparse about a millisecond, a tenth of a ``pybpfgen unload``)."""
     import argparse
 
-    loader_cli = None
+    loader_cli: ModuleType | None = None
     if loader:
         try:
             from kernel_loader import cli as loader_cli
@@ -193,7 +193,7 @@ def fast_compile_args(argv: list[str]) -> SimpleNamespace | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = fast_compile_args(argv)
+    args: argparse.Namespace | SimpleNamespace | None = fast_compile_args(argv)
     if args is None:
         first = next((a for a in argv if not a.startswith("-")), None)
         parser = build_parser(loader=first not in COMPILER_COMMANDS, only=first)
