@@ -5,12 +5,11 @@ Public API (see docs/loader.md)::
     load(path_or_dir="build", cgroup=None, pin_root=DEFAULT_PIN_ROOT, *, verbose=False) -> list[LoadedObject]
     unload(name=None, pin_root=DEFAULT_PIN_ROOT) -> list[str]
     status(pin_root=DEFAULT_PIN_ROOT) -> dict
-    open_pinned(name="accel", pin_root=DEFAULT_PIN_ROOT) -> PinnedObject   # .map(name) -> Map
+    open_pinned(name, pin_root=DEFAULT_PIN_ROOT) -> PinnedObject   # .map(name) -> Map
     open_map(object, map, pin_root=...) -> Map; map_show / map_dump / map_get / map_set / map_delete (any object)
-    policy_add(port, object="accel"), policy_remove(port, ...), policy_list(...)
-    policy_add_cidr(cidr, side="any"), policy_remove_cidr(...), policy_list_cidrs(...)
-    policy_add_tuple("CLIENT_IP:PORT-SERVER_IP:PORT"), policy_remove_tuple(...), policy_list_tuples(...)
-    policy_set(max_unanswered_msgs=None, max_unanswered_kib=None), policy_settings(...), policy_show(...)
+
+Applications plug into the ``pybpfgen`` command, ``status`` and ``doctor`` through :mod:`kernel_loader.plugins`
+(the accelerator's policies: :mod:`pybpfgen_accel`).
 
 This package must never import llvmlite (nor pybpfgen's compiler).
 """
@@ -19,12 +18,8 @@ import importlib
 _EXPORTS = {
     "BpfSyscallError": "errors", "LoaderError": "errors", "ObjectFormatError": "errors",
     "VerifierError": "verifier", "Map": "maps", "DEFAULT_PIN_ROOT": "pins",
-    "DEFAULT_OBJECT": "manager", "LoadedObject": "manager", "LoadedProgram": "manager", "PinnedObject": "manager",
+    "LoadedObject": "manager", "LoadedProgram": "manager", "PinnedObject": "manager",
     "load": "manager", "unload": "manager", "status": "manager", "open_pinned": "manager",
-    "policy_add": "manager", "policy_remove": "manager", "policy_list": "manager",
-    "policy_add_cidr": "manager", "policy_remove_cidr": "manager", "policy_list_cidrs": "manager",
-    "policy_add_tuple": "manager", "policy_remove_tuple": "manager", "policy_list_tuples": "manager",
-    "policy_set": "manager", "policy_settings": "manager", "policy_show": "manager",
     "open_map": "mapapi", "map_show": "mapapi", "map_dump": "mapapi", "map_get": "mapapi", "map_set": "mapapi",
     "map_delete": "mapapi",
 }

@@ -4,92 +4,22 @@ Every check is ``{"name", "status", "detail", "fix"}`` with status ``ok``,
 ``info``, ``warn`` (works, but know this) or ``fail`` (``load`` will stop
 here).  ``doctor`` exits 1 when any check fails.
 
-``doctor --conformance`` runs the accelerator conformance suite instead
-(``kernel_loader.conformance.run_conformance``) on a private pin root and exits
-1 when a case fails.
+Plugins (:mod:`kernel_loader.plugins`) add checks (the accelerator: its
+hazards on this kernel) and modes of their own (the accelerator's
+``--conformance`` and ``--stress`` suites).
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import sys
-import uuid
 
 from . import features as _features
 from . import pins as _pins
 from . import syscall as _syscall
 from .errors import LoaderError
 
-DEFAULT_CONFORMANCE_OBJECT = os.path.join("build", "accel.bpf.o")
 MIN_KERNEL = (5, 7)          # cgroup bpf_link
 SK_MSG_LINK_KERNEL = (6, 10)
-
-# Hazards measured on the running kernel line; (first affected, last affected or None), text, what to do.
-HAZARDS = [
-    {"name": "splice-reader", "kernels": ((4, 14), None),
-     "detail": "a splice(2) reader on an accelerated socket receives nothing, or bytes out of order: the "
-               "sockmap ingress queue is invisible to splice (measured on 6.18: 0 of 1 048 576 bytes; after a "
-               "demotion the newer TCP-path bytes came before the older redirected ones)",
-     "fix": "keep applications that splice (e.g. splicing proxies) out of the policy (`pybpfgen policy remove "
-            "--port N`) or out of the cgroup (`pybpfgen load --cgroup DIR`); see docs/hazards.md"},
-    {"name": "msg-waitall", "kernels": ((4, 14), None),
-     "detail": "recv(n, MSG_WAITALL) on an accelerated socket returns as soon as redirected bytes are there, not "
-               "when n bytes are: tcp_bpf_recvmsg ignores MSG_WAITALL (measured on 6.18 with records written in "
-               "parts: 16 of 16 reads short, e.g. 1 of 2 B, 100 of 200 B, 262144 of 1048576 B; after a demotion "
-               "recv(19200) returned the 16384 redirected bytes; the kernel path returned every read in full; no "
-               "byte lost or reordered). Applications that read fixed-size records with MSG_WAITALL and do not "
-               "check the length misparse",
-     "fix": "keep applications that rely on MSG_WAITALL out of the policy (`pybpfgen policy remove --port N`) or "
-            "out of the cgroup (`pybpfgen load --cgroup DIR`), or make them loop until the record is complete; "
-            "see docs/hazards.md"},
-    {"name": "msg-oob", "kernels": ((4, 14), None),
-     "detail": "TCP urgent data (MSG_OOB) is not urgent on an accelerated socket: an sk_msg program cannot see "
-               "MSG_OOB, the sender's urgent byte is redirected into the peer's sockmap queue as ordinary data (no "
-               "urgent pointer: no POLLPRI, SIOCATMARK never true, hence no SIGURG either), and recv(1, MSG_OOB) reads that "
-               "queue like a plain recv (tcp_bpf_recvmsg/sk_msg_recvmsg look only at MSG_PEEK). Measured on 6.18: "
-               "'abc', urgent '!', 'def' -> recv(1, MSG_OOB) returned 'a' and the inline stream was 'bc!def' "
-               "(kernel path: '!' and 'abcdef'); with SO_OOBINLINE the bytes are right ('abc!def') but the mark "
-               "is gone; 4 of 4 rounds wrong, both directions, no byte lost",
-     "fix": "keep applications that use TCP urgent data (telnet, rlogin, FTP ABOR, ...) out of the policy "
-            "(`pybpfgen policy remove --port N`) or out of the cgroup (`pybpfgen load --cgroup DIR`); see "
-            "docs/hazards.md"},
-    {"name": "socket-options", "kernels": ((4, 14), None),
-     "detail": "the sockmap paths ignore some socket options and flags (measured on 6.18, "
-               "tests/kernel/test_socket_options_hazards.py): SO_PEEK_OFF (every MSG_PEEK starts at the head of "
-               "the queue: '0123' twice instead of '0123', '4567'), SO_RCVLOWAT (poll wakes and recv returns 50 B "
-               "with a low-water mark of 100), MSG_ZEROCOPY (the data arrives, but the sender never gets the "
-               "completion notifications it must wait for before reusing its buffers: 0 vs 2)",
-     "fix": "keep applications that use SO_PEEK_OFF, SO_RCVLOWAT or MSG_ZEROCOPY out of the policy or the cgroup "
-            "(`pybpfgen policy remove --port N`, `pybpfgen load --cgroup DIR`); see docs/hazards.md"},
-    # limits of the current accelerator (programs/accel.py), measured on 6.18 (docs/benchmarks.md, tests/kernel)
-    {"name": "bulk-streams-slower", "kernels": ((4, 17), None),
-     "detail": "a socket in the sockhash sends through the sockmap (tcp_bpf) path even on the TCP path; a stream "
-               "demoted by the unanswered budget leaves the sockhash only when its peer never redirected (one-way "
-               "streams: iperf3 0.90-1.08x the kernel path's throughput on 6.18, 2 vCPUs); a stream whose peer sent "
-               "first (a request, then a bulk response) stays inserted: 0.75-0.91x; kernel memory stays flat",
-     "fix": "keep bulk-transfer ports out of the policy; accelerate request/response traffic (docs/benchmarks.md)"},
-    {"name": "unpaired-end", "kernels": ((4, 17), None), "status": "info",
-     "detail": "a selected socket whose peer is not accelerated (peer outside the cgroup or the policy, or on "
-               "another host) is inserted and waits for its peer; its first write misses, and once its data is "
-               "acknowledged it leaves the sockhash (measured: redirected 0, missed 1, released 1, data intact)",
-     "fix": "nothing to do for correctness; to accelerate such connections, load into a cgroup holding both ends "
-            "and use policies that select both ends (e.g. `policy add --cidr NET --side any`)"},
-    {"name": "mptcp", "kernels": ((5, 6), None), "status": "info",
-     "detail": "MPTCP connections are never accelerated: the sockhash refuses their subflows, and the program "
-               "then leaves them unpaired (measured: 0 inserted, 0 paired, 0 redirected, 4 MiB each way intact)",
-     "fix": "nothing to do; use TCP for connections that should be accelerated"},
-    {"name": "tcp-counters", "kernels": ((4, 14), None), "status": "info",
-     "detail": "redirected bytes bypass TCP, so TCP_INFO byte counters (ss -ti, monitoring agents) do not count "
-               "them (measured on 6.18: 100 001 B exchanged, tcpi_bytes_acked 1 and tcpi_bytes_received 0 "
-               "accelerated, 100 002 / 100 001 on the kernel path)",
-     "fix": "count accelerated traffic with `pybpfgen status` (redirected messages) or at the application"},
-    {"name": "reset-socket-stays", "kernels": ((4, 17), None), "status": "info",
-     "detail": "a socket reset by its peer stays in the sockhash until its owner closes it (no unhash hook; "
-               "measured: 1 entry after RST, 0 after close)",
-     "fix": "applications should close sockets after errors (they usually do)"},
-]
-
 
 def _check(name: str, status: str, detail: str, fix: str = "") -> dict:
     return {"name": name, "status": status, "detail": detail, "fix": fix}
@@ -222,22 +152,29 @@ def run_checks(pin_root: str = _pins.DEFAULT_PIN_ROOT, cgroup: str | None = None
         else:
             checks.append(_check("cgroup", "ok", f"{cgroup} is a cgroup v2 directory"))
 
-    # the object
-    obj_path = object_path or DEFAULT_CONFORMANCE_OBJECT
-    if os.path.exists(obj_path):
+    # the objects: OBJECT, else every *.bpf.o in build/ (what `pybpfgen load` loads by default)
+    if object_path:
+        paths = [object_path]
+    else:
+        build = "build"
+        paths = sorted(os.path.join(build, f) for f in (os.listdir(build) if os.path.isdir(build) else [])
+                       if f.endswith(".bpf.o"))
+        if not paths:
+            checks.append(_check("object", "info", f"no objects built yet in {build}/",
+                                 "build them with `pybpfgen compile programs/ -o build/`"))
+    for obj_path in paths:
+        name = f"object:{os.path.basename(obj_path)}" if not object_path else "object"
+        if not os.path.exists(obj_path):
+            checks.append(_check(name, "fail", f"{obj_path}: no such file",
+                                 "build it with `pybpfgen compile programs/ -o build/`"))
+            continue
         from .elf import parse_object
         try:
             o = parse_object(obj_path)
-            checks.append(_check("object", "ok", f"{obj_path}: {len(o.programs)} programs "
-                                                 f"({', '.join(p.name for p in o.programs)}), {len(o.maps)} maps"))
+            checks.append(_check(name, "ok", f"{obj_path}: {len(o.programs)} programs "
+                                             f"({', '.join(p.name for p in o.programs)}), {len(o.maps)} maps"))
         except LoaderError as e:
-            checks.append(_check("object", "fail", str(e), "rebuild it with `pybpfgen compile programs/ -o build/`"))
-    elif object_path:
-        checks.append(_check("object", "fail", f"{obj_path}: no such file",
-                             "build it with `pybpfgen compile programs/ -o build/`"))
-    else:
-        checks.append(_check("object", "info", f"{obj_path} not built yet",
-                             "build it with `pybpfgen compile programs/ -o build/`"))
+            checks.append(_check(name, "fail", str(e), "rebuild it with `pybpfgen compile programs/ -o build/`"))
 
     # what is loaded
     loaded = []
@@ -262,21 +199,17 @@ def run_checks(pin_root: str = _pins.DEFAULT_PIN_ROOT, cgroup: str | None = None
                                      f"{o['name']}: links {', '.join(detached)} are detached (target removed)",
                                      f"`pybpfgen unload {o['name']}` and load it again"))
             else:
-                acc = o.get("accelerator")
-                extra = f", {acc['sockets']} sockets, ports {acc['policy_ports']}" if acc else ""
                 checks.append(_check(f"loaded:{o['name']}", "ok",
-                                     f"{o['name']}: {len(o['programs'])} programs, {len(o['links'])} links{extra}"))
+                                     f"{o['name']}: {len(o['programs'])} programs, {len(o['links'])} links"))
         if not st["objects"]:
             checks.append(_check("loaded", "info", f"nothing loaded under {pin_root}"))
 
-    # known hazards of the running kernel
-    for hz in HAZARDS:
-        first, last = hz["kernels"]
-        if ver >= first and (last is None or ver <= last):
-            checks.append(_check(f"hazard:{hz['name']}", hz.get("status", "warn"), hz["detail"], hz["fix"]))
-
-    ok = not any(c["status"] == "fail" for c in checks)
-    return {"kernel": kernel, "features": feats, "pin_root": pin_root, "checks": checks, "loaded": loaded, "ok": ok}
+    # what plugins add (the accelerator: the known hazards of this kernel for its program)
+    report = {"kernel": kernel, "features": feats, "pin_root": pin_root, "checks": checks, "loaded": loaded}
+    from . import plugins
+    checks.extend(plugins.doctor_checks(report))
+    report["ok"] = not any(c["status"] == "fail" for c in checks)
+    return report
 
 
 ICONS = {"ok": "ok  ", "info": "info", "warn": "WARN", "fail": "FAIL"}
@@ -293,111 +226,11 @@ def format_checks(report: dict) -> str:
     return "\n".join(out)
 
 
-# ------------------------------------------------------------------ conformance
-def _import_conformance():
-    try:
-        from .conformance import run_conformance
-    except ModuleNotFoundError as e:
-        if e.name in ("kernel_loader.conformance", __package__ + ".conformance"):
-            raise LoaderError("the conformance suite is not available (kernel_loader.conformance is not "
-                              "installed in this build); update pybpfgen, or run `pybpfgen doctor` without "
-                              "--conformance") from None
-        raise
-    except ImportError as e:
-        raise LoaderError(f"the conformance suite cannot be imported ({e}); update pybpfgen") from None
-    return run_conformance
-
-
-@contextlib.contextmanager
-def _private_pin_root(pin_parent: str, sc):
-    """A fresh ``pybpfgen-conformance-<random>`` pin root; everything under it is unloaded and removed after."""
-    from .lifecycle import unload
-    pin_root = os.path.join(pin_parent, f"pybpfgen-conformance-{uuid.uuid4().hex[:8]}")
-    _pins.ensure_bpffs(pin_root, sc)
-    try:
-        yield pin_root
-    finally:
-        try:
-            unload(None, pin_root=pin_root, sc=sc)
-        finally:
-            if os.path.isdir(pin_root):
-                for dirpath, _d, files in os.walk(pin_root, topdown=False):
-                    for f in files:
-                        os.unlink(os.path.join(dirpath, f))
-                    os.rmdir(dirpath)
-
-
-def run_stress_suite(object_path: str, args, progress, pin_parent: str = _pins.BPFFS, sc=None) -> dict:
-    """``doctor --conformance --stress``: kernel_loader.conformance.stress.run_stress on a private pin root."""
-    from .lifecycle import check_privileges
-    sc = sc or _syscall.get_default()
-    _import_conformance()
-    from .conformance.env import CaseError
-    from .conformance.stress import run_stress
-    from .conformance.stress_plan import StressOptions
-    if not os.path.exists(object_path):
-        raise LoaderError(f"{object_path}: no such file; build it with `pybpfgen compile programs/ -o build/` "
-                          "or pass --object PATH")
-    try:
-        opts = StressOptions(budget=args.budget, duplex_bytes=args.duplex_bytes, max_bytes=args.max_bytes,
-                             stall_s=args.stall_seconds, hogs=args.hogs, low_msgs=args.low_budget_msgs,
-                             low_kib=args.low_budget_kib).check()
-    except ValueError as e:
-        raise LoaderError(f"stress options: {e}") from None
-    check_privileges(sc)
-    with _private_pin_root(pin_parent, sc) as pin_root:
-        try:
-            return run_stress(os.path.abspath(object_path), args.cases, args.rounds, args.seed, progress, pin_root,
-                              opts=opts)
-        except (ValueError, CaseError) as e:
-            raise LoaderError(f"stress: {e}") from None
-
-
-def run_conformance_suite(object_path: str, cases: list[str] | None, progress, pin_parent: str = _pins.BPFFS,
-                          sc=None) -> dict:
-    from .lifecycle import check_privileges
-    sc = sc or _syscall.get_default()
-    run = _import_conformance()
-    if not os.path.exists(object_path):
-        raise LoaderError(f"{object_path}: no such file; build it with `pybpfgen compile programs/ -o build/` "
-                          "or pass --object PATH")
-    check_privileges(sc)
-    with _private_pin_root(pin_parent, sc) as pin_root:
-        results = run(os.path.abspath(object_path), cases, progress, pin_root)
-    counts: dict[str, int] = {}
-    for r in results:
-        counts[r.get("status", "?")] = counts.get(r.get("status", "?"), 0) + 1
-    return {"object": os.path.abspath(object_path), "cases": list(results), "counts": counts,
-            "ok": not any(r.get("status") == "fail" for r in results)}
-
-
-def format_conformance(rep: dict) -> str:
-    rows = [(r.get("name", "?"), r.get("status", "?"), str(r.get("detail", "")).replace("\n", " ")) for r in rep["cases"]]
-    w = max([len("case")] + [len(r[0]) for r in rows])
-    out = [f"conformance of {rep['object']}", f"  {'case':<{w}}  {'status':<14} detail"]
-    for name, status, detail in rows:
-        out.append(f"  {name:<{w}}  {status:<14} {detail}")
-    summary = ", ".join(f"{n} {k}" for k, n in sorted(rep["counts"].items())) or "no cases"
-    out.append(("PASS" if rep["ok"] else "FAIL") + f": {summary}")
-    return "\n".join(out)
-
-
 def main(args) -> int:
-    if args.cases and not args.conformance:
-        raise LoaderError("--cases needs --conformance")
-    if getattr(args, "stress", False):
-        if not args.conformance:
-            raise LoaderError("--stress needs --conformance (pybpfgen doctor --conformance --stress)")
-        from .conformance.stress_count import format_report
-        progress = lambda msg: print(f"pybpfgen: {msg}", file=sys.stderr, flush=True)   # noqa: E731
-        rep = run_stress_suite(args.object or DEFAULT_CONFORMANCE_OBJECT, args, progress)
-        print(json.dumps(rep, indent=2, sort_keys=True) if args.json else format_report(rep))
-        return 0 if rep["ok"] else 1
-    if args.conformance:
-        progress = lambda msg: print(f"pybpfgen: {msg}", file=sys.stderr, flush=True)   # noqa: E731
-        rep = run_conformance_suite(args.object or DEFAULT_CONFORMANCE_OBJECT, args.cases, progress)
-        print(json.dumps(rep, indent=2, sort_keys=True) if args.json else format_conformance(rep))
-        return 0 if rep["ok"] else 1
+    from . import plugins
+    rc = plugins.run_doctor(args)   # a plugin's own doctor mode (the accelerator's --conformance / --stress)
+    if rc is not None:
+        return rc
     report = run_checks(args.pin_root, cgroup=args.cgroup, object_path=args.object)
     print(json.dumps(report, indent=2, sort_keys=True) if args.json else format_checks(report))
     return 0 if report["ok"] else 1

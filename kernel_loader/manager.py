@@ -1,4 +1,4 @@
-"""The loader's Python API: load / unload / status / open_pinned / policy.
+"""The loader's Python API: load / unload / status / open_pinned.
 
 Everything here takes an optional ``sc`` (the syscall layer, default
 :func:`kernel_loader.syscall.get_default`) and ``pin_root``.
@@ -20,7 +20,6 @@ from .maps import ARRAY_TYPES, PERCPU_TYPES, Map
 from .pins import DEFAULT_PIN_ROOT
 
 CGROUP2_SUPER_MAGIC = 0x63677270
-from .defaults import DEFAULT_OBJECT  # noqa: E402
 DECODE_MAX_ENTRIES = 64
 
 
@@ -156,8 +155,8 @@ def _counters(maps: list[dict]) -> dict:
 def _summaries(obj: dict, sc) -> dict:
     """Program-specific summaries added to an object's status (``{"accelerator": ...}``); each comes from
     the program's own spec module, the generic status above knows no program."""
-    from . import accelspec
-    return {accelspec.STATUS_KEY: accelspec.status_summary(obj, sc)}
+    from . import plugins
+    return plugins.status_summaries(obj, sc)
 
 
 def _visible(entries: list[str]) -> list[str]:
@@ -317,7 +316,7 @@ class PinnedObject:
 
 
 @_user_errors
-def open_pinned(name: str = DEFAULT_OBJECT, pin_root: str = DEFAULT_PIN_ROOT, *, sc=None) -> PinnedObject:
+def open_pinned(name: str, pin_root: str = DEFAULT_PIN_ROOT, *, sc=None) -> PinnedObject:
     sc = sc or _syscall.get_default()
     d = os.path.join(os.path.abspath(pin_root), name)
     if not os.path.isdir(os.path.join(d, "maps")):
@@ -325,12 +324,3 @@ def open_pinned(name: str = DEFAULT_OBJECT, pin_root: str = DEFAULT_PIN_ROOT, *,
         hint = f" (loaded: {', '.join(loaded)})" if loaded else " (nothing is loaded)"
         raise LoaderError(f"object {name} is not loaded{hint}; load it first with `pybpfgen load`")
     return PinnedObject(name, d, sc)
-
-
-# ------------------------------------------------------------------- policy
-# The accelerator's policy maps: kernel_loader/accelspec.py, a thin layer over the generic map API (mapapi.py);
-# re-exported here, the API's home. Parsing: policyspec.py. A connection is accelerated when ANY policy selects it.
-from .accelspec import (policy_add, policy_add_cidr, policy_add_tuple, policy_list, policy_list_cidrs,  # noqa: E402,F401
-                        policy_list_tuples, policy_remove, policy_remove_cidr, policy_remove_tuple, policy_set,
-                        policy_settings, policy_show)
-from .policyspec import ConnTuple, Cidr, check_port  # noqa: E402,F401

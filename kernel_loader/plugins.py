@@ -34,13 +34,15 @@ import importlib
 import os
 from types import ModuleType
 
+from .errors import LoaderError
+
 GROUP = "pybpfgen.plugins"
 ENV = "PYBPFGEN_PLUGINS"
 
 _loaded: dict[str, ModuleType] | None = None
 
 
-class PluginError(Exception):
+class PluginError(LoaderError):
     """A plugin that cannot be imported (named in the message, with the entry point)."""
 
 

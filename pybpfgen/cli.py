@@ -110,6 +110,9 @@ def build_parser(loader: bool = True, only: str | None = None) -> "argparse.Argu
     commands = dict(COMPILER_COMMANDS)
     if loader_cli is not None:
         commands.update(loader_cli.COMMANDS)
+        if only not in commands:  # a plugin's command (or help, or a mistake): the plugins' commands too
+            from kernel_loader import plugins
+            commands.update(plugins.commands(commands))
     if only not in commands:
         only = None  # unknown or no command: the full parser, whose error or help lists them all
 
@@ -196,7 +199,13 @@ def main(argv: list[str] | None = None) -> int:
     args: argparse.Namespace | SimpleNamespace | None = fast_compile_args(argv)
     if args is None:
         first = next((a for a in argv if not a.startswith("-")), None)
-        parser = build_parser(loader=first not in COMPILER_COMMANDS, only=first)
+        try:
+            parser = build_parser(loader=first not in COMPILER_COMMANDS, only=first)
+        except Exception as e:  # noqa: BLE001 - a plugin that cannot be imported (PluginError): one line
+            if not isinstance(e, _user_error_types()):
+                raise
+            print(f"pybpfgen: error: {e}", file=sys.stderr)
+            return EXIT_USER
         args = parser.parse_args(argv)
         if not getattr(args, "func", None):
             parser.print_help(sys.stderr)

@@ -41,7 +41,7 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import policyspec as _ps
+from pybpfgen_accel import policyspec as _ps
 from ..defaults import DEFAULT_PIN_ROOT
 from ..errors import LoaderError
 

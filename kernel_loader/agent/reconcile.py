@@ -31,7 +31,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .. import policyspec as _ps
+from pybpfgen_accel import policyspec as _ps
 from ..errors import LoaderError
 from .config import AgentConfig, ConfigError, ObjectSpec
 

@@ -1,9 +1,9 @@
-"""pytest wrappers of the conformance suite (issue #5): kernel_loader.conformance against the compiled
+"""pytest wrappers of the conformance suite (issue #5): pybpfgen_accel.conformance against the compiled
 programs/accel.py. Each case runs accelerated and on the kernel path in private netns/cgroups/pins.
 
 Every case must pass (cases 2, 6, 10 and 11 failed with the seed's 4-tuple design; see docs/hazards.md). The splice,
 MSG_WAITALL and MSG_OOB cases must be *reported* as the kernel hazards they are (not silently pass). Progress goes to the terminal (capsys disabled).
-Sizes: PYBPFGEN_CONF_* env vars (see kernel_loader/conformance/cases.py, Params).
+Sizes: PYBPFGEN_CONF_* env vars (see pybpfgen_accel/conformance/cases.py, Params).
 """
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from kernel_loader.conformance import CASE_NAMES, STATUSES, run_conformance
-from kernel_loader.conformance.env import leftovers
+from pybpfgen_accel.conformance import CASE_NAMES, STATUSES, run_conformance
+from pybpfgen_accel.conformance.env import leftovers
 
 REPO = Path(__file__).resolve().parents[2]
 ISSUE = "issue #5"
@@ -104,7 +104,7 @@ def test_msg_waitall_short_reads_are_reported_as_kernel_hazard(conformance):
 
 def test_msg_waitall_judgement(monkeypatch):
     """Short reads: a kernel hazard accelerated, a failure on the kernel path; lost bytes always fail."""
-    from kernel_loader.conformance import cases
+    from pybpfgen_accel.conformance import cases
 
     def result(short=0, burst_first=19200, problems=()):
         return {"problems": list(problems), "reads": 16, "short_reads": short, "bytes_asked_short": 2 * short,
@@ -150,7 +150,7 @@ def test_msg_oob_is_reported_as_kernel_hazard(conformance):
 def test_msg_oob_judgement(monkeypatch):
     """Urgent data mishandled: a kernel hazard accelerated (loss named first), a failure on the kernel path;
     anything else going wrong accelerated still fails."""
-    from kernel_loader.conformance import cases
+    from pybpfgen_accel.conformance import cases
 
     def rnd(d="c2s", inline=False, oob="!", got="abcdef", mark=3, pri=True):
         exp = {"oob": None if inline else "!", "inline": "abc!def" if inline else "abcdef", "mark": 3,

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from kernel_loader.conformance.env import leftovers
-from kernel_loader.conformance.stress import run_stress
-from kernel_loader.conformance.stress_count import COUNT_KEYS, format_report
-from kernel_loader.conformance.stress_env import v1_leftovers
-from kernel_loader.conformance.stress_plan import STRESS_CASE_NAMES, StressOptions, draw_round, round_seeds
+from pybpfgen_accel.conformance.env import leftovers
+from pybpfgen_accel.conformance.stress import run_stress
+from pybpfgen_accel.conformance.stress_count import COUNT_KEYS, format_report
+from pybpfgen_accel.conformance.stress_env import v1_leftovers
+from pybpfgen_accel.conformance.stress_plan import STRESS_CASE_NAMES, StressOptions, draw_round, round_seeds
 
 REPO = Path(__file__).resolve().parents[2]
 SEED = 12          # with 4 rounds: every case gets low and default budgets, hogs, a throttled end, both I/O modes

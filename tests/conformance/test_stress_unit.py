@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from kernel_loader.conformance import stress_count as sc
-from kernel_loader.conformance import stress_plan as sp
-from kernel_loader.conformance.stress_stream import HDR, StreamChecker, StreamSource
+from pybpfgen_accel.conformance import stress_count as sc
+from pybpfgen_accel.conformance import stress_plan as sp
+from pybpfgen_accel.conformance.stress_stream import HDR, StreamChecker, StreamSource
 
 
 # ------------------------------------------------------------------------------------------ seeds
@@ -306,7 +306,7 @@ def test_stress_needs_conformance():
 
 
 def test_reproduce_command_names_every_non_default_option():
-    from kernel_loader.conformance.stress import reproduce_command
+    from pybpfgen_accel.conformance.stress import reproduce_command
     assert reproduce_command("stream", 5, sp.StressOptions(), "/o") == (
         "pybpfgen doctor --conformance --stress --cases stream --seed 5 --rounds 1 --object /o")
     o = sp.StressOptions(budget="low", duplex_bytes=1 << 20, hogs="always", low_msgs=8, stall_s=2)
@@ -318,7 +318,7 @@ def test_reproduce_command_names_every_non_default_option():
 
 
 def test_run_stress_rejects_unknown_cases():
-    from kernel_loader.conformance.stress import run_stress
+    from pybpfgen_accel.conformance.stress import run_stress
     with pytest.raises(ValueError, match="unknown stress case"):
         run_stress("/nonexistent.o", ["sizes"], 1, 1, None, "/sys/fs/bpf/x")
 

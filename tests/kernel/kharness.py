@@ -563,8 +563,8 @@ def private_pin_root(prefix: str = "pybpfgen-test"):
 # cgroup v2
 # --------------------------------------------------------------------------
 # cgroup plumbing shared with the product's conformance runner (one implementation)
-from kernel_loader.conformance.env import _cgroup_pids as cgroup_pids  # noqa: E402
-from kernel_loader.conformance.env import cgroup2_root, destroy_cgroup  # noqa: E402,F401
+from pybpfgen_accel.conformance.env import _cgroup_pids as cgroup_pids  # noqa: E402
+from pybpfgen_accel.conformance.env import cgroup2_root, destroy_cgroup  # noqa: E402,F401
 
 
 @contextlib.contextmanager

@@ -18,6 +18,7 @@ bpf(2) helpers where it matters, not from the code under test.
 """
 from __future__ import annotations
 
+import pybpfgen_accel as accel
 import json
 import os
 import signal
@@ -180,8 +181,7 @@ def env(accel_obj, child_cgroup, pin_root, tmp_path):
 
 
 def policy(pin_root) -> dict:
-    import kernel_loader as kl
-    return kl.policy_show("accel", pin_root=str(pin_root))
+    return accel.policy_show("accel", pin_root=str(pin_root))
 
 
 def stats_and_socks(cg) -> tuple[dict, list[bytes]]:

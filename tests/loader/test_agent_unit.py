@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from kernel_loader import policyspec as ps
+from pybpfgen_accel import policyspec as ps
 from kernel_loader.errors import LoaderError
 from kernel_loader.agent import config as C
 from kernel_loader.agent import metrics as M

@@ -7,6 +7,7 @@ import textwrap
 
 import pytest
 
+from pybpfgen_accel import cli as accel_cli
 from kernel_loader import cli
 
 
@@ -28,7 +29,7 @@ def test_register_and_defaults():
     a = p.parse_args(["status", "--json"])
     assert a.json and a.func is cli.cmd_status
     a = p.parse_args(["policy", "add", "--port", "8080"])
-    assert (a.policy_cmd, a.port, a.object, a.func) == ("add", 8080, "accel", cli.cmd_policy)
+    assert (a.policy_cmd, a.port, a.object, a.func) == ("add", 8080, "accel", accel_cli.cmd_policy)
     a = p.parse_args(["policy", "list", "--object", "other"])
     assert a.object == "other"
 

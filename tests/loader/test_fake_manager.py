@@ -5,6 +5,7 @@ import struct
 
 import pytest
 
+import pybpfgen_accel as accel
 from kernel_loader import features, manager, pins
 from kernel_loader.elf import parse_object
 from kernel_loader.errors import BtfLoadError, LoaderError
@@ -199,17 +200,17 @@ def test_load_directory(env, twin_object, tmp_path):
 def test_policy(env, twin_object):
     sc, root, cg = env
     manager.load(twin_object, cgroup=cg, pin_root=root, sc=sc)
-    manager.policy_add(8080, pin_root=root, sc=sc)
-    manager.policy_add(443, pin_root=root, sc=sc)
-    assert manager.policy_list(pin_root=root, sc=sc) == [443, 8080]
-    assert manager.policy_remove(443, pin_root=root, sc=sc) is True
-    assert manager.policy_remove(443, pin_root=root, sc=sc) is False
+    accel.policy_add(8080, pin_root=root, sc=sc)
+    accel.policy_add(443, pin_root=root, sc=sc)
+    assert accel.policy_list(pin_root=root, sc=sc) == [443, 8080]
+    assert accel.policy_remove(443, pin_root=root, sc=sc) is True
+    assert accel.policy_remove(443, pin_root=root, sc=sc) is False
     with pytest.raises(LoaderError, match="1 to 65535"):
-        manager.policy_add(70000, pin_root=root, sc=sc)
+        accel.policy_add(70000, pin_root=root, sc=sc)
     with pytest.raises(LoaderError, match="1 to 65535"):
-        manager.policy_add(0, pin_root=root, sc=sc)
+        accel.policy_add(0, pin_root=root, sc=sc)
     with pytest.raises(LoaderError, match="not loaded"):
-        manager.policy_list(object="nope", pin_root=root, sc=sc)
+        accel.policy_list(object="nope", pin_root=root, sc=sc)
     with manager.open_pinned("accel", pin_root=root, sc=sc) as o:
         m = o.map("accel_ports")
         assert list(m.keys()) == [struct.pack("<I", 8080)]

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+import pybpfgen_accel as accel
 import kernel_loader as kl
 from kernel_loader import syscall as S
 from kernel_loader.errors import BpfSyscallError
@@ -114,8 +115,8 @@ def test_end_to_end_redirect(twin_object, test_cgroup, pin_root, tmp_path):
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         port = int(p.stdout.readline())
-        kl.policy_add(port, pin_root=pin_root)
-        assert kl.policy_list(pin_root=pin_root) == [port]
+        accel.policy_add(port, pin_root=pin_root)
+        assert accel.policy_list(pin_root=pin_root) == [port]
         p.stdin.write("\n"); p.stdin.flush()
         assert p.stdout.readline().strip() == "CONNECTED"
         with kl.open_pinned("accel", pin_root=pin_root) as o:
@@ -128,7 +129,7 @@ def test_end_to_end_redirect(twin_object, test_cgroup, pin_root, tmp_path):
         progs = {x["name"]: x for x in st["programs"]}
         assert progs["accel_redirect"]["run_cnt"] >= 10       # every send went through sk_msg
         assert progs["accel_sockops"]["run_cnt"] >= 2
-        assert kl.policy_remove(port, pin_root=pin_root) is True
+        assert accel.policy_remove(port, pin_root=pin_root) is True
     finally:
         os.close(stats_fd)
         if p.poll() is None:

@@ -17,6 +17,7 @@ import time
 
 import pytest
 
+import pybpfgen_accel as accel
 import kernel_loader as kl
 from kernel_loader.elf import parse_object
 from kernel_loader import lifecycle, state
@@ -140,7 +141,7 @@ def lift_budget(pin_root):
 def test_upgrade_keeps_accelerated_stream_flowing(accel_object, test_cgroup, pin_root, tmp_path):
     (o1,) = kl.load(accel_object, cgroup=test_cgroup, pin_root=pin_root)
     port = free_port()
-    kl.policy_add(port, pin_root=pin_root)
+    accel.policy_add(port, pin_root=pin_root)
     lift_budget(pin_root)
     p = start_streamer(tmp_path, test_cgroup, port, duration=3.0)
     attached_seen = []
@@ -186,12 +187,12 @@ def test_upgrade_keeps_accelerated_stream_flowing(accel_object, test_cgroup, pin
     assert set(attached_seen) == {1}, set(attached_seen)                                    # exactly one, always
     red, miss, _ = accel_counters(pin_root)
     assert red > 0 and miss <= 2, (red, miss)
-    assert kl.policy_list(pin_root=pin_root) == [port]                                       # policy map kept
+    assert accel.policy_list(pin_root=pin_root) == [port]                                       # policy map kept
 
 
 def test_incompatible_map_needs_replace_maps(accel_object, accel_variant_object, test_cgroup, pin_root):
     (o1,) = kl.load(accel_object, cgroup=test_cgroup, pin_root=pin_root)
-    kl.policy_add(4242, pin_root=pin_root)
+    accel.policy_add(4242, pin_root=pin_root)
     with pytest.raises(kl.LoaderError) as ei:
         kl.load(accel_variant_object, cgroup=test_cgroup, pin_root=pin_root)
     msg = str(ei.value)
@@ -205,7 +206,7 @@ def test_incompatible_map_needs_replace_maps(accel_object, accel_variant_object,
     assert o2.replaced_maps == ["policy_ports"]
     assert set(o2.reused_maps) == set(parse_object(accel_object).maps) - {"policy_ports"}
     maps = {m["pin_name"]: m for m in kl.status(pin_root=pin_root)["objects"][0]["maps"]}
-    assert maps["policy_ports"]["max_entries"] == 2048 and kl.policy_list(pin_root=pin_root) == []
+    assert maps["policy_ports"]["max_entries"] == 2048 and accel.policy_list(pin_root=pin_root) == []
     assert cgroup_progs(test_cgroup) == [o2.programs["accel_sockops"].id]
     assert kl.unload("accel", pin_root=pin_root) == ["accel"]
     assert_nothing_left(pin_root, test_cgroup, [p.id for p in [*o1.programs.values(), *o2.programs.values()]])
@@ -274,7 +275,7 @@ def test_legacy_sk_msg_fallback(accel_object, test_cgroup, pin_root, tmp_path, m
         assert sc.prog_query(mfd, 7)["prog_ids"] == [progs["accel_redirect"]]
         # traffic is redirected through the legacy attachment
         port = free_port()
-        kl.policy_add(port, pin_root=pin_root)
+        accel.policy_add(port, pin_root=pin_root)
         p = start_streamer(tmp_path, test_cgroup, port, duration=0.5)
         try:
             assert json.loads(p.stdout.readline())["event"] == "ready"
@@ -327,7 +328,7 @@ def test_unload_finds_links_when_pins_were_removed(accel_object, test_cgroup, pi
 def test_status_stats_measures_only_meanwhile(accel_object, test_cgroup, pin_root, tmp_path):
     kl.load(accel_object, cgroup=test_cgroup, pin_root=pin_root)
     port = free_port()
-    kl.policy_add(port, pin_root=pin_root)
+    accel.policy_add(port, pin_root=pin_root)
     lift_budget(pin_root)  # keep the one-way stream redirected, so the program runs on every write
     p = start_streamer(tmp_path, test_cgroup, port, duration=2.0)
     try:
@@ -436,4 +437,4 @@ def test_typed_map_api(accel_object, test_cgroup, pin_root):
         assert all(v["redirected"] == 5 and v["missed"] == 0 for v in per_cpu)
         with pytest.raises(ValueError, match="no member 'bogus'"):
             stats.set(0, {"bogus": 1})
-    assert kl.policy_list(pin_root=pin_root) == [8080]
+    assert accel.policy_list(pin_root=pin_root) == [8080]

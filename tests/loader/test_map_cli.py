@@ -6,6 +6,7 @@ import struct
 
 import pytest
 
+import pybpfgen_accel as accel
 import kernel_loader as kl
 from kernel_loader import features, manager, mapapi, syscall
 from kernel_loader.errors import LoaderError
@@ -75,7 +76,7 @@ def test_set_get_dump_delete(loaded):
         assert k == struct.pack("<5I", 104, 0, 0, 0xFFFF0000, 10)
     assert kl.map_dump("accel", "policy_cidrs", **kw) == [{"key": prefix, "value": 3}]
     kl.map_set("accel", "settings", 0, {"max_unanswered_kib": 64}, **kw)
-    assert manager.policy_settings(**kw)["max_unanswered_kib"] == 64
+    assert accel.policy_settings(**kw)["max_unanswered_kib"] == 64
     n = possible_cpus()
     kl.map_set("accel", "stats", 0, [{"redirected": i} for i in range(n)], **kw)   # one value per CPU
     per_cpu = kl.map_get("accel", "stats", 0, **kw)

@@ -9,6 +9,7 @@ import textwrap
 
 import pytest
 
+import pybpfgen_accel as accel
 import kernel_loader as kl
 from kernel_loader.errors import LoaderError
 from kernel_loader.maps import possible_cpus
@@ -67,13 +68,13 @@ def test_map_commands_on_the_accelerator(accel_object, test_cgroup, pin_root):
     port = free_port()
     assert cli("set", "accel", "policy_ports", str(port), "1", *pr).stdout.strip() == \
         f"accel/policy_ports[{port}] = 1"
-    assert kl.policy_list(pin_root=pin_root) == [port]                 # what `policy` reads: the same bytes
+    assert accel.policy_list(pin_root=pin_root) == [port]                 # what `policy` reads: the same bytes
     assert cli("get", "accel", "policy_ports", str(port), *pr).stdout.strip() == "1"
-    kl.policy_add_cidr("10.0.0.0/8", pin_root=pin_root)
+    accel.policy_add_cidr("10.0.0.0/8", pin_root=pin_root)
     assert json.loads(cli("dump", "accel", "policy_cidrs", "--json", *pr).stdout) == [
         {"key": {"prefixlen": 104, "addr": [0, 0, 0xFFFF0000, 10]}, "value": 3}]
     cli("delete", "accel", "policy_cidrs", '{"prefixlen": 104, "addr": [0, 0, 4294901760, 10]}', *pr)
-    assert kl.policy_list_cidrs(pin_root=pin_root) == []
+    assert accel.policy_list_cidrs(pin_root=pin_root) == []
 
     before = kl.map_get("accel", "stats", 0, pin_root=pin_root)
     assert len(before) == possible_cpus()
@@ -96,7 +97,7 @@ def test_map_commands_on_the_accelerator(accel_object, test_cgroup, pin_root):
 
     # settings through the generic API; the policy layer reads the same value
     cli("set", "accel", "settings", "0", '{"max_unanswered_kib": 64}', *pr)
-    assert kl.policy_settings(pin_root=pin_root)["max_unanswered_kib"] == 64
+    assert accel.policy_settings(pin_root=pin_root)["max_unanswered_kib"] == 64
     cli("set", "accel", "stats", "0", json.dumps([{"missed": i} for i in range(possible_cpus())]), *pr)
     assert [c["missed"] for c in kl.map_get("accel", "stats", 0, pin_root=pin_root)] == list(range(possible_cpus()))
     # errors: one line, exit 1
@@ -110,7 +111,7 @@ def test_map_commands_on_the_accelerator(accel_object, test_cgroup, pin_root):
     with pytest.raises(LoaderError, match="has no map 'nope'"):
         kl.open_map("accel", "nope", pin_root=pin_root)
     assert cli("delete", "accel", "policy_ports", str(port), *pr).stdout.startswith("deleted")
-    assert kl.policy_list(pin_root=pin_root) == []
+    assert accel.policy_list(pin_root=pin_root) == []
 
 
 GLOBALS = textwrap.dedent("""

@@ -11,7 +11,9 @@ import struct
 
 import pytest
 
-from kernel_loader import accelspec, cli, features, manager, policyspec as ps, syscall
+import pybpfgen_accel as accel
+from kernel_loader import cli, features, manager, syscall
+from pybpfgen_accel import cli as accel_cli, policyspec as ps, spec as accelspec
 from kernel_loader.btf import STRUCT, Btf
 from kernel_loader.elf import parse_object
 from kernel_loader.errors import LoaderError
@@ -148,7 +150,7 @@ def test_cli_parses_every_kind():
     a = p.parse_args(["policy", "remove", "--tuple", "[::1]:1-[::1]:2"])
     assert str(a.conn) == "[::1]:1-[::1]:2"
     a = p.parse_args(["policy", "list", "--json"])
-    assert a.json and a.func is cli.cmd_policy
+    assert a.json and a.func is accel_cli.cmd_policy
     a = p.parse_args(["policy", "set", "--max-unanswered-msgs", "0", "--max-unanswered-kib", "64"])
     assert (a.max_unanswered_msgs, a.max_unanswered_kib) == (0, 64)
 
@@ -192,43 +194,43 @@ def _raw(sc, root, name):
 def test_api_cidrs(loaded):
     sc, root = loaded
     kw = dict(pin_root=root, sc=sc)
-    assert manager.policy_add_cidr("198.18.0.0/15", "local", **kw) == "local"
-    assert manager.policy_add_cidr("198.18.0.0/15", "remote", **kw) == "any"      # union of sides
-    assert manager.policy_add_cidr("2001:2::/48", **kw) == "any"
+    assert accel.policy_add_cidr("198.18.0.0/15", "local", **kw) == "local"
+    assert accel.policy_add_cidr("198.18.0.0/15", "remote", **kw) == "any"      # union of sides
+    assert accel.policy_add_cidr("2001:2::/48", **kw) == "any"
     key = struct.pack("<I", 111) + MAPPED + bytes([198, 18, 0, 0])
     assert _raw(sc, root, "policy_cidrs")[key] == struct.pack("<I", 3)
-    assert manager.policy_list_cidrs(**kw) == [
+    assert accel.policy_list_cidrs(**kw) == [
         {"cidr": "198.18.0.0/15", "side": "any", "flags": 3}, {"cidr": "2001:2::/48", "side": "any", "flags": 3}]
-    assert manager.policy_remove_cidr("198.18.0.0/15", "local", **kw) is True     # leaves remote
+    assert accel.policy_remove_cidr("198.18.0.0/15", "local", **kw) is True     # leaves remote
     assert _raw(sc, root, "policy_cidrs")[key] == struct.pack("<I", 2)
-    assert manager.policy_remove_cidr("198.18.0.0/15", "local", **kw) is False
-    assert manager.policy_remove_cidr("198.18.0.0/16", **kw) is False             # not an exact entry
-    assert manager.policy_remove_cidr("198.18.0.0/15", **kw) is True
-    assert [e["cidr"] for e in manager.policy_list_cidrs(**kw)] == ["2001:2::/48"]
+    assert accel.policy_remove_cidr("198.18.0.0/15", "local", **kw) is False
+    assert accel.policy_remove_cidr("198.18.0.0/16", **kw) is False             # not an exact entry
+    assert accel.policy_remove_cidr("198.18.0.0/15", **kw) is True
+    assert [e["cidr"] for e in accel.policy_list_cidrs(**kw)] == ["2001:2::/48"]
     with pytest.raises(LoaderError, match="host bits"):
-        manager.policy_add_cidr("198.18.0.1/15", **kw)
+        accel.policy_add_cidr("198.18.0.1/15", **kw)
 
 
 def test_api_tuples_settings_show(loaded):
     sc, root = loaded
     kw = dict(pin_root=root, sc=sc)
-    assert manager.policy_add_tuple("127.0.0.1:40000-127.0.0.1:8080", **kw) == "127.0.0.1:40000-127.0.0.1:8080"
-    manager.policy_add_tuple(ps.parse_tuple("[::1]:40000-[::1]:8080"), **kw)
+    assert accel.policy_add_tuple("127.0.0.1:40000-127.0.0.1:8080", **kw) == "127.0.0.1:40000-127.0.0.1:8080"
+    accel.policy_add_tuple(ps.parse_tuple("[::1]:40000-[::1]:8080"), **kw)
     raw = _raw(sc, root, "policy_tuples")
     key = MAPPED + bytes([127, 0, 0, 1]) + MAPPED + bytes([127, 0, 0, 1]) + struct.pack("<II", 40000, 8080)
     assert raw[key] == struct.pack("<I", 1) and len(raw) == 2
-    assert manager.policy_list_tuples(**kw) == ["127.0.0.1:40000-127.0.0.1:8080", "[::1]:40000-[::1]:8080"]
-    assert manager.policy_remove_tuple("[::1]:40000-[::1]:8080", **kw) is True
-    assert manager.policy_remove_tuple("[::1]:40000-[::1]:8080", **kw) is False
-    st = manager.policy_set(max_unanswered_kib=64, **kw)
+    assert accel.policy_list_tuples(**kw) == ["127.0.0.1:40000-127.0.0.1:8080", "[::1]:40000-[::1]:8080"]
+    assert accel.policy_remove_tuple("[::1]:40000-[::1]:8080", **kw) is True
+    assert accel.policy_remove_tuple("[::1]:40000-[::1]:8080", **kw) is False
+    st = accel.policy_set(max_unanswered_kib=64, **kw)
     assert (st["max_unanswered_msgs"], st["max_unanswered_kib"], st["effective_max_unanswered_msgs"]) == (0, 64, 256)
-    st = manager.policy_set(max_unanswered_msgs=10, **kw)                     # keeps the KiB
+    st = accel.policy_set(max_unanswered_msgs=10, **kw)                     # keeps the KiB
     assert (st["max_unanswered_msgs"], st["max_unanswered_kib"]) == (10, 64)
     assert _raw(sc, root, "settings")[struct.pack("<I", 0)] == struct.pack("<II", 10, 64)
     with pytest.raises(LoaderError, match="nothing to set"):
-        manager.policy_set(**kw)
-    manager.policy_add(6379, **kw)
-    show = manager.policy_show(**kw)
+        accel.policy_set(**kw)
+    accel.policy_add(6379, **kw)
+    show = accel.policy_show(**kw)
     assert show["ports"] == [6379] and show["cidrs"] == [] and show["tuples"] == ["127.0.0.1:40000-127.0.0.1:8080"]
     assert show["settings"]["max_unanswered_msgs"] == 10
 
@@ -242,10 +244,10 @@ def test_twin_has_ports_only(tmp_path, twin_object):
     sc.report_btf = True
     root = str(bpffs / "pybpfgen")
     manager.load(twin_object, cgroup=str(cg), pin_root=root, sc=sc)
-    show = manager.policy_show(pin_root=root, sc=sc)
+    show = accel.policy_show(pin_root=root, sc=sc)
     assert show["cidrs"] is None and show["tuples"] is None and show["ports"] == []
     with pytest.raises(LoaderError, match="has no CIDR policy map"):
-        manager.policy_add_cidr("10.0.0.0/8", pin_root=root, sc=sc)
+        accel.policy_add_cidr("10.0.0.0/8", pin_root=root, sc=sc)
 
 
 def test_cli_commands(loaded, capsys):

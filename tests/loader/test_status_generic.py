@@ -5,6 +5,7 @@ import textwrap
 
 import pytest
 
+import pybpfgen_accel as accel
 import kernel_loader as kl
 from kernel_loader import cli, features
 from kernel_loader.maps import possible_cpus
@@ -78,7 +79,7 @@ def test_accelerator_summary_is_unchanged(tmp_path, accel_object):
     root = str(tmp_path / "bpffs" / "pybpfgen")
     kl.load(accel_object, cgroup=str(tmp_path / "cg"), pin_root=root, sc=sc)
     kw = dict(pin_root=root, sc=sc)
-    kl.policy_add(8080, **kw)
+    accel.policy_add(8080, **kw)
     kl.map_set("accel", "stats", 0, {"redirected": 3, "missed": 1}, **kw)
     (o,) = kl.status(**kw)["objects"]
     n = possible_cpus()

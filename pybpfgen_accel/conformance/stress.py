@@ -1,7 +1,7 @@
 """Stress mode of the conformance suite (issue 11): every stress case, round after round, under adversarial
 timing, on the kernel path and accelerated, counting what goes wrong on each.
 
-    from kernel_loader.conformance.stress import run_stress
+    from pybpfgen_accel.conformance.stress import run_stress
     rep = run_stress("build/accel.bpf.o", cases=None, rounds=10, seed=1, progress=print,
                      pin_root="/sys/fs/bpf/pbg-stress", opts=StressOptions(duplex_bytes=2 << 20))
 
@@ -30,7 +30,7 @@ from .stress_plan import (STRESS_CASE_NAMES, STRESS_CASES, RoundParams, StressOp
                           round_seeds)
 
 MODES = ("kernel", "accel")
-WORKER = "kernel_loader.conformance.stress_worker"
+WORKER = "pybpfgen_accel.conformance.stress_worker"
 
 
 def reproduce_command(case: str, seed: int, opts: StressOptions, object_path: str) -> str:
@@ -156,9 +156,9 @@ def _leftovers(sb: Sandbox, before: int, timeout: float = 3.0) -> int:
 
 
 def run_round(sb: Sandbox, env: StressEnv, netns: str, rp: RoundParams, opts: StressOptions) -> dict:
-    import kernel_loader as kl
+    from pybpfgen_accel import spec as accel
     t0 = time.monotonic()
-    kl.policy_set(rp.max_msgs, rp.max_kib, object=sb.accel.name, pin_root=sb.pin_root)
+    accel.policy_set(rp.max_msgs, rp.max_kib, object=sb.accel.name, pin_root=sb.pin_root)
     rec: dict = {"seed": rp.seed, "budget": rp.budget, "params": rp.to_dict(), "notes": []}
     try:
         if rp.hogs:

@@ -1,4 +1,4 @@
-"""Stress mode, one end of a round: ``python -m kernel_loader.conformance.stress_worker '<json spec>'``, run by the
+"""Stress mode, one end of a round: ``python -m pybpfgen_accel.conformance.stress_worker '<json spec>'``, run by the
 orchestrator (stress.py) inside the round's network namespace and that end's cgroups.
 
 Spec: ``{"role": "server"|"client", "port": N, "round": RoundParams.to_dict(), "timeout": S}``. The server

@@ -1,4 +1,4 @@
-"""Socket side of the conformance cases, run as ``python -m kernel_loader.conformance.worker '<json spec>'``
+"""Socket side of the conformance cases, run as ``python -m pybpfgen_accel.conformance.worker '<json spec>'``
 inside a network namespace and a cgroup (the orchestrator in env.py puts it there).
 
 Spec: ``{"scenario": NAME, "args": {...}, "timeout": SECONDS}``. Output: JSON lines on stdout; the last one is

@@ -6,7 +6,6 @@ A case function takes ``(sb: Sandbox, prm: Params, say)`` and returns ``(status,
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import time

@@ -2,12 +2,13 @@
 names of its policy maps, its budget defaults, the summary ``pybpfgen status`` adds for it, and the
 ``pybpfgen policy`` operations - a thin layer over the generic map API (:mod:`kernel_loader.mapapi`), whose
 BTF encodes keys and values. Everything else in the loader is generic; this module is the one place to
-change when the accelerator's maps change. Parsing of ports / CIDRs / tuples: :mod:`kernel_loader.policyspec`.
+change when the accelerator's maps change. Parsing of ports / CIDRs / tuples: :mod:`pybpfgen_accel.policyspec`.
 
 Kept import-light (nothing touches bpf(2) at import) so that the CLI can use it cheaply.
 """
 from __future__ import annotations
 
+DEFAULT_OBJECT = "accel"                         # the object `pybpfgen policy` works on (programs/accel.py)
 STATUS_KEY = "accelerator"                       # the key of the summary in an object's status
 PORT_MAPS = ("policy_ports", "accel_ports")      # port policy: the DSL accelerator's, then the C twin's
 CIDR_MAP = "policy_cidrs"
@@ -25,8 +26,8 @@ def status_summary(obj: dict, sc) -> dict | None:
     generic status (its maps, their entries and its counters), or None when the object is not an
     accelerator (no sockhash or no port policy map)."""
     import struct
-    from .errors import BpfSyscallError
-    from .maps import Map
+    from kernel_loader.errors import BpfSyscallError
+    from kernel_loader.maps import Map
 
     maps = obj["maps"]
     by_name = {m["pin_name"]: m for m in maps}
@@ -74,8 +75,8 @@ def format_summary(acc: dict | None) -> str | None:
 # ------------------------------------------------------------------ policy (pybpfgen policy)
 import errno as _errno  # noqa: E402
 
-from .defaults import DEFAULT_OBJECT, DEFAULT_PIN_ROOT  # noqa: E402
-from .errors import BpfSyscallError, LoaderError  # noqa: E402
+from kernel_loader.defaults import DEFAULT_PIN_ROOT  # noqa: E402
+from kernel_loader.errors import BpfSyscallError, LoaderError  # noqa: E402
 
 
 def _user_errors(fn):
@@ -84,7 +85,7 @@ def _user_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*a, **kw):
-        from .lifecycle import user_errors
+        from kernel_loader.lifecycle import user_errors
         return user_errors(fn)(*a, **kw)
     return wrapper
 
@@ -97,19 +98,19 @@ class _Policy:
     """The maps of one loaded accelerator, opened with their BTF types (a context manager)."""
 
     def __init__(self, object: str, pin_root: str, sc):
-        from . import manager, syscall
+        from kernel_loader import manager, syscall
         self.object, self.sc = object, sc or syscall.get_default()
         self.pin_dir = manager.open_pinned(object, pin_root, sc=self.sc).pin_dir   # its "not loaded" error
         self._maps: dict = {}
         self._btf: list = []
 
     def has(self, name: str) -> bool:
-        from .mapapi import map_names
+        from kernel_loader.mapapi import map_names
         return name in map_names(self.pin_dir)
 
     def map(self, name: str):
         if name not in self._maps:
-            from .mapapi import _open
+            from kernel_loader.mapapi import _open
             self._maps[name] = _open(self.pin_dir, self.object, name, self.sc, obj_btf=self._btf)
         return self._maps[name]
 

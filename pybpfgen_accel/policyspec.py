@@ -1,5 +1,5 @@
 """Parsing of the accelerator's policy entries into the typed keys and values of its maps (pure Python, no
-root, no bpf(2)). The maps themselves (names, defaults) are described in :mod:`kernel_loader.accelspec`;
+root, no bpf(2)). The maps themselves (names, defaults) are described in :mod:`pybpfgen_accel.spec`;
 the byte layout is the maps' BTF, applied by :meth:`kernel_loader.maps.Map.set` / ``get``:
 
 * ``policy_ports``  key: the port (int)                                                     -> 1
@@ -16,9 +16,9 @@ arguments without loading anything.
 from __future__ import annotations
 
 import ipaddress
-from ._records import Record
+from kernel_loader._records import Record
 
-from .errors import LoaderError
+from kernel_loader.errors import LoaderError
 
 SIDE_LOCAL = 1
 SIDE_REMOTE = 2
@@ -233,9 +233,9 @@ def check_u32(value, what: str) -> int:
 
 def decode_settings(value: dict | None, defaults: dict | None = None) -> dict:
     """The stored budget (0 = default) and the effective one (``defaults``: the program's, from
-    :data:`kernel_loader.accelspec.DEFAULTS`)."""
+    :data:`pybpfgen_accel.spec.DEFAULTS`)."""
     if defaults is None:
-        from .accelspec import DEFAULTS as defaults
+        from .spec import DEFAULTS as defaults
     value = value or {}
     out = {}
     for name in ("max_unanswered_msgs", "max_unanswered_kib"):

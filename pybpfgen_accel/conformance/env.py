@@ -24,7 +24,7 @@ import threading
 import time
 from pathlib import Path
 
-PKG_ROOT = Path(__file__).resolve().parents[2]   # the directory holding kernel_loader/
+PKG_ROOT = Path(__file__).resolve().parents[2]   # the directory holding pybpfgen_accel/ and kernel_loader/
 DEFAULT_CGROUP2_ROOT = Path("/sys/fs/cgroup/unified")
 NETNS_PREFIX = "pbgc-"
 CGROUP_PREFIX = "pybpfgen-conf-"
@@ -194,14 +194,14 @@ def kill_proc(p: subprocess.Popen, timeout: float = 3.0) -> None:
 
 # --------------------------------------------------------------------------- workers
 class Worker:
-    """A ``python -m kernel_loader.conformance.worker`` process running one scenario in a netns + cgroup.
+    """A ``python -m pybpfgen_accel.conformance.worker`` process running one scenario in a netns + cgroup.
 
     Protocol: JSON lines on stdout (``{"event": ...}``); commands (``ok``) on stdin. The scenario's final
     answer is the ``result`` event; ``checkpoint`` events wait for ``ok``.
     """
 
     def __init__(self, sandbox: "Sandbox", scenario: str, args: dict, *, netns: str | None, cgroup,
-                 timeout: float, label: str = "", module: str = "kernel_loader.conformance.worker",
+                 timeout: float, label: str = "", module: str = "pybpfgen_accel.conformance.worker",
                  spec: dict | None = None):
         self.label = label or scenario
         self.timeout = timeout
@@ -302,11 +302,12 @@ class Accel:
 
     def load(self) -> None:
         import kernel_loader as kl
+        from pybpfgen_accel import spec as accel
         objs = kl.load(self.object_path, cgroup=str(self.cgroup), pin_root=self.pin_root)
         self.name = objs[0].name
         self.loaded = True
         for p in self.ports:
-            kl.policy_add(p, object=self.name, pin_root=self.pin_root)
+            accel.policy_add(p, object=self.name, pin_root=self.pin_root)
 
     def unload(self) -> None:
         import kernel_loader as kl

@@ -1,6 +1,6 @@
 """Conformance suite of the sockmap accelerator (issue #5).
 
-    from kernel_loader.conformance import run_conformance, CASE_NAMES
+    from pybpfgen_accel.conformance import run_conformance, CASE_NAMES
     results = run_conformance("build/accel.bpf.o", cases=None, progress=print, pin_root="/sys/fs/bpf/pbg-conf")
 
 Every case runs its workload on the kernel path and accelerated, in private network namespaces (loopback or
