@@ -91,17 +91,21 @@ def _reader(sock, total: int, st: dict, key: str, retry: bool):
     st[key + "_sha"] = h.hexdigest()
 
 
-def run_round(listener: socket.socket, port: int, nbytes: int, seed: int, stall_s: float, retry: bool) -> dict:
+def run_round(listener: socket.socket, port: int, nbytes: int, seed: int, stall_s: float, retry: bool,
+              duplex: bool = True, sndbuf: int = 0) -> dict:
     rng = random.Random(seed)
     data_c = rng.randbytes(nbytes)  # client -> server
-    data_s = rng.randbytes(nbytes)  # server -> client
+    data_s = rng.randbytes(nbytes) if duplex else b""  # server -> client
     c = socket.create_connection(("127.0.0.1", port))
     s, _ = listener.accept()
+    if sndbuf:
+        for x in (c, s):
+            x.setsockopt(socket.SOL_SOCKET, 32, sndbuf)  # SO_SNDBUFFORCE
     st = {"eagain": 0, "progress": 0}
     ts = [threading.Thread(target=_writer, args=(c, data_c, seed * 2 + 1, st, "c2s"), daemon=True),
           threading.Thread(target=_writer, args=(s, data_s, seed * 2 + 2, st, "s2c"), daemon=True),
           threading.Thread(target=_reader, args=(s, nbytes, st, "srv", retry), daemon=True),
-          threading.Thread(target=_reader, args=(c, nbytes, st, "cli", retry), daemon=True)]
+          threading.Thread(target=_reader, args=(c, len(data_s), st, "cli", retry), daemon=True)]
     t0 = time.monotonic()
     for t in ts:
         t.start()
@@ -142,9 +146,10 @@ def worker_main(a) -> int:
     print(json.dumps({"event": "ready"}), flush=True)
     for i in range(a.rounds):
         for name, (ls, port) in listeners.items():
-            r = run_round(ls, port, a.bytes, a.seed + i, a.stall, not a.no_retry)
+            r = run_round(ls, port, a.bytes, a.seed + i, a.stall, not a.no_retry, a.direction == "duplex", a.sndbuf)
             r.update(event="round", path=name, round=i)
             print(json.dumps(r), flush=True)
+            sys.stdin.readline()  # the orchestrator has read the counters: next round
     return 0
 
 
@@ -165,8 +170,17 @@ def main(argv=None) -> int:
     ap.add_argument("--budget-kib", type=int, default=0, help="pybpfgen policy set --max-unanswered-kib")
     ap.add_argument("--hogs", type=int, default=2, help="CPU-bound processes beside the workload (default 2)")
     ap.add_argument("--stall", type=float, default=5.0, help="seconds without progress that make a stall")
+    ap.add_argument("--sndbuf", type=int, default=0,
+                    help="SO_SNDBUFFORCE on both ends (bytes; 0 = autotuned): with a send buffer larger than "
+                         "--bytes a writer never waits for send space, so no write-space wakeup ever happens")
     ap.add_argument("--no-retry", action="store_true", help="a reader that gets EAGAIN stops (as in issue 11)")
-    ap.add_argument("--object", default=None, help="accelerator object (default: compile programs/ to a temp dir)")
+    ap.add_argument("--object", default=None,
+                    help="BPF object to load (default: compile programs/ to a temp dir: the accelerator). Any object "
+                         "with a policy_ports map works, e.g. the experiments bench/trace/passonly (in the sockhash, "
+                         "sk_msg always SK_PASS) and bench/trace/nomsg (in the sockhash, no sk_msg program)")
+    ap.add_argument("--direction", choices=("duplex", "oneway"), default="duplex",
+                    help="oneway: only the client writes (the server socket never sends, so never waits for send "
+                         "space)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--every", type=int, default=20, help="print a progress line every N rounds")
     ap.add_argument("--json", default=None, help="write every round's result to this file")
@@ -205,15 +219,16 @@ def main(argv=None) -> int:
         cli = kh.PybpfgenCLI(pins)
         obj = Path(a.object) if a.object else cli.compile(REPO / "programs", tmp)
         stack.callback(lambda: [kh.kill_proc(p) for p in procs])
+        name = obj.name.split(".")[0]
         cli.load(obj, cg)
-        stack.callback(lambda: cli.unload(check=False))
+        stack.callback(lambda: cli.unload(name, check=False))
         accel_port = kh.free_port() if "accel" in paths else 0
         kernel_port = kh.free_port() if "kernel" in paths else 0
         if accel_port:
-            cli.policy_add(accel_port)
+            cli.run("policy", "add", "--port", str(accel_port), "--object", name)
         if a.budget_msgs or a.budget_kib:
             cli.run("policy", "set", "--max-unanswered-msgs", str(a.budget_msgs),
-                    "--max-unanswered-kib", str(a.budget_kib))
+                    "--max-unanswered-kib", str(a.budget_kib), "--object", name)
         tracer = start_tracer(tmp, cg) if a.trace else None
         if tracer:
             procs.append(tracer)
@@ -221,19 +236,28 @@ def main(argv=None) -> int:
             procs.append(subprocess.Popen([sys.executable, __file__, "--hog"], start_new_session=True))
         w = kh.spawn([sys.executable, __file__, "--worker", "--rounds", str(a.rounds), "--bytes", str(a.bytes),
                       "--accel-port", str(accel_port), "--kernel-port", str(kernel_port), "--seed", str(a.seed),
-                      "--stall", str(a.stall)] + (["--no-retry"] if a.no_retry else []),
-                     cgroup=cg, stdout=subprocess.PIPE, text=True)
+                      "--stall", str(a.stall), "--direction", a.direction, "--sndbuf", str(a.sndbuf)] + (["--no-retry"] if a.no_retry else []),
+                     cgroup=cg, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         procs.append(w)
         t0 = time.monotonic()
+        prev = _read_counters(kh, cg)
         for line in w.stdout:
             ev = json.loads(line)
             if ev["event"] != "round":
                 continue
+            if ev["path"] == "accel":  # this round's demotions and releases (counters are cumulative)
+                now = _read_counters(kh, cg)
+                ev["counters"] = {k: now.get(k, 0) - prev.get(k, 0) for k in now}
+                prev = now
+            w.stdin.write("\n")
+            w.stdin.flush()
             results.append(ev)
             bad = ev["eagain"] or ev["stall"] or ev["corrupt"] or ev["short"]
             if bad or (ev["round"] + 1) % a.every == 0 and ev["path"] == paths[-1]:
+                cn = ev.get("counters", {})
                 print(f"[{time.monotonic() - t0:7.1f}s] round {ev['round']:4d} {ev['path']:6s} eagain={ev['eagain']} "
                       f"stall={ev['stall']} corrupt={ev['corrupt'] or ev['short']} {ev['seconds']}s"
+                      + (f" demoted={cn.get('demoted')} released={cn.get('released')}" if cn else "")
                       + (f" at={ev['eagain_at'][:4]} err={ev['errors']}" if bad else ""), flush=True)
         w.wait()
         trace = stop_tracer(tracer) if tracer else None
@@ -243,10 +267,14 @@ def main(argv=None) -> int:
     summary = {}
     for p in paths:
         rs = [r for r in results if r["path"] == p]
+        dem = [r for r in rs if r.get("counters", {}).get("demoted")]
         summary[p] = {"rounds": len(rs), "eagain_rounds": sum(1 for r in rs if r["eagain"]),
                       "eagain_total": sum(r["eagain"] for r in rs), "stall_rounds": sum(1 for r in rs if r["stall"]),
                       "corrupt_rounds": sum(1 for r in rs if r["corrupt"] or r["short"]),
                       "median_seconds": sorted(r["seconds"] for r in rs)[len(rs) // 2] if rs else None}
+        if p == "accel" and any("counters" in r for r in rs):
+            summary[p].update(demoted_rounds=len(dem), eagain_rounds_with_demotion=sum(1 for r in dem if r["eagain"]),
+                              released_rounds=sum(1 for r in rs if r.get("counters", {}).get("released")))
     stats = _stats_of(counters)
     print(json.dumps({"summary": summary, "budget_msgs": a.budget_msgs, "budget_kib": a.budget_kib,
                       "hogs": a.hogs, "bytes": a.bytes, "accel_counters": stats}, indent=1))
@@ -309,6 +337,15 @@ def print_trace(trace: dict) -> None:
         print(f"{w['count']:6d} wakes of a tcp_msg_wait_data sleeper that then found both queues empty, waker:")
         for ip in w["stack"][:14]:
             print(f"         {sym(ip)}")
+
+
+def _read_counters(kh, cg) -> dict:
+    """The accelerator's counters (the object's ``stats`` map), {} when the object has none."""
+    try:
+        snap = kh.snapshot_accel(cg)
+        return kh.read_stats(snap.map_ids["stats"]) if "stats" in snap.map_ids else {}
+    except (OSError, KeyError):
+        return {}
 
 
 def _stats_of(status) -> dict:
