@@ -17,6 +17,11 @@ Paths, alternating round by round in one worker process inside a private child c
             private pin root)
   kernel    a listener on a port outside the policy (same process, same cgroup: the kernel path)
 
+--object loads another program in place of the accelerator (bench/trace/passonly, bench/trace/nomsg: sockets in a
+sockhash that never redirect); --sndbuf and --direction oneway take the writer's waits for send space away. Results
+and the root cause: docs/hazards.md (*What the kernel gets wrong*), docs/upstream-tcp_bpf_recvmsg.md; the
+deterministic case is tests/kernel/test_blocking_recv_eagain.py.
+
 The budget is set with `pybpfgen policy set` (--budget-msgs / --budget-kib; 0 = the program's default). A low
 budget (e.g. --budget-msgs 8) makes the budget demote a side in most rounds. Everything created (cgroup, pins,
 processes) is removed on exit, also on Ctrl-C.
@@ -187,7 +192,7 @@ def main(argv=None) -> int:
     ap.add_argument("--trace", action="store_true",
                     help="also run bench/trace/eagain_trace (fentry/fexit on tcp_bpf_recvmsg, tcp_msg_wait_data, "
                          "woken_wake_function): who woke a reader that then returned EAGAIN; needs clang-19, gcc, "
-                         "libbpf")
+                         "libbpf, and a kernel that allows tracing programs (the 6.18 test VM refuses them: EPERM)")
     # worker mode (internal)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--accel-port", type=int, default=0, help=argparse.SUPPRESS)
