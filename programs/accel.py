@@ -378,28 +378,20 @@ def accel_redirect(msg: SkMsg) -> int:
         mode = atomic_cmpxchg(c.value.mode, MODE_UNDECIDED, MODE_REDIRECT)
         if mode == MODE_UNDECIDED:
             mode = MODE_REDIRECT
-    if mode == MODE_REDIRECT:
-        max_msgs: u32 = DEFAULT_MAX_UNANSWERED_MSGS
-        max_kib: u32 = DEFAULT_MAX_UNANSWERED_KIB
-        limits = settings.lookup(0)
-        if limits is not None:
-            if limits.value.max_unanswered_msgs != 0:
-                max_msgs = limits.value.max_unanswered_msgs
-            if limits.value.max_unanswered_kib != 0:
-                max_kib = limits.value.max_unanswered_kib
-        peer = c.value.peer
-        if c.value.unanswered_msgs < max_msgs and c.value.unanswered_bytes < u64(max_kib) << 10:
-            if socks.redirect(msg, peer, BPF_F_INGRESS) != SK_PASS:
-                c.value.mode = MODE_KERNEL  # the peer is gone
-                return stay_on_tcp(msg)
-            c.value.unanswered_msgs += 1
-            c.value.unanswered_bytes += msg.size
-            pc = conns.lookup(peer)  # this message answers the peer's
-            if pc is not None:
-                pc.value.unanswered_msgs = 0
-                pc.value.unanswered_bytes = 0
-            count_redirected()
-            return SK_PASS
+    if mode == MODE_KERNEL:
+        return answer_on_tcp(msg, me, c.value.peer)
+    if mode != MODE_REDIRECT:
+        return stay_on_tcp(msg)
+    max_msgs: u32 = DEFAULT_MAX_UNANSWERED_MSGS
+    max_kib: u32 = DEFAULT_MAX_UNANSWERED_KIB
+    limits = settings.lookup(0)
+    if limits is not None:
+        if limits.value.max_unanswered_msgs != 0:
+            max_msgs = limits.value.max_unanswered_msgs
+        if limits.value.max_unanswered_kib != 0:
+            max_kib = limits.value.max_unanswered_kib
+    peer = c.value.peer
+    if c.value.unanswered_msgs >= max_msgs or c.value.unanswered_bytes >= u64(max_kib) << 10:
         c.value.mode = MODE_KERNEL  # the peer is not answering: TCP backpressure from now on
         count_demoted()
         pc = conns.lookup(peer)
@@ -410,7 +402,15 @@ def accel_redirect(msg: SkMsg) -> int:
             was = atomic_cmpxchg(pc.value.mode, MODE_UNDECIDED, MODE_TCP_ONLY)
             if (was == MODE_UNDECIDED or was == MODE_TCP_ONLY) and same_socket(pc.value.peer, me):
                 c.value.mode = MODE_RELEASE  # leave the sockhash at the next RTT sample (on_rtt_sample)
-        mode = MODE_KERNEL  # (a MODE_RELEASE socket's peer never redirects: answer_on_tcp applies the GiB)
-    if mode == MODE_KERNEL:
-        return answer_on_tcp(msg, me, c.value.peer)  # a demoted socket: TCP path, answering a redirecting peer
-    return stay_on_tcp(msg)
+        return answer_on_tcp(msg, me, peer)
+    if socks.redirect(msg, peer, BPF_F_INGRESS) != SK_PASS:
+        c.value.mode = MODE_KERNEL  # the peer is gone
+        return stay_on_tcp(msg)
+    c.value.unanswered_msgs += 1
+    c.value.unanswered_bytes += msg.size
+    pc = conns.lookup(peer)  # this message answers the peer's
+    if pc is not None:
+        pc.value.unanswered_msgs = 0
+        pc.value.unanswered_bytes = 0
+    count_redirected()
+    return SK_PASS
