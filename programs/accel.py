@@ -91,7 +91,7 @@ class AccelStats(Struct):
     """Per-CPU counters (``pybpfgen status`` sums them)."""
 
     redirected: u64  # messages moved straight into the peer socket
-    missed: u64  # TCP-path verdicts of inserted sockets (one per message while the peer redirects, else one per GiB)
+    missed: u64  # TCP-path verdicts of inserted sockets (one covers up to 1 GiB of a connection's writes)
     paired: u64  # connections paired (both ends accelerated)
     refused: u64  # pairings refused: ambiguous tuple or sequence numbers that do not mirror
     demoted: u64  # connections moved to the TCP path by the memory budget
@@ -343,24 +343,6 @@ def stay_on_tcp(msg: SkMsg) -> int:
     return SK_PASS
 
 
-def answer_on_tcp(msg: SkMsg, me: SockId, peer: SockId) -> int:
-    """A demoted socket whose peer still redirects: this message takes the TCP path, and it answers the peer.
-
-    It resets the peer's budget as a redirected message would (the peer's sender is not unanswered: we send), so a
-    full-duplex connection whose one direction was demoted keeps the other one on the redirect path instead of
-    demoting it too. That matters beyond speed: a socket that redirects never waits for TCP send space, so a
-    blocking reader of that socket never gets the write-space wakeup that makes tcp_bpf_recvmsg return EAGAIN
-    (issue 11). No apply_bytes: the program must see every message while the peer redirects; once it no longer
-    does, stay_on_tcp covers the next GiB again."""
-    pc = conns.lookup(peer)
-    if pc is not None and pc.value.mode == MODE_REDIRECT and same_socket(pc.value.peer, me):
-        pc.value.unanswered_msgs = 0
-        pc.value.unanswered_bytes = 0
-        count_missed()
-        return SK_PASS
-    return stay_on_tcp(msg)
-
-
 @sk_msg(socks)
 def accel_redirect(msg: SkMsg) -> int:
     me = msg_id(msg)
@@ -378,8 +360,6 @@ def accel_redirect(msg: SkMsg) -> int:
         mode = atomic_cmpxchg(c.value.mode, MODE_UNDECIDED, MODE_REDIRECT)
         if mode == MODE_UNDECIDED:
             mode = MODE_REDIRECT
-    if mode == MODE_KERNEL:
-        return answer_on_tcp(msg, me, c.value.peer)
     if mode != MODE_REDIRECT:
         return stay_on_tcp(msg)
     max_msgs: u32 = DEFAULT_MAX_UNANSWERED_MSGS
@@ -402,7 +382,7 @@ def accel_redirect(msg: SkMsg) -> int:
             was = atomic_cmpxchg(pc.value.mode, MODE_UNDECIDED, MODE_TCP_ONLY)
             if (was == MODE_UNDECIDED or was == MODE_TCP_ONLY) and same_socket(pc.value.peer, me):
                 c.value.mode = MODE_RELEASE  # leave the sockhash at the next RTT sample (on_rtt_sample)
-        return answer_on_tcp(msg, me, peer)
+        return stay_on_tcp(msg)
     if socks.redirect(msg, peer, BPF_F_INGRESS) != SK_PASS:
         c.value.mode = MODE_KERNEL  # the peer is gone
         return stay_on_tcp(msg)

@@ -428,21 +428,6 @@ static __always_inline int stay_on_tcp(struct sk_msg_md *msg)
     return SK_PASS;
 }
 
-/* a demoted socket whose peer still redirects: TCP path for this message, and it answers the peer (resets the
- * peer's budget), so the other direction stays on the redirect path (its writer never waits for TCP send space:
- * issue 11). No apply_bytes while the peer redirects. */
-static __always_inline int answer_on_tcp(struct sk_msg_md *msg, const struct SockId *me, const struct SockId *peer)
-{
-    struct Conn *pc = bpf_map_lookup_elem(&conns, peer);
-    if (pc && pc->mode == MODE_REDIRECT && same_socket(&pc->peer, me)) {
-        pc->unanswered_msgs = 0;
-        pc->unanswered_bytes = 0;
-        count_missed();
-        return SK_PASS;
-    }
-    return stay_on_tcp(msg);
-}
-
 SEC("sk_msg")
 int accel_redirect(struct sk_msg_md *msg)
 {
@@ -466,8 +451,6 @@ int accel_redirect(struct sk_msg_md *msg)
         if (mode == MODE_UNDECIDED)
             mode = MODE_REDIRECT;
     }
-    if (mode == MODE_KERNEL)
-        return answer_on_tcp(msg, &me, &c->peer);
     if (mode != MODE_REDIRECT)
         return stay_on_tcp(msg);
     __u32 max_msgs = DEFAULT_MAX_UNANSWERED_MSGS;
@@ -492,7 +475,7 @@ int accel_redirect(struct sk_msg_md *msg)
             if ((was == MODE_UNDECIDED || was == MODE_TCP_ONLY) && same_socket(&pc->peer, &me))
                 c->mode = MODE_RELEASE;
         }
-        return answer_on_tcp(msg, &me, &peer);
+        return stay_on_tcp(msg);
     }
     if (bpf_msg_redirect_hash(msg, &socks, &peer, BPF_F_INGRESS) != SK_PASS) {
         c->mode = MODE_KERNEL; /* the peer is gone */

@@ -14,9 +14,8 @@ conn  what                                                                      
 ====  ==================================================================================  ==========
 A     IPv4 loopback on a policy port: 5 ping-pong rounds                                  paired, 10 redirected
 A     the client sends 6 messages unanswered with max_unanswered_msgs = 3: 3 redirected,  demoted 1, missed 3
-      the 4th demotes the client, the 5th and 6th take the TCP path (the server still
-      redirects, so each is a verdict of its own that answers it); the server answers
-      (redirected), the client sends once more (TCP path: missed)                         +1 redirected, +1 missed
+      the 4th demotes the connection, the 5th and 6th take the TCP path; the server
+      answers (redirected), the client sends once more (TCP path: missed)                 +1 redirected, +1 missed
 B     IPv6 loopback on the policy port: 3 ping-pong rounds                                paired, 6 redirected
 C     IPv4 on a port outside the policy: 2 rounds                                         nothing
 D     the client (in the cgroup) connects to a policy port served outside the cgroup:     missed 1
@@ -51,9 +50,9 @@ UNANSWERED, MAX_UNANSWERED_MSGS = 6, 3
 OUTSIDE_MSGS = 3
 EXPECTED_STATS = {
     "redirected": 2 * PING_PONG_A + MAX_UNANSWERED_MSGS + 1 + 2 * PING_PONG_B,
-    # A's demoted client: one TCP-path verdict per message while its server still redirects (4th, 5th, 6th and
-    # the last one); D's unpaired client: one verdict, which bpf_msg_apply_bytes makes cover its following writes
-    "missed": (UNANSWERED - MAX_UNANSWERED_MSGS) + 1 + 1,
+    # one TCP-path verdict per connection that takes it (the demoted stream, the unpaired client):
+    # bpf_msg_apply_bytes makes that verdict cover the connection's following writes
+    "missed": 1 + 1,
     "paired": 2,
     "refused": 0,
     "demoted": 1,
