@@ -69,8 +69,8 @@ HAZARDS = [
                "of a demoted full-duplex connection) stays inserted, as it may hold redirected bytes; a bulk answer "
                "written while another thread waits in recv() triggers it (deterministic: "
                "tests/kernel/test_blocking_recv_eagain.py). Measured on 6.18 (bench/duplex_stress.py, 16 MiB each way, "
-               "blocking reader and writer threads, 2 CPU hogs): 13 of 200 rounds with budget 8, 0 of 200 with the "
-               "default budget (issue 11: 4 of 60), 0 of 400 on the kernel path; no byte lost. An application that "
+               "blocking reader and writer threads, 2 CPU hogs): 9 of 1000 rounds with the default budget (issue 11: "
+               "4 of 60), 24 of 500 with budget 8, 0 of 500 on the kernel path; no byte lost. An application that "
                "takes EAGAIN on a blocking socket for an error stops reading and its peer blocks",
      "fix": "keep applications that read and write one socket from two threads with blocking calls out "
             "of the policy or the cgroup (`pybpfgen policy remove --port N`, `pybpfgen load --cgroup DIR`), make "
