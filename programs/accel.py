@@ -30,6 +30,13 @@ peer's receive queue, skipping TCP/IP, routing and veth. Safety rules:
   compare-and-swap proves "never redirected": a socket whose state was evicted from
   ``conns`` comes back as MODE_UNPAIRED, which proves nothing, and its peer stays.
 
+**Remaining window (issue 11, a kernel bug).** A socket that stays in the sockhash after a demotion
+(it may still hold redirected bytes) and sends on the TCP path exposes a concurrent blocking reader to a
+spurious EAGAIN: tcp_bpf_recvmsg sleeps once, and the write-space wakeup of the socket's own writer ends that
+sleep. The program cannot see when such a socket's sockmap queue is drained, so it cannot take it out earlier;
+docs/hazards.md has the measured rates, ``pybpfgen doctor`` reports it (hazard:blocking-recv-eagain), and
+docs/upstream-tcp_bpf_recvmsg.md the kernel fix.
+
 A miss (peer gone, not paired) always falls back to the normal TCP path: the sk_msg
 program returns SK_PASS whatever happens. Addresses are in network byte order,
 ports in host byte order.
