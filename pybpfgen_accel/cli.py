@@ -76,6 +76,10 @@ def add_doctor_arguments(p) -> None:
                    help="full_duplex: bytes each end sends (default 16 MiB)")
     g.add_argument("--max-bytes", type=_positive_int, default=4 << 20, metavar="N",
                    help="other cases: at most N bytes per direction and connection (default 4 MiB)")
+    g.add_argument("--strict", action="store_true",
+                   help="a known kernel hazard (a blocking recv() failing with EAGAIN, docs/hazards.md) fails the "
+                        "round too; by default it is counted and reported with its rate, and every other check "
+                        "(no byte lost, duplicated or reordered) still applies")
     g.add_argument("--stall-seconds", type=_interval, default=5.0, metavar="S",
                    help="no byte moved for S seconds while an end wants to move bytes: a stall (default 5)")
 

@@ -47,7 +47,7 @@ def run_stress_suite(object_path: str, args, progress, pin_parent: str = _pins.B
     try:
         opts = StressOptions(budget=args.budget, duplex_bytes=args.duplex_bytes, max_bytes=args.max_bytes,
                              stall_s=args.stall_seconds, hogs=args.hogs, low_msgs=args.low_budget_msgs,
-                             low_kib=args.low_budget_kib).check()
+                             low_kib=args.low_budget_kib, strict=args.strict).check()
     except ValueError as e:
         raise LoaderError(f"stress options: {e}") from None
     check_privileges(sc)

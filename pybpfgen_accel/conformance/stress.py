@@ -192,7 +192,7 @@ def run_round(sb: Sandbox, env: StressEnv, netns: str, rp: RoundParams, opts: St
     finally:
         env.stop_hogs()
         env.unthrottle()
-    rec["why"] = judge(rec["kernel"], rec["accel"])
+    rec["why"] = judge(rec["kernel"], rec["accel"], strict=opts.strict)
     rec["notes"] += [f"accel: {n}" for n in rec["accel"]["notes"]] + [f"kernel: {n}" for n in rec["kernel"]["notes"]]
     rec["seconds"] = round(time.monotonic() - t0, 1)
     return rec

@@ -77,6 +77,7 @@ class StressOptions:
     hogs: str = "random"             # random (3 rounds in 4) | always | never
     low_msgs: int | None = None      # a low budget uses this many messages instead of a drawn number
     low_kib: int | None = None       # ... and this many KiB
+    strict: bool = False             # known kernel hazards (blocking-recv-eagain) fail a round too
 
     def check(self) -> "StressOptions":
         if self.budget not in BUDGETS:

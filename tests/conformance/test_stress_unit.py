@@ -207,12 +207,29 @@ def test_tally_clean_round():
 
 
 def test_tally_counts_errors_by_kind_and_data_problems_per_direction():
-    srv = _end("server", [_conn(0, lost=2), _conn(1)], [_err("EAGAIN"), _err("EAGAIN"), _err("ECONNRESET", "send")])
+    srv = _end("server", [_conn(0, lost=2), _conn(1)], [_err("EAGAIN", "send"), _err("EAGAIN", "send"),
+                                                       _err("ECONNRESET", "send")])
     cli = _end("client", [_conn(0, dup=1, reordered=3), _conn(1, sha_rx="b")], [_err("early_eof")])
     c = sc.tally(srv, cli, stalled=False, leftovers=2)
     assert c["errors"] == 4 and c["error_kinds"] == {"EAGAIN": 2, "ECONNRESET": 1, "early_eof": 1}
     assert (c["lost"], c["dup"], c["reordered"], c["corrupt"], c["leftovers"]) == (2, 1, 3, 1, 2)
     assert any("EAGAIN on a blocking socket" in n for n in c["notes"])
+    assert c["hazards"] == {}
+
+
+def test_tally_counts_a_blocking_recv_eagain_as_the_kernel_hazard_not_an_error():
+    """tcp_bpf_recvmsg's single sleep (docs/upstream-tcp_bpf_recvmsg.md): a recv() EAGAIN is the known hazard,
+    a send() EAGAIN is not, and neither hides lost bytes."""
+    srv = _end("server", [_conn(0, lost=1)], [_err("EAGAIN"), _err("EAGAIN"), _err("EAGAIN", "send")])
+    c = sc.tally(srv, _end("client", [_conn(0)]), stalled=False)
+    assert c["hazards"] == {"blocking-recv-eagain": 2}
+    assert c["errors"] == 1 and c["error_kinds"] == {"EAGAIN": 1} and c["lost"] == 1
+    assert sc.judge(sc.empty_counts(), c) == ["1 x EAGAIN accelerated, none on the kernel path",
+                                              "lost 1 accelerated, 0 on the kernel path"]
+    only = sc.tally(_end("server", [_conn(0)], [_err("EAGAIN")]), _end("client", [_conn(0)]), stalled=False)
+    assert sc.judge(sc.empty_counts(), only) == []
+    assert sc.judge(sc.empty_counts(), only, strict=True) == [
+        "1 x kernel hazard blocking-recv-eagain accelerated (strict)"]
 
 
 def test_tally_stalled_round_does_not_count_missing_bytes_as_lost():
