@@ -45,7 +45,7 @@ def status_summary(obj: dict, sc) -> dict | None:
             m.close()
     except (BpfSyscallError, OSError):
         pass
-    for name, value in obj.get("counters", {}).items():
+    for value in obj.get("counters", {}).values():
         vals = value if isinstance(value, list) else [value]
         if vals and isinstance(vals[0], dict) and COUNTERS[0] in vals[0]:
             for c in COUNTERS:

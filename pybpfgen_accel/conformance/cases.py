@@ -176,7 +176,6 @@ def case_early_data(sb: Sandbox, prm: Params, say):
     st, det = judge(runs, f"{prm.early_connections} connections sending right after connect() (+"
                           f"{prm.early_defer_connections} with TCP_DEFER_ACCEPT): every record in order")
     if st == "fail":
-        acc = {r.mode: r for r in runs}
         miss = metrics.get("defer_accept.accel.missed", metrics.get("race.accel.missed"))
         det += f" [missed={miss}: a miss followed by a redirect]" if miss else ""
     return st, det, metrics
@@ -243,8 +242,9 @@ def case_backpressure(sb: Sandbox, prm: Params, say):
         at_slow_end = {}
 
         def cp(name, msg, at=at_slow_end):
-            at["tcp_mem_mib"] = round((tcp_mem_pages() - base_tcp) * PAGE_KIB / 1024, 1)
-            at["slab_mib"] = round((meminfo_kib() - base_slab) / 1024, 1)
+            # this iteration's baselines (assigned below, read when cp runs later in the same iteration)
+            at["tcp_mem_mib"] = round((tcp_mem_pages() - base_tcp) * PAGE_KIB / 1024, 1)  # noqa: B023
+            at["slab_mib"] = round((meminfo_kib() - base_slab) / 1024, 1)  # noqa: B023
         base_tcp, base_slab = tcp_mem_pages(), meminfo_kib()
         say(f"  backpressure: {mode} path")
         with MemSampler(slab_limit_kib=prm.slab_abort_mib * 1024, on_limit=sb.kill_all) as ms:

@@ -347,7 +347,6 @@ def sc_shutdown(port: int, size: int = 256 << 10) -> dict:
     def writer():
         blk = payload(1 << 16, rng)
         sent = 0
-        t1 = None
         try:
             while not stop.is_set():
                 sent += c.send(blk)
@@ -761,7 +760,7 @@ def sc_reqresp(port: int, rounds: int, min_size: int = 1 << 20, max_size: int = 
     def server():
         srng = random.Random(10)
         bad = 0
-        for req_n, resp_n in plan:
+        for _req_n, resp_n in plan:
             h = hashlib.sha256()
             hdr = b""
             while len(hdr) < 40:
@@ -782,7 +781,7 @@ def sc_reqresp(port: int, rounds: int, min_size: int = 1 << 20, max_size: int = 
     crng = random.Random(11)
     lat = []
     problems = []
-    for i, (req_n, resp_n) in enumerate(plan):
+    for i, (req_n, _resp_n) in enumerate(plan):
         body = payload(req_n, crng)
         t0 = time.monotonic()
         c.sendall(struct.pack("!Q32s", req_n, hashlib.sha256(body).digest()) + body)

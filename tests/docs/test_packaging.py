@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SOURCES = ("pyproject.toml", "README.md", "pybpfgen", "kernel_loader")
+SOURCES = ("pyproject.toml", "README.md", "pybpfgen", "pybpfgen_accel", "kernel_loader")
 
 
 def source_version() -> str:
@@ -76,13 +76,15 @@ def test_wheel_contents(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for needed in ("pybpfgen/__init__.py", "pybpfgen/cli.py", "pybpfgen/lang.py", "pybpfgen/lang_helpers.py",
                    "pybpfgen/target/helpers_table.py", "pybpfgen/testing.py", "kernel_loader/__init__.py",
-                   "kernel_loader/_bpf_cffi.py", "kernel_loader/cli.py"):
+                   "kernel_loader/_bpf_cffi.py", "kernel_loader/cli.py", "kernel_loader/plugins.py",
+                   "pybpfgen_accel/plugin.py", "pybpfgen_accel/conformance/stress.py"):
         assert needed in names, f"{needed} missing from {wheel.name}"
     assert not any(n.startswith(("tests/", "programs/", "bench/")) for n in names)
     meta = zipfile.ZipFile(wheel).read(f"pybpfgen-{source_version()}.dist-info/METADATA").decode()
     assert f"Version: {source_version()}" in meta
-    assert "pybpfgen = pybpfgen.cli:main" in zipfile.ZipFile(wheel).read(
-        f"pybpfgen-{source_version()}.dist-info/entry_points.txt").decode()
+    eps = zipfile.ZipFile(wheel).read(f"pybpfgen-{source_version()}.dist-info/entry_points.txt").decode()
+    assert "pybpfgen = pybpfgen.cli:main" in eps
+    assert "[pybpfgen.plugins]\naccel = pybpfgen_accel.plugin" in eps, eps   # the accelerator plugs in as any app
 
 
 def test_installed_cli(venv, tmp_path):
@@ -107,7 +109,8 @@ def test_installed_cli(venv, tmp_path):
         cwd=tmp_path)
 
 
-# top-level modules that are imported by pybpfgen/ or kernel_loader/ -> the distribution that provides them
+OUR_PACKAGES = ("pybpfgen", "pybpfgen_accel", "kernel_loader")
+# top-level modules that are imported by pybpfgen/, pybpfgen_accel/ or kernel_loader/ -> the distribution that provides them
 _DIST_OF_MODULE = {"llvmlite": "llvmlite", "cffi": "cffi", "_cffi_backend": "cffi", "prometheus_client": "prometheus_client"}
 # imported, but not at run time of the installed command: mypy imports our plugin (pybpfgen/mypy_plugin.py)
 _NOT_RUNTIME = {"mypy"}
@@ -116,7 +119,7 @@ _NOT_RUNTIME = {"mypy"}
 def _third_party_imports() -> dict[str, set[str]]:
     import ast
     found: dict[str, set[str]] = {}
-    for pkg in ("pybpfgen", "kernel_loader"):
+    for pkg in OUR_PACKAGES:
         for path in sorted((REPO / pkg).rglob("*.py")):
             for node in ast.walk(ast.parse(path.read_text(), str(path))):
                 if isinstance(node, ast.Import):
@@ -127,7 +130,7 @@ def _third_party_imports() -> dict[str, set[str]]:
                     continue
                 for name in names:
                     top = name.split(".")[0]
-                    if top not in sys.stdlib_module_names and top not in ("pybpfgen", "kernel_loader"):
+                    if top not in sys.stdlib_module_names and top not in OUR_PACKAGES:
                         found.setdefault(top, set()).add(str(path.relative_to(REPO)))
     return found
 
