@@ -189,7 +189,8 @@ def map_show(object: str | None = None, map: str | None = None, pin_root: str = 
     else:
         _object_dir(object, pin_root)
         names = [object]
-    out = {"pin_root": pin_root, "objects": []}
+    objects: list[dict] = []
+    out = {"pin_root": pin_root, "objects": objects}
     btfs = KernelBtfCache(sc)
     for n in names:
         d = _pins.object_dir(pin_root, n)
@@ -203,7 +204,7 @@ def map_show(object: str | None = None, map: str | None = None, pin_root: str = 
                 maps.append(describe_map(m, sc))
             finally:
                 m.close()
-        out["objects"].append({"name": n, "pin_dir": d, "maps": maps})
+        objects.append({"name": n, "pin_dir": d, "maps": maps})
     return out
 
 
