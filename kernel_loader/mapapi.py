@@ -105,10 +105,10 @@ def _types_from_object(m: Map, pin_name: str, btf) -> bool:
                 m.use_types(btf, kt, vt)
                 return True
             return False
-        for t in btf.types[1:]:   # global data: pin "rodata" is section ".rodata" (pins hold no '.')
+        for t in btf.defined():   # global data: pin "rodata" is section ".rodata" (pins hold no '.')
             if t.kind == DATASEC and t.name.lstrip(".").replace(".", "_") == pin_name \
                     and t.size_or_type == info.value_size:
-                ints = [x for x in btf.types[1:] if x.kind == INT and x.size_or_type == 4 and not (x.extra >> 24) & 1]
+                ints = [x for x in btf.defined() if x.kind == INT and x.size_or_type == 4 and not (x.extra >> 24) & 1]
                 named = [x for x in ints if x.name in ("unsigned int", "u32", "__u32")]
                 u32 = (named or ints)[0].id if ints else 0
                 m.use_types(btf, u32 if info.key_size == 4 else 0, t.id)
