@@ -99,6 +99,12 @@ class Program(Record, eq=True):
     def insn_count(self) -> int:
         return len(self.insns) // 8
 
+    @property
+    def sock_map(self) -> str:
+        """An sk_msg program's map to attach to: parse() names one for every sk_msg program (or refuses it)."""
+        assert self.kind == "sk_msg" and self.attach_map is not None, f"{self.name}: not an sk_msg program with a map"
+        return self.attach_map
+
 
 class MapDef(Record, eq=True):
     name: str
