@@ -7,6 +7,11 @@ classes, via ``pybpfgen.ir._records``). Such classes declare their fields as ann
 ``dataclasses``, which builds each method with ``exec`` and imports ``inspect`` (with ``ast``, ``dis`` and
 ``tokenize``): ~30 ms at every start of the compiler and ~15 ms of every ``pybpfgen load``.
 """
+from __future__ import annotations
+
+TYPE_CHECKING = False  # (typing itself is not imported at run time: the loader's start-up does without it)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class FrozenInstanceError(AttributeError):
@@ -24,9 +29,11 @@ def _frozen_delattr(self, name):
     raise FrozenInstanceError(f"cannot delete field {name!r}")
 
 
-LIST = object()  # field default: a fresh list per instance
-DICT = object()  # field default: a fresh dict per instance
-SET = object()  # field default: a fresh set per instance
+# Field defaults: sentinels that Record replaces with a fresh list, dict or set per instance. Typed Any so that a
+# field declares its real type (``relocs: list[Relocation] = LIST``).
+LIST: Any = object()  # field default: a fresh list per instance
+DICT: Any = object()  # field default: a fresh dict per instance
+SET: Any = object()  # field default: a fresh set per instance
 
 
 class Record:
@@ -36,8 +43,9 @@ class Record:
     and are unhashable (``@dataclass``'s default); the others compare by identity.
     Like ``@dataclass``, without its cost at import time."""
 
-    _fields = ()  # (not annotated: annotations are fields)
-    _defaults: dict  # type: ignore[misc]
+    # (names with a leading underscore are not fields)
+    _fields: tuple[str, ...] = ()
+    _defaults: dict[str, object]
     _frozen = False
 
     def __init_subclass__(cls, frozen: bool | None = None, eq: bool | None = None, **kw):
@@ -57,14 +65,16 @@ class Record:
                         defaults[name] = klass.__dict__[name]
                     break
         cls._fields, cls._defaults = tuple(names), defaults
+        # the methods are chosen per class, as @dataclass does (set with setattr: to the checker a class's methods
+        # are its own definitions)
+        methods: dict[str, object] = {}
         if eq and not cls._frozen:
-            cls.__eq__ = _value_eq
-            cls.__hash__ = None  # type: ignore[assignment]
+            methods = {"__eq__": _value_eq, "__hash__": None}
         if cls._frozen:
-            cls.__setattr__ = _frozen_setattr
-            cls.__delattr__ = _frozen_delattr
-            cls.__eq__ = _value_eq
-            cls.__hash__ = _value_hash
+            methods = {"__setattr__": _frozen_setattr, "__delattr__": _frozen_delattr,
+                       "__eq__": _value_eq, "__hash__": _value_hash}
+        for attr, method in methods.items():
+            setattr(cls, attr, method)
 
     def __init__(self, *args, **kwargs):
         fields = self._fields

@@ -4,9 +4,14 @@ decode values.  Pure Python, no root needed.
 from __future__ import annotations
 
 import struct
+
 from ._records import DICT, Record
 
 from .errors import ObjectFormatError
+
+TYPE_CHECKING = False  # (typing is not imported at run time: the loader's start-up does without it)
+if TYPE_CHECKING:
+    from typing import Any
 
 BTF_MAGIC = 0xEB9F
 
@@ -36,7 +41,7 @@ class BtfType(Record, eq=True):
     index_type, nelems); STRUCT/UNION → [(name_off, type, offset)]; ENUM →
     [(name_off, val)]; FUNC_PROTO → [(name_off, type)]; VAR → linkage;
     DATASEC → [[type, offset, size]]; DECL_TAG → component_idx; ENUM64 →
-    [(name_off, lo, hi)].
+    [(name_off, lo, hi)].  (Typed Any: its type is chosen by ``kind``, a union the checker cannot follow.)
     """
     id: int
     name_off: int
@@ -44,7 +49,7 @@ class BtfType(Record, eq=True):
     vlen: int
     kind_flag: int
     size_or_type: int
-    extra: object = None
+    extra: Any = None
     name: str = ""
 
     @property
@@ -60,8 +65,8 @@ class Member(Record, eq=True):
 
 
 class Btf:
-    def __init__(self, types: list[BtfType], strings: bytes, flags: int = 0):
-        self.types = types          # index 0 is void (None)
+    def __init__(self, types: list[BtfType | None], strings: bytes, flags: int = 0):
+        self.types = types          # index 0 is void (None); ids from 1 are BtfTypes (defined())
         self.strings = strings
         self.flags = flags
 
@@ -81,7 +86,7 @@ class Btf:
         if tstart + type_len > len(data) or sstart + str_len > len(data):
             raise BtfError("BTF section truncated (types/strings past its end)")
         strings = bytes(data[sstart:sstart + str_len])
-        types: list = [None]
+        types: list[BtfType | None] = [None]
         pos, end = tstart, tstart + type_len
         try:
             while pos < end:
@@ -90,11 +95,13 @@ class Btf:
                 kind = (info >> 24) & 0x1F
                 vlen = info & 0xFFFF
                 kflag = info >> 31
-                extra: object = None
+                extra: Any = None
                 if kind == INT:
-                    (extra,) = struct.unpack_from("<I", data, pos); pos += 4
+                    (extra,) = struct.unpack_from("<I", data, pos)
+                    pos += 4
                 elif kind == ARRAY:
-                    extra = struct.unpack_from("<III", data, pos); pos += 12
+                    extra = struct.unpack_from("<III", data, pos)
+                    pos += 12
                 elif kind in (STRUCT, UNION):
                     extra = [struct.unpack_from("<III", data, pos + 12 * i) for i in range(vlen)]
                     pos += 12 * vlen
@@ -105,12 +112,14 @@ class Btf:
                     extra = [struct.unpack_from("<II", data, pos + 8 * i) for i in range(vlen)]
                     pos += 8 * vlen
                 elif kind == VAR:
-                    (extra,) = struct.unpack_from("<I", data, pos); pos += 4
+                    (extra,) = struct.unpack_from("<I", data, pos)
+                    pos += 4
                 elif kind == DATASEC:
                     extra = [list(struct.unpack_from("<III", data, pos + 12 * i)) for i in range(vlen)]
                     pos += 12 * vlen
                 elif kind == DECL_TAG:
-                    (extra,) = struct.unpack_from("<i", data, pos); pos += 4
+                    (extra,) = struct.unpack_from("<i", data, pos)
+                    pos += 4
                 elif kind == ENUM64:
                     extra = [struct.unpack_from("<III", data, pos + 12 * i) for i in range(vlen)]
                     pos += 12 * vlen
@@ -121,7 +130,7 @@ class Btf:
         except struct.error:
             raise BtfError("BTF type section truncated") from None
         btf = cls(types, strings, flags)
-        for t in types[1:]:
+        for t in btf.defined():
             t.name = btf.str_at(t.name_off)
         return btf
 
@@ -136,7 +145,7 @@ class Btf:
     # ---------------------------------------------------------------- write
     def to_bytes(self) -> bytes:
         out = bytearray()
-        for t in self.types[1:]:
+        for t in self.defined():
             out += struct.pack("<III", t.name_off, t.info, t.size_or_type)
             k, e = t.kind, t.extra
             if k == INT:
@@ -174,8 +183,19 @@ class Btf:
             raise BtfError(f"BTF type id {type_id} out of range (the BTF has {len(self.types) - 1} types)")
         return self.types[type_id]
 
+    def _type(self, type_id: int) -> BtfType:
+        """Type ``type_id`` where the BTF must have a type: void (0) there is malformed BTF."""
+        t = self._t(type_id)
+        if t is None:
+            raise BtfError(f"BTF type id {type_id} (void) where a type is needed")
+        return t
+
+    def defined(self) -> list[BtfType]:
+        """The types after void: ids 1, 2, ..."""
+        return [t for t in self.types[1:] if t is not None]
+
     def find(self, name: str, kind: int | None = None) -> BtfType | None:
-        for t in self.types[1:]:
+        for t in self.defined():
             if t.name == name and (kind is None or t.kind == kind):
                 return t
         return None
@@ -183,8 +203,8 @@ class Btf:
     def resolve(self, type_id: int) -> int:
         """Skip typedefs and qualifiers."""
         seen = 0
-        while type_id and self._t(type_id).kind in MODIFIERS:
-            type_id = self._t(type_id).size_or_type
+        while type_id and self._type(type_id).kind in MODIFIERS:
+            type_id = self._type(type_id).size_or_type
             seen += 1
             if seen > 64:
                 raise BtfError("BTF modifier loop")
@@ -196,7 +216,7 @@ class Btf:
         type_id = self.resolve(type_id)
         if type_id == 0:
             raise BtfError("sizeof(void)")
-        t = self._t(type_id)
+        t = self._type(type_id)
         if t.kind == PTR:
             return 8
         if t.kind == ARRAY:
@@ -209,7 +229,7 @@ class Btf:
         raise BtfError(f"type {type_id} ({KIND_NAMES.get(t.kind)}) has no size")
 
     def members(self, type_id: int) -> list[Member]:
-        t = self._t(self.resolve(type_id))
+        t = self._type(self.resolve(type_id))
         if t.kind not in (STRUCT, UNION):
             raise BtfError(f"type {type_id} is not a struct/union")
         res = []
@@ -223,7 +243,7 @@ class Btf:
     def type_name(self, type_id: int) -> str:
         if type_id == 0:
             return "void"
-        t = self._t(type_id)
+        t = self._type(type_id)
         if t.kind == PTR:
             return self.type_name(t.size_or_type) + " *"
         if t.kind == ARRAY:
@@ -238,7 +258,7 @@ class Btf:
                        symbol_offsets: dict[str, dict[str, int]]) -> None:
         """libbpf's DATASEC fix-up: a DATASEC of size 0 gets the ELF section's
         size, each VAR its symbol's ``st_value``; then VARs are sorted."""
-        for t in self.types[1:]:
+        for t in self.defined():
             if t.kind != DATASEC:
                 continue
             if t.size_or_type == 0:
@@ -247,8 +267,8 @@ class Btf:
                 t.size_or_type = section_sizes[t.name]
             syms = symbol_offsets.get(t.name, {})
             for entry in t.extra:
-                var = self._t(entry[0])
-                if var is not None and var.kind == VAR and var.name in syms:
+                var = self._type(entry[0])
+                if var.kind == VAR and var.name in syms:
                     entry[1] = syms[var.name]
                 if entry[2] == 0 and var.kind == VAR:
                     entry[2] = self.size_of(var.size_or_type)
@@ -328,11 +348,11 @@ class Btf:
             et = self._t(self.resolve(elem))
             esz = self.size_of(elem)
             if et is not None and et.kind == INT and esz == 1 and (et.extra >> 24) & INT_CHAR:
-                raw = bytes(data[offset:offset + n])
-                return raw.split(b"\0", 1)[0].decode(errors="replace")
+                chars = bytes(data[offset:offset + n])
+                return chars.split(b"\0", 1)[0].decode(errors="replace")
             return [self.decode(elem, data, offset + i * esz) for i in range(n)]
         if k in (STRUCT, UNION):
-            out = {}
+            out: dict[str, object] = {}
             for i, m in enumerate(self.members(tid)):
                 name = m.name or f"_{i}"
                 if m.bitfield_size:
@@ -368,7 +388,7 @@ class Btf:
 
     def _encode_into(self, type_id: int, value, buf: bytearray, offset: int, path: str = "") -> None:
         tid = self.resolve(type_id)
-        t = self._t(tid)
+        t = self._type(tid)
         k = t.kind
         at = f"{path}: " if path else ""
         if isinstance(value, (bytes, bytearray)):
@@ -429,12 +449,12 @@ class Btf:
         if k == DATASEC:
             if not isinstance(value, dict):
                 raise ValueError(f"{at}expected an object ({self.describe(tid)}), got {_short(value)}")
-            vars_ = {self._t(v).name: (v, off) for v, off, _sz in t.extra if self._t(v).kind == VAR}
+            vars_ = {self._type(v).name: (v, off) for v, off, _sz in t.extra if self._type(v).kind == VAR}
             for name, v in value.items():
                 if name not in vars_:
                     raise ValueError(f"{at}{t.name} has no variable {name!r} (it has: {', '.join(vars_)})")
                 var_id, off = vars_[name]
-                self._encode_into(self._t(var_id).size_or_type, v, buf, offset + off, name)
+                self._encode_into(self._type(var_id).size_or_type, v, buf, offset + off, name)
             return
         if k == PTR and isinstance(value, int) and not isinstance(value, bool):
             buf[offset:offset + 8] = value.to_bytes(8, "little")
@@ -447,7 +467,7 @@ class Btf:
         tid = self.resolve(type_id)
         if tid == 0:
             return "void"
-        t = self._t(tid)
+        t = self._type(tid)
         if _depth > 3:
             return self.type_name(tid)
         if t.kind == INT:
@@ -468,8 +488,8 @@ class Btf:
             inner = ", ".join(f'"{m.name}": {self.describe(m.type_id, _depth + 1)}' for m in self.members(tid))
             return "{" + inner + "}"
         if t.kind == DATASEC:
-            inner = ", ".join(f'"{self._t(v).name}": {self.describe(self._t(v).size_or_type, _depth + 1)}'
-                              for v, _o, _s in t.extra if self._t(v).kind == VAR)
+            inner = ", ".join(f'"{self._type(v).name}": {self.describe(self._type(v).size_or_type, _depth + 1)}'
+                              for v, _o, _s in t.extra if self._type(v).kind == VAR)
             return "{" + inner + "}"
         return self.type_name(tid)
 
@@ -483,7 +503,7 @@ class Btf:
         tid = self.resolve(type_id)
         if tid == 0:
             return ("void",)
-        t = self._t(tid)
+        t = self._type(tid)
         k = t.kind
         if k == INT:
             return ("int", t.size_or_type, (t.extra >> 24) & INT_SIGNED, t.extra & 0xFF)
@@ -531,8 +551,8 @@ def sum_values(values: list):
 class BtfBuilder:
     """Small writer used by tests and tools to build BTF from scratch."""
 
-    def __init__(self):
-        self.types: list = [None]
+    def __init__(self) -> None:
+        self.types: list[BtfType | None] = [None]
         self._strings = bytearray(b"\0")
         self._str_index: dict[str, int] = {"": 0}
 

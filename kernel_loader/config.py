@@ -28,7 +28,7 @@ def rodata_variables(obj) -> dict[str, tuple[int, int, bool]]:
     if obj.btf is None:
         return {}
     out = {}
-    for t in obj.btf.types[1:]:
+    for t in obj.btf.defined():
         if t.kind != B.DATASEC or not t.name.startswith(".rodata"):
             continue
         for var_id, offset, size in t.extra or []:

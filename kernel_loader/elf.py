@@ -99,6 +99,12 @@ class Program(Record, eq=True):
     def insn_count(self) -> int:
         return len(self.insns) // 8
 
+    @property
+    def sock_map(self) -> str:
+        """An sk_msg program's map to attach to: parse() names one for every sk_msg program (or refuses it)."""
+        assert self.kind == "sk_msg" and self.attach_map is not None, f"{self.name}: not an sk_msg program with a map"
+        return self.attach_map
+
 
 class MapDef(Record, eq=True):
     name: str
@@ -258,9 +264,9 @@ def _parse(path: str, elf) -> BpfObject:
     # functions and programs
     functions: list[Function] = []
     for sym in symbols:
-        sec = by_index.get(sym.shndx)
-        if sym.type == "STT_FUNC" and sec is not None and sec.flags & SHF_EXECINSTR:
-            functions.append(Function(sym.name, sec.name, sym.value, sym.size))
+        owner = by_index.get(sym.shndx)
+        if sym.type == "STT_FUNC" and owner is not None and owner.flags & SHF_EXECINSTR:
+            functions.append(Function(sym.name, owner.name, sym.value, sym.size))
     functions.sort(key=lambda f: (f.section, f.offset))
 
     meta_progs = (meta or {}).get("programs", {}) or {}
@@ -299,9 +305,9 @@ def _parse(path: str, elf) -> BpfObject:
         sizes = {s.name: s.size for s in sections.values()}
         offsets: dict[str, dict[str, int]] = {}
         for sym in symbols:
-            sec = by_index.get(sym.shndx)
-            if sec is not None and sym.type in ("STT_OBJECT", "STT_NOTYPE") and sym.name:
-                offsets.setdefault(sec.name, {})[sym.name] = sym.value
+            owner = by_index.get(sym.shndx)
+            if owner is not None and sym.type in ("STT_OBJECT", "STT_NOTYPE") and sym.name:
+                offsets.setdefault(owner.name, {})[sym.name] = sym.value
         btf.fixup_datasecs(sizes, offsets)
         btf_raw = btf.to_bytes()
         if ".BTF.ext" in sections:

@@ -47,6 +47,7 @@ class BpfSyscallError(OSError):
         super().__init__(err, text)
 
     def __str__(self) -> str:  # OSError's default str is "[Errno n] ..."
+        assert self.strerror is not None  # OSError(err, text) in __init__ set it to the text
         return self.strerror
 
 

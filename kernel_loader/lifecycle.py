@@ -36,20 +36,24 @@ import os
 import signal
 import struct
 import sys
-from ._records import DICT, LIST, SET, Record
 
 from . import features as _features
 from . import pins as _pins
 from . import state as _state
 from . import syscall as _syscall
+from ._records import DICT, LIST, SET, Record
 from .attach import ATTACH_CGROUP_SOCK_OPS, ATTACH_SK_MSG_VERDICT, attach_sk_msg, attach_sock_ops
-MAP_SOCKMAP, MAP_SOCKHASH = 15, 18
 from .errors import BpfSyscallError
 from .errors import BtfLoadError, LoaderError, PERMISSION_HINT, PinOwnershipError
 from .maps import MapInfo, create_map, pin_name
 from .pins import DEFAULT_PIN_ROOT
 
 # parsing and relocation (elf, btf, program) are imported by load() only: unload/status do not need them
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .elf import BpfObject
+
+MAP_SOCKMAP, MAP_SOCKHASH = 15, 18
 
 
 def _kernel_name(name: str) -> str:
@@ -222,7 +226,7 @@ class _Txn:
     """Undo log: on failure undo everything in reverse; on success only
     close the fds (pins keep the objects alive)."""
 
-    def __init__(self, sc):
+    def __init__(self, sc) -> None:
         self.sc = sc
         self.undo: list = []
         self.fds: list[int] = []
@@ -302,7 +306,7 @@ def object_paths(path_or_dir: str) -> list[str]:
 
 # -------------------------------------------------------------- compatibility
 class KernelBtfCache:
-    def __init__(self, sc):
+    def __init__(self, sc) -> None:
         self.sc = sc
         self.cache: dict = {}
 
@@ -332,8 +336,9 @@ def map_incompatibility(obj, m, info: MapInfo, btfs: KernelBtfCache | None) -> s
                            ("max_entries", info.max_entries, m.max_entries), ("flags", info.map_flags, m.map_flags)):
         if old != new:
             if what == "type":
-                old, new = MAP_TYPE_NAMES.get(old, old), MAP_TYPE_NAMES.get(new, new)
-            diffs.append(f"{what} {old} -> {new}")
+                diffs.append(f"{what} {MAP_TYPE_NAMES.get(old, old)} -> {MAP_TYPE_NAMES.get(new, new)}")
+            else:
+                diffs.append(f"{what} {old} -> {new}")
     if not diffs and btfs is not None and obj.btf is not None and info.btf_id:
         kb = btfs.get(info.btf_id)
         if kb is not None:
@@ -351,7 +356,7 @@ def map_incompatibility(obj, m, info: MapInfo, btfs: KernelBtfCache | None) -> s
 
 # ------------------------------------------------------------------------ load
 class _Plan(Record, eq=True):
-    obj: object          # elf.BpfObject
+    obj: BpfObject
     pin_dir: str
     existing: bool
     reuse: dict[str, int] = DICT     # map name → fd of the pinned map kept
@@ -515,7 +520,7 @@ def _load_one(sc, txn: _Txn, plan: _Plan, pin_root: str, cgroup: str | None, say
     # journal: before anything is attached, so that unload can always find it
     prev = plan.journal or {}
     legacy_sk_msg = not _features.has(sc, "sk_msg_link") if any(p.kind == "sk_msg" for p in obj.programs) else False
-    sock_map_ids = sorted({map_ids[p.attach_map] for p in obj.programs if p.kind == "sk_msg"}
+    sock_map_ids = sorted({map_ids[p.sock_map] for p in obj.programs if p.kind == "sk_msg"}
                           | set(prev.get("sock_map_ids", [])))
     journal = {
         "name": obj.name, "object": obj.path, "pin_dir": plan.pin_dir, "status": "loading", "pid": os.getpid(),
@@ -572,11 +577,11 @@ def _load_one(sc, txn: _Txn, plan: _Plan, pin_root: str, cgroup: str | None, say
     for p in order:
         if p.kind not in ("sk_msg", "sock_ops"):
             continue   # socket / syscall programs are only pinned
-        lp = res.programs[p.name]
+        loaded = res.programs[p.name]
         link_pin = _pins.pin_path(pin_root, obj.name, "links", p.name)
         target = f"map:{p.attach_map}" if p.kind == "sk_msg" else f"cgroup:{cgroup}"
         prog_fd = prog_fds[p.name]
-        lp.attach_target, lp.link_pin = target, link_pin
+        loaded.attach_target, loaded.link_pin = target, link_pin
         had_link_pin = _lexists(link_pin)
         if had_link_pin:
             lfd = txn.fd(open_pin(sc, link_pin, "link"))
@@ -591,25 +596,26 @@ def _load_one(sc, txn: _Txn, plan: _Plan, pin_root: str, cgroup: str | None, say
                                       f"the previous version keeps running; `pybpfgen unload {obj.name}` and "
                                       "load again") from e
                 txn.add(lambda lfd=lfd, old_fd=old_fd, new_fd=prog_fd: sc.link_update(lfd, old_fd, new_fd))
-                lp.link_id, lp.attach_mode = info.id, "link-update"
-                say(f"replaced {p.name} in place (link {info.id}: prog {info.prog_id} -> {lp.id})")
+                loaded.link_id, loaded.attach_mode = info.id, "link-update"
+                say(f"replaced {p.name} in place (link {info.id}: prog {info.prog_id} -> {loaded.id})")
                 crash_point(f"attach:{p.name}")
                 continue
             replaced_links.append(lfd)      # other target (cgroup changed, map replaced): new link, old detached at commit
         if p.kind == "sk_msg" and legacy_sk_msg and not had_link_pin:
-            _legacy_attach_sk_msg(sc, txn, prog_fd, map_fds[p.attach_map], p.attach_map)
-            lp.attach_mode, lp.link_pin = "legacy", None
+            _legacy_attach_sk_msg(sc, txn, prog_fd, map_fds[p.sock_map], p.sock_map)
+            loaded.attach_mode, loaded.link_pin = "legacy", None
             say(f"attached {p.name} to {target} with PROG_ATTACH (no sk_msg links before Linux 6.10)")
             crash_point(f"attach:{p.name}")
             continue
         if p.kind == "sk_msg":
-            lfd = txn.link(attach_sk_msg(sc, prog_fd, map_fds[p.attach_map], p.attach_map))
+            lfd = txn.link(attach_sk_msg(sc, prog_fd, map_fds[p.sock_map], p.sock_map))
         else:
+            assert cgroup is not None  # load() resolves the cgroup whenever an object has sock_ops programs
             lfd = txn.link(attach_sock_ops(sc, prog_fd, cgroup))
         pin_new(lfd, link_pin)
-        lp.link_id = LinkInfo.from_bytes(sc.link_info(lfd)).id
-        lp.attach_mode = "link"
-        say(f"attached {p.name} to {target} (link {lp.link_id})")
+        loaded.link_id = LinkInfo.from_bytes(sc.link_info(lfd)).id
+        loaded.attach_mode = "link"
+        say(f"attached {p.name} to {target} (link {loaded.link_id})")
         crash_point(f"attach:{p.name}")
     crash_point("attach")
 
@@ -772,7 +778,7 @@ def detach_by_scan(sc, journal: dict, pin_dir: str | None) -> list[str]:
             sc.close(lfd)
 
     # legacy attachments on the cgroups
-    for cid, path in cg_ids.items():
+    for path in cg_ids.values():
         try:
             cfd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
         except OSError:

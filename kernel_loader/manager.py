@@ -13,7 +13,7 @@ import struct
 from . import pins as _pins
 from . import syscall as _syscall
 from .attach import ATTACH_TYPE_NAMES, LINK_TYPE_NAMES
-from .btf import Btf, sum_values
+from .btf import sum_values
 from .elf import PROG_TYPE_NAMES
 from .errors import BpfSyscallError, LoaderError
 from .maps import ARRAY_TYPES, PERCPU_TYPES, Map
@@ -123,8 +123,8 @@ def _map_status(sc, name: str, path: str, btfs: _BtfCache, obj_btf: list | None 
             for i in range(info.max_entries):
                 key = struct.pack("<I", i)
                 if info.type in PERCPU_TYPES:
-                    raw = m.lookup_percpu(key) or []
-                    values.append(sum_values([btf.decode(m.value_type_id, r) for r in raw]))
+                    per_cpu = m.lookup_percpu(key) or []
+                    values.append(sum_values([btf.decode(m.value_type_id, r) for r in per_cpu]))
                 else:
                     raw = m.lookup(key)
                     values.append(None if raw is None else btf.decode(m.value_type_id, raw))
@@ -220,7 +220,8 @@ def status(pin_root: str = DEFAULT_PIN_ROOT, *, name: str | None = None, sc=None
     import time
     sc = sc or _syscall.get_default()
     pin_root = os.path.abspath(pin_root)
-    out = {"pin_root": pin_root, "objects": []}
+    objects: list[dict] = []
+    out = {"pin_root": pin_root, "objects": objects}
     if not os.path.isdir(pin_root) or not _pins.is_bpffs(pin_root, sc):
         return out
     btfs = _BtfCache(sc)
@@ -236,9 +237,9 @@ def status(pin_root: str = DEFAULT_PIN_ROOT, *, name: str | None = None, sc=None
                               "run as root, or without --stats") from e
         for n in names:
             d = _pins.object_dir(pin_root, n)
-            for e in _visible(_pins.list_pins(pin_root, n, "progs")):
+            for pin in _visible(_pins.list_pins(pin_root, n, "progs")):
                 try:
-                    p = _prog_status(sc, e, os.path.join(d, "progs", e))
+                    p = _prog_status(sc, pin, os.path.join(d, "progs", pin))
                     before[p["pin"]] = (p["run_cnt"], p["run_time_ns"])
                 except BpfSyscallError:
                     pass
@@ -269,7 +270,7 @@ def status(pin_root: str = DEFAULT_PIN_ROOT, *, name: str | None = None, sc=None
             obj = {"name": n, "pin_dir": d, **_object_state(pin_root, n), "programs": progs, "links": links,
                    "maps": maps, "counters": _counters(maps)}
             obj.update(_summaries(obj, sc))
-            out["objects"].append(obj)
+            objects.append(obj)
     finally:
         if stats_fd is not None:
             sc.close(stats_fd)

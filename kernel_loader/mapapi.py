@@ -105,10 +105,10 @@ def _types_from_object(m: Map, pin_name: str, btf) -> bool:
                 m.use_types(btf, kt, vt)
                 return True
             return False
-        for t in btf.types[1:]:   # global data: pin "rodata" is section ".rodata" (pins hold no '.')
+        for t in btf.defined():   # global data: pin "rodata" is section ".rodata" (pins hold no '.')
             if t.kind == DATASEC and t.name.lstrip(".").replace(".", "_") == pin_name \
                     and t.size_or_type == info.value_size:
-                ints = [x for x in btf.types[1:] if x.kind == INT and x.size_or_type == 4 and not (x.extra >> 24) & 1]
+                ints = [x for x in btf.defined() if x.kind == INT and x.size_or_type == 4 and not (x.extra >> 24) & 1]
                 named = [x for x in ints if x.name in ("unsigned int", "u32", "__u32")]
                 u32 = (named or ints)[0].id if ints else 0
                 m.use_types(btf, u32 if info.key_size == 4 else 0, t.id)
@@ -189,7 +189,8 @@ def map_show(object: str | None = None, map: str | None = None, pin_root: str = 
     else:
         _object_dir(object, pin_root)
         names = [object]
-    out = {"pin_root": pin_root, "objects": []}
+    objects: list[dict] = []
+    out = {"pin_root": pin_root, "objects": objects}
     btfs = KernelBtfCache(sc)
     for n in names:
         d = _pins.object_dir(pin_root, n)
@@ -203,7 +204,7 @@ def map_show(object: str | None = None, map: str | None = None, pin_root: str = 
                 maps.append(describe_map(m, sc))
             finally:
                 m.close()
-        out["objects"].append({"name": n, "pin_dir": d, "maps": maps})
+        objects.append({"name": n, "pin_dir": d, "maps": maps})
     return out
 
 

@@ -218,7 +218,8 @@ class Map:
         btf = self.btf()
         if btf is None:
             return None, None
-        return tuple(btf.type_name(t) if t else None for t in (self.key_type_id, self.value_type_id))
+        key, value = self.key_type_id, self.value_type_id
+        return (btf.type_name(key) if key else None), (btf.type_name(value) if value else None)
 
     def _encode(self, type_id: int, size: int, value, what: str) -> bytes:
         if isinstance(value, (bytes, bytearray)):

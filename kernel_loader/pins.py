@@ -18,7 +18,7 @@ from . import syscall as _syscall
 from .errors import LoaderError
 
 BPFFS = "/sys/fs/bpf"
-from .defaults import DEFAULT_PIN_ROOT  # noqa: E402
+from .defaults import DEFAULT_PIN_ROOT as DEFAULT_PIN_ROOT  # noqa: E402  (re-exported: the pin layout's default)
 BPFFS_MAGIC = 0xCAFE4A11
 SUBDIRS = ("maps", "progs", "links")
 

@@ -7,7 +7,7 @@ import time
 from ._records import LIST, Record
 
 from .btf import LineInfo
-from .elf import R_BPF_64_32, R_BPF_64_64, BpfObject, Function, Program
+from .elf import R_BPF_64_64, BpfObject, Function, Program
 from .errors import BpfSyscallError, LoaderError, ObjectFormatError, PERMISSION_HINT
 from .verifier import VerifierError
 

@@ -37,18 +37,20 @@ def summarize_log(log: str) -> LogSummary:
     while lines and (not lines[-1] or TRAILER_RE.match(lines[-1])):
         lines.pop()
     last_insn = None
+    insn_match = None
     for i in range(len(lines) - 1, -1, -1):
-        if INSN_RE.match(lines[i]):
+        insn_match = INSN_RE.match(lines[i])
+        if insn_match:
             last_insn = i
             break
-    if last_insn is None:
+    if last_insn is None or insn_match is None:
         msg = [ln for ln in lines if ln][-MAX_MESSAGE_LINES:]
         return LogSummary(msg, None, None, None, None, None, None)
     msg = [ln for ln in lines[last_insn + 1:] if ln and not STATE_RE.match(ln)]
     if not msg:  # the complaint was printed on the instruction's own line or is missing
         msg = [lines[last_insn]]
     msg = msg[-MAX_MESSAGE_LINES:]
-    insn_index = int(INSN_RE.match(lines[last_insn]).group(1))
+    insn_index = int(insn_match.group(1))
     comment = text = file = None
     line_no = None
     for j in range(last_insn - 1, -1, -1):
@@ -69,6 +71,7 @@ class VerifierError(LoaderError):
     def __init__(self, prog_name: str, err: OSError, log: str, linked=None, path: str = "",
                  first_errno: int | None = None):
         self.prog_name = prog_name
+        assert err.errno is not None  # the failed bpf(2) call's OSError (errno, message) carries its errno
         self.errno = err.errno
         self.errno_name = _errno_name(err.errno)
         self.log = log or ""
