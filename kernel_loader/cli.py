@@ -170,8 +170,9 @@ def cmd_load(args) -> int:
         objs = _manager().load(args.object, cgroup=args.cgroup, pin_root=args.pin_root, verbose=args.verbose,
                                replace_maps=args.replace_maps, config=parse_assignments(args.set_values))
     except LoaderError as e:
-        if args.verbose and getattr(e, "log", ""):
-            print(e.log, file=sys.stderr)
+        log = getattr(e, "log", "")   # VerifierError / BtfLoadError carry the kernel's log
+        if args.verbose and log:
+            print(log, file=sys.stderr)
         raise
     for o in objs:
         for w in o.warnings:
