@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import time
 from types import ModuleType, SimpleNamespace
-from typing import TYPE_CHECKING
+TYPE_CHECKING = False  # typing is not imported at run time (start-up time of every command)
 
 from . import __version__
 

@@ -16,7 +16,7 @@ import json
 import os
 import sys
 import time
-from typing import TYPE_CHECKING
+TYPE_CHECKING = False  # typing is not imported at run time (start-up time of every command)
 
 from . import __version__
 

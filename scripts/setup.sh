@@ -105,7 +105,7 @@ else
 fi
 # Byte-compile the editable install, as a wheel install would: every `pybpfgen` command otherwise compiles
 # its modules from source again when PYTHONDONTWRITEBYTECODE is set (~50 ms of a `pybpfgen load`).
-.venv/bin/python -m compileall -q pybpfgen kernel_loader >/dev/null
+.venv/bin/python -m compileall -q pybpfgen pybpfgen_accel kernel_loader >/dev/null
 
 # --- bpffs ---------------------------------------------------------------------------------
 if mountpoint -q /sys/fs/bpf; then
