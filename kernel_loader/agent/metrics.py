@@ -2,7 +2,7 @@
 
 :class:`StatusCollector` is a ``prometheus_client`` custom collector: each scrape calls
 ``kernel_loader.status()`` for the agent's pin roots and turns it into metric families (names and HELP texts:
-docs/cli.md, "Metrics"). Nothing is cached: the values are the kernel's at scrape time, the same numbers
+docs/cli.md, "Metrics"); plugins add families of their programs (:mod:`kernel_loader.plugins`, ``AGENT_METRICS``). Nothing is cached: the values are the kernel's at scrape time, the same numbers
 ``pybpfgen status --json`` prints.
 
 :func:`serve` runs a small threaded HTTP server: ``/metrics`` (Prometheus text format), ``/healthz``

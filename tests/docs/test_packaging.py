@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SOURCES = ("pyproject.toml", "README.md", "pybpfgen", "kernel_loader")
+SOURCES = ("pyproject.toml", "README.md", "pybpfgen", "pybpfgen_accel", "kernel_loader")
 
 
 def source_version() -> str:
@@ -76,7 +76,8 @@ def test_wheel_contents(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for needed in ("pybpfgen/__init__.py", "pybpfgen/cli.py", "pybpfgen/lang.py", "pybpfgen/lang_helpers.py",
                    "pybpfgen/target/helpers_table.py", "pybpfgen/testing.py", "kernel_loader/__init__.py",
-                   "kernel_loader/_bpf_cffi.py", "kernel_loader/cli.py"):
+                   "kernel_loader/_bpf_cffi.py", "kernel_loader/cli.py", "pybpfgen_accel/plugin.py",
+                   "pybpfgen_accel/agent.py"):
         assert needed in names, f"{needed} missing from {wheel.name}"
     assert not any(n.startswith(("tests/", "programs/", "bench/")) for n in names)
     meta = zipfile.ZipFile(wheel).read(f"pybpfgen-{source_version()}.dist-info/METADATA").decode()
