@@ -13,7 +13,7 @@ import struct
 from . import pins as _pins
 from . import syscall as _syscall
 from .attach import ATTACH_TYPE_NAMES, LINK_TYPE_NAMES
-from .btf import Btf, sum_values
+from .btf import sum_values
 from .elf import PROG_TYPE_NAMES
 from .errors import BpfSyscallError, LoaderError
 from .maps import ARRAY_TYPES, PERCPU_TYPES, Map
@@ -153,8 +153,8 @@ def _counters(maps: list[dict]) -> dict:
 
 
 def _summaries(obj: dict, sc) -> dict:
-    """Program-specific summaries added to an object's status (``{"accelerator": ...}``); each comes from
-    the program's own spec module, the generic status above knows no program."""
+    """Program-specific summaries added to an object's status (``{STATUS_KEY: ...}``); each comes from
+    the program's plugin (:mod:`.plugins`), the generic status above knows no program."""
     from . import plugins
     return plugins.status_summaries(obj, sc)
 

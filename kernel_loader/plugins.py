@@ -1,6 +1,6 @@
-"""The extension point: an application built on the toolchain (the accelerator in ``pybpfgen_accel``, or a
-policy author's own package) plugs into the ``pybpfgen`` command, ``status`` and ``doctor`` here, and the
-loader itself knows no program.
+"""The extension point: an application built on the toolchain (the repository's sockmap application, or a
+policy author's own package) plugs into the ``pybpfgen`` command, ``status``, ``doctor`` and the agent here,
+and the loader itself knows no program.
 
 A plugin is a module named by an entry point in the group ``pybpfgen.plugins`` of an installed distribution::
 

@@ -344,3 +344,63 @@ def test_collector_sockets_without_the_accelerator_summary():
                                                                 "max_entries": 8, "values": None}]}]}
     col = M.StatusCollector(lambda: (["/p"], None, None), status=lambda pr: st)
     assert samples(generate_latest(M.registry_for(col)).decode())[("pybpfgen_accel_sockets", (("object", "accel"),))] == 4
+
+
+# ------------------------------------------------------------------ the plugin hooks, with a plugin of our own
+class _AllowSection:
+    maps = ("allow",)
+    hint = "; is it filter.bpf.o?"
+
+    @staticmethod
+    def parse(t, c, path):
+        c.table(t, path, {"ports"})
+        ports = c.typed(t, path, "ports", list, "an array of ports", [])
+        for i, p in enumerate(ports):
+            if not isinstance(p, int) or isinstance(p, bool):
+                raise c.error(path + ("ports", i), f"expected a port, got {c.tname(p)}")
+        return tuple(ports)
+
+    @staticmethod
+    def desired(ports):
+        return {"allow": [(p, 1, str(p)) for p in ports]}
+
+    @staticmethod
+    def describe(map_name, key, value):
+        return str(key)
+
+
+@pytest.fixture
+def myplugin(monkeypatch):
+    import types
+
+    from kernel_loader import plugins
+    mod = types.ModuleType("myapp_plugin")
+    mod.AGENT_SECTIONS = {"allow": _AllowSection(), "maps": _AllowSection()}     # "maps" is the agent's own
+    mod.AGENT_METRICS = {"myapp_allowed": ("gauge", "Ports the filter allows.", ("object",))}
+    mod.agent_metrics = lambda o: [("myapp_allowed", [o["name"]], 7), ("undeclared", [], 1)]
+    monkeypatch.setattr(plugins, "_loaded", {"myapp": mod})
+    return mod
+
+
+def test_a_plugin_section(myplugin):
+    base = '[objects.filter]\npath = "/o/filter.bpf.o"\n'
+    (o,) = parse(base + "[objects.filter.allow]\nports = [80, 443]\n").objects
+    assert o.sections == (("allow", (80, 443)),) and o.section("allow") == (80, 443)
+    e = err(base + '[objects.filter.allow]\nports = [\n  80,\n  "x",\n]\n')
+    assert (e.line, e.key) == (6, "objects.filter.allow.ports[1]") and "expected a port, got a string" in e.msg
+    e = err(base + "[objects.filter.allow]\n[objects.filter.maps.allow]\nentries = []\n")
+    assert (e.line, e.key) == (4, "objects.filter.maps.allow") and "already managed by [objects.filter.allow]" in e.msg
+    # a plugin cannot take the agent's own keys: maps stays generic
+    (o,) = parse(base + "[objects.filter.maps.other]\nentries = [{ key = 1, value = 2 }]\n").objects
+    assert [m.name for m in o.maps] == ["other"] and o.sections == ()
+    # the accelerator's tables are not the agent's: without its plugin, an unknown key
+    e = err(GOOD)
+    assert e.key == "objects.accel.policy" and e.msg == ("unknown key (expected one of: allow, cgroup, config, maps, "
+                                                         "path, pin_root)")
+
+
+def test_a_plugin_metrics(myplugin):
+    s = samples(scrape_text())
+    assert s[("myapp_allowed", (("object", "accel"),))] == 7
+    assert not any(name.startswith("pybpfgen_accel_") for name, _ in s)       # the accelerator's: its plugin's
+    assert not any(name == "undeclared" for name, _ in s)
