@@ -167,7 +167,7 @@ AGENT_METRICS = {
 
 
 def _is_stats(m: dict) -> bool:
-    vals = m.get("values")
+    vals = m.get("values") or []
     return bool(vals) and isinstance(vals[0], dict) and "redirected" in vals[0]
 
 

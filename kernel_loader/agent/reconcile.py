@@ -308,7 +308,7 @@ def _sections(spec: ObjectSpec):
     return [(name, owned[name], parsed) for name, parsed in spec.sections if name in owned]
 
 
-def _section_desired(spec: ObjectSpec, maps: Callable[[str], object | None]) -> dict[str, tuple]:
+def _section_desired(spec: ObjectSpec, maps: Callable[[str], tuple | None]) -> dict[str, tuple]:
     """Encode the plugins' sections: {map: (desired, removable, describe, map type, value size, max_entries)}.
     ``maps(name)`` -> (map, type, key size, value size, max_entries), or None when there is no such map."""
     out: dict[str, tuple] = {}
