@@ -8,8 +8,8 @@ Public API (see docs/loader.md)::
     open_pinned(name, pin_root=DEFAULT_PIN_ROOT) -> PinnedObject   # .map(name) -> Map
     open_map(object, map, pin_root=...) -> Map; map_show / map_dump / map_get / map_set / map_delete (any object)
 
-Applications plug into the ``pybpfgen`` command, ``status`` and ``doctor`` through :mod:`kernel_loader.plugins`
-(the accelerator's policies: :mod:`pybpfgen_accel`).
+Applications plug into the ``pybpfgen`` command, ``status``, ``doctor`` and the agent through
+:mod:`kernel_loader.plugins` (docs/loader.md, "Plugins"); this package knows no program.
 
 This package must never import llvmlite (nor pybpfgen's compiler).
 """

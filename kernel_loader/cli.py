@@ -65,7 +65,7 @@ def _add_doctor(subparsers) -> None:
                               description="Report kernel version and features, bpffs, cgroup v2, BTF, "
                                           "capabilities, what is loaded, known hazards, and anything that "
                                           "would stop `load`, each with what to do, and what plugins add (the "
-                                          "accelerator: its hazards, --conformance and --stress). Exit 1 when "
+                                          "known hazards of their programs, suites of their own). Exit 1 when "
                                           "something would stop `load` (or a plugin's suite fails).")
     p.add_argument("--json", action="store_true", help="machine-readable output (schema in docs/cli.md)")
     p.add_argument("--cgroup", metavar="DIR", help="also check this cgroup v2 directory")

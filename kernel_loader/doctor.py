@@ -4,9 +4,9 @@ Every check is ``{"name", "status", "detail", "fix"}`` with status ``ok``,
 ``info``, ``warn`` (works, but know this) or ``fail`` (``load`` will stop
 here).  ``doctor`` exits 1 when any check fails.
 
-Plugins (:mod:`kernel_loader.plugins`) add checks (the accelerator: its
-hazards on this kernel) and modes of their own (the accelerator's
-``--conformance`` and ``--stress`` suites).
+Plugins (:mod:`kernel_loader.plugins`) add checks (e.g. the known hazards
+of their program on this kernel) and modes of their own (e.g. a program's
+conformance suite).
 """
 from __future__ import annotations
 
@@ -204,7 +204,7 @@ def run_checks(pin_root: str = _pins.DEFAULT_PIN_ROOT, cgroup: str | None = None
         if not st["objects"]:
             checks.append(_check("loaded", "info", f"nothing loaded under {pin_root}"))
 
-    # what plugins add (the accelerator: the known hazards of this kernel for its program)
+    # what plugins add (e.g. the known hazards of this kernel for their programs)
     report = {"kernel": kernel, "features": feats, "pin_root": pin_root, "checks": checks, "loaded": loaded}
     from . import plugins
     checks.extend(plugins.doctor_checks(report))
@@ -228,7 +228,7 @@ def format_checks(report: dict) -> str:
 
 def main(args) -> int:
     from . import plugins
-    rc = plugins.run_doctor(args)   # a plugin's own doctor mode (the accelerator's --conformance / --stress)
+    rc = plugins.run_doctor(args)   # a plugin's own doctor mode (e.g. a conformance suite)
     if rc is not None:
         return rc
     report = run_checks(args.pin_root, cgroup=args.cgroup, object_path=args.object)

@@ -153,8 +153,8 @@ def _counters(maps: list[dict]) -> dict:
 
 
 def _summaries(obj: dict, sc) -> dict:
-    """Program-specific summaries added to an object's status (``{"accelerator": ...}``); each comes from
-    the program's own spec module, the generic status above knows no program."""
+    """Program-specific summaries added to an object's status (``{STATUS_KEY: ...}``); each comes from
+    the program's plugin (:mod:`.plugins`), the generic status above knows no program."""
     from . import plugins
     return plugins.status_summaries(obj, sc)
 

@@ -1,6 +1,6 @@
-"""The extension point: an application built on the toolchain (the accelerator in ``pybpfgen_accel``, or a
-policy author's own package) plugs into the ``pybpfgen`` command, ``status`` and ``doctor`` here, and the
-loader itself knows no program.
+"""The extension point: an application built on the toolchain (the repository's sockmap application, or a
+policy author's own package) plugs into the ``pybpfgen`` command, ``status``, ``doctor`` and the agent here,
+and the loader itself knows no program.
 
 A plugin is a module named by an entry point in the group ``pybpfgen.plugins`` of an installed distribution::
 
@@ -24,9 +24,35 @@ must be importable). Every attribute is optional:
     hazards of the plugin's program on this kernel.
 ``add_doctor_arguments(parser)`` and ``run_doctor(args) -> int | None``
     Extra ``doctor`` options, and the handler that runs before the generic checks (None: not handled).
+``AGENT_SECTIONS = {name: section}``
+    Sub-tables ``[objects.X.NAME]`` of the agent's configuration (``pybpfgen agent`` / ``apply``) that the
+    plugin owns (a name cannot shadow the agent's own keys: path, cgroup, pin_root, config, maps). A
+    ``section`` is any object with:
+
+    * ``maps``: the names of the maps it manages. While the sub-table is present these maps hold exactly
+      what it says (hash-like maps: entries not listed are removed; arrays: only the listed indices are
+      written), and an ``[objects.X.maps.M]`` table for one of them is an error.
+    * ``parse(table, checker, path) -> parsed``: check the TOML table (``path``: its key path, e.g.
+      ``("objects", "myobj", "mysection")``) and return what the agent keeps (anything; compared by nothing).
+      Errors go through the agent's ``checker`` (:class:`kernel_loader.agent.config.Checker`), so that
+      they name file:line: key: ``checker.error(path + ("ports", 1), "invalid port 70000")`` returns the
+      exception to raise; ``checker.table`` / ``typed`` / ``spec`` check a table's keys, a value's type,
+      and wrap a parser raising :class:`~kernel_loader.errors.LoaderError`.
+    * ``desired(parsed) -> {map: [(key, value, text), ...]}``: the entries of each managed map, keys and
+      values typed as for ``Map.set`` (int / dict / bytes; encoded with the map's BTF, so that the diff
+      with the live map is exact), ``text`` the entry as a person writes it (logs, ``apply`` output).
+    * ``describe(map, key, value) -> str``: a live entry (decoded with the map's BTF) as a person writes
+      it, for the updates and removals the agent logs.
+    * optional ``hint``: appended to the error for an object that lacks one of ``maps``.
+``AGENT_METRICS = {name: (type, help, labelnames)}`` and ``agent_metrics(obj) -> [(name, labels, value)]``
+    Prometheus families the agent's ``/metrics`` exports (``type``: ``"counter"`` or ``"gauge"``; a counter
+    is exported as ``name_total``), always declared, and their samples for one loaded object (``obj``: its
+    status, as ``pybpfgen status --json``; ``labels``: values in ``labelnames`` order). Families not
+    declared are ignored.
 
 Discovery imports ``importlib.metadata`` (~40 ms), so it runs only for commands that need plugins: ``status``,
-``doctor``, ``--help`` and a command that is not built in -- never for ``load``, ``unload`` or ``compile``.
+``doctor``, ``agent``, ``apply``, ``--help`` and a command that is not built in -- never for ``load``,
+``unload`` or ``compile``.
 """
 from __future__ import annotations
 
@@ -143,3 +169,31 @@ def run_doctor(args) -> int | None:
         if rc is not None:
             return rc
     return None
+
+
+def agent_sections() -> dict:
+    """``{name: section}`` of the plugins' agent sub-tables (the first plugin declaring a name wins)."""
+    out: dict = {}
+    for plugin in plugins().values():
+        for name, section in getattr(plugin, "AGENT_SECTIONS", {}).items():
+            out.setdefault(name, section)
+    return out
+
+
+def agent_metric_families() -> dict:
+    """``{name: (type, help, labelnames)}`` of the plugins' metric families, in plugin order."""
+    out: dict = {}
+    for plugin in plugins().values():
+        for name, fam in getattr(plugin, "AGENT_METRICS", {}).items():
+            out.setdefault(name, tuple(fam))
+    return out
+
+
+def agent_metrics(obj: dict) -> list[tuple[str, list[str], float]]:
+    """The plugins' samples ``(family, label values, value)`` for one loaded object's status."""
+    out: list = []
+    for plugin in plugins().values():
+        fn = getattr(plugin, "agent_metrics", None)
+        if fn:
+            out.extend(fn(obj))
+    return out

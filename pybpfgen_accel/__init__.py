@@ -1,7 +1,8 @@
 """The sockmap accelerator's control plane, an application of the pybpfgen toolchain: its program is
 ``programs/accel.py`` (compiled with ``pybpfgen compile``, loaded with ``pybpfgen load``); this package knows its
 maps and structs (:mod:`.spec`), parses policies (:mod:`.policyspec`), adds the ``policy`` command, a status line,
-its hazards and its conformance suite (:mod:`.conformance`) to ``pybpfgen`` through the plugin
+its hazards, its conformance suite (:mod:`.conformance`) and its agent tables and metrics (:mod:`.agent`) to
+``pybpfgen`` through the plugin
 (:mod:`.plugin`, entry point ``pybpfgen.plugins: accel``).
 
 Python API (a thin layer over the loader's generic, BTF-typed map API)::

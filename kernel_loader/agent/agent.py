@@ -12,8 +12,8 @@ serve metrics, and on SIGTERM keep the programs attached or unload them (``[agen
 * **systemd** (``Type=notify``): ``READY=1`` once every object is loaded and reconciled, ``STATUS=`` with what
   /readyz says, ``WATCHDOG=1`` every half ``WatchdogSec=`` while the main loop turns (liveness).
 * **Logs**: one JSON object per line on stdout, for every change it makes and every error:
-  ``{"ts": "2026-12-05T19:02:03.123Z", "level": "info", "event": "change", "op": "add", "object": "accel",
-  "map": "policy_ports", "entry": "8080", ...}``.
+  ``{"ts": "2026-12-05T19:02:03.123Z", "level": "info", "event": "change", "op": "add", "object": "filter",
+  "map": "allow", "entry": "8080 = 1", ...}``.
 """
 from __future__ import annotations
 

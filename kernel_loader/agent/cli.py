@@ -11,8 +11,8 @@ EXIT_FAILED = 1
 def add_agent(subparsers) -> None:
     p = subparsers.add_parser(
         "agent", help="run the agent: load the configured objects and keep their maps equal to the file",
-        description="Load (or adopt, or upgrade in place) the objects of FILE, apply its policies, settings and "
-                    "map entries, then keep them so: on SIGHUP or when the file changes the live maps are "
+        description="Load (or adopt, or upgrade in place) the objects of FILE, apply its map entries (and its "
+                    "plugins' tables, e.g. policies), then keep them so: on SIGHUP or when the file changes the live maps are "
                     "brought to exactly what it says (adds before removals). SIGTERM: keep the programs "
                     "attached or unload them ([agent] on_exit). One JSON object per line on stdout for every "
                     "change and error. Schema: docs/cli.md.")

@@ -1,9 +1,8 @@
 """The agent's declarative configuration: a TOML file (read with :mod:`tomllib`) -> :class:`AgentConfig`.
 
 Pure Python (no root, no bpf(2)). Every error is a :class:`ConfigError` whose message names the file, the
-line and the key: ``agent.toml:12: objects.accel.policy.ports[1]: invalid port 70000: expected a number from
-1 to 65535`` (a TOML syntax error: ``agent.toml:3:9: invalid TOML: ...``, line and column from tomllib).
-The schema (docs/cli.md, "pybpfgen agent"):
+line and the key: ``agent.toml:12: objects.filter.maps.allow.entries[1]: missing "value"`` (a TOML syntax
+error: ``agent.toml:3:9: invalid TOML: ...``, line and column from tomllib). The schema (docs/cli.md, "pybpfgen agent"):
 
     [agent]                                 # optional
     on_exit = "keep"                        # keep | unload (on SIGTERM)
@@ -14,22 +13,16 @@ The schema (docs/cli.md, "pybpfgen agent"):
     enable_stats = false                    # hold BPF_ENABLE_STATS: program run time / run counts move
     pin_root = "/sys/fs/bpf/pybpfgen"       # default pin root of every object
 
-    [objects.accel]                         # the name an object is pinned under (its file name w/o .bpf.o)
-    path = "/usr/local/lib/pybpfgen/accel.bpf.o"   # relative: to this file's directory
+    [objects.NAME]                          # the name an object is pinned under (its file name w/o .bpf.o)
+    path = "/usr/local/lib/pybpfgen/NAME.bpf.o"    # relative: to this file's directory
     cgroup = "/sys/fs/cgroup/shop.slice"    # default: where it is loaded, else the cgroup2 mount
     pin_root = "/sys/fs/bpf/pybpfgen"       # default: [agent] pin_root
     config = { NAME = 1 }                   # Configs (read-only globals) set before load
 
-    [objects.accel.policy]                  # present: the policy maps hold exactly this (a kind left out: none)
-    ports = [6379, 8080]
-    cidrs = ["10.0.0.0/8", { cidr = "198.18.0.0/15", side = "local" }]
-    tuples = ["10.0.0.1:40000-10.0.0.2:80"]
+    [objects.NAME.SECTION]                  # a plugin's sub-table (kernel_loader.plugins AGENT_SECTIONS): the
+    ...                                     # maps it owns hold exactly what it says (docs/cli.md)
 
-    [objects.accel.settings]                # present: settings[0] holds exactly this (left out: 0 = default)
-    max_unanswered_msgs = 512
-    max_unanswered_kib = 8192
-
-    [objects.accel.maps.NAME]               # any other map: exactly these entries (arrays: these indices)
+    [objects.NAME.maps.MAP]                 # any other map: exactly these entries (arrays: these indices)
     entries = [{ key = 1, value = { a = 2 } }]     # typed through the map's BTF (as `Map.set`)
 """
 from __future__ import annotations
@@ -41,12 +34,11 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
-from pybpfgen_accel import policyspec as _ps
 from ..defaults import DEFAULT_PIN_ROOT
 from ..errors import LoaderError
 
 ON_EXIT = ("keep", "unload")
-ACCEL_MAPS = ("policy_ports", "policy_cidrs", "policy_tuples", "settings")   # what [policy] / [settings] own
+BUILTIN_KEYS = ("path", "cgroup", "pin_root", "config", "maps")     # of [objects.NAME]; the rest: plugins
 
 
 class ConfigError(LoaderError):
@@ -64,19 +56,6 @@ class ConfigError(LoaderError):
         if not m:
             return cls(where, None, "", msg)
         return cls(m.group(1), int(m.group(2)) if m.group(2) else None, m.group(3), msg)
-
-
-@dataclass(frozen=True)
-class Policy:
-    ports: tuple[int, ...] = ()
-    cidrs: tuple[tuple[_ps.Cidr, int], ...] = ()       # (CIDR, side flags); one entry per CIDR (sides merged)
-    tuples: tuple[_ps.ConnTuple, ...] = ()
-
-
-@dataclass(frozen=True)
-class Settings:
-    max_unanswered_msgs: int = 0
-    max_unanswered_kib: int = 0
 
 
 @dataclass(frozen=True)
@@ -100,14 +79,17 @@ class ObjectSpec:
     cgroup: str | None
     pin_root: str                   # absolute
     config: tuple[tuple[str, int], ...] = ()
-    policy: Policy | None = None
-    settings: Settings | None = None
     maps: tuple[MapSpec, ...] = ()
     where: str = ""                 # "FILE:LINE: objects.NAME.path", for errors found later (a missing file)
+    sections: tuple[tuple[str, Any], ...] = ()  # plugins' sub-tables present: (name, what its parse returned)
 
     @property
     def config_dict(self) -> dict[str, int]:
         return dict(self.config)
+
+    def section(self, name: str) -> Any:
+        """What the plugin section ``name`` parsed (None when the object's table has no such sub-table)."""
+        return next((v for n, v in self.sections if n == name), None)
 
 
 @dataclass(frozen=True)
@@ -186,7 +168,7 @@ def _key_end(line: str) -> int:
 
 
 class KeyLocator:
-    """Where each key of a TOML document is: ``line(("objects", "accel", "policy", "ports", 1))``. Tables,
+    """Where each key of a TOML document is: ``line(("objects", "filter", "maps", "allow", "entries", 1))``. Tables,
     arrays of tables, dotted keys, and the elements of arrays (also spread over several lines) are found;
     keys inside inline tables fall back to the line of the element or of the key holding them."""
 
@@ -337,7 +319,10 @@ def key_name(path: tuple) -> str:
 
 
 # ------------------------------------------------------------------ parsing
-class _Checker:
+class Checker:
+    """Checks parts of one configuration file; every error it makes names file:line: key. Plugins' agent
+    sections (:mod:`kernel_loader.plugins`, ``AGENT_SECTIONS``) get one to check their sub-tables."""
+
     def __init__(self, file: str, text: str):
         self.file, self.text = file, text
         self._loc: KeyLocator | None = None
@@ -353,9 +338,11 @@ class _Checker:
         return f"{self.file}{':' + str(line) if line else ''}: {key_name(path)}"
 
     def error(self, path: tuple, msg: str) -> ConfigError:
+        """The error to raise for the key at ``path`` (e.g. ``("objects", "x", "maps", "m", "entries", 1)``)."""
         return ConfigError(self.file, self.loc.line(path), key_name(path), msg)
 
     def table(self, d, path: tuple, allowed: set[str]) -> dict:
+        """``d`` itself, checked to be a table holding only ``allowed`` keys."""
         if not isinstance(d, dict):
             raise self.error(path, f"expected a table, got {_tname(d)}")
         for k in d:
@@ -364,6 +351,7 @@ class _Checker:
         return d
 
     def typed(self, d: dict, path: tuple, key: str, types, what: str, default=None):
+        """``d[key]`` (``default`` when absent), checked to be of ``types`` (a boolean is not an int)."""
         if key not in d:
             return default
         v = d[key]
@@ -374,10 +362,19 @@ class _Checker:
         return v
 
     def spec(self, path: tuple, fn, *args):
+        """``fn(*args)``, a :class:`LoaderError` it raises turned into an error at ``path``."""
         try:
             return fn(*args)
         except LoaderError as e:
             raise self.error(path, str(e)) from None
+
+    @staticmethod
+    def tname(v) -> str:
+        """``a string``, ``an integer``, ... for an error message."""
+        return _tname(v)
+
+
+_Checker = Checker
 
 
 def _tname(v) -> str:
@@ -473,8 +470,10 @@ def _abs_path(c: _Checker, d: dict, path: tuple, key: str, base: str, default):
 
 def _object(c: _Checker, name: str, o, base: str, pin_root: str) -> ObjectSpec:
     from ..elf import object_name
+    from .. import plugins as _plugins
     path = ("objects", name)
-    c.table(o, path, {"path", "cgroup", "pin_root", "config", "policy", "settings", "maps"})
+    owned = {k: v for k, v in _plugins.agent_sections().items() if k not in BUILTIN_KEYS}
+    c.table(o, path, set(BUILTIN_KEYS) | set(owned))
     if "path" not in o:
         raise c.error(path, 'missing key "path" (the .bpf.o file to load)')
     obj_path = _abs_path(c, o, path, "path", base, None)
@@ -489,17 +488,17 @@ def _object(c: _Checker, name: str, o, base: str, pin_root: str) -> ObjectSpec:
         if isinstance(v, bool) or not isinstance(v, int):
             raise c.error(path + ("config", k), f"expected an integer, got {_tname(v)}")
         config.append((k, v))
-    policy = _policy(c, o["policy"], path + ("policy",)) if "policy" in o else None
-    settings = _settings(c, o["settings"], path + ("settings",)) if "settings" in o else None
+    sections = tuple((sname, sec.parse(o[sname], c, path + (sname,))) for sname, sec in owned.items()
+                     if sname in o)
+    managed = {m: sname for sname, sec in owned.items() if sname in o for m in sec.maps}
     maps_t = o.get("maps", {})
     if not isinstance(maps_t, dict):
         raise c.error(path + ("maps",), f"expected a table of maps ([objects.{name}.maps.MAP]), got {_tname(maps_t)}")
     maps = []
     for mname, m in maps_t.items():
         mp = path + ("maps", mname)
-        if mname in ACCEL_MAPS and (policy is not None or settings is not None):
-            owner = "settings" if mname == "settings" else "policy"
-            raise c.error(mp, f"map {mname} is already managed by [objects.{name}.{owner}]; set it there")
+        if mname in managed:
+            raise c.error(mp, f"map {mname} is already managed by [objects.{name}.{managed[mname]}]; set it there")
         c.table(m, mp, {"entries"})
         ents = c.typed(m, mp, "entries", list, "an array of { key = ..., value = ... }", [])
         out = []
@@ -513,56 +512,5 @@ def _object(c: _Checker, name: str, o, base: str, pin_root: str) -> ObjectSpec:
         maps.append(MapSpec(mname, tuple(out), c.where(mp)))
     return ObjectSpec(name=name, path=obj_path, cgroup=cgroup,
                       pin_root=_abs_path(c, o, path, "pin_root", base, pin_root), config=tuple(config),
-                      policy=policy, settings=settings, maps=tuple(maps), where=c.where(path + ("path",)))
+                      maps=tuple(maps), where=c.where(path + ("path",)), sections=sections)
 
-
-def _policy(c: _Checker, p, path: tuple) -> Policy:
-    c.table(p, path, {"ports", "cidrs", "tuples"})
-    ports: list[int] = []
-    for i, v in enumerate(c.typed(p, path, "ports", list, "an array of port numbers", [])):
-        ep = path + ("ports", i)
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise c.error(ep, f"expected a port number, got {_tname(v)}")
-        port = c.spec(ep, _ps.check_port, v)
-        if port in ports:
-            raise c.error(ep, f"port {port} is listed twice")
-        ports.append(port)
-    cidrs: dict[_ps.Cidr, int] = {}
-    for i, v in enumerate(c.typed(p, path, "cidrs", list, 'an array of CIDRs ("10.0.0.0/8" or '
-                                                         '{ cidr = "...", side = "local" })', [])):
-        ep = path + ("cidrs", i)
-        if isinstance(v, dict):
-            c.table(v, ep, {"cidr", "side"})
-            if not isinstance(v.get("cidr"), str):
-                raise c.error(ep + ("cidr",), 'expected a CIDR string, e.g. cidr = "10.0.0.0/8"')
-            text, side = v["cidr"], v.get("side", "any")
-            if not isinstance(side, str):
-                raise c.error(ep + ("side",), f"expected local, remote or any, got {_tname(side)}")
-            cidr = c.spec(ep + ("cidr",), _ps.parse_cidr, text)
-            flags = c.spec(ep + ("side",), _ps.parse_side, side)
-        elif isinstance(v, str):
-            cidr, flags = c.spec(ep, _ps.parse_cidr, v), _ps.SIDE_ANY
-        else:
-            raise c.error(ep, f'expected a CIDR string or {{ cidr = "...", side = "..." }}, got {_tname(v)}')
-        cidrs[cidr] = cidrs.get(cidr, 0) | flags        # sides of one CIDR form a set, as `policy add`
-    tuples: list[_ps.ConnTuple] = []
-    for i, v in enumerate(c.typed(p, path, "tuples", list, 'an array of "CLIENT_IP:PORT-SERVER_IP:PORT"', [])):
-        ep = path + ("tuples", i)
-        if not isinstance(v, str):
-            raise c.error(ep, f'expected "CLIENT_IP:PORT-SERVER_IP:PORT", got {_tname(v)}')
-        t = c.spec(ep, _ps.parse_tuple, v)
-        if t in tuples:
-            raise c.error(ep, f"tuple {t} is listed twice")
-        tuples.append(t)
-    return Policy(tuple(ports), tuple(cidrs.items()), tuple(tuples))
-
-
-def _settings(c: _Checker, s, path: tuple) -> Settings:
-    c.table(s, path, {"max_unanswered_msgs", "max_unanswered_kib"})
-    vals = {}
-    for k in ("max_unanswered_msgs", "max_unanswered_kib"):
-        v = s.get(k, 0)
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise c.error(path + (k,), f"expected an integer (0 = default), got {_tname(v)}")
-        vals[k] = c.spec(path + (k,), _ps.check_u32, v, k)
-    return Settings(**vals)

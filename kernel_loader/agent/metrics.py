@@ -2,7 +2,7 @@
 
 :class:`StatusCollector` is a ``prometheus_client`` custom collector: each scrape calls
 ``kernel_loader.status()`` for the agent's pin roots and turns it into metric families (names and HELP texts:
-docs/cli.md, "Metrics"). Nothing is cached: the values are the kernel's at scrape time, the same numbers
+docs/cli.md, "Metrics"); plugins add families of their programs (:mod:`kernel_loader.plugins`, ``AGENT_METRICS``). Nothing is cached: the values are the kernel's at scrape time, the same numbers
 ``pybpfgen status --json`` prints.
 
 :func:`serve` runs a small threaded HTTP server: ``/metrics`` (Prometheus text format), ``/healthz``
@@ -19,27 +19,6 @@ from typing import Callable, Iterable
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
-
-# The accelerator's counters (programs/accel.py AccelStats): status field -> (metric name, HELP)
-ACCEL_COUNTERS = {
-    "redirected": ("pybpfgen_accel_redirected_messages",
-                   "Messages the sk_msg program moved straight into the peer socket's receive queue, skipping "
-                   "TCP/IP (accelerated sends)."),
-    "missed": ("pybpfgen_accel_tcp_path_verdicts",
-               "Sends of sockets in the sockhash that took the normal TCP path (each verdict covers up to 1 GiB "
-               "of that socket's writes): unpaired, demoted or peer gone."),
-    "paired": ("pybpfgen_accel_paired_connections",
-               "Connections whose two ends were paired (both accelerated)."),
-    "refused": ("pybpfgen_accel_refused_pairings",
-                "Pairings refused: an ambiguous tuple, or sequence numbers that do not mirror each other."),
-    "demoted": ("pybpfgen_accel_demoted_connections",
-                "Connections moved to the TCP path for good by the unanswered-message budget (settings)."),
-    "released": ("pybpfgen_accel_released_sockets",
-                 "Sockets taken out of the sockhash because nothing can be redirected to them any more."),
-}
-# programs/accel.py DEFAULT_MAX_UNANSWERED_*: compile-time constants (0 stored in settings = these)
-BUDGET_DEFAULTS = {"max_unanswered_msgs": 256, "max_unanswered_kib": 4096}
-POLICY_MAPS = {"policy_ports": "ports", "policy_cidrs": "cidrs", "policy_tuples": "tuples", "accel_ports": "ports"}
 
 
 def _int_fields(v, prefix: str = "") -> Iterable[tuple[str, int]]:
@@ -117,13 +96,10 @@ class StatusCollector:
         counters = CounterMetricFamily("pybpfgen_map_counter", "Counters of the object: every field of every "
                                        "per-CPU array of integers or integer structs, summed over CPUs (field "
                                        "names from BTF).", labels=["object", "map", "index", "field"])
-        accel = {f: CounterMetricFamily(n, h, labels=["object"]) for f, (n, h) in ACCEL_COUNTERS.items()}
-        sockets = GaugeMetricFamily("pybpfgen_accel_sockets", "Sockets in the accelerator's sockhash (two per "
-                                    "accelerated connection).", labels=["object"])
-        policies = GaugeMetricFamily("pybpfgen_accel_policy_entries", "Entries of the accelerator's policy maps.",
-                                     labels=["object", "kind"])
-        budget = GaugeMetricFamily("pybpfgen_accel_budget", "The unanswered-message budget in effect "
-                                   "(settings; 0 stored = the default).", labels=["object", "limit"])
+        from .. import plugins as _plugins
+        kinds = {"counter": CounterMetricFamily, "gauge": GaugeMetricFamily}
+        extra = {n: kinds[t](n, h, labels=list(labels))
+                 for n, (t, h, labels) in _plugins.agent_metric_families().items()}
         for o in objs:
             name = o["name"]
             obj_info.add_metric([name, str(o.get("state")), str(o.get("cgroup") or ""), o.get("pin_dir", "")], 1)
@@ -142,8 +118,6 @@ class StatusCollector:
                 if m.get("entries") is not None:
                     entries.add_metric(labels, m["entries"])
                 cap.add_metric(labels, m["max_entries"])
-                if m["pin_name"] in POLICY_MAPS and m.get("entries") is not None:
-                    policies.add_metric([name, POLICY_MAPS[m["pin_name"]]], m["entries"])
                 vals = m.get("values")
                 if not vals:
                     continue
@@ -151,25 +125,10 @@ class StatusCollector:
                     for i, v in enumerate(vals):
                         for fld, x in _int_fields(v):
                             counters.add_metric([name, m["pin_name"], str(i), fld], x)
-                    if isinstance(vals[0], dict) and "redirected" in vals[0]:
-                        for f, fam in accel.items():
-                            if f in vals[0]:
-                                fam.add_metric([name], sum((v or {}).get(f, 0) or 0 for v in vals))
-                elif m["pin_name"] == "settings" and isinstance(vals[0], dict):
-                    for limit, default in BUDGET_DEFAULTS.items():
-                        if limit in vals[0]:
-                            budget.add_metric([name, limit], vals[0][limit] or default)
-            acc = o.get("accelerator")
-            if acc and acc.get("sockets") is not None:
-                sockets.add_metric([name], acc["sockets"])
-            elif acc is None and any(m["pin_name"] == "stats" and m.get("values") and isinstance(m["values"][0], dict)
-                                     and "redirected" in m["values"][0] for m in o.get("maps", [])):
-                # an accelerator whose summary status did not add: its sockhash's entries
-                sh = next((m for m in o.get("maps", []) if m["type"] in ("sockhash", "sockmap")), None)
-                if sh is not None and sh.get("entries") is not None:
-                    sockets.add_metric([name], sh["entries"])
-        yield from (obj_info, prog_info, runs, run_time, insns, link, entries, cap, counters, *accel.values(),
-                    sockets, policies, budget)
+            for fam_name, labels, value in _plugins.agent_metrics(o):    # what plugins say of their programs
+                if fam_name in extra:
+                    extra[fam_name].add_metric(list(labels), value)
+        yield from (obj_info, prog_info, runs, run_time, insns, link, entries, cap, counters, *extra.values())
 
 
 def agent_families(a: dict):

@@ -5,37 +5,34 @@ One pass (``reconcile``):
 1. **plan the loads** - for each configured object: ``load`` (not loaded), ``adopt`` (loaded by an agent from
    the same object file, Configs and cgroup, and still running the very programs that agent loaded: nothing
    to do, its program ids stay), ``keep`` (adopted or loaded earlier by this process), or ``upgrade``
-   (anything else: ``load`` upgrades it in place; maps and accelerated sockets are kept).
+   (anything else: ``load`` upgrades it in place; maps, and the sockets in them, are kept).
    ``kernel_loader.load`` of an identical object is *not* a no-op (it replaces every program through its
    link, with new program ids), so adoption is decided here, from a record the agent keeps next to the
    loader's journal (``$PYBPFGEN_STATE_DIR/agent/...``).
-2. **encode** every desired map entry (policy, settings, generic entries through the map's BTF) before
-   anything changes: an entry that does not fit leaves the running state untouched.
+2. **encode** every desired map entry (the plugins' sections and the generic entries, through the map's BTF)
+   before anything changes: an entry that does not fit leaves the running state untouched.
 3. **load / upgrade** what must be (``kernel_loader.load``: transactional).
 4. **diff** each managed map: entries to add, to update (same key, other value) and to remove.
 5. **apply**: every add and update of every map first, then the removals. Never clear-and-refill, so a new
-   connection never finds a policy missing that both the old and the new file have; a key whose value
-   changes (a CIDR's sides, the budget) is overwritten in place.
+   connection never finds an entry missing that both the old and the new file have; a key whose value
+   changes is overwritten in place.
 
-Only managed maps are touched: the policy maps when ``[objects.X.policy]`` is present, ``settings`` when
-``[objects.X.settings]`` is, and each ``[objects.X.maps.M]``. Arrays have no entries to remove: only the
-listed indices are written.
+Only managed maps are touched: the maps a plugin's section owns when ``[objects.X.SECTION]`` is present
+(:mod:`kernel_loader.plugins`, ``AGENT_SECTIONS``), and each ``[objects.X.maps.M]``. Arrays have no entries
+to remove: only the listed indices are written.
 """
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import os
 import struct
 from dataclasses import dataclass, field
 from typing import Callable
 
-from pybpfgen_accel import policyspec as _ps
 from ..errors import LoaderError
 from .config import AgentConfig, ConfigError, ObjectSpec
 
-PORTS, CIDRS, TUPLES, SETTINGS = "policy_ports", "policy_cidrs", "policy_tuples", "settings"
 HASH, ARRAY, LRU_HASH, LPM_TRIE = 1, 2, 9, 11
 GENERIC_TYPES = {HASH: "hash", ARRAY: "array", LRU_HASH: "lru_hash", LPM_TRIE: "lpm_trie"}
 
@@ -92,99 +89,6 @@ def diff_map(obj: str, map_name: str, desired: dict[bytes, tuple[bytes, str]], l
 def ordered(changes: list[Change]) -> list[Change]:
     """Every add and update (of every map) before any removal; stable otherwise."""
     return [c for c in changes if c.op != "remove"] + [c for c in changes if c.op == "remove"]
-
-
-# ------------------------------------------------------------------ desired entries of the accelerator (pure)
-# The byte layouts of programs/accel.py's maps (docs/cli.md, "policy"), encoded here from the parsed entries
-# (policyspec parses; the agent compares and writes raw bytes, so that a diff is exact):
-#   policy_ports   u32 port (host order)                                            -> u32 1
-#   policy_cidrs   {u32 prefixlen; u32 addr[4]}: IPv6 bytes in network order, IPv4 v4-mapped (len + 96)
-#                                                                                   -> u32 sides (1 local, 2 remote)
-#   policy_tuples  {u32 local_ip[4]; u32 remote_ip[4]; u32 local_port; u32 remote_port} (client's view) -> u32 1
-#   settings       [0] = {u32 max_unanswered_msgs; u32 max_unanswered_kib}
-ONE = struct.pack("<I", 1)
-KEY_SIZES = {PORTS: 4, CIDRS: 20, TUPLES: 40, SETTINGS: 4}
-VALUE_SIZES = {PORTS: 4, CIDRS: 4, TUPLES: 4, SETTINGS: 8}
-_V4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
-
-
-def _addr16(ip) -> bytes:
-    return b"\0" * 10 + b"\xff\xff" + ip.packed if ip.version == 4 else ip.packed
-
-
-def _ip16(raw: bytes):
-    v6 = ipaddress.IPv6Address(bytes(raw))
-    return v6.ipv4_mapped or v6
-
-
-def port_key(port: int) -> bytes:
-    return struct.pack("<I", port)
-
-
-def prefix_key(net) -> bytes:
-    return struct.pack("<I", net.prefixlen + (96 if net.version == 4 else 0)) + _addr16(net.network_address)
-
-
-def tuple_key(t) -> bytes:
-    return _addr16(t.client_ip) + _addr16(t.server_ip) + struct.pack("<II", t.client_port, t.server_port)
-
-
-def settings_value(msgs: int, kib: int) -> bytes:
-    return struct.pack("<II", msgs, kib)
-
-
-def _fmt_tuple(key: bytes) -> str:
-    cip, sip = _ip16(key[0:16]), _ip16(key[16:32])
-    cport, sport = struct.unpack_from("<II", key, 32)
-    v6 = cip.version == 6 or sip.version == 6
-
-    def f(ip) -> str:
-        return f"[{ip}]" if v6 and ip.version == 6 else str(ip)
-    return f"{f(cip)}:{cport}-{f(sip)}:{sport}"
-
-
-def _fmt_prefix(key: bytes) -> str:
-    plen = struct.unpack_from("<I", key, 0)[0]
-    v6 = ipaddress.IPv6Address(bytes(key[4:20]))
-    if plen >= 96 and v6 in _V4_MAPPED:
-        return str(ipaddress.IPv4Network(f"{v6.ipv4_mapped}/{plen - 96}", strict=False))
-    return str(ipaddress.IPv6Network(f"{v6}/{min(plen, 128)}", strict=False))
-
-
-def _settings_text(v: bytes) -> str:
-    msgs, kib = struct.unpack_from("<II", v, 0)
-    return f"max_unanswered_msgs={msgs} max_unanswered_kib={kib}"
-
-
-def describe_accel(map_name: str, key: bytes, value: bytes) -> str:
-    """An entry of an accelerator map as a person writes it (``8080``, ``10.0.0.0/8 local``, a tuple)."""
-    try:
-        if map_name == PORTS:
-            return str(struct.unpack("<I", key)[0])
-        if map_name == CIDRS:
-            return f"{_fmt_prefix(key)} {_ps.side_name(struct.unpack_from('<I', value)[0])}"
-        if map_name == TUPLES:
-            return _fmt_tuple(key)
-        if map_name == SETTINGS:
-            return _settings_text(value)
-    except (LoaderError, struct.error, ValueError):
-        pass
-    return key.hex()
-
-
-def desired_accel(spec: ObjectSpec) -> dict[str, dict[bytes, tuple[bytes, str]]]:
-    """{map: {key: (value, entry text)}} for the accelerator maps the object's configuration manages."""
-    out: dict[str, dict[bytes, tuple[bytes, str]]] = {}
-    if spec.policy is not None:
-        p = spec.policy
-        out[PORTS] = {port_key(port): (ONE, str(port)) for port in p.ports}
-        out[CIDRS] = {prefix_key(c.network): (struct.pack("<I", flags), f"{c} {_ps.side_name(flags)}")
-                      for c, flags in p.cidrs}
-        out[TUPLES] = {tuple_key(t): (ONE, str(t)) for t in p.tuples}
-    if spec.settings is not None:
-        v = settings_value(spec.settings.max_unanswered_msgs, spec.settings.max_unanswered_kib)
-        out[SETTINGS] = {struct.pack("<I", 0): (v, _settings_text(v))}
-    return out
 
 
 # ------------------------------------------------------------------ the agent's record (adoption)
@@ -366,33 +270,130 @@ def _json(v) -> str:
         return repr(v)
 
 
-def _check_accel_maps(spec: ObjectSpec, o) -> None:
-    for map_name in desired_accel(spec):
-        what = "settings" if map_name == SETTINGS else "policy"
-        if not o.has_map(map_name):
-            raise ConfigError.at(spec.where, f"object {spec.name} has no map {map_name} (for "
-                                             f"[objects.{spec.name}.{what}]); is it the accelerator built from "
-                                             "programs/accel.py?")
-        info = o.map(map_name).info()
-        if (info.key_size, info.value_size) != (KEY_SIZES[map_name], VALUE_SIZES[map_name]):
-            raise LoaderError(f"map {map_name} of {spec.name} has {info.key_size}-byte keys and {info.value_size}-"
-                              f"byte values, expected {KEY_SIZES[map_name]} and {VALUE_SIZES[map_name]}: the loaded "
-                              "accelerator does not match this pybpfgen")
+# ------------------------------------------------------------------ plugins' sections
+class _ElfMap:
+    """A map of an object file that is not loaded (``apply --dry-run``): its BTF types and geometry, from the
+    ELF, encoding and decoding as a loaded map's ``Map`` does."""
+
+    def __init__(self, md, btf):
+        self.md, self.btf = md, btf
+
+    def _enc(self, tid: int, size: int, v) -> bytes:
+        if isinstance(v, (bytes, bytearray)):
+            return bytes(v)
+        if self.btf is not None and tid:
+            return self.btf.encode(tid, v)
+        return int(v).to_bytes(size, "little")
+
+    def _dec(self, tid: int, raw: bytes):
+        return self.btf.decode(tid, raw) if self.btf is not None and tid else int.from_bytes(raw, "little")
+
+    def encode_key(self, k) -> bytes:
+        return self._enc(self.md.key_type_id, self.md.key_size, k)
+
+    def encode_value(self, v) -> bytes:
+        return self._enc(self.md.value_type_id, self.md.value_size, v)
+
+    def decode_key(self, raw: bytes):
+        return self._dec(self.md.key_type_id, raw)
+
+    def decode_value(self, raw: bytes):
+        return self._dec(self.md.value_type_id, raw)
+
+
+def _sections(spec: ObjectSpec):
+    """(section name, section, parsed) of the plugin sections the object's table has."""
+    from .. import plugins as _plugins
+    owned = _plugins.agent_sections()
+    return [(name, owned[name], parsed) for name, parsed in spec.sections if name in owned]
+
+
+def _section_desired(spec: ObjectSpec, maps: Callable[[str], tuple | None]) -> dict[str, tuple]:
+    """Encode the plugins' sections: {map: (desired, removable, describe, map type, value size, max_entries)}.
+    ``maps(name)`` -> (map, type, key size, value size, max_entries), or None when there is no such map."""
+    out: dict[str, tuple] = {}
+    for sname, section, parsed in _sections(spec):
+        hint = getattr(section, "hint", "")
+        for map_name, entries in section.desired(parsed).items():
+            found = maps(map_name)
+            if found is None:
+                raise ConfigError.at(spec.where, f"object {spec.name} has no map {map_name} (for "
+                                                 f"[objects.{spec.name}.{sname}]){hint}")
+            m, mtype, ksize, vsize, max_entries = found
+
+            def mismatch(why: str, map_name=map_name, sname=sname, hint=hint) -> LoaderError:
+                return LoaderError(f"map {map_name} of {spec.name} does not have the layout "
+                                   f"[objects.{spec.name}.{sname}] expects ({why}): the loaded object does not "
+                                   f"match this version of its plugin{hint}")
+            desired: dict[bytes, tuple[bytes, str]] = {}
+            for key, value, text in entries:
+                try:
+                    k, v = m.encode_key(key), m.encode_value(value)
+                except (LoaderError, ValueError, TypeError, OverflowError, struct.error, KeyError) as ex:
+                    raise mismatch(str(ex)) from None
+                if len(k) != ksize or len(v) != vsize:
+                    raise mismatch(f"{ksize}-byte keys and {vsize}-byte values, not {len(k)} and {len(v)}")
+                desired[k] = (v, text)
+
+            def describe(k: bytes, v: bytes, m=m, section=section, map_name=map_name) -> str:
+                try:
+                    return section.describe(map_name, m.decode_key(k), m.decode_value(v))
+                except Exception:  # noqa: BLE001 - a name for a log line only
+                    return k.hex()
+            out[map_name] = (desired, mtype != ARRAY, describe, mtype, vsize, max_entries)
+    return out
+
+
+def _loaded_maps(o):
+    def get(name: str):
+        if not o.has_map(name):
+            return None
+        m = o.map(name)
+        info = m.info()
+        return m, info.type, info.key_size, info.value_size, info.max_entries
+    return get
+
+
+def _elf_maps(path: str):
+    from ..elf import parse_object
+    from ..maps import pin_name
+    obj = parse_object(path)
+    by_pin = {pin_name(md): md for md in obj.maps.values()}
+
+    def get(name: str):
+        md = by_pin.get(name)
+        if md is None:
+            return None
+        return _ElfMap(md, obj.btf), md.type, md.key_size, md.value_size, md.max_entries
+    return get
 
 
 def _object_changes(spec: ObjectSpec, *, pre_generic=None) -> list[Change]:
     from .. import manager
     changes: list[Change] = []
     with manager.open_pinned(spec.name, spec.pin_root) as o:
-        _check_accel_maps(spec, o)
-        for map_name, desired in desired_accel(spec).items():
-            m = o.map(map_name)
-            changes += diff_map(spec.name, map_name, desired, _read_live(m), removable=map_name != SETTINGS,
-                                describe=lambda k, v, n=map_name: describe_accel(n, k, v))
+        for map_name, (desired, removable, describe, *_) in _section_desired(spec, _loaded_maps(o)).items():
+            changes += diff_map(spec.name, map_name, desired, _read_live(o.map(map_name)), removable=removable,
+                                describe=describe)
         generic = pre_generic if pre_generic is not None else _generic_desired(spec, o)
         for map_name, (desired, removable, describe) in generic.items():
             changes += diff_map(spec.name, map_name, desired, _read_live(o.map(map_name)), removable=removable,
                                 describe=describe)
+    return changes
+
+
+def _fresh_changes(spec: ObjectSpec) -> list[Change]:
+    """What loading ``spec`` would write (``apply --dry-run``): its sections against new maps (arrays hold
+    zeros), its generic entries as adds."""
+    changes: list[Change] = []
+    for map_name, (desired, removable, describe, mtype, vsize, max_entries) in \
+            _section_desired(spec, _elf_maps(spec.path)).items():
+        fresh = {k: bytes(vsize) for k in desired
+                 if mtype == ARRAY and struct.unpack_from("<I", k)[0] < max_entries}
+        changes += diff_map(spec.name, map_name, desired, fresh, removable=removable, describe=describe)
+    for ms in spec.maps:
+        changes += [Change("add", spec.name, ms.name, b"", None, None, f"{_json(e.key)} = {_json(e.value)}")
+                    for e in ms.entries]
     return changes
 
 
@@ -442,20 +443,14 @@ def reconcile(cfg: AgentConfig, *, dry_run: bool = False, adopted: set[tuple[str
     for spec, action, _ in plans:
         if action != "load":
             with kl.open_pinned(spec.name, spec.pin_root) as o:
-                _check_accel_maps(spec, o)
+                _section_desired(spec, _loaded_maps(o))
                 pre[spec.name] = _generic_desired(spec, o)
     if dry_run:
         for spec, action, reason in plans:
             r = ObjectResult(spec.name, action if action in ("adopt", "keep") else "would-" + action, reason)
             res.objects.append(r)
             if action == "load":
-                for map_name, desired in desired_accel(spec).items():
-                    fresh = {struct.pack("<I", 0): bytes(VALUE_SIZES[SETTINGS])} if map_name == SETTINGS else {}
-                    res.changes += diff_map(spec.name, map_name, desired, fresh, removable=map_name != SETTINGS,
-                                            describe=lambda k, v, n=map_name: describe_accel(n, k, v))
-                for ms in spec.maps:
-                    res.changes += [Change("add", spec.name, ms.name, b"", None, None,
-                                           f"{_json(e.key)} = {_json(e.value)}") for e in ms.entries]
+                res.changes += _fresh_changes(spec)
             else:
                 res.changes += _object_changes(spec, pre_generic=pre.get(spec.name))
         res.changes = ordered(res.changes)

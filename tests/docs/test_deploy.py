@@ -61,7 +61,7 @@ def test_example_config_is_valid():
     cfg = C.load_file(str(DEPLOY / "agent.toml"))
     (o,) = cfg.objects
     assert o.name == "accel" and o.path == "/usr/local/lib/pybpfgen/accel.bpf.o"
-    assert cfg.on_exit == "keep" and o.policy is not None and o.settings is not None
+    assert cfg.on_exit == "keep" and o.section("policy") is not None and o.section("settings") is not None
     assert "COPY docs/deploy/agent.toml /etc/pybpfgen/agent.toml" in (DEPLOY / "Containerfile").read_text()
 
 

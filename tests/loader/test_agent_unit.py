@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pybpfgen_accel import policyspec as ps
+from pybpfgen_accel import agent as A
 from kernel_loader.errors import LoaderError
 from kernel_loader.agent import config as C
 from kernel_loader.agent import metrics as M
@@ -59,11 +59,12 @@ def test_good_config():
     assert o.name == "accel" and o.path == "/etc/pybpfgen/build/accel.bpf.o"    # relative to the file
     assert o.cgroup == "/sys/fs/cgroup/shop.slice" and o.pin_root == "/sys/fs/bpf/pybpfgen"
     assert o.config_dict == {"max_conns": 10}
-    assert o.policy.ports == (6379, 8080)
+    # [objects.accel.policy] / [objects.accel.settings]: the accelerator plugin's sections (pybpfgen_accel.agent)
+    assert o.section("policy").ports == (6379, 8080)
     # two sides of one CIDR form a set, as `policy add --side`
-    assert [(str(c), f) for c, f in o.policy.cidrs] == [("10.0.0.0/8", 3), ("198.18.0.0/15", 3)]
-    assert [str(t) for t in o.policy.tuples] == ["10.0.0.1:40000-10.0.0.2:80"]
-    assert o.settings == C.Settings(512, 0)          # a key left out: 0 (the default)
+    assert [(str(c), f) for c, f in o.section("policy").cidrs] == [("10.0.0.0/8", 3), ("198.18.0.0/15", 3)]
+    assert [str(t) for t in o.section("policy").tuples] == ["10.0.0.1:40000-10.0.0.2:80"]
+    assert o.section("settings") == A.Settings(512, 0)          # a key left out: 0 (the default)
     assert o.maps == () and o.where == "/etc/pybpfgen/agent.toml:8: objects.accel.path"
     assert len(cfg.sha256) == 64
 
@@ -73,7 +74,7 @@ def test_defaults_and_generic_maps():
                 'entries = [{ key = 1, value = { a = 2 } }, { key = 2, value = 3 }]\n')
     assert cfg.on_exit == "keep" and cfg.metrics_address is None and cfg.enable_stats is False
     (o,) = cfg.objects
-    assert o.policy is None and o.settings is None and o.cgroup is None
+    assert o.sections == () and o.section("policy") is None and o.cgroup is None
     (m,) = o.maps
     assert m.name == "allow" and [(e.key, e.value) for e in m.entries] == [(1, {"a": 2}), (2, 3)]
     assert m.entries[1].where == "/etc/pybpfgen/agent.toml:4: objects.filter.maps.allow.entries[1]"
@@ -160,11 +161,19 @@ def test_adds_come_before_removals_across_maps():
                                                         ("remove", "m3")]
 
 
-def test_desired_accel_entries():
-    (o,) = parse(GOOD).objects
-    d = R.desired_accel(o)
-    assert set(d) == {"policy_ports", "policy_cidrs", "policy_tuples", "settings"}
-    assert d["policy_ports"] == {struct.pack("<I", 6379): (R.ONE, "6379"), struct.pack("<I", 8080): (R.ONE, "8080")}
+def section_desired(o, obj_file: str) -> dict:
+    """{map: {key bytes: (value bytes, text)}} of the object's plugin sections, encoded with the BTF of
+    ``obj_file`` (as `apply --dry-run` does for an object that is not loaded; a loaded map's BTF is the same)."""
+    return {m: d[0] for m, d in R._section_desired(o, R._elf_maps(obj_file)).items()}
+
+
+def test_desired_accel_entries(accel_object):
+    """The accelerator's sections, typed by the plugin and encoded with the program's BTF: these bytes."""
+    one = struct.pack("<I", 1)
+    (o,) = parse(GOOD.replace("build/accel.bpf.o", accel_object)).objects
+    d = section_desired(o, accel_object)
+    assert list(d) == ["policy_ports", "policy_cidrs", "policy_tuples", "settings"]
+    assert d["policy_ports"] == {struct.pack("<I", 6379): (one, "6379"), struct.pack("<I", 8080): (one, "8080")}
     k = struct.pack("<I", 96 + 15) + bytes(10) + b"\xff\xff" + bytes([198, 18, 0, 0])   # v4-mapped, len + 96
     assert d["policy_cidrs"] == {k: (struct.pack("<I", 3), "198.18.0.0/15 any"),
                                  struct.pack("<I", 104) + bytes(10) + b"\xff\xff" + bytes([10, 0, 0, 0]):
@@ -175,22 +184,38 @@ def test_desired_accel_entries():
     assert d["settings"] == {struct.pack("<I", 0): (struct.pack("<II", 512, 0),
                                                      "max_unanswered_msgs=512 max_unanswered_kib=0")}
     # no [policy] / [settings]: those maps are not managed at all
-    (o2,) = parse('[objects.accel]\npath = "/o/accel.bpf.o"\n').objects
-    assert R.desired_accel(o2) == {}
+    (o2,) = parse(f'[objects.accel]\npath = "{accel_object}"\n').objects
+    assert section_desired(o2, accel_object) == {}
     # [policy] present with a kind left out: that kind is empty
-    (o3,) = parse('[objects.accel]\npath = "/o/accel.bpf.o"\n[objects.accel.policy]\nports = [1]\n').objects
-    assert R.desired_accel(o3)["policy_cidrs"] == {} and R.desired_accel(o3)["policy_tuples"] == {}
+    (o3,) = parse(f'[objects.accel]\npath = "{accel_object}"\n[objects.accel.policy]\nports = [1]\n').objects
+    d3 = section_desired(o3, accel_object)
+    assert d3["policy_cidrs"] == {} and d3["policy_tuples"] == {} and "settings" not in d3
 
 
-def test_describe_live_entries_round_trips():
-    assert R.describe_accel("policy_ports", struct.pack("<I", 80), R.ONE) == "80"
-    for net, side in (("10.0.0.0/8", "local"), ("2001:db8::/32", "any"), ("198.18.0.1/32", "remote")):
-        k = R.prefix_key(ps.parse_cidr(net).network)
-        assert R.describe_accel("policy_cidrs", k, struct.pack("<I", ps.parse_side(side))) == f"{net} {side}"
-    for text in ("[::1]:1-[::1]:2", "10.0.0.1:40000-10.0.0.2:80"):
-        assert R.describe_accel("policy_tuples", R.tuple_key(ps.parse_tuple(text)), R.ONE) == text
-    assert R.describe_accel("settings", struct.pack("<I", 0), R.settings_value(5, 6)) == \
-        "max_unanswered_msgs=5 max_unanswered_kib=6"
+def test_describe_live_entries_round_trips(accel_object):
+    """A live entry (decoded with the map's BTF) is named as the file writes it."""
+    text = GOOD.replace("build/accel.bpf.o", accel_object)
+    text = text[:text.index("cidrs = [")] + (
+        'cidrs = ["10.0.0.0/8", { cidr = "2001:db8::/32", side = "remote" }, { cidr = "198.18.0.1/32", '
+        'side = "local" }]\ntuples = ["[::1]:1-[::1]:2", "10.0.0.1:40000-10.0.0.2:80"]\n'
+        "[objects.accel.settings]\nmax_unanswered_msgs = 5\nmax_unanswered_kib = 6\n")
+    (o,) = parse(text).objects
+    d = R._section_desired(o, R._elf_maps(accel_object))
+    named = {m: sorted(describe(k, v) for k, (v, _) in desired.items()) for m, (desired, _, describe, *_) in d.items()}
+    assert named == {"policy_ports": ["6379", "8080"],
+                     "policy_cidrs": ["10.0.0.0/8 any", "198.18.0.1/32 local", "2001:db8::/32 remote"],
+                     "policy_tuples": ["10.0.0.1:40000-10.0.0.2:80", "[::1]:1-[::1]:2"],
+                     "settings": ["max_unanswered_msgs=5 max_unanswered_kib=6"]}
+    assert all(describe(k, v) == t for desired, _, describe, *_ in d.values() for k, (v, t) in desired.items())
+
+
+def test_accel_sections_are_the_plugins():
+    """kernel_loader knows no section of its own: [objects.X.policy] / [settings] come from the plugin."""
+    from kernel_loader import plugins
+    secs = plugins.agent_sections()
+    assert secs["policy"] is A.AGENT_SECTIONS["policy"] and secs["settings"].maps == ("settings",)
+    fams = plugins.agent_metric_families()
+    assert fams["pybpfgen_accel_redirected_messages"][0] == "counter"
 
 
 def test_config_error_at_a_kept_location():
@@ -319,3 +344,63 @@ def test_collector_sockets_without_the_accelerator_summary():
                                                                 "max_entries": 8, "values": None}]}]}
     col = M.StatusCollector(lambda: (["/p"], None, None), status=lambda pr: st)
     assert samples(generate_latest(M.registry_for(col)).decode())[("pybpfgen_accel_sockets", (("object", "accel"),))] == 4
+
+
+# ------------------------------------------------------------------ the plugin hooks, with a plugin of our own
+class _AllowSection:
+    maps = ("allow",)
+    hint = "; is it filter.bpf.o?"
+
+    @staticmethod
+    def parse(t, c, path):
+        c.table(t, path, {"ports"})
+        ports = c.typed(t, path, "ports", list, "an array of ports", [])
+        for i, p in enumerate(ports):
+            if not isinstance(p, int) or isinstance(p, bool):
+                raise c.error(path + ("ports", i), f"expected a port, got {c.tname(p)}")
+        return tuple(ports)
+
+    @staticmethod
+    def desired(ports):
+        return {"allow": [(p, 1, str(p)) for p in ports]}
+
+    @staticmethod
+    def describe(map_name, key, value):
+        return str(key)
+
+
+@pytest.fixture
+def myplugin(monkeypatch):
+    import types
+
+    from kernel_loader import plugins
+    mod = types.ModuleType("myapp_plugin")
+    mod.AGENT_SECTIONS = {"allow": _AllowSection(), "maps": _AllowSection()}     # "maps" is the agent's own
+    mod.AGENT_METRICS = {"myapp_allowed": ("gauge", "Ports the filter allows.", ("object",))}
+    mod.agent_metrics = lambda o: [("myapp_allowed", [o["name"]], 7), ("undeclared", [], 1)]
+    monkeypatch.setattr(plugins, "_loaded", {"myapp": mod})
+    return mod
+
+
+def test_a_plugin_section(myplugin):
+    base = '[objects.filter]\npath = "/o/filter.bpf.o"\n'
+    (o,) = parse(base + "[objects.filter.allow]\nports = [80, 443]\n").objects
+    assert o.sections == (("allow", (80, 443)),) and o.section("allow") == (80, 443)
+    e = err(base + '[objects.filter.allow]\nports = [\n  80,\n  "x",\n]\n')
+    assert (e.line, e.key) == (6, "objects.filter.allow.ports[1]") and "expected a port, got a string" in e.msg
+    e = err(base + "[objects.filter.allow]\n[objects.filter.maps.allow]\nentries = []\n")
+    assert (e.line, e.key) == (4, "objects.filter.maps.allow") and "already managed by [objects.filter.allow]" in e.msg
+    # a plugin cannot take the agent's own keys: maps stays generic
+    (o,) = parse(base + "[objects.filter.maps.other]\nentries = [{ key = 1, value = 2 }]\n").objects
+    assert [m.name for m in o.maps] == ["other"] and o.sections == ()
+    # the accelerator's tables are not the agent's: without its plugin, an unknown key
+    e = err(GOOD)
+    assert e.key == "objects.accel.policy" and e.msg == ("unknown key (expected one of: allow, cgroup, config, maps, "
+                                                         "path, pin_root)")
+
+
+def test_a_plugin_metrics(myplugin):
+    s = samples(scrape_text())
+    assert s[("myapp_allowed", (("object", "accel"),))] == 7
+    assert not any(name.startswith("pybpfgen_accel_") for name, _ in s)       # the accelerator's: its plugin's
+    assert not any(name == "undeclared" for name, _ in s)
