@@ -12,9 +12,10 @@ from __future__ import annotations
 import sys
 import time
 from types import ModuleType, SimpleNamespace
-TYPE_CHECKING = False  # typing is not imported at run time (start-up time of every command)
 
 from . import __version__
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up time of every command)
 
 if TYPE_CHECKING:
     import argparse

@@ -16,9 +16,10 @@ import json
 import os
 import sys
 import time
-TYPE_CHECKING = False  # typing is not imported at run time (start-up time of every command)
 
 from . import __version__
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up time of every command)
 
 OBJECT_SUFFIX = ".bpf.o"
 LLVM_IR_SUFFIX = ".ll"

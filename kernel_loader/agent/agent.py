@@ -28,6 +28,10 @@ from ..errors import LoaderError
 from . import config as _config
 from . import reconcile as _rec
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # prometheus_client is imported only when metrics are served
+    from .metrics import _Server as _ServerT
+
 HEALTH_STALE_S = 120.0      # /healthz fails when the main loop has not turned for this long
 TICK_MAX_S = 5.0            # the main loop turns at least this often (heartbeat), whatever poll_interval is
 
@@ -72,7 +76,7 @@ class Agent:
         self.last_pass = time.monotonic()
         self.counters: dict[str, float] = {}
         self.stats_fd: int | None = None
-        self.server = None
+        self.server: _ServerT | None = None   # the metrics server once --metrics-address serves
         self._log_lock = threading.Lock()
         self._sd_ready = False
         self._sd_status: str | None = None
@@ -121,7 +125,7 @@ class Agent:
         return roots, None, self.metrics_state()
 
     def metrics_state(self) -> dict:
-        d = dict(self.counters)
+        d: dict[str, object] = dict(self.counters)
         d["ready"] = 1 if self.ready()[0] else 0
         d["config_ok"] = 0 if self.config_error else 1
         d["last_success"] = 1 if self.last_ok else 0

@@ -181,7 +181,7 @@ class KeyLocator:
             offsets.append(pos)
             pos += len(ln)
         self._offsets = offsets
-        table: list[str] = []
+        table: list[str | int] = []
         aot: dict[tuple, int] = {}
         depth = 0                       # inside a multi-line array / inline table: skip those lines
         for n, raw in enumerate(self.lines):
@@ -203,7 +203,7 @@ class KeyLocator:
             if s.startswith("["):
                 parts = _split_key(s[1:s.find("]")] if "]" in s else "")
                 if parts:
-                    table = parts
+                    table = list(parts)
                     self.keys.setdefault(tuple(table), (n + 1, -1))
                 continue
             eq = _key_end(raw)

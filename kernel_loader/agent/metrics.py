@@ -37,7 +37,7 @@ class StatusCollector:
     """``source()`` -> (pin roots, object names or None for all, agent counters dict or None)."""
 
     def __init__(self, source: Callable[[], tuple[list[str], set | None, dict | None]],
-                 status: Callable[..., dict] | None = None, lock: threading.Lock | None = None):
+                 status: Callable[..., dict] | None = None, lock: threading.RLock | threading.Lock | None = None):
         self.source = source
         self._status = status
         self.lock = lock or threading.Lock()

@@ -61,8 +61,8 @@ class Change:
         return f"{self.SIGN[self.op]} {self.object}/{self.map}: {self.entry}"
 
     def as_dict(self) -> dict:
-        d = {"op": self.op, "object": self.object, "map": self.map, "entry": self.entry,
-             "key": self.key.hex()}
+        d: dict[str, str | None] = {"op": self.op, "object": self.object, "map": self.map, "entry": self.entry,
+                                    "key": self.key.hex()}
         if self.op == "update":
             d["old_entry"] = self.old_entry
         return d
@@ -401,7 +401,7 @@ def _apply_changes(changes: list[Change], specs: dict[str, ObjectSpec], log) -> 
     import errno as _errno
     from .. import manager
     from ..errors import BpfSyscallError
-    opened: dict[str, object] = {}
+    opened: dict[str, manager.PinnedObject] = {}
     try:
         for c in ordered(changes):
             spec = specs[c.object]
@@ -412,6 +412,7 @@ def _apply_changes(changes: list[Change], specs: dict[str, ObjectSpec], log) -> 
                 if c.op == "remove":
                     m.delete(c.key)
                 else:
+                    assert c.value is not None, "add and update carry a value"
                     m.update(c.key, c.value)
             except BpfSyscallError as e:
                 full = e.errno in (_errno.E2BIG, _errno.ENOSPC, _errno.ENOMEM)
