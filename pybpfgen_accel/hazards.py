@@ -3,8 +3,10 @@ kernel lines named, each with what to do (docs/hazards.md). ``pybpfgen doctor`` 
 """
 from __future__ import annotations
 
+from typing import Any
+
 # Hazards measured on the running kernel line; (first affected, last affected or None), text, what to do.
-HAZARDS = [
+HAZARDS: list[dict[str, Any]] = [
     {"name": "splice-reader", "kernels": ((4, 14), None),
      "detail": "a splice(2) reader on an accelerated socket receives nothing, or bytes out of order: the "
                "sockmap ingress queue is invisible to splice (measured on 6.18: 0 of 1 048 576 bytes; after a "

@@ -235,7 +235,8 @@ def decode_settings(value: dict | None, defaults: dict | None = None) -> dict:
     """The stored budget (0 = default) and the effective one (``defaults``: the program's, from
     :data:`pybpfgen_accel.spec.DEFAULTS`)."""
     if defaults is None:
-        from .spec import DEFAULTS as defaults
+        from .spec import DEFAULTS
+        defaults = DEFAULTS
     value = value or {}
     out = {}
     for name in ("max_unanswered_msgs", "max_unanswered_kib"):

@@ -8,6 +8,8 @@ Kept import-light (nothing touches bpf(2) at import) so that the CLI can use it 
 """
 from __future__ import annotations
 
+from typing import Any
+
 DEFAULT_OBJECT = "accel"                         # the object `pybpfgen policy` works on (programs/accel.py)
 STATUS_KEY = "accelerator"                       # the key of the summary in an object's status
 PORT_MAPS = ("policy_ports", "accel_ports")      # port policy: the DSL accelerator's, then the C twin's
@@ -139,7 +141,7 @@ class _Policy:
         self.close()
 
 
-def _mismatch(m, object: str, e: Exception) -> LoaderError:
+def _mismatch(m, object: str, e: Exception | str) -> LoaderError:
     return LoaderError(f"map {m.name} of {object} does not have the layout this pybpfgen expects ({e}); "
                        "the loaded accelerator does not match this pybpfgen")
 
@@ -335,7 +337,8 @@ def policy_show(object: str = DEFAULT_OBJECT, pin_root: str = DEFAULT_PIN_ROOT, 
     """Every policy of ``object``: ``{"object", "ports", "cidrs", "tuples", "settings"}``; a kind the object
     does not have (e.g. the C twin's CIDRs) is None."""
     with _Policy(object, pin_root, sc) as p:
-        out = {"object": object, "ports": _ports(p.ports()), "cidrs": None, "tuples": None, "settings": None}
+        out: dict[str, Any] = {"object": object, "ports": _ports(p.ports()), "cidrs": None, "tuples": None,
+                               "settings": None}
         if p.has(CIDR_MAP):
             out["cidrs"] = _cidr_entries(p.map(CIDR_MAP))
         if p.has(TUPLE_MAP):

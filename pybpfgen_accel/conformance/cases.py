@@ -10,6 +10,7 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from .env import CaseError, MemSampler, Sandbox, delta, kill_proc, meminfo_kib, spawn_cmd, tcp_mem_pages, PAGE_KIB
 
@@ -186,7 +187,7 @@ def case_shutdown(sb: Sandbox, prm: Params, say):
     ns = sb.new_netns()
     runs = []
     for mode in MODES:
-        left = {}
+        left: dict[str, int] = {}
 
         def cp(name, msg, left=left, mode=mode):
             if mode == "accel":
@@ -239,7 +240,7 @@ def case_backpressure(sb: Sandbox, prm: Params, say):
     ns = sb.new_netns()
     runs = []
     for mode in MODES:
-        at_slow_end = {}
+        at_slow_end: dict[str, float] = {}
 
         def cp(name, msg, at=at_slow_end):
             # this iteration's baselines (assigned below, read when cp runs later in the same iteration)
@@ -357,7 +358,7 @@ def case_netns_collision(sb: Sandbox, prm: Params, say):
             w.kill()
         recv = {"A server": (ra["server_got"], "A-c"), "A client": (ra["client_got"], "A-s"),
                 "B server": (rbs["server_got"], "B-c"), "B client": (rbc["client_got"], "B-s")}
-        res = {"sockhash_entries_established": entries}
+        res: dict[str, Any] = {"sockhash_entries_established": entries}
         problems = []
         for who, (got, want) in recv.items():
             tags = got.get("tags", {})

@@ -205,10 +205,10 @@ class Worker:
                  spec: dict | None = None):
         self.label = label or scenario
         self.timeout = timeout
-        spec = json.dumps(spec if spec is not None else {"scenario": scenario, "args": args, "timeout": timeout})
+        spec_json = json.dumps(spec if spec is not None else {"scenario": scenario, "args": args, "timeout": timeout})
         env = dict(os.environ)
         env["PYTHONPATH"] = str(PKG_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        argv = [sys.executable, "-u", "-m", module, spec]
+        argv = [sys.executable, "-u", "-m", module, spec_json]
         self.proc = subprocess.Popen(wrap_cmd(argv, cgroup, netns), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, bufsize=1, start_new_session=True,
                                      env=env, cwd="/")
@@ -227,8 +227,10 @@ class Worker:
         return "".join(self._stderr)[-1500:].strip()
 
     def next_event(self, timeout: float) -> dict:
+        stdout = self.proc.stdout
+        assert stdout is not None  # Popen(stdout=PIPE) in __init__
         sel = selectors.DefaultSelector()
-        sel.register(self.proc.stdout, selectors.EVENT_READ)
+        sel.register(stdout, selectors.EVENT_READ)
         deadline = time.monotonic() + timeout
         try:
             while True:
@@ -237,7 +239,7 @@ class Worker:
                     raise CaseError(f"worker {self.label}: no event within {timeout:.0f}s")
                 if not sel.select(left):
                     continue
-                line = self.proc.stdout.readline()
+                line = stdout.readline()
                 if not line:
                     rc = self.proc.wait()
                     time.sleep(0.1)
@@ -262,9 +264,11 @@ class Worker:
                 on_event(self, msg)
 
     def send(self, cmd: str = "ok") -> None:
+        stdin = self.proc.stdin
+        assert stdin is not None  # Popen(stdin=PIPE) in __init__
         with contextlib.suppress(BrokenPipeError, ValueError, OSError):
-            self.proc.stdin.write(cmd + "\n")
-            self.proc.stdin.flush()
+            stdin.write(cmd + "\n")
+            stdin.flush()
 
     def result(self, timeout: float | None = None, checkpoints=None) -> dict:
         """Run to the end; ``checkpoints(name, msg) -> None`` is called for each checkpoint, then ``ok`` is sent."""
@@ -274,8 +278,10 @@ class Worker:
                     checkpoints(msg.get("name"), msg)
                 w.send("ok")
         res = self.expect("result", timeout, on_event)
+        stdin = self.proc.stdin
+        assert stdin is not None  # Popen(stdin=PIPE) in __init__
         with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.stdin.close()
+            stdin.close()
             self.proc.wait(5)
         res.pop("event", None)
         return res
@@ -419,7 +425,7 @@ class Sandbox:
 
 def leftovers() -> dict:
     """Anything a conformance run might have left behind (for tests)."""
-    out = {"netns": [], "cgroups": []}
+    out: dict[str, list[str]] = {"netns": [], "cgroups": []}
     r = _ip("netns", "list", check=False)
     out["netns"] = [l.split()[0] for l in r.stdout.splitlines() if l.split() and l.split()[0].startswith(NETNS_PREFIX)]
     with contextlib.suppress(CaseError, OSError):

@@ -25,6 +25,8 @@ import tempfile
 import termios
 import threading
 import time
+from collections.abc import Sequence
+from typing import Any
 
 HOST = "127.0.0.1"
 _POOL = os.urandom(4 << 20)          # payload source: random bytes, sliced at varying offsets
@@ -421,7 +423,7 @@ def sc_peek(port: int) -> dict:
     rng = random.Random(4)
     c, s = tcp_pair(port)
     for name, tx, rx in (("c2s", c, s), ("s2c", s, c)):
-        d = {}
+        d: dict[str, Any] = {}
         data = payload(1000, rng)
         ep = select.epoll()
         ep.register(rx.fileno(), select.EPOLLIN)
@@ -968,7 +970,7 @@ def sc_churn(port: int, cycles: int = 2000, size: int = 1024) -> dict:
 
 
 # =========================================================================== 9. unload / load while flowing
-def sc_flows(port: int, streams: int = 100, phases: list[str] = ("flowing", "unloaded", "reloaded"),
+def sc_flows(port: int, streams: int = 100, phases: Sequence[str] = ("flowing", "unloaded", "reloaded"),
              phase_s: float = 1.0, new_after_reload: int = 4, new_size: int = 1 << 20) -> dict:
     """``streams`` full-duplex connections send continuously (sequence-stamped blocks); after each phase a
     checkpoint lets the orchestrator unload / reload the accelerator; then every sender stops, half-closes,
@@ -1262,7 +1264,7 @@ def sc_waitall(port: int, sizes: list[int], rounds: int = 2, pause_s: float = 0.
             "first_reads": ", ".join(f"{smallest[n]} of {n} B" for n in sorted(smallest))}
 
 
-def sc_waitall_demoted(port: int, records: int = 300, rec_size: int = 64, after: list[int] = (200, 65536),
+def sc_waitall_demoted(port: int, records: int = 300, rec_size: int = 64, after: Sequence[int] = (200, 65536),
                        pause_s: float = 0.05) -> dict:
     """A one-way stream of ``records`` small records (past the unanswered budget: the accelerator moves the
     sender to the TCP path after 256 messages, so the reader holds redirected bytes in its sockmap queue and the

@@ -1,9 +1,11 @@
-"""The loader's modules listed here type-check and lint clean: ``python -m mypy FILES`` (configured by
-``[tool.mypy]`` in pyproject.toml) and ``python -m ruff check FILES`` (``[tool.ruff]``) report nothing.
+"""The loader's modules (and the packages) listed here type-check and lint clean: ``python -m mypy FILES``
+(configured by ``[tool.mypy]`` in pyproject.toml) and ``python -m ruff check FILES`` (``[tool.ruff]``) report nothing.
 
 An explicit list of files: a module joins it once it is clean (the ones not listed yet are still reported by
 ``mypy kernel_loader``). mypy reports only the files given; the loader modules they import are analysed
-silently (``follow_imports = "silent"`` for ``kernel_loader.*``)."""
+silently (``follow_imports = "silent"`` for ``kernel_loader.*``).
+
+``CLEAN_PACKAGES``: packages clean as a whole (every module in them, new ones included, is checked)."""
 import os
 import subprocess
 import sys
@@ -36,15 +38,21 @@ CLEAN_MODULES = [
     "kernel_loader/verifier.py",
 ]
 
+CLEAN_PACKAGES = [
+    "pybpfgen_accel",      # the accelerator's control plane, conformance suite and stress mode
+]
+
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", *args, *CLEAN_MODULES], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run([sys.executable, "-m", *args, *CLEAN_MODULES, *CLEAN_PACKAGES], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
 
 
 def test_clean_modules_exist():
     missing = [m for m in CLEAN_MODULES if not os.path.isfile(os.path.join(ROOT, m))]
     assert not missing, f"listed as clean but missing (moved? update CLEAN_MODULES): {missing}"
+    missing = [p for p in CLEAN_PACKAGES if not os.path.isfile(os.path.join(ROOT, p, "__init__.py"))]
+    assert not missing, f"listed as clean but missing (moved? update CLEAN_PACKAGES): {missing}"
 
 
 def test_mypy_loader_clean():
