@@ -13,11 +13,11 @@ import pytest
 from kernel_loader.elf import parse_object
 from pybpfgen import disasm, lang
 from pybpfgen.target import contexts
-from pybpfgen.target.progtypes import PROG_TYPES
+from pybpfgen.target.progtypes import BY_CTX_CLASS, PROG_TYPES
 
 ANNOTATION = {"u32": "u32", "u64": "u64", "u32[4]": "list[u32]"}
 SIZE = {"u32": 4, "u64": 8, "u32[4]": 16}
-PROGTYPE = {pt.ctx_class: pt.name for pt in PROG_TYPES.values() if pt.ctx_class}
+PROGTYPE = {cls: pts[0].name for cls, pts in BY_CTX_CLASS.items()}  # the first program type of each context
 VMLINUX = "/sys/kernel/btf/vmlinux"
 
 
