@@ -445,7 +445,8 @@ class ModuleBuilder:
         sym = self.resolve(deco)
         if sym is None or sym.kind != "lang" or sym.value not in S.PROG_DECORATORS:
             raise UserError(dloc, f"`@{ast.unparse(deco)}` is not a program decorator",
-                            "use @sock_ops, @sk_msg(map), @socket_filter or @syscall")
+                            "use " + ", ".join(f"@{p.name}(map)" if p.needs_map else f"@{p.name}"
+                                               for p in PROG_TYPES.values()))
         progtype = S.PROG_DECORATORS[sym.value]
         pt = PROG_TYPES[progtype]
         attach_map = None

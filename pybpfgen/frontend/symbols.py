@@ -31,8 +31,8 @@ ATOMICS = {
     lang.atomic_xchg: ("xchg", True),
     lang.atomic_cmpxchg: ("cmpxchg", True),
 }
-PROG_DECORATORS = {lang.sock_ops: "sock_ops", lang.sk_msg: "sk_msg", lang.socket_filter: "socket_filter",
-                   lang.syscall: "syscall"}
+# every program type's decorator is the pybpfgen.lang function of its name
+PROG_DECORATORS = {getattr(lang, p.name): p.name for p in PROG_TYPES.values()}
 # context class -> the program types whose context it is (SkBuff: socket_filter and cgroup_skb_*)
 CTX_CLASSES: dict[Any, set[str]] = {}
 for _p in PROG_TYPES.values():

@@ -76,6 +76,11 @@ PROG_TYPES: dict[str, ProgType] = {
     "sock_ops": ProgType("sock_ops", "sockops", 13, 3, contexts.SOCK_OPS, attach="cgroup"),
     "sk_msg": ProgType("sk_msg", "sk_msg", 16, 7, contexts.SK_MSG, attach="map", needs_map=True),
     "socket_filter": ProgType("socket_filter", "socket", 1, 0, contexts.SK_BUFF, aliases=("socket",)),
+    # BPF_PROG_TYPE_CGROUP_SKB on BPF_CGROUP_INET_INGRESS / _EGRESS: 1 lets the packet through, 0 drops it
+    "cgroup_skb_ingress": ProgType("cgroup_skb_ingress", "cgroup_skb/ingress", 8, 0, contexts.SK_BUFF,
+                                   attach="cgroup", returns=(0, 1)),
+    "cgroup_skb_egress": ProgType("cgroup_skb_egress", "cgroup_skb/egress", 8, 1, contexts.SK_BUFF,
+                                  attach="cgroup", returns=(0, 1)),
     # the context of a syscall program is a user-defined Struct (see CtxT.struct_t); BPF_F_SLEEPABLE is required
     "syscall": ProgType("syscall", "syscall", 31, 0, None, prog_flags=BPF_F_SLEEPABLE),
 }
@@ -105,7 +110,7 @@ def by_name(name: str) -> ProgType | None:
 
 # BPF_PROG_TYPE_* and BPF_* attach types the kernel may report (status of programs that are not ours too)
 PROG_TYPE_NAMES: dict[int, str] = {
-    3: "sched_cls", 6: "xdp", 8: "cgroup_skb", 14: "sk_skb", 17: "raw_tracepoint", 26: "tracing",
-    **{p.prog_type: p.name for p in PROG_TYPES.values()}}
+    **{p.prog_type: p.name for p in PROG_TYPES.values()},
+    3: "sched_cls", 6: "xdp", 8: "cgroup_skb", 14: "sk_skb", 17: "raw_tracepoint", 26: "tracing"}
 ATTACH_TYPE_NAMES: dict[int, str] = {0: "cgroup_inet_ingress", 1: "cgroup_inet_egress", 3: "cgroup_sock_ops",
                                      7: "sk_msg_verdict"}
