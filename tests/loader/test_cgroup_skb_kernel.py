@@ -83,8 +83,10 @@ def test_cgroup_skb_egress_counts_bytes_per_cgroup_and_drops_a_port(tmp_path, pi
     # only this cgroup's sockets: nothing counted under any other cgroup id
     assert [e["key"] for e in mapapi.map_dump(res.name, "egress_packets", pin_root=pin_root)] == [cg_id]
 
-    st = kl.status(pin_root=pin_root)
-    assert st, st
+    # loading again upgrades in place: LINK_UPDATE of the same cgroup links
+    [again] = kl.load(obj, cgroup=test_cgroup, pin_root=pin_root)
+    assert {p.attach_mode for p in again.programs.values()} == {"link-update"}
+    assert {p.link_id for p in again.programs.values()} == {p.link_id for p in res.programs.values()}
     kl.unload(res.name, pin_root=pin_root)
     # detached: the port is reachable again from the cgroup
     r = subprocess.run([sys.executable, "-c", SENDER, test_cgroup, "9", str(BLOCKED_PORT), "0", str(size)],
