@@ -6,16 +6,22 @@ import os
 
 from .errors import BpfSyscallError, LoaderError, PERMISSION_HINT
 
-ATTACH_CGROUP_SOCK_OPS = 3
-ATTACH_SK_MSG_VERDICT = 7
+from pybpfgen.target.progtypes import ATTACH_TYPE_NAMES, PROG_TYPES  # noqa: F401  (the shared table)
+
+ATTACH_CGROUP_SOCK_OPS = PROG_TYPES["sock_ops"].attach_type
+ATTACH_SK_MSG_VERDICT = PROG_TYPES["sk_msg"].attach_type
 LINK_TYPE_NAMES = {1: "raw_tracepoint", 2: "tracing", 3: "cgroup", 4: "iter", 5: "netns", 6: "xdp",
                    7: "perf_event", 8: "kprobe_multi", 9: "struct_ops", 10: "netfilter", 11: "tcx",
                    12: "uprobe_multi", 13: "netkit", 14: "sockmap"}
-ATTACH_TYPE_NAMES = {3: "cgroup_sock_ops", 7: "sk_msg_verdict"}
 
 
 def attach_sock_ops(sc, prog_fd: int, cgroup_dir: str) -> int:
     """LINK_CREATE(cgroup fd, BPF_CGROUP_SOCK_OPS); returns the link fd."""
+    return attach_cgroup(sc, prog_fd, cgroup_dir, "sock_ops")
+
+
+def attach_cgroup(sc, prog_fd: int, cgroup_dir: str, kind: str) -> int:
+    """LINK_CREATE(cgroup fd, the attach type of program type ``kind``); returns the link fd."""
     try:
         cg_fd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY)
     except FileNotFoundError:
@@ -23,13 +29,13 @@ def attach_sock_ops(sc, prog_fd: int, cgroup_dir: str) -> int:
     except NotADirectoryError:
         raise LoaderError(f"cgroup {cgroup_dir} is not a directory; pass a cgroup v2 directory with --cgroup") from None
     try:
-        return sc.link_create(prog_fd, cg_fd, ATTACH_CGROUP_SOCK_OPS)
+        return sc.link_create(prog_fd, cg_fd, PROG_TYPES[kind].attach_type)
     except BpfSyscallError as e:
         if e.errno == errno.EPERM:
             raise LoaderError(f"cannot attach to cgroup {cgroup_dir}: permission denied; {PERMISSION_HINT}") from e
         if e.errno == errno.EBADF:
             raise LoaderError(f"cannot attach to {cgroup_dir}: not a cgroup v2 directory; pass one with --cgroup") from e
-        raise LoaderError(f"cannot attach sock_ops program to cgroup {cgroup_dir}: {e.errno_name}") from e
+        raise LoaderError(f"cannot attach {kind} program to cgroup {cgroup_dir}: {e.errno_name}") from e
     finally:
         os.close(cg_fd)
 

@@ -20,26 +20,9 @@ R_BPF_64_ABS32 = 3
 R_BPF_64_NODYLD32 = 4
 R_BPF_64_32 = 10
 
-# program types / attach types used here
-PROG_TYPES = {
-    # kind: (prog_type, expected_attach_type, prog_flags)
-    "sock_ops": (13, 3, 0),
-    "sk_msg": (16, 7, 0),
-    "socket": (1, 0, 0),
-    "syscall": (31, 0, 0x10),   # BPF_F_SLEEPABLE: required for syscall programs
-}
-PROG_TYPE_NAMES = {13: "sock_ops", 16: "sk_msg", 1: "socket_filter", 31: "syscall", 3: "sched_cls",
-                   6: "xdp", 8: "cgroup_skb", 14: "sk_skb", 17: "raw_tracepoint", 26: "tracing"}
-# section name (exact, or followed by '/...') → kind
-SECTION_KINDS = {"sockops": "sock_ops", "sk_msg": "sk_msg", "socket": "socket", "syscall": "syscall"}
-# spellings accepted in .pybpfgen "type"
-KIND_ALIASES = {"sock_ops": "sock_ops", "sockops": "sock_ops", "sk_msg": "sk_msg",
-                "socket": "socket", "socket_filter": "socket", "syscall": "syscall"}
-
-MAP_TYPE_NAMES = {1: "hash", 2: "array", 3: "prog_array", 4: "perf_event_array", 5: "percpu_hash",
-                  6: "percpu_array", 9: "lru_hash", 10: "lru_percpu_hash", 12: "array_of_maps",
-                  11: "lpm_trie", 13: "hash_of_maps", 15: "sockmap", 18: "sockhash", 24: "sk_storage", 27: "ringbuf"}
-MAP_SOCKMAP, MAP_SOCKHASH = 15, 18
+# BPF facts: one table shared with the compiler (pybpfgen/target: import-free, no llvmlite)
+from pybpfgen.target.maps import MAP_SOCKHASH, MAP_SOCKMAP, MAP_TYPE_NAMES  # noqa: E402,F401
+from pybpfgen.target.progtypes import PROG_TYPE_NAMES, PROG_TYPES, by_name, by_section  # noqa: E402,F401
 DATA_SECTION_RE = re.compile(r"^\.(data|rodata|bss)(\..*)?$")
 
 
@@ -87,7 +70,7 @@ class Function(Record, eq=True):
 class Program(Record, eq=True):
     name: str
     section: str
-    kind: str                   # sock_ops / sk_msg / socket / syscall
+    kind: str                   # program type: a name of pybpfgen.target.progtypes.PROG_TYPES
     prog_type: int
     expected_attach_type: int
     prog_flags: int
@@ -163,13 +146,6 @@ def object_name(path: str) -> str:
             base = base[: -len(suf)]
             break
     return re.sub(r"[^A-Za-z0-9_-]", "_", base) or "object"
-
-
-def _section_kind(section: str) -> str | None:
-    for prefix, kind in SECTION_KINDS.items():
-        if section == prefix or section.startswith(prefix + "/"):
-            return kind
-    return None
 
 
 def _check_header(path: str) -> bytes:
@@ -275,21 +251,19 @@ def _parse(path: str, elf) -> BpfObject:
         if f.section == ".text":
             continue
         sec = sections[f.section]
-        kind = None
         mp = meta_progs.get(f.name, {})
         if mp.get("type"):
-            kind = KIND_ALIASES.get(mp["type"])
-            if kind is None:
+            pt = by_name(mp["type"])
+            if pt is None:
                 raise ObjectFormatError(f"{path}: program {f.name}: unsupported type {mp['type']!r} in .pybpfgen")
         else:
-            kind = _section_kind(f.section)
-        if kind is None:
+            pt = by_section(f.section)
+        if pt is None:
             raise ObjectFormatError(f"{path}: program {f.name} in section {f.section!r}: unsupported program type "
-                                    "(supported: sockops, sk_msg, socket, syscall)")
+                                    f"(supported: {', '.join(p.section for p in PROG_TYPES.values())})")
         if f.size == 0 or f.size % 8 or f.end > len(sec.data):
             raise ObjectFormatError(f"{path}: program {f.name} has a bad size {f.size}; rebuild it")
-        pt, at, flags = PROG_TYPES[kind]
-        programs.append(Program(f.name, f.section, kind, pt, at, flags, f.offset,
+        programs.append(Program(f.name, f.section, pt.name, pt.prog_type, pt.attach_type, pt.prog_flags, f.offset,
                                 sec.data[f.offset:f.end], mp.get("attach_map")))
     if not programs:
         raise ObjectFormatError(f"{path}: no BPF programs found")
@@ -345,7 +319,7 @@ def _parse(path: str, elf) -> BpfObject:
     # sk_msg attach map
     sock_maps = [m.name for m in maps.values() if m.type in (MAP_SOCKMAP, MAP_SOCKHASH)]
     for p in programs:
-        if p.kind != "sk_msg":
+        if PROG_TYPES[p.kind].attach != "map":
             continue
         if p.attach_map:
             if p.attach_map not in maps or maps[p.attach_map].type not in (MAP_SOCKMAP, MAP_SOCKHASH):

@@ -42,7 +42,8 @@ from . import pins as _pins
 from . import state as _state
 from . import syscall as _syscall
 from ._records import DICT, LIST, SET, Record
-from .attach import ATTACH_CGROUP_SOCK_OPS, ATTACH_SK_MSG_VERDICT, attach_sk_msg, attach_sock_ops
+from .attach import ATTACH_SK_MSG_VERDICT, PROG_TYPES, attach_cgroup, attach_sk_msg
+from pybpfgen.target.maps import MAP_SOCKHASH, MAP_SOCKMAP
 from .errors import BpfSyscallError
 from .errors import BtfLoadError, LoaderError, PERMISSION_HINT, PinOwnershipError
 from .maps import MapInfo, create_map, pin_name
@@ -53,7 +54,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .elf import BpfObject
 
-MAP_SOCKMAP, MAP_SOCKHASH = 15, 18
 
 
 def _kernel_name(name: str) -> str:
@@ -445,7 +445,7 @@ def load(path_or_dir: str = "build", cgroup: str | None = None, pin_root: str = 
 
     check_privileges(sc)
     pin_root = os.path.abspath(pin_root)
-    needs_cgroup = any(p.kind == "sock_ops" for o in objs for p in o.programs)
+    needs_cgroup = any(PROG_TYPES[p.kind].attach == "cgroup" for o in objs for p in o.programs)
     if needs_cgroup:
         if cgroup is None:
             prev = [(_state.read(pin_root, o.name) or {}).get("cgroup") for o in objs]
@@ -477,8 +477,8 @@ def load(path_or_dir: str = "build", cgroup: str | None = None, pin_root: str = 
 
 
 def _attach_target_ok(info: LinkInfo, kind: str, cg_id: int | None, map_id: int) -> bool:
-    if kind == "sock_ops":
-        return info.type == 3 and info.attach_type == ATTACH_CGROUP_SOCK_OPS and info.cgroup_id == cg_id
+    if PROG_TYPES[kind].attach == "cgroup":
+        return info.type == 3 and info.attach_type == PROG_TYPES[kind].attach_type and info.cgroup_id == cg_id
     return info.type == 14 and info.attach_type == ATTACH_SK_MSG_VERDICT and info.map_id == map_id
 
 
@@ -573,9 +573,9 @@ def _load_one(sc, txn: _Txn, plan: _Plan, pin_root: str, cgroup: str | None, say
     # attach: sk_msg first, so sockets that sock_ops inserts get the verdict program
     cg_id = cgroup_id(cgroup) if cgroup else None
     replaced_links: list[int] = []
-    order = sorted(obj.programs, key=lambda p: {"sk_msg": 0, "sock_ops": 1}.get(p.kind, 2))
+    order = sorted(obj.programs, key=lambda p: {"map": 0, "cgroup": 1}.get(PROG_TYPES[p.kind].attach or "", 2))
     for p in order:
-        if p.kind not in ("sk_msg", "sock_ops"):
+        if PROG_TYPES[p.kind].attach is None:
             continue   # socket / syscall programs are only pinned
         loaded = res.programs[p.name]
         link_pin = _pins.pin_path(pin_root, obj.name, "links", p.name)
@@ -610,8 +610,8 @@ def _load_one(sc, txn: _Txn, plan: _Plan, pin_root: str, cgroup: str | None, say
         if p.kind == "sk_msg":
             lfd = txn.link(attach_sk_msg(sc, prog_fd, map_fds[p.sock_map], p.sock_map))
         else:
-            assert cgroup is not None  # load() resolves the cgroup whenever an object has sock_ops programs
-            lfd = txn.link(attach_sock_ops(sc, prog_fd, cgroup))
+            assert cgroup is not None  # load() resolves the cgroup whenever an object has cgroup programs
+            lfd = txn.link(attach_cgroup(sc, prog_fd, cgroup, p.kind))
         pin_new(lfd, link_pin)
         loaded.link_id = LinkInfo.from_bytes(sc.link_info(lfd)).id
         loaded.attach_mode = "link"
@@ -784,11 +784,12 @@ def detach_by_scan(sc, journal: dict, pin_dir: str | None) -> list[str]:
         except OSError:
             continue
         try:
-            q = sc.prog_query(cfd, ATTACH_CGROUP_SOCK_OPS)
-            for pid, link_id in zip(q["prog_ids"], q["link_ids"]):
-                if link_id == 0 and ours(pid, True):
-                    _legacy_detach(sc, pid, cfd, ATTACH_CGROUP_SOCK_OPS)
-                    done.append(f"prog {pid} from cgroup {path}")
+            for at in sorted({p.attach_type for p in PROG_TYPES.values() if p.attach == "cgroup"}):
+                q = sc.prog_query(cfd, at)
+                for pid, link_id in zip(q["prog_ids"], q["link_ids"]):
+                    if link_id == 0 and ours(pid, True):
+                        _legacy_detach(sc, pid, cfd, at)
+                        done.append(f"prog {pid} from cgroup {path}")
         except BpfSyscallError:
             pass
         finally:

@@ -22,7 +22,7 @@ from .lifecycle import KernelBtfCache, user_errors as _user_errors
 from .maps import ARRAY_TYPES, Map
 from .pins import DEFAULT_PIN_ROOT
 
-UNITERABLE_TYPES = {27, 31, 22, 23}  # RINGBUF, USER_RINGBUF, QUEUE, STACK: no keys
+from pybpfgen.target.maps import UNITERABLE_MAP_TYPES as UNITERABLE_TYPES  # noqa: E402  RINGBUF ...: no keys
 NOEXIST, EXIST = 1, 2                # BPF_NOEXIST, BPF_EXIST
 
 

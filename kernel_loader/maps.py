@@ -10,8 +10,7 @@ from . import syscall as _syscall
 from .elf import MAP_SOCKHASH, MAP_SOCKMAP, MAP_TYPE_NAMES, BpfObject, MapDef
 from .errors import BpfSyscallError, LoaderError, PERMISSION_HINT
 
-PERCPU_TYPES = {5, 6, 10}      # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH
-ARRAY_TYPES = {2, 6}
+from pybpfgen.target.maps import ARRAY_MAP_TYPES as ARRAY_TYPES, PERCPU_MAP_TYPES as PERCPU_TYPES  # noqa: E402,F401
 
 
 def kernel_map_name(obj_name: str, m: MapDef) -> str:

@@ -28,7 +28,8 @@ __all__ = [
     "u8", "u16", "u32", "u64", "i8", "i16", "i32", "i64",
     "Struct", "Ref", "IntEnum", "Global", "Config",
     "Hash", "LRUHash", "PerCPUHash", "LRUPerCPUHash", "Array", "PerCPUArray", "LPMTrie", "SockHash", "SockMap", "RingBuf",
-    "sock_ops", "sk_msg", "socket_filter", "syscall", "SockOps", "SkMsg", "SkBuff",
+    "sock_ops", "sk_msg", "socket_filter", "cgroup_skb_ingress", "cgroup_skb_egress", "syscall",
+    "SockOps", "SkMsg", "SkBuff",
     "bpf_printk", "atomic_add", "atomic_fetch_add", "atomic_xchg", "atomic_cmpxchg",
     "BPF_F_NO_PREALLOC", "BPF_RB_NO_WAKEUP", "BPF_RB_FORCE_WAKEUP",
     "BPF_SOCK_OPS_RTO_CB_FLAG", "BPF_SOCK_OPS_RETRANS_CB_FLAG", "BPF_SOCK_OPS_STATE_CB_FLAG",
@@ -404,7 +405,7 @@ class SkMsg:
 
 @_context
 class SkBuff:
-    """Context of a socket_filter program (``struct __sk_buff``). Ports are in host byte order,
+    """Context of a socket_filter or cgroup_skb program (``struct __sk_buff``). Ports are in host byte order,
     IPv4 addresses in network byte order."""
 
     len: u32
@@ -450,6 +451,20 @@ def sk_msg(map: SockHash) -> Callable[[F], F]:
 def socket_filter(fn: F) -> F:
     """Declare a socket_filter program (returns how many bytes of the packet to keep)."""
     fn.__pybpfgen_progtype__ = "socket_filter"  # type: ignore[attr-defined]
+    return fn
+
+
+def cgroup_skb_ingress(fn: F) -> F:
+    """Declare a cgroup_skb program on the ingress of a cgroup (attached to it; runs on every packet its sockets
+    receive). Return 1 to let the packet through, 0 to drop it."""
+    fn.__pybpfgen_progtype__ = "cgroup_skb_ingress"  # type: ignore[attr-defined]
+    return fn
+
+
+def cgroup_skb_egress(fn: F) -> F:
+    """Declare a cgroup_skb program on the egress of a cgroup (attached to it; runs on every packet its sockets
+    send). Return 1 to let the packet through, 0 to drop it (the sender's call fails with EPERM)."""
+    fn.__pybpfgen_progtype__ = "cgroup_skb_egress"  # type: ignore[attr-defined]
     return fn
 
 
@@ -571,12 +586,15 @@ from .lang_helpers import (  # noqa: E402
     bpf_msg_cork_bytes as bpf_msg_cork_bytes,
     bpf_msg_pull_data as bpf_msg_pull_data,
     bpf_get_stack as bpf_get_stack,
+    bpf_skb_cgroup_id as bpf_skb_cgroup_id,
     bpf_get_current_cgroup_id as bpf_get_current_cgroup_id,
+    bpf_skb_ancestor_cgroup_id as bpf_skb_ancestor_cgroup_id,
     bpf_map_push_elem as bpf_map_push_elem,
     bpf_map_pop_elem as bpf_map_pop_elem,
     bpf_map_peek_elem as bpf_map_peek_elem,
     bpf_msg_push_data as bpf_msg_push_data,
     bpf_msg_pop_data as bpf_msg_pop_data,
+    bpf_skb_ecn_set_ce as bpf_skb_ecn_set_ce,
     bpf_send_signal as bpf_send_signal,
     bpf_send_signal_thread as bpf_send_signal_thread,
     bpf_jiffies64 as bpf_jiffies64,
@@ -624,12 +642,15 @@ __all__ += [
     'bpf_msg_cork_bytes',
     'bpf_msg_pull_data',
     'bpf_get_stack',
+    'bpf_skb_cgroup_id',
     'bpf_get_current_cgroup_id',
+    'bpf_skb_ancestor_cgroup_id',
     'bpf_map_push_elem',
     'bpf_map_pop_elem',
     'bpf_map_peek_elem',
     'bpf_msg_push_data',
     'bpf_msg_pop_data',
+    'bpf_skb_ecn_set_ce',
     'bpf_send_signal',
     'bpf_send_signal_thread',
     'bpf_jiffies64',

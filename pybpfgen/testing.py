@@ -35,7 +35,7 @@ from .ir import types as T
 from .target.maps import BY_KIND as MAP_KINDS
 from .target.progtypes import PROG_TYPES
 
-__all__ = ["load", "Module", "Context", "sock_ops", "sk_msg", "skb", "SimMap", "encode", "decode"]
+__all__ = ["load", "Module", "Context", "sock_ops", "sk_msg", "skb", "cgroup_skb", "SimMap", "encode", "decode"]
 
 SK_PASS, SK_DROP = 1, 0
 ENOENT, EEXIST, E2BIG = 2, 17, 7
@@ -155,6 +155,14 @@ def sk_msg(**fields: Any) -> Context:
 def skb(**fields: Any) -> Context:
     """A ``struct __sk_buff`` context for socket_filter programs."""
     return _ctx("socket_filter", fields)
+
+
+def cgroup_skb(direction: str = "egress", **fields: Any) -> Context:
+    """A ``struct __sk_buff`` context for cgroup_skb programs (``direction``: "ingress" or "egress"); they may
+    also read the packet's socket (family, addresses, ports). ``cgroup_id=N``: what bpf_skb_cgroup_id returns."""
+    if direction not in ("ingress", "egress"):
+        raise ValueError(f"direction is 'ingress' or 'egress', not {direction!r}")
+    return _ctx(f"cgroup_skb_{direction}", fields)
 
 
 # ================================================================= maps
@@ -584,6 +592,8 @@ class _Frame:
             return getattr(self.ctx_obj, "pid_tgid", 0)
         if name == "get_current_cgroup_id":
             return getattr(self.ctx_obj, "cgroup_id", 0)
+        if name == "skb_cgroup_id":  # the cgroup of the packet's socket: testing.cgroup_skb(..., cgroup_id=N)
+            return getattr(self.value(args[0]), "cgroup_id", 0)
         raise NotImplementedError(f"pybpfgen.testing does not simulate bpf_{name} yet")
 
 

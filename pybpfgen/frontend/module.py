@@ -410,7 +410,8 @@ class ModuleBuilder:
                 raise UserError(self.loc(p), f"annotate parameter `{p.arg}` with its type", f"e.g. `{p.arg}: u32`")
             psym = self.resolve(p.annotation)
             if psym is not None and psym.kind == "lang" and psym.value in S.CTX_CLASSES:
-                ptype: T.Type = T.CtxT(S.CTX_CLASSES[psym.value])
+                # a context shared by several program types (SkBuff) means its first one here
+                ptype: T.Type = T.CtxT(min(S.CTX_CLASSES[psym.value], key=list(PROG_TYPES).index))
             else:
                 ptype = self.resolve_type(p.annotation, "parameter type")
             params.append(Var(p.arg, ptype, self.loc(p), is_param=True))
@@ -444,7 +445,8 @@ class ModuleBuilder:
         sym = self.resolve(deco)
         if sym is None or sym.kind != "lang" or sym.value not in S.PROG_DECORATORS:
             raise UserError(dloc, f"`@{ast.unparse(deco)}` is not a program decorator",
-                            "use @sock_ops, @sk_msg(map), @socket_filter or @syscall")
+                            "use " + ", ".join(f"@{p.name}(map)" if p.needs_map else f"@{p.name}"
+                                               for p in PROG_TYPES.values()))
         progtype = S.PROG_DECORATORS[sym.value]
         pt = PROG_TYPES[progtype]
         attach_map = None
@@ -474,7 +476,7 @@ class ModuleBuilder:
             if param.annotation is None:
                 raise UserError(self.loc(param), f"annotate the context parameter: `{param.arg}: {pt.ctx_class}`")
             psym = self.resolve(param.annotation)
-            if psym is None or psym.kind != "lang" or S.CTX_CLASSES.get(psym.value) != progtype:
+            if psym is None or psym.kind != "lang" or progtype not in S.CTX_CLASSES.get(psym.value, ()):
                 raise UserError(self.loc(param.annotation), f"the context of a {progtype} program is {pt.ctx_class}",
                                 f"write `{param.arg}: {pt.ctx_class}`")
             ctx_t = T.CtxT(progtype)

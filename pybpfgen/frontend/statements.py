@@ -12,6 +12,7 @@ from ..ir.places import is_place, root as place_root
 from .flow import Flow, assigned_names, facts
 from .expressions import as_ctx
 from .operators import ARITH
+from ..target.progtypes import PROG_TYPES
 
 if TYPE_CHECKING:
     from .base import CheckerBase
@@ -57,6 +58,21 @@ class Statements(CheckerBase):
                 flow = None if isinstance(stmt, ast.Return) else self.flow
         return out, flow
 
+    def check_return_range(self, v: N.Expr, node: ast.expr) -> None:
+        """A constant return value outside the values the program type's kernel accepts is a compile error
+        (target/progtypes.py ``returns``); a computed one is left to the verifier."""
+        if not isinstance(self.prog, N.Program):
+            return
+        rng = PROG_TYPES[self.prog.progtype].returns
+        if rng is None or not isinstance(v, N.Const):
+            return
+        lo, hi = rng
+        if not lo <= v.value <= hi:
+            allowed = " or ".join(str(x) for x in range(lo, hi + 1)) if hi - lo < 4 else f"{lo}..{hi}"
+            raise self.error(node, f"a {self.prog.progtype} program returns {allowed}, not {v.value}",
+                             "return 1 to let the packet through, 0 to drop it"
+                             if self.prog.progtype.startswith("cgroup_skb") else None)
+
     def check_stmt(self, s: ast.stmt, out: list[N.Stmt]) -> Flow | None:
         loc = self.loc(s)
         if isinstance(s, ast.Pass):
@@ -76,6 +92,8 @@ class Statements(CheckerBase):
                 v = self.array_literal(s.value, self.ret)
             else:
                 v = self.expr(s.value)
+                if self.is_program:
+                    self.check_return_range(v, s.value)
             out.append(N.Return(loc, self.convert(v, self.ret, s.value, explicit=self.is_program)))
             return None
         if isinstance(s, ast.For):

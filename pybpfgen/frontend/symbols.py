@@ -31,9 +31,13 @@ ATOMICS = {
     lang.atomic_xchg: ("xchg", True),
     lang.atomic_cmpxchg: ("cmpxchg", True),
 }
-PROG_DECORATORS = {lang.sock_ops: "sock_ops", lang.sk_msg: "sk_msg", lang.socket_filter: "socket_filter",
-                   lang.syscall: "syscall"}
-CTX_CLASSES = {getattr(lang, p.ctx_class): p.name for p in PROG_TYPES.values() if p.ctx_class}
+# every program type's decorator is the pybpfgen.lang function of its name
+PROG_DECORATORS = {getattr(lang, p.name): p.name for p in PROG_TYPES.values()}
+# context class -> the program types whose context it is (SkBuff: socket_filter and cgroup_skb_*)
+CTX_CLASSES: dict[Any, set[str]] = {}
+for _p in PROG_TYPES.values():
+    if _p.ctx_class:
+        CTX_CLASSES.setdefault(getattr(lang, _p.ctx_class), set()).add(_p.name)
 GLOBAL_KINDS = {lang.Global: "global", lang.Config: "config"}
 
 

@@ -38,6 +38,8 @@ import re
 import struct
 import sys
 from dataclasses import dataclass
+
+from .progtypes import PROG_TYPES
 from typing import cast
 
 DEFAULT_HEADER = "/usr/include/linux/bpf.h"
@@ -49,14 +51,10 @@ LANG_HELPERS_OUTPUT = os.path.join(os.path.dirname(HERE), "lang_helpers.py")
 # lang.py does not replace them.
 LANG_OWNS = ("map_lookup_elem", "map_update_elem", "map_delete_elem", "sock_hash_update", "msg_redirect_hash")
 
-# program types probed: DSL name -> (BPF_PROG_TYPE_*, expected_attach_type, prog_flags)
-BPF_F_SLEEPABLE = 1 << 4
+# program types probed (every one of target/progtypes.py): DSL name -> (BPF_PROG_TYPE_*, expected_attach_type,
+# prog_flags)
 PROBED_PROGTYPES: dict[str, tuple[int, int, int]] = {
-    "sock_ops": (13, 3, 0),          # BPF_CGROUP_SOCK_OPS
-    "sk_msg": (16, 7, 0),            # BPF_SK_MSG_VERDICT
-    "socket_filter": (1, 0, 0),
-    "syscall": (31, 0, BPF_F_SLEEPABLE),
-}
+    p.name: (p.prog_type, p.attach_type, p.prog_flags) for p in PROG_TYPES.values()}
 
 # context structs of program types (any program type: the probe decides who may call the helper)
 CTX_STRUCTS = {

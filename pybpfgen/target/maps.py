@@ -121,3 +121,13 @@ def kinds_for_helper(helper: str) -> tuple[str, ...] | None:
 
 MAP_KINDS_FOR: dict[str, tuple[str, ...]] = {
     h: ks for h in sorted({m.helper for k in KINDS for m in k.methods}) if (ks := kinds_for_helper(h)) is not None}
+
+# map type numbers the loader needs (kernel_loader reads these; it never imports the compiler)
+MAP_SOCKMAP, MAP_SOCKHASH = BY_KIND["sockmap"].map_type, BY_KIND["sockhash"].map_type
+PERCPU_MAP_TYPES = frozenset(k.map_type for k in KINDS if k.percpu)
+ARRAY_MAP_TYPES = frozenset(k.map_type for k in KINDS if k.array)
+# RINGBUF (and USER_RINGBUF, QUEUE, STACK, which pybpfgen does not declare): no keys to walk
+UNITERABLE_MAP_TYPES = frozenset({k.map_type for k in KINDS if k.key == "none"} | {31, 22, 23})
+# names of BPF_MAP_TYPE_* the kernel may report (maps that are not ours too)
+MAP_TYPE_NAMES: dict[int, str] = {3: "prog_array", 4: "perf_event_array", 12: "array_of_maps", 13: "hash_of_maps",
+                                  24: "sk_storage", **{k.map_type: k.kind for k in KINDS}}

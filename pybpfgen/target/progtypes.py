@@ -1,4 +1,12 @@
-"""Program types and their context structs (the fields come from :mod:`.contexts`).
+"""Program types: the one table of what each BPF program type is (its ELF section, BPF program and attach types,
+how the loader attaches it, its context struct and its return values).
+
+The compiler (decorators, contexts, the ``.pybpfgen`` section) and the loader (``kernel_loader``: section names,
+``PROG_LOAD``, attachment, status names) both read it. A new program type is one :class:`ProgType` here plus its
+decorator in ``lang.py`` (see docs/architecture.md).
+
+Plain data with no imports but :mod:`.contexts` (itself import-free), so that ``pybpfgen load`` and
+``kernel_loader`` can read it without the compiler: the compiler's context fields (typed IR) are built on first use.
 
 Context fields are read with full 32-bit (or 64-bit) loads: the verifier rejects
 narrow loads of these fields. ``remote_port`` is stored by the kernel in network
@@ -7,52 +15,102 @@ converts it so that programs see every port in host byte order.
 """
 from __future__ import annotations
 
-from ..ir._records import Record
+from typing import TYPE_CHECKING
 
-from ..ir.nodes import CtxField
-from ..ir.types import U32, U64, ArrayT
 from . import contexts
 
+if TYPE_CHECKING:
+    from ..ir.nodes import CtxField
 
-class ProgType(Record, frozen=True):
-    name: str  # DSL name: "sock_ops"
-    ctx_class: str  # DSL annotation: "SockOps"
-    c_struct: str  # "bpf_sock_ops"
-    section: str  # ELF section libbpf recognises
-    prog_type: int  # BPF_PROG_TYPE_*
-    attach_type: int  # BPF_* attach type
-    fields: dict[str, CtxField]
-    needs_map: bool = False  # attached to a sockmap/sockhash named in the decorator
-    context: contexts.Context | None = None  # None: the context is a user-defined Struct (syscall)
+BPF_F_SLEEPABLE = 1 << 4
 
 
-_TYPES = {"u32": (U32, 32), "u64": (U64, 64), "u32[4]": (ArrayT(U32, 4), 32)}
+class ProgType:
+    __slots__ = ("name", "ctx_class", "c_struct", "section", "prog_type", "attach_type", "prog_flags", "attach",
+                 "needs_map", "context", "returns", "aliases", "_fields")
+
+    def __init__(self, name: str, section: str, prog_type: int, attach_type: int, ctx: contexts.Context | None,
+                 attach: str | None = None, needs_map: bool = False, prog_flags: int = 0,
+                 returns: tuple[int, int] | None = None, aliases: tuple[str, ...] = ()):
+        self.name = name  # DSL name: "sock_ops"; the loader's kind of program
+        self.ctx_class = ctx.dsl_class if ctx else ""  # DSL annotation: "SockOps"; "": a user-defined Struct
+        self.c_struct = ctx.c_struct if ctx else ""  # "bpf_sock_ops"
+        self.section = section  # ELF section libbpf recognises (the loader also accepts "<section>/...")
+        self.prog_type = prog_type  # BPF_PROG_TYPE_*
+        self.attach_type = attach_type  # BPF_* attach type (PROG_LOAD's expected_attach_type, LINK_CREATE's)
+        self.prog_flags = prog_flags  # PROG_LOAD flags (BPF_F_SLEEPABLE)
+        self.attach = attach  # what the loader attaches it to with a bpf_link: "cgroup" | "map" | None (not attached)
+        self.needs_map = needs_map  # attached to a sockmap/sockhash named in the decorator
+        self.context = ctx  # None: the context is a user-defined Struct (syscall)
+        self.returns = returns  # (lo, hi): the return values the kernel accepts, checked at compile time
+        self.aliases = aliases  # other spellings of the type in an object's .pybpfgen section / ELF section
+        self._fields: dict[str, CtxField] | None = None
+
+    def __repr__(self) -> str:
+        return f"ProgType({self.name!r}, {self.section!r})"
+
+    @property
+    def fields(self) -> dict[str, CtxField]:
+        """The compiler's context fields (typed IR; built on first use)."""
+        if self._fields is None:
+            self._fields = ctx_fields(self.context, self.name) if self.context else {}
+        return self._fields
 
 
 def ctx_fields(ctx: contexts.Context, progtype: str) -> dict[str, CtxField]:
     """The compiler's fields of a context struct of :mod:`.contexts` that ``progtype`` programs may read."""
+    from ..ir.nodes import CtxField
+    from ..ir.types import U32, U64, ArrayT
+
+    types = {"u32": (U32, 32), "u64": (U64, 64), "u32[4]": (ArrayT(U32, 4), 32)}
     out = {}
     for f in ctx.fields:
         if progtype in f.unreadable_in:
             continue
-        typ, bits = _TYPES[f.type]
+        typ, bits = types[f.type]
         out[f.name] = CtxField(f.name, f.offset, typ, bits, f.convert, f.writable, f.doc)
     return out
 
 
-
-
-def _prog(name: str, section: str, prog_type: int, attach_type: int, ctx: contexts.Context,
-          needs_map: bool = False) -> ProgType:
-    return ProgType(name, ctx.dsl_class, ctx.c_struct, section, prog_type, attach_type, ctx_fields(ctx, name),
-                    needs_map, ctx)
-
-
 PROG_TYPES: dict[str, ProgType] = {
-    "sock_ops": _prog("sock_ops", "sockops", 13, 3, contexts.SOCK_OPS),
-    "sk_msg": _prog("sk_msg", "sk_msg", 16, 7, contexts.SK_MSG, needs_map=True),
-    "socket_filter": _prog("socket_filter", "socket", 1, 0, contexts.SK_BUFF),
-    # the context of a syscall program is a user-defined Struct (see CtxT.struct_t)
-    "syscall": ProgType("syscall", "", "", "syscall", 31, 0, {}),
+    "sock_ops": ProgType("sock_ops", "sockops", 13, 3, contexts.SOCK_OPS, attach="cgroup"),
+    "sk_msg": ProgType("sk_msg", "sk_msg", 16, 7, contexts.SK_MSG, attach="map", needs_map=True),
+    "socket_filter": ProgType("socket_filter", "socket", 1, 0, contexts.SK_BUFF, aliases=("socket",)),
+    # BPF_PROG_TYPE_CGROUP_SKB on BPF_CGROUP_INET_INGRESS / _EGRESS: 1 lets the packet through, 0 drops it
+    "cgroup_skb_ingress": ProgType("cgroup_skb_ingress", "cgroup_skb/ingress", 8, 0, contexts.SK_BUFF,
+                                   attach="cgroup", returns=(0, 1)),
+    "cgroup_skb_egress": ProgType("cgroup_skb_egress", "cgroup_skb/egress", 8, 1, contexts.SK_BUFF,
+                                  attach="cgroup", returns=(0, 1)),
+    # the context of a syscall program is a user-defined Struct (see CtxT.struct_t); BPF_F_SLEEPABLE is required
+    "syscall": ProgType("syscall", "syscall", 31, 0, None, prog_flags=BPF_F_SLEEPABLE),
 }
-BY_CTX_CLASS = {p.ctx_class: p for p in PROG_TYPES.values() if p.ctx_class}
+BY_CTX_CLASS: dict[str, list[ProgType]] = {}
+for _p in PROG_TYPES.values():
+    if _p.ctx_class:
+        BY_CTX_CLASS.setdefault(_p.ctx_class, []).append(_p)
+del _p
+
+
+def by_section(section: str) -> ProgType | None:
+    """The program type of an ELF section: its name, or its name followed by '/...' (libbpf's convention)."""
+    for p in PROG_TYPES.values():
+        for s in (p.section, *p.aliases):
+            if section == s or section.startswith(s + "/"):
+                return p
+    return None
+
+
+def by_name(name: str) -> ProgType | None:
+    """The program type a ``.pybpfgen`` section names: its DSL name, its section or an alias."""
+    for p in PROG_TYPES.values():
+        if name == p.name or name == p.section or name in p.aliases:
+            return p
+    return None
+
+
+# BPF_PROG_TYPE_* and BPF_* attach types the kernel may report (status of programs that are not ours too)
+PROG_TYPE_NAMES: dict[int, str] = {
+    **{p.prog_type: p.name for p in PROG_TYPES.values()},
+    3: "sched_cls", 6: "xdp", 8: "cgroup_skb", 14: "sk_skb", 17: "raw_tracepoint", 26: "tracing"}
+ATTACH_TYPE_NAMES: dict[int, str] = {0: "cgroup_inet_ingress", 1: "cgroup_inet_egress", 3: "cgroup_sock_ops",
+                                     7: "sk_msg_verdict"}

@@ -358,7 +358,7 @@ def test_status_stats_measures_only_meanwhile(accel_object, test_cgroup, pin_roo
 
 # ------------------------------------------------------------------ preflight
 def _world_readable_import_root(dst: str) -> str:
-    """Copy what ``python -m kernel_loader`` imports (the loader and cffi with its backend) into ``dst``, readable
+    """Copy what ``python -m kernel_loader`` imports (the loader, pybpfgen's shared tables, and cffi with its backend) into ``dst``, readable
     by any user: the checkout and its .venv may sit where another user cannot read (a clone under /root, mode
     0700)."""
     import importlib.util
@@ -373,6 +373,12 @@ def _world_readable_import_root(dst: str) -> str:
                             ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy(spec.origin, dst)
+    # and the tables of BPF facts it shares with the compiler (pybpfgen/target: import-free)
+    import pybpfgen
+    src = os.path.dirname(pybpfgen.__file__)
+    os.makedirs(os.path.join(dst, "pybpfgen", "target"))
+    for f in ("__init__.py", "target/__init__.py", "target/maps.py", "target/contexts.py", "target/progtypes.py"):
+        shutil.copy(os.path.join(src, f), os.path.join(dst, "pybpfgen", f))
     for root, dirs, files in os.walk(dst):
         os.chmod(root, 0o755)
         for f in files:
