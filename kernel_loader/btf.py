@@ -1,3 +1,4 @@
+# Over 500 lines: one format (BTF and .BTF.ext) parsed, fixed up, written back and decoded in one place, imported whole by load().
 """BTF and BTF.ext: parse, fix up, write back, resolve map definitions and
 decode values.  Pure Python, no root needed.
 """

@@ -1,3 +1,4 @@
+# Over 500 lines: the load transaction (fresh, upgrade in place, recovery) and unload share one journal, one set of crash phases and their invariants.
 """``load`` (fresh, upgrade in place, recovery after a crash) and ``unload``.
 
 One algorithm serves a fresh load, an upgrade and the recovery of a load that

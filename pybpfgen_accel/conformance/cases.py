@@ -1,3 +1,4 @@
+# Over 500 lines: the thirteen conformance cases, each a short function over the shared sandbox and judge.
 """The conformance cases of issue #5. Each runs its workload on the kernel path (a private cgroup with nothing
 attached) and accelerated (a private cgroup with the object under test attached), inside private network
 namespaces, and judges the accelerated run against the kernel run.

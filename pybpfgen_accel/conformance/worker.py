@@ -1,3 +1,4 @@
+# Over 500 lines: every conformance scenario's socket side, run as one worker module inside a namespace and a cgroup.
 """Socket side of the conformance cases, run as ``python -m pybpfgen_accel.conformance.worker '<json spec>'``
 inside a network namespace and a cgroup (the orchestrator in env.py puts it there).
 
