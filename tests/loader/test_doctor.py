@@ -44,7 +44,8 @@ def test_doctor_reports_problems_with_what_to_do(tmp_path):
     assert "policy" in hz["fix"] and "cgroup" in hz["fix"] and "hazards.md" in hz["fix"]
     hz = by["hazard:blocking-recv-eagain"]
     assert hz["status"] == "warn" and "EAGAIN" in hz["detail"] and "tcp_bpf_recvmsg" in hz["detail"]
-    assert "9 of 1000" in hz["detail"] and "policy set" in hz["fix"] and "upstream-tcp_bpf_recvmsg.md" in hz["fix"]
+    assert "9 of 1000" in hz["detail"] and "327 of 1080" in hz["detail"] and "retry EAGAIN" in hz["fix"]
+    assert "upstream-tcp_bpf_recvmsg.md" in hz["fix"]
     text = doctor.format_checks(rep)
     assert "NOT READY" in text and "[FAIL] privileges" in text
 
