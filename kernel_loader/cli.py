@@ -124,9 +124,18 @@ def register(subparsers) -> None:
         add(subparsers)
 
 
-# `agent` and `apply`: kernel_loader/agent/ (docs/cli.md)
-from .agent.cli import COMMANDS as _AGENT_COMMANDS  # noqa: E402
-COMMANDS.update(_AGENT_COMMANDS)
+# `agent` and `apply`: kernel_loader/agent/ (docs/cli.md), imported only when one of them is registered
+def _add_agent(subparsers) -> None:
+    from .agent.cli import add_agent
+    add_agent(subparsers)
+
+
+def _add_apply(subparsers) -> None:
+    from .agent.cli import add_apply
+    add_apply(subparsers)
+
+
+COMMANDS.update({"agent": _add_agent, "apply": _add_apply})
 
 
 def _json_arg(text: str, what: str):

@@ -15,9 +15,9 @@ converts it so that programs see every port in host byte order.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from . import contexts
+
+TYPE_CHECKING = False  # typing is not imported at run time: the loader reads this table on every load
 
 if TYPE_CHECKING:
     from ..ir.nodes import CtxField
