@@ -206,7 +206,14 @@ def test_entrypoint_runs_a_real_agent_that_the_probes_see(tmp_path, child_cgroup
     (tmp_path / "agent.toml").write_text(text)
     (c,) = m["DaemonSet"]["spec"]["template"]["spec"]["containers"]
     port = kh.free_port()
-    env = dict(os.environ, PYBPFGEN=" ".join(kh.pybpfgen_argv()), PYBPFGEN_CONFIG=str(tmp_path / "agent.toml"),
+    # $PYBPFGEN is a command the entrypoint word-splits: a wrapper at a path without spaces runs this checkout's
+    # pybpfgen, wherever the checkout is (its path may have a space)
+    import shlex
+    wrapper = tmp_path / "pybpfgen"
+    wrapper.write_text("#!/bin/sh\nexec " + " ".join(shlex.quote(a) for a in kh.pybpfgen_argv()) + ' "$@"\n')
+    wrapper.chmod(0o755)
+    assert " " not in str(wrapper), f"pytest's tmp_path has a space: {wrapper}"
+    env = dict(os.environ, PYBPFGEN=str(wrapper), PYBPFGEN_CONFIG=str(tmp_path / "agent.toml"),
                PYBPFGEN_METRICS_ADDRESS=f"127.0.0.1:{port}")
     p = subprocess.Popen(["/bin/sh", str(DEPLOY / "entrypoint.sh")], env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, start_new_session=True)
