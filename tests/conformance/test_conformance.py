@@ -8,7 +8,6 @@ Sizes: PYBPFGEN_CONF_* env vars (see pybpfgen_accel/conformance/cases.py, Params
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -19,15 +18,6 @@ from pybpfgen_accel.conformance.env import leftovers
 
 REPO = Path(__file__).resolve().parents[2]
 ISSUE = "issue #5"
-
-
-@pytest.fixture(scope="module")
-def accel_object(tmp_path_factory) -> Path:
-    """``pybpfgen compile programs -o <tmp>`` (or $PYBPFGEN_CONFORMANCE_OBJECT)."""
-    if os.environ.get("PYBPFGEN_CONFORMANCE_OBJECT"):
-        return Path(os.environ["PYBPFGEN_CONFORMANCE_OBJECT"])
-    import kharness
-    return kharness.PybpfgenCLI().compile(REPO / "programs", tmp_path_factory.mktemp("build"))
 
 
 @pytest.fixture

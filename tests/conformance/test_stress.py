@@ -38,15 +38,6 @@ def assert_clean(rep: dict) -> None:
     assert mine == [], f"the stress run left namespaces or cgroups behind: {mine}"
 
 
-@pytest.fixture(scope="module")
-def accel_object(tmp_path_factory) -> Path:
-    """``pybpfgen compile programs -o <tmp>`` (or $PYBPFGEN_CONFORMANCE_OBJECT)."""
-    if os.environ.get("PYBPFGEN_CONFORMANCE_OBJECT"):
-        return Path(os.environ["PYBPFGEN_CONFORMANCE_OBJECT"])
-    import kharness
-    return kharness.PybpfgenCLI().compile(REPO / "programs", tmp_path_factory.mktemp("build"))
-
-
 @pytest.fixture
 def stress(accel_object, pin_root, capsys):
     def progress(line: str) -> None:
