@@ -1,8 +1,8 @@
-"""What the loader knows about one program, the accelerator (``programs/accel.py`` and its C twin): the
+"""What the control plane knows about the accelerator's program (``programs/accel.py`` and its C twin): the
 names of its policy maps, its budget defaults, the summary ``pybpfgen status`` adds for it, and the
-``pybpfgen policy`` operations - a thin layer over the generic map API (:mod:`kernel_loader.mapapi`), whose
-BTF encodes keys and values. Everything else in the loader is generic; this module is the one place to
-change when the accelerator's maps change. Parsing of ports / CIDRs / tuples: :mod:`pybpfgen_accel.policyspec`.
+``pybpfgen policy`` operations - a thin layer over the loader's generic map API (:mod:`kernel_loader.mapapi`),
+whose BTF encodes keys and values. The loader itself is generic; this module is the one place to change when
+the accelerator's maps change. Parsing of ports / CIDRs / tuples: :mod:`pybpfgen_accel.policyspec`.
 
 Kept import-light (nothing touches bpf(2) at import) so that the CLI can use it cheaply.
 """
@@ -79,6 +79,7 @@ import errno as _errno  # noqa: E402
 
 from kernel_loader.defaults import DEFAULT_PIN_ROOT  # noqa: E402
 from kernel_loader.errors import BpfSyscallError, LoaderError  # noqa: E402
+from kernel_loader.manager import PinnedObject  # noqa: E402
 
 
 def _user_errors(fn):
@@ -96,14 +97,14 @@ from . import policyspec as _ps  # noqa: E402
 from .policyspec import Cidr, ConnTuple, check_port  # noqa: E402
 
 
-class _Policy:
-    """The maps of one loaded accelerator, opened with their BTF types (a context manager)."""
+class _Policy(PinnedObject):
+    """The maps of one loaded accelerator, opened with their BTF types (a context manager, as PinnedObject)."""
 
     def __init__(self, object: str, pin_root: str, sc):
-        from kernel_loader import manager, syscall
-        self.object, self.sc = object, sc or syscall.get_default()
-        self.pin_dir = manager.open_pinned(object, pin_root, sc=self.sc).pin_dir   # its "not loaded" error
-        self._maps: dict = {}
+        from kernel_loader import manager
+        po = manager.open_pinned(object, pin_root, sc=sc)   # its "not loaded" error
+        super().__init__(po.name, po.pin_dir, po.sc)
+        self.object = object
         self._btf: list = []
 
     def has(self, name: str) -> bool:
@@ -128,17 +129,6 @@ class _Policy:
             raise LoaderError(f"object {self.object} has no {what} map ({name}); load an accelerator built from "
                               "programs/accel.py (the C twin has ports only)")
         return self.map(name)
-
-    def close(self) -> None:
-        for m in self._maps.values():
-            m.close()
-        self._maps.clear()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def _mismatch(m, object: str, e: Exception | str) -> LoaderError:

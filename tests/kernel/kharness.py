@@ -564,7 +564,7 @@ def private_pin_root(prefix: str = "pybpfgen-test"):
 # --------------------------------------------------------------------------
 # cgroup plumbing shared with the product's conformance runner (one implementation)
 from pybpfgen_accel.conformance.env import _cgroup_pids as cgroup_pids  # noqa: E402
-from pybpfgen_accel.conformance.env import cgroup2_root, destroy_cgroup  # noqa: E402,F401
+from pybpfgen_accel.conformance.env import cgroup2_root, destroy_cgroup, destroy_netns  # noqa: E402,F401
 
 
 @contextlib.contextmanager
@@ -598,18 +598,6 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 def netns_pids(ns: str) -> list[int]:
     r = _ip("netns", "pids", ns, check=False)
     return [int(x) for x in r.stdout.split()] if r.returncode == 0 else []
-
-
-def destroy_netns(ns: str) -> None:
-    for _ in range(50):
-        pids = netns_pids(ns)
-        if not pids:
-            break
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.05)
-    _ip("netns", "del", ns, check=False)
 
 
 @contextlib.contextmanager
