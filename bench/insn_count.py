@@ -2,6 +2,7 @@
 """ELF instruction counts: pybpfgen vs clang-19 on C twins with the same semantics.
 
     python3 bench/insn_count.py [--json] [--no-verifier]
+    python3 bench/insn_count.py --gallery [--json]   # examples/gallery/<name>.py vs <name>.bpf.c
 
 Counts 8-byte instruction slots per program section (``ld_imm64`` takes two, as the
 kernel counts them). Two comparisons:
@@ -149,12 +150,60 @@ def print_accel(a: dict) -> None:
     print(line)
 
 
+GALLERY = os.path.join(ROOT, "examples", "gallery")
+
+
+def gallery_pairs() -> list[tuple[str, str, str]]:
+    """``(name, dsl source, C twin)`` for every ``examples/gallery/<name>.py`` (its twin: ``<name>.bpf.c`` beside it)."""
+    out = []
+    for f in sorted(os.listdir(GALLERY)) if os.path.isdir(GALLERY) else []:
+        if f.endswith(".py") and not f.startswith("_"):
+            name = f[:-3]
+            out.append((name, os.path.join(GALLERY, f), os.path.join(GALLERY, name + ".bpf.c")))
+    return out
+
+
+def gallery_comparison(tmp: str, names: list[str] | None = None) -> list[dict]:
+    """ELF instructions per gallery example: pybpfgen vs clang-19 -O2 -mcpu=v3 on its C twin."""
+    rows = []
+    for name, py, c in gallery_pairs():
+        if names and name not in names:
+            continue
+        d_obj, _ = build_dsl(py, os.path.join(tmp, "dsl-" + name))
+        c_obj, _ = build_c(c, os.path.join(tmp, "c-" + name), name + ".bpf.o") if os.path.exists(c) else (None, 0.0)
+        d = insn_counts(d_obj)
+        cc = insn_counts(c_obj) if c_obj else None
+        row = {"name": name, "pybpfgen": d, "pybpfgen_total": sum(d.values()),
+               "clang": cc, "clang_total": sum(cc.values()) if cc else None}
+        row["ratio"] = round(row["pybpfgen_total"] / row["clang_total"], 3) if cc else None
+        rows.append(row)
+    return rows
+
+
+def print_gallery(rows: list[dict]) -> None:
+    print(f"{'example':<28} {'ELF pybpfgen':>12} {'ELF clang':>10} {'ratio':>6}")
+    for r in rows:
+        print(f"{r['name']:<28} {r['pybpfgen_total']:>12} {r['clang_total'] or '-':>10} {r['ratio'] or '-':>6}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--no-verifier", action="store_true",
                     help="do not load the accelerator and its twin to read the verifier's counts (root only)")
+    ap.add_argument("--gallery", nargs="*", metavar="NAME",
+                    help="compare the examples of examples/gallery/ (all, or the NAMEs) with their C twins")
     args = ap.parse_args()
+    if args.gallery is not None:
+        if not shutil.which("clang-19"):
+            sys.exit("insn_count: clang-19 is not installed (apt-get install clang-19, or bash scripts/setup.sh)")
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = gallery_comparison(tmp, args.gallery or None)
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            print_gallery(rows)
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         dsl_obj, _ = build_dsl(os.path.join(HERE, "twin", "accel_twin.py"), tmp)
         c_obj, _ = build_c(os.path.join(HERE, "twin", "accel_twin.bpf.c"), tmp)
