@@ -63,15 +63,15 @@ class Statements(CheckerBase):
         (target/progtypes.py ``returns``); a computed one is left to the verifier."""
         if not isinstance(self.prog, N.Program):
             return
-        rng = PROG_TYPES[self.prog.progtype].returns
-        if rng is None or not isinstance(v, N.Const):
+        pt = PROG_TYPES[self.prog.progtype]
+        if pt.returns is None or not isinstance(v, N.Const):
             return
-        lo, hi = rng
+        lo, hi = pt.returns
         if not lo <= v.value <= hi:
-            allowed = " or ".join(str(x) for x in range(lo, hi + 1)) if hi - lo < 4 else f"{lo}..{hi}"
+            allowed = (str(lo) if lo == hi else " or ".join(str(x) for x in range(lo, hi + 1)) if hi - lo < 2
+                       else f"{lo}..{hi}")
             raise self.error(node, f"a {self.prog.progtype} program returns {allowed}, not {v.value}",
-                             "return 1 to let the packet through, 0 to drop it"
-                             if self.prog.progtype.startswith("cgroup_skb") else None)
+                             pt.returns_hint or None)
 
     def check_stmt(self, s: ast.stmt, out: list[N.Stmt]) -> Flow | None:
         loc = self.loc(s)
@@ -261,8 +261,7 @@ class Statements(CheckerBase):
             ctx = self.ctx_var(node.value)
             if ctx is not None and as_ctx(ctx.type).struct_t is None:
                 f = self.ctx_field(node, ctx)
-                if not f.writable:
-                    raise self.error(node, f"context field `{node.attr}` is read-only")
+                self.check_ctx_writable(node, ctx, f)
                 return N.CtxLoad(self.loc(node), f.type, ctx, f)
             if ctx is not None:  # syscall programs: fields of the user's struct, in memory
                 return self.attribute(node)
@@ -281,6 +280,9 @@ class Statements(CheckerBase):
                 return fg
         if isinstance(node, ast.Subscript):
             e = self.index(node)
+            if isinstance(e, N.CtxLoad):  # ctx.user_ip6[i] = ...: one 32-bit store at a constant offset
+                self.check_ctx_writable(node, e.ctx, e.field)
+                return e
             if not is_place(e):
                 raise self.error(node, "cannot assign to an element of a temporary value")
             self.check_not_param(e, node)
@@ -288,6 +290,20 @@ class Statements(CheckerBase):
         raise self.error(node, f"cannot assign to `{ast.unparse(node)}`",
                          "assign to a local name, a struct field, an array element, `ref.value`, "
                          "or a writable context field")
+
+    def check_ctx_writable(self, node: ast.expr, ctx: N.Var, f: N.CtxField) -> None:
+        """Programs may assign only the context fields the verifier lets their program type write
+        (target/contexts.py: ``writable``, ``readonly_in``)."""
+        if f.writable:
+            return
+        pt = PROG_TYPES[as_ctx(ctx.type).progtype]
+        can = sorted(n for n, x in pt.fields.items() if x.writable)
+        hint = f"fields it can write: {', '.join(can)}" if can else f"a {pt.name} program can write no context field"
+        declared = next((d for d in pt.context.fields if d.name == f.name), None) if pt.context else None
+        if declared is not None and pt.name in declared.readonly_in:
+            raise self.error(node, f"a {pt.name} program cannot write `{pt.ctx_class}.{f.name}`: "
+                                   f"{declared.readonly_in[pt.name]}", hint)
+        raise self.error(node, f"context field `{pt.ctx_class}.{f.name}` is read-only", hint)
 
     def check_not_param(self, place: N.Expr, node: ast.AST) -> None:
         root = place_root(place)

@@ -9,43 +9,70 @@ DSL classes declare exactly these fields.
 Plain data with no imports and plain classes (a NamedTuple class costs ~0.3 ms to create), so that importing
 :mod:`pybpfgen.lang` stays cheap.
 
-A field is ``(name, offset, type, convert, writable, doc, c_name, unreadable_in)``:
+A field is ``(name, offset, type, convert, writable, doc, c_name, unreadable_in, readonly_in)``:
 
-- ``type``: ``"u32"``, ``"u64"`` or ``"u32[4]"`` (an IPv6 address: four words in network byte order);
-- ``convert``: ``"bswap32"`` when the kernel gives a network-order port in a u32 (on little-endian hosts in
-  its upper 16 bits): programs see every port in host byte order;
+- ``type``: ``"u32"``, ``"i32"``, ``"u64"`` or ``"u32[4]"`` (an IPv6 address: four words in network byte order);
+- ``convert``: how the kernel's value differs from what programs see, applied to every load and (reversed) to
+  every store: ``"bswap32"`` when the kernel gives a network-order port in a u32 (on little-endian hosts in its
+  upper 16 bits), ``"bswap16"`` when it gives a network-order port in the low 16 bits of a u32 (``user_port``):
+  programs see, and write, every port in host byte order;
+- ``writable``: programs may assign the field (``ctx.user_port = 8080``), in every program type that can read it
+  except those of ``readonly_in``;
 - ``c_name``: the member in the kernel's struct when it differs (``"args[0]"``: element 0 of ``args``);
 - ``unreadable_in``: program types whose programs the verifier does not let read it, with the reason
-  (``invalid bpf_context access``); tests/compiler/test_contexts.py probes every field in the running kernel.
+  (``invalid bpf_context access``); ``readonly_in``: program types that may read a writable field but not write
+  it, with the reason. tests/compiler/test_contexts.py probes every field, read and write, in the running kernel.
+
+A context may also have *packet pointers* (``Context.packet``): the offsets of a pair of 64-bit fields the
+verifier types as the start and the end of a byte range (``PTR_TO_PACKET`` / ``PTR_TO_PACKET_END``), which
+programs may read only after comparing against the end; they are not integer fields.
 """
 from __future__ import annotations
 
 
 class Field:
-    __slots__ = ("name", "offset", "type", "convert", "writable", "doc", "c_name", "unreadable_in")
+    __slots__ = ("name", "offset", "type", "convert", "writable", "doc", "c_name", "unreadable_in", "readonly_in")
 
     def __init__(self, name: str, offset: int, type: str = "u32", convert: str | None = None,
                  writable: bool = False, doc: str = "", c_name: str | None = None,
-                 unreadable_in: dict[str, str] | None = None):
+                 unreadable_in: dict[str, str] | None = None, readonly_in: dict[str, str] | None = None):
         self.name, self.offset, self.type, self.convert = name, offset, type, convert
         self.writable, self.doc, self.c_name = writable, doc, c_name
         self.unreadable_in = unreadable_in or {}  # program type -> why the verifier refuses the read
+        self.readonly_in = readonly_in or {}  # program type -> why the verifier refuses the write
 
     def __repr__(self) -> str:
         return f"Field({self.name!r}, {self.offset}, {self.type!r})"
 
 
 class Context:
-    __slots__ = ("dsl_class", "c_struct", "size", "fields")
+    __slots__ = ("dsl_class", "c_struct", "size", "fields", "packet")
 
-    def __init__(self, dsl_class: str, c_struct: str, size: int, fields: tuple[Field, ...]):
+    def __init__(self, dsl_class: str, c_struct: str, size: int, fields: tuple[Field, ...],
+                 packet: Packet | None = None):
         self.dsl_class = dsl_class  # the pybpfgen.lang class: "SockOps"
         self.c_struct = c_struct  # "bpf_sock_ops"
         self.size = size  # sizeof(struct c_struct)
         self.fields = fields
+        self.packet = packet  # the context's byte range (start and end pointers), if it has one
 
     def __repr__(self) -> str:
         return f"Context({self.dsl_class!r}, {self.c_struct!r})"
+
+
+class Packet:
+    """A byte range a context points to: two 64-bit members the verifier types as ``PTR_TO_PACKET`` (``start``)
+    and ``PTR_TO_PACKET_END`` (``end``); reading the bytes needs a comparison against the end first."""
+
+    __slots__ = ("start", "start_offset", "end", "end_offset", "writable", "doc")
+
+    def __init__(self, start: str, start_offset: int, end: str, end_offset: int, writable: bool = False,
+                 doc: str = ""):
+        self.start, self.start_offset, self.end, self.end_offset = start, start_offset, end, end_offset
+        self.writable, self.doc = writable, doc
+
+    def __repr__(self) -> str:
+        return f"Packet({self.start!r}, {self.start_offset}, {self.end!r}, {self.end_offset})"
 
 
 _FAMILY = "AF_INET or AF_INET6"
@@ -57,6 +84,7 @@ _REMOTE_PORT = "peer port, host byte order"
 _LOCAL_PORT = "local port, host byte order"
 _SOCKET_FILTER_NO_SK = {"socket_filter": "the verifier lets a socket filter read the packet's fields, not its socket's "
                                          "(family .. local_port are for cgroup_skb, sk_skb and tc programs)"}
+_SOCKET_FILTER_READS = {"socket_filter": "a socket filter only reads the packet"}
 
 SOCK_OPS = Context("SockOps", "bpf_sock_ops", 224, (
     Field("op", 0, doc="which callback: BPF_SOCK_OPS_*"),
@@ -91,8 +119,11 @@ SK_MSG = Context("SkMsg", "sk_msg_md", 80, (
 ))
 
 SK_BUFF = Context("SkBuff", "__sk_buff", 192, (
-    Field("len", 0), Field("pkt_type", 4), Field("mark", 8), Field("queue_mapping", 12), Field("protocol", 16),
-    Field("vlan_present", 20), Field("vlan_tci", 24), Field("vlan_proto", 28), Field("priority", 32),
+    Field("len", 0), Field("pkt_type", 4),
+    Field("mark", 8, writable=True, readonly_in=_SOCKET_FILTER_READS, doc="the packet's mark (SO_MARK, fwmark)"),
+    Field("queue_mapping", 12), Field("protocol", 16),
+    Field("vlan_present", 20), Field("vlan_tci", 24), Field("vlan_proto", 28),
+    Field("priority", 32, writable=True, readonly_in=_SOCKET_FILTER_READS, doc="the packet's priority (SO_PRIORITY)"),
     Field("ingress_ifindex", 36), Field("ifindex", 40), Field("tc_index", 44), Field("hash", 68),
     # the packet's socket: the kernel lets cgroup_skb, sk_skb and tc programs read these, not socket filters
     Field("family", 88, doc=_FAMILY, unreadable_in=_SOCKET_FILTER_NO_SK),
@@ -102,5 +133,56 @@ SK_BUFF = Context("SkBuff", "__sk_buff", 192, (
     Field("local_port", 136, doc=_LOCAL_PORT, unreadable_in=_SOCKET_FILTER_NO_SK),
 ))
 
+# the cgroup sock_addr hooks (program types of target/progtypes.py), by the address family of their attach type
+SOCK_ADDR_HOOKS = ("connect", "sendmsg", "recvmsg", "getpeername", "getsockname", "bind")
+SOCK_ADDR4 = tuple(f"cgroup_{h}4" for h in SOCK_ADDR_HOOKS)
+SOCK_ADDR6 = tuple(f"cgroup_{h}6" for h in SOCK_ADDR_HOOKS)
+
+
+def _only(progtypes: tuple[str, ...], why: str) -> dict[str, str]:
+    """``unreadable_in`` of a field that only ``progtypes`` (of the sock_addr hooks) may read."""
+    return {p: why for p in SOCK_ADDR4 + SOCK_ADDR6 if p not in progtypes}
+
+
+_IPV4_ONLY = _only(SOCK_ADDR4, "an IPv6 hook has no IPv4 address (use user_ip6, or the *4 hook)")
+_IPV6_ONLY = _only(SOCK_ADDR6, "an IPv4 hook has no IPv6 address (use user_ip4, or the *6 hook)")
+
+SOCK_ADDR = Context("SockAddr", "bpf_sock_addr", 72, (
+    Field("user_family", 0, doc="address family of the address the application passed: AF_INET or AF_INET6"),
+    Field("user_ip4", 4, writable=True, unreadable_in=_IPV4_ONLY,
+          doc="IPv4 address the application passed (connect, sendmsg, bind) or will see (getpeername, "
+              "getsockname, recvmsg), network byte order"),
+    Field("user_ip6", 8, "u32[4]", writable=True, unreadable_in=_IPV6_ONLY,
+          doc="IPv6 address the application passed or will see, 4 words in network byte order"),
+    Field("user_port", 24, convert="bswap16", writable=True,
+          doc="port the application passed or will see, host byte order"),
+    Field("family", 28, doc="the socket's address family: AF_INET or AF_INET6"),
+    Field("type", 32, doc="the socket's type: SOCK_STREAM or SOCK_DGRAM"),
+    Field("protocol", 36, doc="the socket's protocol: IPPROTO_TCP or IPPROTO_UDP"),
+    Field("msg_src_ip4", 40, writable=True, unreadable_in=_only(("cgroup_sendmsg4",), "only sendmsg4 sets a source"),
+          doc="IPv4 source address of a UDP message (sendmsg4), network byte order"),
+    Field("msg_src_ip6", 44, "u32[4]", writable=True,
+          unreadable_in=_only(("cgroup_sendmsg6",), "only sendmsg6 sets a source"),
+          doc="IPv6 source address of a UDP message (sendmsg6), 4 words in network byte order"),
+))
+
+_SOCKOPT_RETVAL = {"cgroup_setsockopt": "a setsockopt program runs before the kernel's setsockopt, there is no "
+                                        "result yet (return 0 to refuse the call)"}
+_SOCKOPT_NAME = {"cgroup_getsockopt": "the option was already read; only a setsockopt program may change which "
+                                      "option the kernel sets"}
+
+SOCKOPT = Context("SockOpt", "bpf_sockopt", 40, (
+    Field("level", 24, "i32", writable=True, readonly_in=_SOCKOPT_NAME,
+          doc="the option's level: SOL_SOCKET, IPPROTO_TCP, IPPROTO_IP, IPPROTO_IPV6"),
+    Field("optname", 28, "i32", writable=True, readonly_in=_SOCKOPT_NAME, doc="the option: SO_*, TCP_*, IP_*"),
+    Field("optlen", 32, "i32", writable=True,
+          doc="bytes of the option's value; setsockopt: -1 makes the kernel skip its own setsockopt (the call "
+              "succeeds and changes nothing), getsockopt: the length the application gets"),
+    Field("retval", 36, "i32", writable=True, unreadable_in=_SOCKOPT_RETVAL,
+          doc="getsockopt: what the kernel's getsockopt returned (0 or a negative errno); set it to change what "
+              "the application gets"),
+), packet=Packet("optval", 8, "optval_end", 16, writable=True,
+                 doc="the option's value: at most a page of it (optlen may be larger)"))
+
 # by the DSL class name
-CONTEXTS: dict[str, Context] = {c.dsl_class: c for c in (SOCK_OPS, SK_MSG, SK_BUFF)}
+CONTEXTS: dict[str, Context] = {c.dsl_class: c for c in (SOCK_OPS, SK_MSG, SK_BUFF, SOCK_ADDR, SOCKOPT)}

@@ -15,8 +15,8 @@ from pybpfgen import disasm, lang
 from pybpfgen.target import contexts
 from pybpfgen.target.progtypes import BY_CTX_CLASS, PROG_TYPES
 
-ANNOTATION = {"u32": "u32", "u64": "u64", "u32[4]": "list[u32]"}
-SIZE = {"u32": 4, "u64": 8, "u32[4]": 16}
+ANNOTATION = {"u32": "u32", "i32": "i32", "u64": "u64", "u32[4]": "list[u32]"}
+SIZE = {"u32": 4, "i32": 4, "u64": 8, "u32[4]": 16}
 PROGTYPE = {cls: pts[0].name for cls, pts in BY_CTX_CLASS.items()}  # the first program type of each context
 VMLINUX = "/sys/kernel/btf/vmlinux"
 
@@ -44,7 +44,8 @@ def _readable(ctx: contexts.Context):
 
 
 def _reads_every_field(ctx: contexts.Context) -> str:
-    decorator = {"SockOps": "@sock_ops", "SkMsg": "@sk_msg(socks)", "SkBuff": "@socket_filter"}[ctx.dsl_class]
+    decorator = {"SockOps": "@sock_ops", "SkMsg": "@sk_msg(socks)", "SkBuff": "@socket_filter",
+                 "SockAddr": f"@{PROGTYPE['SockAddr']}", "SockOpt": f"@{PROGTYPE['SockOpt']}"}[ctx.dsl_class]
     lines = ["socks = SockHash(key=u32, max_entries=4)", "", "", decorator, f"def p(ctx: {ctx.dsl_class}) -> int:",
              "    x: u64 = 0"]
     for f in _readable(ctx):
@@ -52,7 +53,7 @@ def _reads_every_field(ctx: contexts.Context) -> str:
             lines += [f"    x += u64(ctx.{f.name}[{i}])" for i in range(4)]
         else:
             lines.append(f"    x += u64(ctx.{f.name})")
-    lines.append("    return i32(x)")
+    lines.append("    return i32(x & 1)")
     return "\n".join(lines) + "\n"
 
 
@@ -146,14 +147,19 @@ def test_offsets_match_the_kernel_btf(vmlinux, name):
 
 
 # ==================================================================== the kernel's verifier
-def _probe(pt, offset: int, width: int) -> str | None:
-    """Load ``r2 = *(u<width> *)(r1 + offset); r0 = 0; exit`` as a ``pt`` program: None, or the verifier log."""
+def _probe(pt, offset: int, width: int, write: bool = False) -> str | None:
+    """Load ``r2 = *(u<width> *)(r1 + offset); r0 = 1; exit`` as a ``pt`` program (``write``: ``r2 = 0;
+    *(u<width> *)(r1 + offset) = r2``): None, or the verifier log."""
     from kernel_loader.errors import BpfSyscallError
     from kernel_loader.syscall import Syscall
 
     size = {4: 0x00, 8: 0x18}[width]
-    insns = struct.pack("<BBhi", 0x61 | size, (1 << 4) | 2, offset, 0)  # LDX MEM
-    insns += struct.pack("<BBhi", 0xB7, 0, 0, 0) + struct.pack("<BBhi", 0x95, 0, 0, 0)  # r0 = 0; exit
+    if write:
+        insns = struct.pack("<BBhi", 0xB7, 2, 0, 0) + struct.pack("<BBhi", 0x63 | size, (2 << 4) | 1, offset, 0)
+    else:
+        insns = struct.pack("<BBhi", 0x61 | size, (1 << 4) | 2, offset, 0)  # LDX MEM
+    ret = 0 if pt.returns is None else pt.returns[1]
+    insns += struct.pack("<BBhi", 0xB7, 0, 0, ret) + struct.pack("<BBhi", 0x95, 0, 0, 0)  # r0 = ret; exit
     sc = Syscall()
     try:
         fd = sc.prog_load(pt.prog_type, insns, "GPL", "ctxprobe", pt.attach_type, log_level=1, log_size=1 << 16)
@@ -175,3 +181,36 @@ def test_the_kernel_lets_each_program_type_read_exactly_its_fields(progtype):
             assert log is not None and "invalid bpf_context access" in log, f"{name}.{f.name} is readable now"
         else:
             assert log is None, f"{name}.{f.name}: {log}"
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("progtype", [p.name for p in PROG_TYPES.values() if p.context is not None])
+def test_the_kernel_lets_each_program_type_write_exactly_its_writable_fields(progtype):
+    """A field the table says a program type may assign (``writable``, not ``readonly_in``) takes a full-width store
+    in the verifier; every other field of its context refuses one."""
+    pt = PROG_TYPES[progtype]
+    assert pt.context is not None
+    writable_at = {f.offset for f in pt.fields.values() if f.writable}
+    for f in pt.context.fields:
+        if not (f.name in pt.fields and pt.fields[f.name].writable) and f.offset in writable_at:
+            continue  # another name of a writable field (SockOps.args0 is reply's union member)
+        words = range(4) if f.type == "u32[4]" else [0]
+        for i in words:
+            log = _probe(pt, f.offset + 4 * i, SIZE[f.type] if f.type != "u32[4]" else 4, write=True)
+            if f.name in pt.fields and pt.fields[f.name].writable:
+                assert log is None, f"{pt.ctx_class}.{f.name} in {progtype}: {log}"
+            else:
+                assert log is not None and "invalid bpf_context access" in log, \
+                    f"{pt.ctx_class}.{f.name} is writable in {progtype} now"
+
+
+def test_packet_pointers_match_the_kernel_btf(vmlinux):
+    """A context's packet pointers (SockOpt.optval / optval_end) are 64-bit members at the table's offsets."""
+    from kernel_loader.btf import STRUCT
+    for ctx in contexts.CONTEXTS.values():
+        if ctx.packet is None:
+            continue
+        st = vmlinux.find(ctx.c_struct, STRUCT)
+        members = _members(vmlinux, st.id)
+        for name, off in ((ctx.packet.start, ctx.packet.start_offset), (ctx.packet.end, ctx.packet.end_offset)):
+            assert members[name][0] == off and vmlinux.size_of(members[name][1]) == 8, (ctx.c_struct, name)

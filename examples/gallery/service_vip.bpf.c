@@ -1,0 +1,57 @@
+// C twin of examples/gallery/service_vip.py: the same maps, programs, helper calls and decisions, written the way
+// a C programmer would with libbpf's headers. Ports are kept in host byte order in the maps (the DSL's
+// convention): user_port is converted with bpf_ntohs / bpf_htons.
+//
+//   clang-19 -O2 -g -target bpf -mcpu=v3 -I/usr/include/$(uname -m)-linux-gnu -c service_vip.bpf.c
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#define ALLOW 1
+
+struct service {
+    __u32 ip4;  /* network byte order */
+    __u32 port; /* host byte order */
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 256);
+    __type(key, struct service);
+    __type(value, struct service);
+} services SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 65536);
+    __type(key, __u64);
+    __type(value, struct service);
+} origins SEC(".maps");
+
+SEC("cgroup/connect4")
+int to_backend(struct bpf_sock_addr *ctx)
+{
+    struct service vip = {.ip4 = ctx->user_ip4, .port = bpf_ntohs(ctx->user_port)};
+    struct service *backend = bpf_map_lookup_elem(&services, &vip);
+    if (!backend)
+        return ALLOW;
+    __u64 cookie = bpf_get_socket_cookie(ctx);
+    bpf_map_update_elem(&origins, &cookie, &vip, BPF_ANY);
+    ctx->user_ip4 = backend->ip4;
+    ctx->user_port = bpf_htons(backend->port);
+    return ALLOW;
+}
+
+SEC("cgroup/getpeername4")
+int show_vip(struct bpf_sock_addr *ctx)
+{
+    __u64 cookie = bpf_get_socket_cookie(ctx);
+    struct service *vip = bpf_map_lookup_elem(&origins, &cookie);
+    if (vip) {
+        ctx->user_ip4 = vip->ip4;
+        ctx->user_port = bpf_htons(vip->port);
+    }
+    return ALLOW;
+}
+
+char LICENSE[] SEC("license") = "GPL";
