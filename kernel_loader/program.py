@@ -4,7 +4,7 @@ from __future__ import annotations
 import errno
 import struct
 import time
-from ._records import LIST, Record
+from pybpfgen.target.records import LIST, Record
 
 from .btf import LineInfo
 from .elf import R_BPF_64_64, BpfObject, Function, Program

@@ -313,7 +313,8 @@ def test_noop_rebuild_imports_neither_frontend_nor_llvm(tmp_path):
     assert rc == 0 and "llvmlite.binding" not in mods, p.stderr  # LLVM runs in the worker only
     mods, rc, p = _imports_after(["compile", "accel.py", "-o", "out"], tmp_path)
     assert rc == 0 and "up to date" in p.stdout
-    assert mods == [], mods
+    # the LLVM worker's client (pybpfgen/lowering/worker.py: os and json only) is imported, never started
+    assert [m for m in mods if m not in ("pybpfgen.lowering", "pybpfgen.lowering.worker")] == [], mods
 
 
 def test_load_does_not_import_llvmlite(tmp_path):
