@@ -24,12 +24,12 @@ class Memory(LoweringBase):
     def address(self, e: N.Expr) -> ir.Value:
         """The address of a place (a local, a field, an element, a map value, a global)."""
         if isinstance(e, N.VarRef):
-            if e.var in self.params and T.is_memory(e.var.type):  # memory-typed parameters are passed by pointer
-                return self.params[e.var]
-            if e.var in self.params and e.var not in self.slots:
-                # a scalar parameter whose address is taken (a map key): a stack copy, made at entry
-                slot = self.slots[e.var] = self.alloca(e.var.type, e.var.name)
-                self.alloca_b.store(self.params[e.var], slot)
+            if e.var in self.params:  # memory-typed parameters are passed by pointer
+                if T.is_memory(e.type):
+                    return self.params[e.var]
+                tmp = self.alloca(e.type)  # a scalar parameter whose address is needed (a map key): a copy
+                self.b.store(self.params[e.var], tmp)
+                return tmp
             return self.slots[e.var]
         if isinstance(e, N.FieldGet):
             return self.b.gep(self.pointer_to(e.base), [I64(e.field.offset)], source_etype=I8)

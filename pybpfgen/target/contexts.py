@@ -11,7 +11,9 @@ Plain data with no imports and plain classes (a NamedTuple class costs ~0.3 ms t
 
 A field is ``(name, offset, type, convert, writable, doc, c_name, unreadable_in, readonly_in)``:
 
-- ``type``: ``"u32"``, ``"i32"``, ``"u64"`` or ``"u32[4]"`` (an IPv6 address: four words in network byte order);
+- ``type``: ``"u32"``, ``"i32"``, ``"u64"`` or ``"u32[4]"`` (an IPv6 address: four words in network byte order),
+  or a socket pointer: ``"sock"`` (the verifier's PTR_TO_SOCKET, never null) or ``"sock?"``
+  (PTR_TO_SOCKET_OR_NULL, which a program must check for None before use); read with one 64-bit load;
 - ``convert``: how the kernel's value differs from what programs see, applied to every load and (reversed) to
   every store: ``"bswap32"`` when the kernel gives a network-order port in a u32 (on little-endian hosts in its
   upper 16 bits), ``"bswap16"`` when it gives a network-order port in the low 16 bits of a u32 (``user_port``):
@@ -105,6 +107,7 @@ SOCK_OPS = Context("SockOps", "bpf_sock_ops", 224, (
     Field("snd_nxt", 104), Field("snd_una", 108), Field("mss_cache", 112), Field("ecn_flags", 116),
     Field("rate_delivered", 120), Field("rate_interval_us", 124),
     Field("bytes_received", 168, "u64"), Field("bytes_acked", 176, "u64"),
+    Field("sk", 184, "sock?", doc="the socket (None when it is not a full socket, e.g. a request socket)"),
 ))
 
 SK_MSG = Context("SkMsg", "sk_msg_md", 80, (
@@ -116,6 +119,7 @@ SK_MSG = Context("SkMsg", "sk_msg_md", 80, (
     Field("remote_port", 60, convert="bswap32", doc=_REMOTE_PORT),
     Field("local_port", 64, doc=_LOCAL_PORT),
     Field("size", 68, doc="bytes in this message"),
+    Field("sk", 72, "sock", doc="the sending socket"),
 ))
 
 SK_BUFF = Context("SkBuff", "__sk_buff", 192, (
@@ -164,6 +168,7 @@ SOCK_ADDR = Context("SockAddr", "bpf_sock_addr", 72, (
     Field("msg_src_ip6", 44, "u32[4]", writable=True,
           unreadable_in=_only(("cgroup_sendmsg6",), "only sendmsg6 sets a source"),
           doc="IPv6 source address of a UDP message (sendmsg6), 4 words in network byte order"),
+    Field("sk", 64, "sock", doc="the socket"),
 ))
 
 _SOCKOPT_RETVAL = {"cgroup_setsockopt": "a setsockopt program runs before the kernel's setsockopt, there is no "
@@ -181,6 +186,7 @@ SOCKOPT = Context("SockOpt", "bpf_sockopt", 40, (
     Field("retval", 36, "i32", writable=True, unreadable_in=_SOCKOPT_RETVAL,
           doc="getsockopt: what the kernel's getsockopt returned (0 or a negative errno); set it to change what "
               "the application gets"),
+    Field("sk", 0, "sock", doc="the socket"),
 ), packet=Packet("optval", 8, "optval_end", 16, writable=True,
                  doc="the option's value: at most a page of it (optlen may be larger)"))
 
