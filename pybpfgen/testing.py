@@ -148,6 +148,8 @@ class Context:
         f = fields.get(name)
         if f is None:
             raise AttributeError(f"a {self.progtype} context has no field {name!r} (fields: {', '.join(fields)})")
+        if T.is_sock(f.type):
+            return self.sk
         if isinstance(f.type, T.ArrayT):
             return [int.from_bytes(self.mem[f.offset + 4 * i:f.offset + 4 * i + 4], "little") for i in range(f.type.n)]
         raw = int.from_bytes(self.mem[f.offset:f.offset + f.load_bits // 8], "little")
@@ -289,7 +291,7 @@ def getsockopt(optval: bytes = b"", **fields: Any) -> Context:
     (default: ``len(optval)``), ``retval`` (what the kernel's getsockopt returned: 0 or a negative errno) and
     the option's bytes ``optval``. After a run, ``ctx.retval``, ``ctx.optlen`` are what the program left."""
     fields.setdefault("optlen", len(optval))
-    ctx = _checked_ctx("cgroup_getsockopt", fields, ("pid_tgid", "cgroup_id"))
+    ctx = _checked_ctx("cgroup_getsockopt", fields)
     ctx.optval = bytearray(optval)
     return ctx
 
@@ -299,7 +301,7 @@ def setsockopt(optval: bytes = b"", **fields: Any) -> Context:
     (default: ``len(optval)``) and the bytes the application passes, ``optval``. After a run, ``ctx.level``,
     ``ctx.optname``, ``ctx.optlen`` are what the program left (``optlen == -1``: the kernel skips the call)."""
     fields.setdefault("optlen", len(optval))
-    ctx = _checked_ctx("cgroup_setsockopt", fields, ("pid_tgid", "cgroup_id"))
+    ctx = _checked_ctx("cgroup_setsockopt", fields)
     ctx.optval = bytearray(optval)
     return ctx
 

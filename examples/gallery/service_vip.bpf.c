@@ -22,9 +22,9 @@ struct {
 } services SEC(".maps");
 
 struct {
-    __uint(type, BPF_MAP_TYPE_LRU_HASH);
-    __uint(max_entries, 65536);
-    __type(key, __u64);
+    __uint(type, BPF_MAP_TYPE_SK_STORAGE);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, int);
     __type(value, struct service);
 } origins SEC(".maps");
 
@@ -33,10 +33,13 @@ int to_backend(struct bpf_sock_addr *ctx)
 {
     struct service vip = {.ip4 = ctx->user_ip4, .port = bpf_ntohs(ctx->user_port)};
     struct service *backend = bpf_map_lookup_elem(&services, &vip);
-    if (!backend)
+    if (!backend) {
+        bpf_sk_storage_delete(&origins, ctx->sk); /* a UDP socket may connect again: forget an earlier VIP */
         return ALLOW;
-    __u64 cookie = bpf_get_socket_cookie(ctx);
-    bpf_map_update_elem(&origins, &cookie, &vip, BPF_ANY);
+    }
+    struct service *origin = bpf_sk_storage_get(&origins, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+    if (origin)
+        *origin = vip;
     ctx->user_ip4 = backend->ip4;
     ctx->user_port = bpf_htons(backend->port);
     return ALLOW;
@@ -45,8 +48,7 @@ int to_backend(struct bpf_sock_addr *ctx)
 SEC("cgroup/getpeername4")
 int show_vip(struct bpf_sock_addr *ctx)
 {
-    __u64 cookie = bpf_get_socket_cookie(ctx);
-    struct service *vip = bpf_map_lookup_elem(&origins, &cookie);
+    struct service *vip = bpf_sk_storage_get(&origins, ctx->sk, 0, 0);
     if (vip) {
         ctx->user_ip4 = vip->ip4;
         ctx->user_port = bpf_htons(vip->port);

@@ -3,9 +3,9 @@ is redirected, so no packet is ever addressed to the VIP and no NAT is needed.
 
 ``cgroup_connect4`` runs when a process of the cgroup connects an IPv4 socket (TCP, or UDP): when the
 destination is a service of ``services`` (a VIP and port, e.g. 198.18.200.1:80, that nothing listens on), it
-rewrites the destination to the service's backend (e.g. 127.0.0.1:8080) and remembers, by the socket's cookie,
-which VIP the application asked for. ``cgroup_getpeername4`` shows the application that VIP again, so it cannot
-tell: its peer is the address it connected to.
+rewrites the destination to the service's backend (e.g. 127.0.0.1:8080) and remembers, in the socket's own storage
+(freed with the socket), which VIP the application asked for. ``cgroup_getpeername4`` shows the application that
+VIP again, so it cannot tell: its peer is the address it connected to.
 
     pybpfgen compile examples/gallery/ -o build/
     pybpfgen load build/service_vip.bpf.o --cgroup /sys/fs/cgroup/unified/myapp
@@ -25,7 +25,7 @@ class Service(Struct):
 
 
 services = Hash(key=Service, value=Service, max_entries=256)  # VIP:port -> backend address:port
-origins = LRUHash(key=u64, value=Service, max_entries=65536)  # socket cookie -> the VIP:port it connected to
+origins = SkStorage(value=Service)  # per socket: the VIP:port it connected to
 
 
 @cgroup_connect4
@@ -33,8 +33,11 @@ def to_backend(ctx: SockAddr) -> int:
     vip = Service(ctx.user_ip4, ctx.user_port)
     backend = services.lookup(vip)
     if backend is None:
+        origins.delete(ctx.sk)  # a UDP socket may connect again: forget an earlier VIP
         return ALLOW  # not a service: connect where the application asked
-    origins.update(bpf_get_socket_cookie(ctx), vip)
+    origin = origins.get(ctx.sk, create=True)
+    if origin is not None:
+        origin.value = vip
     ctx.user_ip4 = backend.value.ip4
     ctx.user_port = backend.value.port
     return ALLOW
@@ -42,7 +45,7 @@ def to_backend(ctx: SockAddr) -> int:
 
 @cgroup_getpeername4
 def show_vip(ctx: SockAddr) -> int:
-    vip = origins.lookup(bpf_get_socket_cookie(ctx))
+    vip = origins.get(ctx.sk)
     if vip is not None:
         ctx.user_ip4 = vip.value.ip4
         ctx.user_port = vip.value.port

@@ -70,6 +70,18 @@ CLIENT = textwrap.dedent("""
 """)
 
 
+# a connected UDP socket: connect() to the VIP, then to the backend's own address (connect() again is allowed)
+UDP_CLIENT = textwrap.dedent("""
+    import json, socket, sys
+    vip, port, backend = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.connect((vip, port))
+    first = list(s.getpeername())
+    s.connect(("127.0.0.1", backend))
+    print(json.dumps({"vip": first, "direct": list(s.getpeername())}))
+""")
+
+
 @pytest.fixture
 def netns(kernel_env):
     import kharness
@@ -82,9 +94,9 @@ def netns(kernel_env):
         kharness.destroy_netns(ns)
 
 
-def run_client(netns: str, cgroup=None) -> dict:
+def run_client(netns: str, cgroup=None, script: str = CLIENT, extra: tuple | list = ()) -> dict:
     import kharness
-    argv = kharness.wrap_cmd([sys.executable, "-c", CLIENT, VIP, str(VIP_PORT)], cgroup=cgroup, netns=netns)
+    argv = kharness.wrap_cmd([sys.executable, "-c", script, VIP, str(VIP_PORT), *extra], cgroup=cgroup, netns=netns)
     r = subprocess.run(argv, capture_output=True, text=True, timeout=90)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
@@ -100,14 +112,18 @@ def test_sections_and_attach_types(tmp_path):
 def test_the_policy_in_pybpfgen_testing():
     mod = testing.load(EXAMPLE)
     mod.map("services").update({"ip4": ip4(VIP), "port": VIP_PORT}, {"ip4": ip4("127.0.0.1"), "port": 8080})
-    ctx = testing.connect4(user_ip4=ip4(VIP), user_port=VIP_PORT, cookie=77)
+    sock = testing.Socket()
+    ctx = testing.connect4(user_ip4=ip4(VIP), user_port=VIP_PORT, sk=sock)
     assert mod.run("to_backend", ctx) == 1
     assert (ctx.user_ip4, ctx.user_port) == (ip4("127.0.0.1"), 8080)
-    assert mod.map("origins").lookup(77) == {"ip4": ip4(VIP), "port": VIP_PORT}
-    other = testing.connect4(user_ip4=ip4(VIP), user_port=443, cookie=78)  # not a service: untouched
-    assert mod.run("to_backend", other) == 1 and (other.user_ip4, other.user_port) == (ip4(VIP), 443)
-    peer = testing.getpeername4(user_ip4=ip4("127.0.0.1"), user_port=8080, cookie=77)
+    peer = testing.getpeername4(user_ip4=ip4("127.0.0.1"), user_port=8080, sk=sock)
     assert mod.run("show_vip", peer) == 1 and (peer.user_ip4, peer.user_port) == (ip4(VIP), VIP_PORT)
+    # the same (UDP) socket connects again, not to a service: untouched, and its peer is its peer again
+    other = testing.connect4(user_ip4=ip4(VIP), user_port=443, sk=sock)
+    assert mod.run("to_backend", other) == 1 and (other.user_ip4, other.user_port) == (ip4(VIP), 443)
+    peer = testing.getpeername4(user_ip4=ip4(VIP), user_port=443, sk=sock)
+    assert mod.run("show_vip", peer) == 1 and (peer.user_ip4, peer.user_port) == (ip4(VIP), 443)
+    assert sock.storage == {}
 
 
 def test_a_client_in_the_cgroup_reaches_the_backend_and_sees_the_vip(tmp_path, pin_root, child_cgroup, netns):
@@ -131,9 +147,9 @@ def test_a_client_in_the_cgroup_reaches_the_backend_and_sees_the_vip(tmp_path, p
         assert inside["answer"]["peer"] == inside["local"] and inside["local"][0] == "127.0.0.1"
         # the application cannot tell: its peer is the VIP it connected to
         assert inside["peer"] == [VIP, VIP_PORT]
-        # the connect program remembered the VIP by the socket's cookie
-        assert [e["value"] for e in mapapi.map_dump(res.name, "origins", pin_root=str(pin_root))] == \
-            [{"ip4": ip4(VIP), "port": VIP_PORT}]
+        # a UDP socket connected to the VIP, then to the backend's own address: its peer is the VIP, then that
+        udp = run_client(netns, cgroup=child_cgroup, script=UDP_CLIENT, extra=[str(port)])
+        assert udp == {"vip": [VIP, VIP_PORT], "direct": ["127.0.0.1", port]}, udp
 
         # outside the cgroup nothing is rewritten: the VIP is unroutable in the namespace
         outside = run_client(netns)
