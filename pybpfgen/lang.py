@@ -21,7 +21,7 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import Any, Callable, Generic, NoReturn, Optional, TypeVar
 
-from .target.contexts import CONTEXTS as _CONTEXTS
+from .target.contexts import CONTEXTS as _CONTEXTS, SOCK as _SOCK
 from .target.maps import BY_CLASS as _MAP_KINDS
 
 __all__ = [
@@ -301,9 +301,26 @@ class SockMap(_Map):
 
 
 class Sock:
-    """A socket (``struct bpf_sock *``): what ``ctx.sk`` of a sock_ops or sk_msg program gives. Pass it to
-    ``SkStorage`` methods and to helpers that take a socket; it cannot be stored in a map or a struct, compared
-    or computed with (the verifier forbids it). sock_ops' ``ctx.sk`` may be None: check it first."""
+    """A socket (``struct bpf_sock *``): what ``ctx.sk`` of a sock_ops or sk_msg program gives. Read its fields
+    (ports in host byte order, addresses in network byte order), pass it to ``SkStorage`` methods and to helpers
+    that take a socket; it cannot be stored in a map or a struct, compared or computed with (the verifier forbids
+    it). sock_ops' ``ctx.sk`` may be None: check it first."""
+
+    bound_dev_if: u32
+    family: u32
+    type: u32
+    protocol: u32
+    mark: u32
+    priority: u32
+    src_ip4: u32
+    src_ip6: list[u32]  # u32[4]
+    src_port: u32
+    dst_port: u32
+    dst_ip4: u32
+    dst_ip6: list[u32]  # u32[4]
+    state: u32
+    rx_queue_mapping: u32
+    __ctx__ = _SOCK  # its fields: pybpfgen/target/contexts.py
 
     def __init__(self) -> None:
         self.storage: dict = {}  # SkStorage map -> Ref of this socket's value (freed with the socket)

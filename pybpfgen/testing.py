@@ -34,6 +34,7 @@ from .frontend.module import parse_module
 from .ir import nodes as N
 from .ir import semantics
 from .ir import types as T
+from .target.contexts import SOCK
 from .target.maps import BY_KIND as MAP_KINDS
 from .target.progtypes import PROG_TYPES
 
@@ -106,10 +107,18 @@ class Socket:
     socket-local storage (one value per ``SkStorage`` map), freed with it: when it is closed (:meth:`close`) or
     garbage-collected, as the kernel frees a socket's storage when the socket is destroyed."""
 
-    def __init__(self, cookie: int | None = None):
+    def __init__(self, cookie: int | None = None, **fields: Any):
         self.cookie = next(_cookies) if cookie is None else cookie
         self.storage: dict[str, bytearray] = {}  # SkStorage map name -> this socket's value (bytes)
         self.closed = False
+        # what programs read through the pointer (struct bpf_sock): ports in host order, IPv4 addresses as the
+        # kernel's u32 (network order), IPv6 addresses as 4 such words
+        for f in SOCK.fields:
+            setattr(self, f.name, [0, 0, 0, 0] if f.type == "u32[4]" else 0)
+        for k, v in fields.items():
+            if not any(f.name == k for f in SOCK.fields):
+                raise TypeError(f"a socket has no field {k!r} (fields: {', '.join(f.name for f in SOCK.fields)})")
+            setattr(self, k, v)
 
     def close(self) -> None:
         """Destroy the socket: its storage goes with it, and programs can no longer create any."""
@@ -472,6 +481,8 @@ class _Frame:
             return bytes(self.ctx_mem(e.ctx)[cf.offset:cf.offset + t.size])
         if isinstance(e, N.Call):
             return bytes(self.call(e))
+        if isinstance(e, N.SockLoad):  # an array field of a socket: src_ip6, dst_ip6
+            return encode(t, self.value(e))
         p = self.address(e)
         return bytes(p.buf[p.off:p.off + t.size])
 
@@ -516,6 +527,10 @@ class _Frame:
             return self.vals[e.var]
         if isinstance(e, N.CtxLoad) and T.is_sock(t):
             return self.vals[e.ctx].sk
+        if isinstance(e, N.SockLoad):
+            v = getattr(self.value(e.sock), e.field.name)
+            v = v[e.index] if e.index is not None else v
+            return [w & 0xFFFFFFFF for w in v] if isinstance(v, list) else v & 0xFFFFFFFF
         if isinstance(e, N.CtxLoad):
             f = e.field
             off = f.offset + (4 * e.index if e.index is not None else 0)

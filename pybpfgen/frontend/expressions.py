@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from ..ir import nodes as N
 from ..ir import types as T
 from ..ir.places import in_ctx as ctx_based
-from ..target.progtypes import PROG_TYPES
+from ..target.progtypes import PROG_TYPES, sock_fields
 from .operators import ARITH
 
 if TYPE_CHECKING:
@@ -106,6 +106,12 @@ class Expressions(CheckerBase):
                     raise self.error(node.slice, f"index {i} is out of range for {f.type}")
                 return N.CtxLoad(loc, f.type.elem, ctx, f, index=i)
         base = self.expr(node.value)
+        if isinstance(base, N.SockLoad) and isinstance(base.type, T.ArrayT):  # sk.src_ip6[i]: a constant index
+            i = self.mb.consts.eval(node.slice) if not isinstance(node.slice, ast.Name) or \
+                node.slice.id not in self.vars else None
+            if i is None or not 0 <= i < base.type.n:
+                raise self.error(node.slice, f"a socket's `{base.field.name}` is indexed with a constant 0..{base.type.n - 1}")
+            return N.SockLoad(loc, base.type.elem, base.sock, base.field, index=i)
         if not isinstance(base.type, T.ArrayT):
             raise self.error(node.value, f"a value of type {base.type} cannot be indexed")
         n = base.type.n
@@ -208,10 +214,19 @@ class Expressions(CheckerBase):
         if isinstance(base, N.MapRef):
             raise self.error(node, f"`{ast.unparse(node)}` is a map method; call it")
         if T.is_sock(base.type):
-            raise self.error(node, f"a socket has no attribute `{node.attr}` in BPF programs",
-                             "pass the socket to a helper or an SkStorage method; read the connection's fields "
-                             "from the program's context")
+            return N.SockLoad(loc, self.sock_field(base, node).type, base, self.sock_field(base, node))
         raise self.error(node, f"a value of type {base.type} has no attribute `{node.attr}`")
+
+    def sock_field(self, base: N.Expr, node: ast.Attribute) -> N.CtxField:
+        """A field of ``struct bpf_sock`` (target/contexts.py ``SOCK``) read through a socket proven non-None."""
+        shown = ast.unparse(node.value)
+        if isinstance(base.type, T.OptSockT):
+            from .conversions import SOCK_MAY_BE_NONE, sock_check_hint
+            raise self.error(node, f"`{shown}` may be None here: {SOCK_MAY_BE_NONE}", sock_check_hint(shown))
+        f = sock_fields().get(node.attr)
+        if f is None:
+            raise self.error(node, f"a socket has no field `{node.attr}`", f"fields: {', '.join(sorted(sock_fields()))}")
+        return f
 
     def ctx_field(self, node: ast.Attribute, ctx: N.Var) -> N.CtxField:
         pt = PROG_TYPES[as_ctx(ctx.type).progtype]

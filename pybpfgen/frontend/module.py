@@ -162,6 +162,9 @@ class ModuleBuilder:
     def resolve_type(self, node: ast.expr, what: str = "type") -> T.Type:
         if isinstance(node, ast.Subscript):
             elem = self.resolve_type(node.value, what)
+            if T.is_sock(elem):
+                raise UserError(self.loc(node), "an array of sockets is not possible: the verifier does not let a "
+                                "program keep a socket pointer in memory")
             n = self.consts.eval(node.slice)
             if not 0 < n <= 4096:
                 raise UserError(self.loc(node.slice), f"array length must be between 1 and 4096, not {n}")
@@ -176,6 +179,15 @@ class ModuleBuilder:
                 return sym.value[0]
             if sym.kind == "lang" and sym.value in S.INT_TYPES:
                 return S.INT_TYPES[sym.value]
+            if sym.kind == "lang" and sym.value is lang.Sock:
+                if what in ("parameter type", "local type"):
+                    return T.SOCK
+                where = {"field type": "a struct field", "value type": "a map value", "key type": "a map key",
+                         "type": "a global", "return type": "a function's result"}.get(what, f"a {what}")
+                raise UserError(self.loc(node), f"a socket cannot be {where}: the verifier does not let a program "
+                                "keep a socket pointer in memory (a map, a struct, a global)",
+                                "keep per-socket state in an SkStorage map, or identify a socket by its cookie; "
+                                "sockets can be function parameters and local variables")
         if isinstance(node, ast.Name) and node.id == "int":
             raise UserError(self.loc(node), f"`{node.id}` has no fixed width in BPF",
                             "use a fixed-width integer type such as u32 or u64")

@@ -114,7 +114,7 @@ class Statements(CheckerBase):
                 raise self.error(s, "a local variable needs a value", f"write `{ast.unparse(s.target)}: ... = 0`")
             if not isinstance(s.target, ast.Name):
                 raise self.error(s.target, "only local variable names can be annotated")
-            typ = self.mb.resolve_type(s.annotation, "type")
+            typ = self.mb.resolve_type(s.annotation, "local type")
             return self.assign(s.target, s.value, typ, out, loc)
         if isinstance(s, ast.AugAssign):
             op = ARITH.get(type(s.op))

@@ -167,7 +167,8 @@ class DebugInfo:
     def function(self, fn: ir.Function, func):
         """Debug info of a DSL function (inlined; its lines still show in line_info)."""
         types = [self.type(func.ret) if not isinstance(func.ret, T.VoidT) else None]
-        types += [self.pointer(self.c_int) if isinstance(p.type, (T.CtxT, T.StructT, T.ArrayT)) else self.type(p.type)
+        types += [self.pointer(self.c_int) if isinstance(p.type, (T.CtxT, T.StructT, T.ArrayT, T.SockT))
+                  else self.type(p.type)
                   for p in func.params]
         sty = self.add_debug_info("DISubroutineType", {"types": self.add_metadata(types)})
         sp = self.add_debug_info("DISubprogram", {
