@@ -316,10 +316,7 @@ class Sock:
     dst_ip6: list[u32]  # u32[4]
     state: u32
     rx_queue_mapping: u32
-    __ctx__ = _SOCK  # its fields: pybpfgen/target/contexts.py
-
-    def __init__(self) -> None:
-        self.storage: dict = {}  # SkStorage map -> Ref of this socket's value (freed with the socket)
+    __ctx__ = _SOCK  # its fields: pybpfgen/target/contexts.py (pybpfgen.testing.Socket simulates one)
 
 
 @_map_kind
@@ -337,19 +334,15 @@ class SkStorage:
         """``bpf_sk_storage_get``: a reference to this socket's value, or None; with ``create=True`` a zeroed
         value is created when the socket has none (``BPF_SK_STORAGE_GET_F_CREATE``; the result can still be
         None, e.g. out of memory). Check it before use."""
-        if self not in sk.storage and create:
-            sk.storage[self] = Ref(self.value() if callable(self.value) else 0)
-        return sk.storage.get(self)
+        _compiled_only("SkStorage.get")
 
     def get_or_create(self, sk: Sock, init: Any = None) -> Optional[Ref[Any]]:
         """``bpf_sk_storage_get`` with ``BPF_SK_STORAGE_GET_F_CREATE`` and ``init`` as the new value."""
-        if self not in sk.storage:
-            sk.storage[self] = Ref(init)
-        return sk.storage.get(self)
+        _compiled_only("SkStorage.get_or_create")
 
     def delete(self, sk: Sock) -> int:
         """``bpf_sk_storage_delete``: 0, or -ENOENT when the socket has no value."""
-        return 0 if sk.storage.pop(self, None) is not None else -2
+        _compiled_only("SkStorage.delete")
 
 
 # ----------------------------------------------------------------- global variables
