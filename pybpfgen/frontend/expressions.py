@@ -158,9 +158,10 @@ class Expressions(CheckerBase):
             if var not in self.flow.defined:
                 raise self.error(node, f"`{node.id}` may be used before it is assigned",
                                  "assign it on every path before this line")
+            self.check_reservation_use(var, node)
             ref = N.VarRef(loc, var.type, var)
             if isinstance(var.type, T.OptRefT) and var in self.flow.nonnull:
-                return N.Narrow(loc, T.RefT(var.type.target), ref)
+                return N.Narrow(loc, T.RefT(var.type.target, var.type.ring), ref)
             return ref
         sym = self.mb.resolve(node)
         if sym is None:
@@ -197,6 +198,9 @@ class Expressions(CheckerBase):
         base = self.expr(node.value)
         if isinstance(base.type, T.StructT):
             return self.field(base, node)
+        rf = self.reservation_attribute(base, node)
+        if rf is not None:
+            return rf
         if isinstance(base.type, (T.RefT, T.OptRefT)):
             if node.attr != "value":
                 if isinstance(base, N.GlobalRef):
@@ -234,6 +238,9 @@ class Expressions(CheckerBase):
         t = base.type
         if isinstance(t, T.OptRefT):
             shown = ast.unparse(node.value)
+            if t.ring is not None:
+                raise self.error(node, f"`{shown}` may be None here: reserving fails when the ring buffer is full",
+                                 f"check it first: `if {shown} is None: return ...`")
             raise self.error(node, f"`{shown}` may be None here: a map lookup finds nothing when the key is absent",
                              f"check it first: `if {shown} is not None:` (or return early when it is None)")
         assert isinstance(t, T.RefT)  # callers pass a Ref or an OptRef

@@ -33,12 +33,19 @@ MSG_REDIRECT_HASH = Method("redirect", "msg_redirect_hash", ("msg", "key", "flag
 SOCK_MAP_UPDATE = Method("update", "sock_map_update", ("ctx", "key", "flags"), 2)
 MSG_REDIRECT_MAP = Method("redirect", "msg_redirect_map", ("msg", "key", "flags"), 2)
 RINGBUF_OUTPUT = Method("output", "ringbuf_output", ("value", "flags"), 1)
+# a reservation (a pointer into the ring buffer) is checked by frontend/ringbuf.py: null-checked before use,
+# submitted or discarded exactly once on every path, never copied
+RINGBUF_RESERVE = Method("reserve", "ringbuf_reserve", ("event",), 0)
+RINGBUF_SUBMIT = Method("submit", "ringbuf_submit", ("event", "flags"), 1)
+RINGBUF_DISCARD = Method("discard", "ringbuf_discard", ("event", "flags"), 1)
+RESERVATION_HELPERS = frozenset({"ringbuf_reserve", "ringbuf_submit", "ringbuf_discard"})
 
 # what a call of a method the kind does not have says: (message, hint); {kind} {name} {method} are filled in
 NO_METHOD_MAP = ("map `{name}` has no method `{method}`", "map methods: lookup, update, delete")
 NO_METHOD_SOCKET = ("{kind} `{name}` has no method `{method}` in BPF programs",
                     "methods: update(ctx, key, flags), redirect(msg, key, flags), delete(key)")
-NO_METHOD_RINGBUF = ("RingBuf `{name}` has no method `{method}`", "use output(value, flags)")
+NO_METHOD_RINGBUF = ("RingBuf `{name}` has no method `{method}`",
+                     "methods: output(value, flags), reserve(Event), submit(ev, flags), discard(ev, flags)")
 # methods a kind refuses with its own reason: method -> (message, hint)
 ARRAY_REFUSES = {"delete": ("array elements cannot be deleted", "write a zero value with update()")}
 
@@ -60,7 +67,8 @@ class MapKind:
         self.params = params  # keyword parameters of the declaration
         # key: "type" (a declared key type) | "index" (an implicit u32 index) | "lpm" (prefixlen + address) | "none"
         self.key = key
-        # value: "type" (a declared value type) | "socket" (u32 or u64: holds a socket) | "none" (RingBuf: bytes)
+        # value: "type" (a declared value type) | "socket" (u32 or u64: holds a socket) | "none" (RingBuf: records;
+        # their type, when declared with event=, is the MapDecl's value)
         self.value = value
         self.methods = methods
         self.no_method = no_method  # what calling a method it lacks says
@@ -101,8 +109,8 @@ KINDS: tuple[MapKind, ...] = (
             no_method=NO_METHOD_SOCKET),
     MapKind("sockmap", "SockMap", 15, _INDEXED, "index", "socket", (SOCK_MAP_UPDATE, MSG_REDIRECT_MAP, DELETE),
             no_method=NO_METHOD_SOCKET),
-    MapKind("ringbuf", "RingBuf", 27, frozenset({"max_entries"}), "none", "none", (RINGBUF_OUTPUT,),
-            no_method=NO_METHOD_RINGBUF),
+    MapKind("ringbuf", "RingBuf", 27, frozenset({"max_entries", "event"}), "none", "none",
+            (RINGBUF_OUTPUT, RINGBUF_RESERVE, RINGBUF_SUBMIT, RINGBUF_DISCARD), no_method=NO_METHOD_RINGBUF),
 )
 BY_KIND: dict[str, MapKind] = {k.kind: k for k in KINDS}
 BY_CLASS: dict[str, MapKind] = {k.dsl_class: k for k in KINDS}
