@@ -338,9 +338,42 @@ def test_fast_argument_parsing_agrees_with_argparse(argv):
 
 
 @pytest.mark.parametrize("argv", [["compile"], ["compile", "-h"], ["compile", "a.py", "-O5"], ["compile", "a.py", "-o"],
-                                  ["compile", "a.py", "--bogus"], ["compile", "a.py", "-O", "1"], ["load", "x"]])
+                                  ["compile", "a.py", "--bogus"], ["compile", "a.py", "--force=1"], ["load", "x"]])
 def test_fast_argument_parsing_leaves_the_rest_to_argparse(argv):
     assert cli.fast_compile_args(argv) is None
+
+
+def test_fast_argument_parsing_is_argparse_on_random_command_lines():
+    """Both parsers come from one option table; on any command line the fast path accepts, it gives what
+    argparse gives (and every option of the table is reachable through it)."""
+    import contextlib
+    import io
+
+    from hypothesis import given, settings, strategies as st
+
+    words = [f for flags, *_ in cli._COMPILE_OPTIONS for f in flags] + [
+        "a.py", "dir", "-O0", "-O3", "-O9", "-oout", "--output=o2", "--output=", "-", "0", "2", "-h", "--bogus"]
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.lists(st.sampled_from(words), max_size=7))
+    def check(rest):
+        argv = ["compile", *rest]
+        fast = cli.fast_compile_args(argv)
+        if fast is None:
+            return
+        with contextlib.redirect_stderr(io.StringIO()):
+            slow = cli.build_parser(loader=False).parse_args(argv)  # SystemExit here: fast accepted junk
+        for _flags, dest, *_ in cli._COMPILE_OPTIONS:
+            assert getattr(fast, dest) == getattr(slow, dest), (argv, dest)
+        assert fast.paths == slow.paths, argv
+
+    check()
+    for flags, dest, kind, _default, _text in cli._COMPILE_OPTIONS:  # each option alone, every spelling
+        for f in flags:
+            argv = ["compile", "a.py", f] + ({"flag": [], "level": ["3"], "value": ["out"]}[kind])
+            fast = cli.fast_compile_args(argv)
+            assert fast is not None, argv
+            assert getattr(fast, dest) == getattr(cli.build_parser(loader=False).parse_args(argv), dest), argv
 
 
 @pytest.mark.kernel
