@@ -178,29 +178,29 @@ def _map_kind(cls: _C) -> _C:
 
 
 class _Map:
+    """A map declaration. Its methods are what programs call; they run in a compiled program (or in
+    pybpfgen.testing, the one simulation of maps and helpers), not in plain Python."""
+
     map_type = 0  # BPF_MAP_TYPE_*: set by @_map_kind
 
     def __init__(self, *, key: Any, value: Any, max_entries: int, flags: int = 0):
         self.key, self.value, self.max_entries, self.flags = key, value, max_entries, flags
-        self._data: dict = {}
 
     def lookup(self, key: Any) -> Optional[Ref[Any]]:
         """``bpf_map_lookup_elem``: a reference to the value, or None. Check it before use."""
-        if key not in self._data:
-            return None
-        return self._data[key]
+        _compiled_only(f"{type(self).__name__}.lookup")
 
     def update(self, key: Any, value: Any, flags: int = 0) -> int:
         """``bpf_map_update_elem``: 0 on success, a negative errno otherwise."""
-        self._data[key] = Ref(value)
-        return 0
+        _compiled_only(f"{type(self).__name__}.update")
 
     def delete(self, key: Any) -> int:
         """``bpf_map_delete_elem``: 0 on success, -ENOENT when absent."""
-        return 0 if self._data.pop(key, None) is not None else -2
+        _compiled_only(f"{type(self).__name__}.delete")
 
     def __contains__(self, key: Any) -> bool:
-        return key in self._data
+        """``key in m``: whether ``m.lookup(key)`` would find an entry."""
+        _compiled_only(f"`in` {type(self).__name__}")
 
 
 @_map_kind
@@ -244,25 +244,23 @@ class RingBuf:
     def __init__(self, *, max_entries: int, event: Any = None):
         self.max_entries = max_entries
         self.event = event
-        self.records: list = []
 
     def output(self, value: Any, flags: int = 0) -> int:
         """``bpf_ringbuf_output``: copy ``value`` (a struct or integer) into the ring buffer."""
-        self.records.append(value)
-        return 0
+        _compiled_only("RingBuf.output")
 
     def reserve(self, event: Any = None) -> Any:
         """``bpf_ringbuf_reserve``: room for one record in the ring buffer, or None when it is full. Check it
         against None, fill its fields, then ``submit`` it (or ``discard`` it) exactly once on every path."""
-        t = event if event is not None else self.event
-        return t() if t is not None else None
+        _compiled_only("RingBuf.reserve")
 
     def submit(self, event: Any, flags: int = 0) -> None:
         """``bpf_ringbuf_submit``: publish a record obtained from ``reserve``."""
-        self.records.append(event)
+        _compiled_only("RingBuf.submit")
 
     def discard(self, event: Any, flags: int = 0) -> None:
         """``bpf_ringbuf_discard``: give back a record obtained from ``reserve`` without publishing it."""
+        _compiled_only("RingBuf.discard")
 
 
 @_map_kind
@@ -287,8 +285,7 @@ class SockHash(_Map):
 
     def update(self, ctx: "SockOps", key: Any, flags: int = 0) -> int:  # type: ignore[override]
         """``bpf_sock_hash_update``: add the socket of a sock_ops context under ``key``."""
-        self._data[key] = ctx
-        return 0
+        _compiled_only("SockHash.update")
 
     def redirect(self, msg: "SkMsg", key: Any, flags: int = 0) -> int:
         """``bpf_msg_redirect_hash``: send this message to the socket under ``key``.
@@ -297,7 +294,7 @@ class SockHash(_Map):
         SK_DROP otherwise. With ``BPF_F_INGRESS`` the message lands in the peer's
         receive queue.
         """
-        return SK_PASS if key in self._data else SK_DROP
+        _compiled_only("SockHash.redirect")
 
 
 @_map_kind
@@ -309,12 +306,11 @@ class SockMap(_Map):
 
     def update(self, ctx: "SockOps", key: int, flags: int = 0) -> int:  # type: ignore[override]
         """``bpf_sock_map_update``: add the socket of a sock_ops context at index ``key``."""
-        self._data[key] = ctx
-        return 0
+        _compiled_only("SockMap.update")
 
     def redirect(self, msg: "SkMsg", key: int, flags: int = 0) -> int:
         """``bpf_msg_redirect_map``: send this message to the socket at index ``key``."""
-        return SK_PASS if key in self._data else SK_DROP
+        _compiled_only("SockMap.redirect")
 
 
 class Sock:
@@ -549,8 +545,11 @@ def bpf_printk(fmt: str, *args: int) -> int:
 
 
 def _compiled_only(name: str) -> NoReturn:
-    raise NotImplementedError(f"{name}() acts on BPF memory: it runs only in a compiled program "
-                              "(or in pybpfgen.testing)")
+    """What a DSL function does when called from plain Python: say where it runs (lang_helpers.NotInBPF)."""
+    from .lang_helpers import NotInBPF
+
+    raise NotInBPF(f"{name}() runs only in a compiled BPF program; to run a program in Python, use "
+                   "pybpfgen.testing (docs/language.md: Testing policies without root)")
 
 
 def atomic_add(place: int, value: int) -> None:

@@ -4,22 +4,21 @@
 From /usr/include/linux/bpf.h (linux-libc-dev 6.1.192-3); program types probed on Linux 6.18.44-fc-v1252.
 
 Each function's ``__bpf_helper__`` names the kernel helper the compiler calls for it. Called from
-plain Python, a function runs the simulation registered in :data:`SIMULATIONS` under that name
-(pybpfgen.testing may register them) and raises NotImplementedError when there is none.
+plain Python, a function raises :class:`NotInBPF`: the one simulation of helpers and maps is
+pybpfgen.testing, which runs whole programs.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
-
-SIMULATIONS: dict[str, Callable[..., Any]] = {}
+from typing import Any, NoReturn, Optional
 
 
-def _simulate(name: str, *args: Any) -> Any:
-    fn = SIMULATIONS.get(name)
-    if fn is None:
-        raise NotImplementedError(f"bpf_{name}() runs only in a compiled BPF program "
-                                  "(no Python simulation is registered for it)")
-    return fn(*args)
+class NotInBPF(NotImplementedError):
+    """A DSL function called from plain Python: it runs in a compiled BPF program, or in pybpfgen.testing."""
+
+
+def _simulate(name: str, *args: Any) -> NoReturn:
+    raise NotInBPF(f"bpf_{name}() runs only in a compiled BPF program; to run a program in Python, "
+                   "use pybpfgen.testing (docs/language.md: Testing policies without root)")
 
 
 def bpf_map_lookup_elem(map: Any, key: Any) -> Optional[Any]:
