@@ -234,16 +234,33 @@ class LPMTrie(_Map):
 @_map_kind
 class RingBuf:
     """``BPF_MAP_TYPE_RINGBUF``: a ring buffer of ``max_entries`` bytes (a power of 2, multiple of
-    the page size) that programs write records into with ``output(value)``."""
+    the page size) that programs write records into, with ``output(value)`` (a copy) or
+    ``ev = reserve(Event)`` / ``submit(ev)`` (in place). ``event=``: the records' type (a Struct, an
+    integer or an array), checked by the compiler and recorded in the object for user space
+    (``pybpfgen events``)."""
 
     map_type = 0  # BPF_MAP_TYPE_*: set by @_map_kind
 
-    def __init__(self, *, max_entries: int):
+    def __init__(self, *, max_entries: int, event: Any = None):
         self.max_entries = max_entries
+        self.event = event
 
     def output(self, value: Any, flags: int = 0) -> int:
         """``bpf_ringbuf_output``: copy ``value`` (a struct or integer) into the ring buffer."""
         _compiled_only("RingBuf.output")
+
+    def reserve(self, event: Any = None) -> Any:
+        """``bpf_ringbuf_reserve``: room for one record in the ring buffer, or None when it is full. Check it
+        against None, fill its fields, then ``submit`` it (or ``discard`` it) exactly once on every path."""
+        _compiled_only("RingBuf.reserve")
+
+    def submit(self, event: Any, flags: int = 0) -> None:
+        """``bpf_ringbuf_submit``: publish a record obtained from ``reserve``."""
+        _compiled_only("RingBuf.submit")
+
+    def discard(self, event: Any, flags: int = 0) -> None:
+        """``bpf_ringbuf_discard``: give back a record obtained from ``reserve`` without publishing it."""
+        _compiled_only("RingBuf.discard")
 
 
 @_map_kind

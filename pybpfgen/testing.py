@@ -216,7 +216,9 @@ class SimMap:
         if self.kind.array:
             for i in range(decl.max_entries):
                 self.data[i.to_bytes(4, "little")] = bytearray(decl.value.size)
-        self.records: list[bytes] = []  # ring buffer output
+        self.records: list[bytes] = []  # ring buffer: the records output or submitted, oldest first
+        self.reserved: list[bytearray] = []  # ring buffer: reservations not yet submitted or discarded
+        self.used = 0  # ring buffer: bytes taken (records and reservations, 8-byte headers, 8-byte aligned)
         # local storage: the values live in the sockets; the map knows which sockets have one (weakly: a socket
         # that is garbage-collected takes its value with it)
         self.sockets: weakref.WeakSet[Socket] = weakref.WeakSet()
@@ -277,6 +279,45 @@ class SimMap:
                 return -E2BIG
         self.data[key] = bytearray(value) if isinstance(value, (bytes, bytearray)) else value
         return 0
+
+    # ---- ring buffers: the kernel's accounting of room (a record takes an 8-byte header, rounded up to 8)
+    @staticmethod
+    def _room(size: int) -> int:
+        return (size + 8 + 7) & ~7
+
+    def _output(self, data: bytes) -> int:
+        if self.used + self._room(len(data)) > self.decl.max_entries:
+            return -11  # -EAGAIN: full, as bpf_ringbuf_output says
+        self.records.append(bytes(data))
+        self.used += self._room(len(data))
+        return 0
+
+    def _reserve(self, size: int) -> Ptr | None:
+        if self.used + self._room(size) > self.decl.max_entries:
+            return None
+        buf = bytearray(size)
+        self.reserved.append(buf)
+        self.used += self._room(size)
+        return Ptr(buf)
+
+    def _release(self, buf: bytearray, submit: bool) -> int:
+        self.reserved = [r for r in self.reserved if r is not buf]
+        if submit:
+            self.records.append(bytes(buf))
+        else:
+            self.used -= self._room(len(buf))
+        return 0
+
+    def events(self, consume: bool = True) -> list:
+        """The records programs output or submitted to this RingBuf, oldest first, decoded with its event type
+        (``RingBuf(event=...)``; bytes when it has none), as ``pybpfgen events`` reads them from the kernel.
+        ``consume``: take them out of the buffer (as a reader does), making room again."""
+        t = self.decl.value
+        out = [bytes(r) if isinstance(t, T.VoidT) else decode(t, r) for r in self.records]
+        if consume:
+            self.used -= sum(self._room(len(r)) for r in self.records)
+            self.records = []
+        return out
 
     def _delete(self, key: bytes) -> int:
         if self.kind.array:
@@ -654,8 +695,14 @@ class _Frame:
             return m._storage_delete(self.value(args[1]))
         if name == "ringbuf_output":
             assert m is not None  # map helpers take a map
-            m.records.append(self.arg_bytes(args[1]))
-            return 0
+            return m._output(self.arg_bytes(args[1]))
+        if name == "ringbuf_reserve":
+            assert m is not None  # map helpers take a map
+            return m._reserve(self.value(args[1]))
+        if name in ("ringbuf_submit", "ringbuf_discard"):
+            p = self.value(args[0])
+            sim = next(s for s in self.mod.maps.values() if any(r is p.buf for r in s.reserved))
+            return sim._release(p.buf, name == "ringbuf_submit")
         if name == "trace_printk":
             fmt_arg = args[0]
             assert isinstance(fmt_arg, N.FormatString)

@@ -164,6 +164,7 @@ class Expressions(CheckerBase):
             if var not in self.flow.defined:
                 raise self.error(node, f"`{node.id}` may be used before it is assigned",
                                  "assign it on every path before this line")
+            self.check_reservation_use(var, node)
             ref = N.VarRef(loc, var.type, var)
             if T.is_optional(var.type) and var in self.flow.nonnull:
                 return N.Narrow(loc, T.non_null(var.type), ref)
@@ -203,6 +204,9 @@ class Expressions(CheckerBase):
         base = self.expr(node.value)
         if isinstance(base.type, T.StructT):
             return self.field(base, node)
+        rf = self.reservation_attribute(base, node)
+        if rf is not None:
+            return rf
         if isinstance(base.type, (T.RefT, T.OptRefT)):
             if node.attr != "value":
                 if isinstance(base, N.GlobalRef):
@@ -253,6 +257,9 @@ class Expressions(CheckerBase):
         t = base.type
         if isinstance(t, T.OptRefT):
             shown = ast.unparse(node.value)
+            if t.ring is not None:
+                raise self.error(node, f"`{shown}` may be None here: reserving fails when the ring buffer is full",
+                                 f"check it first: `if {shown} is None: return ...`")
             raise self.error(node, f"`{shown}` may be None here: a map lookup finds nothing when the key is absent",
                              f"check it first: `if {shown} is not None:` (or return early when it is None)")
         assert isinstance(t, T.RefT)  # callers pass a Ref or an OptRef

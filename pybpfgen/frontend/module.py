@@ -391,7 +391,16 @@ class ModuleBuilder:
         if kind.value == "none":  # RingBuf: max_entries is its size in bytes
             if max_entries & (max_entries - 1) or max_entries % 4096:
                 raise UserError(self.loc(kw["max_entries"]), "a RingBuf size must be a power of 2 and a multiple of 4096")
-            decl = MapDecl(name, kind.kind, kind.map_type, T.VOID, T.VOID, max_entries, 0, loc)
+            event: T.Type = T.VOID  # the type of its records, when declared: checked and recorded in its BTF
+            if "event" in kw:
+                event = self.resolve_type(kw["event"], "event type")
+                if not isinstance(event, (T.StructT, T.IntT, T.ArrayT)):
+                    raise UserError(self.loc(kw["event"]), f"a RingBuf event is a Struct, an integer or an array, "
+                                    f"not {event}")
+                if event.size + 8 > max_entries:
+                    raise UserError(self.loc(kw["event"]), f"a {event} record ({event.size} bytes and an 8-byte "
+                                    f"header) does not fit in a RingBuf of {max_entries} bytes")
+            decl = MapDecl(name, kind.kind, kind.map_type, T.VOID, event, max_entries, 0, loc)
             self.module.maps.append(decl)
             return decl
         if kind.has_key:
