@@ -101,6 +101,14 @@ SOCK_ADDR_TYPES = [
     _sock_addr("getsockname", 4, 31, (1, 1), _SEES), _sock_addr("getsockname", 6, 32, (1, 1), _SEES),
     _sock_addr("bind", 4, 8, (0, 3), _BIND), _sock_addr("bind", 6, 9, (0, 3), _BIND),
 ]
+_SOCK_FIELDS: dict[str, CtxField] = {}
+
+
+def sock_fields() -> dict[str, CtxField]:
+    """The compiler's fields of ``struct bpf_sock`` (what a program reads through a socket pointer)."""
+    if not _SOCK_FIELDS:
+        _SOCK_FIELDS.update(ctx_fields(contexts.SOCK, "sock"))
+    return _SOCK_FIELDS
 
 
 PROG_TYPES: dict[str, ProgType] = {
