@@ -12,7 +12,7 @@ import struct
 
 from . import pins as _pins
 from . import syscall as _syscall
-from .attach import ATTACH_TYPE_NAMES, LINK_TYPE_NAMES
+from .attach import ATTACH_TYPE_NAMES, LINK_TYPE_NAMES, PROG_TYPES
 from .btf import sum_values
 from .elf import PROG_TYPE_NAMES
 from .errors import BpfSyscallError, LoaderError
@@ -21,6 +21,8 @@ from .pins import DEFAULT_PIN_ROOT
 
 CGROUP2_SUPER_MAGIC = 0x63677270
 DECODE_MAX_ENTRIES = 64
+# the attach types of programs on sock maps (sk_msg verdict, sk_skb stream parser / verdict)
+MAP_ATTACH_TYPES = sorted({p.attach_type for p in PROG_TYPES.values() if p.attach == "map"})
 
 
 # load / unload live in lifecycle.py; re-exported here (the API's home)
@@ -72,10 +74,25 @@ def _link_status(sc, name: str, path: str, map_names: dict[int, str]) -> dict:
         out["attach_type"] = ATTACH_TYPE_NAMES.get(at, str(at))
         out["target"] = {"kind": "map", "map_id": map_id, "map_name": map_names.get(map_id)}
         out["attached"] = map_id != 0
+    elif ltype in (6, 11):     # xdp: ifindex; tcx: ifindex, attach_type
+        ifindex, at = struct.unpack_from("<II", b, 16)
+        if ltype == 11:
+            out["attach_type"] = ATTACH_TYPE_NAMES.get(at, str(at))
+        out["target"] = {"kind": "netdev", "ifindex": ifindex, "ifname": _ifname(ifindex)}
+        out["attached"] = ifindex != 0
     else:
         out["target"] = None
         out["attached"] = True
     return out
+
+
+def _ifname(ifindex: int) -> str | None:
+    """The name of an interface of this network namespace (None: gone, or in another namespace)."""
+    import socket
+    try:
+        return socket.if_indextoname(ifindex) if ifindex else None
+    except OSError:
+        return None
 
 
 from .mapapi import UNITERABLE_TYPES  # noqa: E402  RINGBUF, USER_RINGBUF, QUEUE, STACK: no keys to walk
@@ -165,7 +182,7 @@ def _visible(entries: list[str]) -> list[str]:
 
 
 def _legacy_links(sc, maps: list[dict], progs: list[dict], links: list[dict]) -> list[dict]:
-    """sk_msg programs attached to our sockmaps with PROG_ATTACH (no link)."""
+    """sk_msg / sk_skb programs attached to our sockmaps with PROG_ATTACH (no link)."""
     linked = {ln["prog_id"] for ln in links}
     by_id = {p["id"]: p["name"] for p in progs}
     out = []
@@ -177,17 +194,18 @@ def _legacy_links(sc, maps: list[dict], progs: list[dict], links: list[dict]) ->
         except BpfSyscallError:
             continue
         try:
-            q = sc.prog_query(fd, 7)
+            queries = [(at, sc.prog_query(fd, at)) for at in MAP_ATTACH_TYPES]
         except BpfSyscallError:
             continue
         finally:
             sc.close(fd)
-        for pid, lid in zip(q["prog_ids"], q["link_ids"]):
-            if lid or pid in linked:
-                continue
-            out.append({"name": by_id.get(pid, f"prog{pid}"), "id": None, "type": "legacy", "type_id": 0,
-                        "prog_id": pid, "attach_type": "sk_msg_verdict", "attached": True, "pin": None,
-                        "target": {"kind": "map", "map_id": m["id"], "map_name": m["pin_name"]}})
+        for at, q in queries:
+            for pid, lid in zip(q["prog_ids"], q["link_ids"]):
+                if lid or pid in linked:
+                    continue
+                out.append({"name": by_id.get(pid, f"prog{pid}"), "id": None, "type": "legacy", "type_id": 0,
+                            "prog_id": pid, "attach_type": ATTACH_TYPE_NAMES.get(at, str(at)), "attached": True,
+                            "pin": None, "target": {"kind": "map", "map_id": m["id"], "map_name": m["pin_name"]}})
     return out
 
 
