@@ -10,9 +10,7 @@ from pybpfgen.target.progtypes import ATTACH_TYPE_NAMES, PROG_TYPES  # noqa: F40
 
 ATTACH_CGROUP_SOCK_OPS = PROG_TYPES["sock_ops"].attach_type
 ATTACH_SK_MSG_VERDICT = PROG_TYPES["sk_msg"].attach_type
-LINK_TYPE_NAMES = {1: "raw_tracepoint", 2: "tracing", 3: "cgroup", 4: "iter", 5: "netns", 6: "xdp",
-                   7: "perf_event", 8: "kprobe_multi", 9: "struct_ops", 10: "netfilter", 11: "tcx",
-                   12: "uprobe_multi", 13: "netkit", 14: "sockmap"}
+from .kinfo import LINK_TYPE_NAMES  # noqa: E402,F401  (generated from the kernel's BTF: enum bpf_link_type)
 
 
 def attach_sock_ops(sc, prog_fd: int, cgroup_dir: str) -> int:
@@ -60,8 +58,8 @@ def attach_sock_map(sc, prog_fd: int, map_fd: int, map_name: str, kind: str) -> 
         raise LoaderError(f"cannot attach {kind} program to map {map_name}: {e.errno_name}") from e
 
 
-# the bpf_link type of a program attached to a network interface, by BPF program type: XDP 6, tcx (SCHED_CLS) 11
-NETDEV_LINK_TYPES = {6: 6, 3: 11}
+# the bpf_link type (kinfo.LINK_TYPE) of a program attached to a network interface, by BPF program type
+NETDEV_LINK_TYPES = {6: "xdp", 3: "tcx"}
 
 
 def ifindex_of(ifname: str) -> int:

@@ -194,7 +194,7 @@ def test_xdp_link_on_a_veth_and_one_xdp_program_per_interface(tmp_path, pin_root
             kl.load(other, pin_root=pin_root, ifname=veth.veth_a)
     assert not os.path.exists(os.path.join(pin_root, "xdpother"))
     [link] = kl.status(pin_root=pin_root, name=res.name)["objects"][0]["links"]
-    assert (link["type"], link["attached"], link["target"]["kind"]) == ("xdp", True, "netdev")
+    assert (link["type"], link["attached"], link["target"]["kind"]) == ("xdp", True, "interface")
     rx, tx = _udp(veth.a, (IP_A, 0)), _udp(veth.b, (IP_B, 0))
     try:
         for i in range(3):
