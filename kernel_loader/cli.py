@@ -25,14 +25,18 @@ def _common(p) -> None:
 def _add_load(subparsers) -> None:
     p = subparsers.add_parser("load", help="load, attach and pin BPF objects (upgrades in place when loaded)",
                               description="Load OBJECT (or every *.bpf.o in a directory), attach sock_ops "
-                                          "programs to a cgroup v2 directory and sk_msg programs to their "
-                                          "sockhash, and pin everything so it stays after exit. An object that "
+                                          "and cgroup_skb programs to a cgroup v2 directory, sk_msg and sk_skb "
+                                          "programs to their sock map, xdp and tc programs to a network "
+                                          "interface (--ifname), and pin everything so it stays after exit "
+                                          "(links included: `unload` detaches them). An object that "
                                           "is already loaded is upgraded in place: its maps (and the sockets in "
                                           "them) are kept and its programs are replaced atomically.")
     p.add_argument("object", nargs="?", default="build", metavar="OBJECT_OR_DIR",
                    help="a .bpf.o file or a directory of them (default: build/)")
     p.add_argument("--cgroup", metavar="DIR", help="cgroup v2 directory for sock_ops (default: the one it is "
                                                    "loaded in, else the cgroup2 mount)")
+    p.add_argument("--ifname", metavar="DEV", help="network interface for xdp and tc programs (default: the one "
+                                                   "they were loaded on before); in this network namespace")
     p.add_argument("--set", action="append", metavar="NAME=VALUE", dest="set_values",
                    help="set a Config (read-only global) before loading; repeatable")
     p.add_argument("--replace-maps", action="store_true",
@@ -203,7 +207,8 @@ def cmd_load(args) -> int:
     from .config import parse_assignments
     try:
         objs = _manager().load(args.object, cgroup=args.cgroup, pin_root=args.pin_root, verbose=args.verbose,
-                               replace_maps=args.replace_maps, config=parse_assignments(args.set_values))
+                               replace_maps=args.replace_maps, config=parse_assignments(args.set_values),
+                               ifname=args.ifname)
     except LoaderError as e:
         log = getattr(e, "log", "")   # VerifierError / BtfLoadError carry the kernel's log
         if args.verbose and log:
@@ -309,9 +314,9 @@ def format_map_show(st: dict, one_map: bool = False) -> str:
         out.append(f"{o['name']}  ({o['pin_dir']})")
         for m in o["maps"]:
             ent = "-" if m["entries"] is None else m["entries"]
-            out.append(f"  {m['name']:<16} {m['type']:<14} key {m['key_type'] or '-'}  value "
-                       f"{m['value_type'] or '-'}{' (per CPU)' if m['percpu'] else ''}  "
-                       f"entries {ent}/{m['max_entries']}")
+            kv = (f"event {m['event_type'] or '- (bytes)'}" if "event_type" in m else
+                  f"key {m['key_type'] or '-'}  value {m['value_type'] or '-'}{' (per CPU)' if m['percpu'] else ''}")
+            out.append(f"  {m['name']:<16} {m['type']:<14} {kv}  entries {ent}/{m['max_entries']}")
             if one_map:
                 out.append(f"    id {m['id']}, flags 0x{m['flags']:x}, key {m['key_size']} bytes, value "
                            f"{m['value_size']} bytes, BTF {m['btf'] or 'none'}")
@@ -319,6 +324,9 @@ def format_map_show(st: dict, one_map: bool = False) -> str:
                     out.append(f"    key:   {m['key']}")
                 if m["value"]:
                     out.append(f"    value: {m['value']}")
+                if m.get("event"):
+                    out.append(f"    event: {m['event_type']} {m['event']}  (read with `pybpfgen events "
+                               f"{o['name']} {m['name']}`)")
     return "\n".join(out)
 
 

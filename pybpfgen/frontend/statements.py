@@ -323,16 +323,16 @@ class Statements(CheckerBase):
 
     def check_ctx_writable(self, node: ast.expr, ctx: N.Var, f: N.CtxField) -> None:
         """Programs may assign only the context fields the verifier lets their program type write
-        (target/contexts.py: ``writable``, ``readonly_in``)."""
+        (target/contexts.py: ``writable``)."""
         if f.writable:
             return
         pt = PROG_TYPES[as_ctx(ctx.type).progtype]
         can = sorted(n for n, x in pt.fields.items() if x.writable)
         hint = f"fields it can write: {', '.join(can)}" if can else f"a {pt.name} program can write no context field"
         declared = next((d for d in pt.context.fields if d.name == f.name), None) if pt.context else None
-        if declared is not None and pt.name in declared.readonly_in:
-            raise self.error(node, f"a {pt.name} program cannot write `{pt.ctx_class}.{f.name}`: "
-                                   f"{declared.readonly_in[pt.name]}", hint)
+        if declared is not None and isinstance(declared.writable, tuple):
+            raise self.error(node, f"a {pt.name} program cannot write `{pt.ctx_class}.{f.name}`: only "
+                                   f"{', '.join(declared.writable)} programs may", hint)
         raise self.error(node, f"context field `{pt.ctx_class}.{f.name}` is read-only", hint)
 
     def check_not_param(self, place: N.Expr, node: ast.AST) -> None:

@@ -2,8 +2,8 @@
 
 The DSL's context classes (pybpfgen.lang) declare exactly the table's fields; every field a program type may
 read compiles to a load at its offset, and reading one it may not is a located error; the offsets and sizes
-are the running kernel's (its BTF, /sys/kernel/btf/vmlinux), and so is which program type may read which field
-(as root: one load per field through the verifier).
+are the running kernel's (its BTF, /sys/kernel/btf/vmlinux), and so is which program type may read and write
+which field (as root: one load and one store per field and program type through the verifier).
 """
 import os
 import struct
@@ -36,17 +36,23 @@ def test_every_context_class_is_a_program_type():
     assert set(PROGTYPE) == set(contexts.CONTEXTS)
     for cls_name, progtype in PROGTYPE.items():
         assert PROG_TYPES[progtype].context is contexts.CONTEXTS[cls_name]
-        assert set(PROG_TYPES[progtype].fields) == {f.name for f in contexts.CONTEXTS[cls_name].fields
-                                                    if progtype not in f.unreadable_in}
+    for pt in PROG_TYPES.values():
+        if pt.context is None:
+            continue
+        # the compiler's integer fields: every readable field but the packet pointers (packet access reads those)
+        assert set(pt.fields) == {f.name for f in pt.context.fields if pt.name not in f.unreadable_in and not f.packet}
+        assert {n for n, f in pt.fields.items() if f.writable} == \
+            {f.name for f in pt.context.fields if f.name in pt.fields and f.writable_in(pt.name)}
 
 
 def _readable(ctx: contexts.Context):
-    return [f for f in ctx.fields if PROGTYPE[ctx.dsl_class] not in f.unreadable_in]
+    return [f for f in ctx.fields if PROGTYPE[ctx.dsl_class] not in f.unreadable_in and not f.packet]
 
 
 def _reads_every_field(ctx: contexts.Context) -> str:
     decorator = {"SockOps": "@sock_ops", "SkMsg": "@sk_msg(socks)", "SkBuff": "@socket_filter",
-                 "SockAddr": f"@{PROGTYPE['SockAddr']}", "SockOpt": f"@{PROGTYPE['SockOpt']}"}[ctx.dsl_class]
+                 "XdpMd": "@xdp", "SockAddr": f"@{PROGTYPE['SockAddr']}",
+                 "SockOpt": f"@{PROGTYPE['SockOpt']}"}[ctx.dsl_class]
     lines = ["socks = SockHash(key=u32, max_entries=4)", "", "", decorator, f"def p(ctx: {ctx.dsl_class}) -> int:",
              "    x: u64 = 0"]
     for f in _readable(ctx):
@@ -97,11 +103,12 @@ def test_a_socket_filter_cannot_read_the_socket_fields(compile_src):
     c = compile_src(SOCKET_FILTER)
     assert not c.result.output
     got = [(d.loc.line, d.loc.col, d.message) for d in c.errors]
-    why = contexts.SK_BUFF.fields[-1].unreadable_in["socket_filter"]
+    why = next(f for f in contexts.SK_BUFF.fields if f.name == "family").unreadable_in["socket_filter"]
     assert got == [(5, 7, f"a socket_filter program cannot read `SkBuff.family`: {why}"),
                    (7, 7, f"a socket_filter program cannot read `SkBuff.remote_port`: {why}"),
                    (9, 7, f"a socket_filter program cannot read `SkBuff.remote_ip4`: {why}")]
-    assert c.errors[0].hint.startswith("fields it can read: hash, ifindex,") and "family" not in c.errors[0].hint
+    assert c.errors[0].hint.startswith("fields it can read: gso_segs, gso_size, hash, ifindex,")
+    assert "family" not in c.errors[0].hint
 
 
 # ==================================================================== the kernel's BTF
@@ -151,14 +158,14 @@ def test_offsets_match_the_kernel_btf(vmlinux, name):
 
 # ==================================================================== the kernel's verifier
 def _probe(pt, offset: int, width: int, write: bool = False) -> str | None:
-    """Load ``r2 = *(u<width> *)(r1 + offset); r0 = 1; exit`` as a ``pt`` program (``write``: ``r2 = 0;
-    *(u<width> *)(r1 + offset) = r2``): None, or the verifier log."""
+    """Load ``r2 = *(u<width> *)(r1 + offset); r0 = ret; exit`` (``write``: ``*(u<width> *)(r1 + offset) = 0``)
+    as a ``pt`` program, ``ret`` a return value it accepts: None, or the verifier log."""
     from kernel_loader.errors import BpfSyscallError
     from kernel_loader.syscall import Syscall
 
     size = {4: 0x00, 8: 0x18}[width]
     if write:
-        insns = struct.pack("<BBhi", 0xB7, 2, 0, 0) + struct.pack("<BBhi", 0x63 | size, (2 << 4) | 1, offset, 0)
+        insns = struct.pack("<BBhi", 0x62 | size, 1, offset, 0)  # ST MEM
     else:
         insns = struct.pack("<BBhi", 0x61 | size, (1 << 4) | 2, offset, 0)  # LDX MEM
     ret = 0 if pt.returns is None else pt.returns[1]
@@ -179,18 +186,26 @@ def test_the_kernel_lets_each_program_type_read_exactly_its_fields(progtype):
     name = pt.ctx_class
     assert pt.context is not None
     for f in pt.context.fields:
-        log = _probe(pt, f.offset, SIZE[f.type] if f.type != "u32[4]" else 4)
+        width = SIZE[f.type] if f.type != "u32[4]" else 4
+        log = _probe(pt, f.offset, width)
         if pt.name in f.unreadable_in:
             assert log is not None and "invalid bpf_context access" in log, f"{name}.{f.name} is readable now"
         else:
             assert log is None, f"{name}.{f.name}: {log}"
+        log = _probe(pt, f.offset, width, write=True)
+        if any(g.offset == f.offset and g.writable_in(pt.name) for g in pt.context.fields):  # a union (reply, args[0])
+            continue
+        if f.writable_in(pt.name) and pt.name not in f.unreadable_in:
+            assert log is None, f"{pt.name}: {name}.{f.name} is not writable: {log}"
+        else:
+            assert log is not None, f"{pt.name}: {name}.{f.name} is writable now"
 
 
 @pytest.mark.kernel
 @pytest.mark.parametrize("progtype", [p.name for p in PROG_TYPES.values() if p.context is not None])
 def test_the_kernel_lets_each_program_type_write_exactly_its_writable_fields(progtype):
-    """A field the table says a program type may assign (``writable``, not ``readonly_in``) takes a full-width store
-    in the verifier; every other field of its context refuses one."""
+    """Every word of every field: a field the compiler lets a program type assign takes a full-width store in the
+    verifier (each word of an IPv6 address: ``ctx.user_ip6[3] = ...``); every other field refuses one."""
     pt = PROG_TYPES[progtype]
     assert pt.context is not None
     writable_at = {f.offset for f in pt.fields.values() if f.writable}
@@ -207,16 +222,6 @@ def test_the_kernel_lets_each_program_type_write_exactly_its_writable_fields(pro
                     f"{pt.ctx_class}.{f.name} is writable in {progtype} now"
 
 
-def test_packet_pointers_match_the_kernel_btf(vmlinux):
-    """A context's packet pointers (SockOpt.optval / optval_end) are 64-bit members at the table's offsets."""
-    from kernel_loader.btf import STRUCT
-    for ctx in contexts.CONTEXTS.values():
-        if ctx.packet is None:
-            continue
-        st = vmlinux.find(ctx.c_struct, STRUCT)
-        members = _members(vmlinux, st.id)
-        for name, off in ((ctx.packet.start, ctx.packet.start_offset), (ctx.packet.end, ctx.packet.end_offset)):
-            assert members[name][0] == off and vmlinux.size_of(members[name][1]) == 8, (ctx.c_struct, name)
 # ==================================================================== struct bpf_sock, through a socket pointer
 def test_the_sock_class_declares_exactly_the_bpf_sock_fields():
     ctx = contexts.SOCK
