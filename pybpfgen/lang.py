@@ -31,19 +31,8 @@ __all__ = [
     "sock_ops", "sk_msg", "socket_filter", "cgroup_skb_ingress", "cgroup_skb_egress", "syscall",
     "SockOps", "SkMsg", "SkBuff",
     "bpf_printk", "atomic_add", "atomic_fetch_add", "atomic_xchg", "atomic_cmpxchg",
-    "BPF_F_NO_PREALLOC", "BPF_RB_NO_WAKEUP", "BPF_RB_FORCE_WAKEUP",
-    "BPF_SOCK_OPS_RTO_CB_FLAG", "BPF_SOCK_OPS_RETRANS_CB_FLAG", "BPF_SOCK_OPS_STATE_CB_FLAG",
-    "BPF_SOCK_OPS_RTT_CB_FLAG", "BPF_TCP_ESTABLISHED", "BPF_TCP_CLOSE", "BPF_TCP_CLOSE_WAIT",
-    "BPF_TCP_FIN_WAIT1", "BPF_TCP_LAST_ACK", "IPPROTO_TCP", "IPPROTO_MPTCP",
     "bpf_map_lookup_elem", "bpf_map_update_elem", "bpf_map_delete_elem",
     "bpf_sock_hash_update", "bpf_msg_redirect_hash",
-    "SK_PASS", "SK_DROP", "BPF_ANY", "BPF_NOEXIST", "BPF_EXIST", "BPF_F_INGRESS",
-    "AF_INET", "AF_INET6",
-    "BPF_SOCK_OPS_VOID", "BPF_SOCK_OPS_TIMEOUT_INIT", "BPF_SOCK_OPS_RWND_INIT",
-    "BPF_SOCK_OPS_TCP_CONNECT_CB", "BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB",
-    "BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB", "BPF_SOCK_OPS_NEEDS_ECN",
-    "BPF_SOCK_OPS_BASE_RTT", "BPF_SOCK_OPS_RTO_CB", "BPF_SOCK_OPS_RETRANS_CB",
-    "BPF_SOCK_OPS_STATE_CB", "BPF_SOCK_OPS_TCP_LISTEN_CB", "BPF_SOCK_OPS_RTT_CB",
 ]
 
 # ----------------------------------------------------------------- integer types
@@ -279,7 +268,7 @@ class SockHash(_Map):
         SK_DROP otherwise. With ``BPF_F_INGRESS`` the message lands in the peer's
         receive queue.
         """
-        return SK_PASS if key in self._data else SK_DROP
+        return _constants.SK_PASS if key in self._data else _constants.SK_DROP
 
 
 @_map_kind
@@ -296,7 +285,7 @@ class SockMap(_Map):
 
     def redirect(self, msg: "SkMsg", key: int, flags: int = 0) -> int:
         """``bpf_msg_redirect_map``: send this message to the socket at index ``key``."""
-        return SK_PASS if key in self._data else SK_DROP
+        return _constants.SK_PASS if key in self._data else _constants.SK_DROP
 
 
 # ----------------------------------------------------------------- global variables
@@ -519,45 +508,12 @@ def atomic_cmpxchg(place: int, expected: int, new: int) -> int:
     return _compiled_only("atomic_cmpxchg")
 
 
-# ----------------------------------------------------------------- constants (linux/bpf.h, linux/socket.h)
+# ----------------------------------------------------------------- constants
+# the kernel's constants (linux/bpf.h, linux/socket.h, linux/tcp.h, ...): one table, pybpfgen/target/constants.py
+from .target import constants as _constants  # noqa: E402
+from .target.constants import *  # noqa: E402,F403
 
-SK_DROP = 0
-SK_PASS = 1
-BPF_ANY = 0
-BPF_NOEXIST = 1
-BPF_EXIST = 2
-BPF_F_INGRESS = 1
-AF_INET = 2
-AF_INET6 = 10
-
-BPF_SOCK_OPS_VOID = 0
-BPF_SOCK_OPS_TIMEOUT_INIT = 1
-BPF_SOCK_OPS_RWND_INIT = 2
-BPF_SOCK_OPS_TCP_CONNECT_CB = 3
-BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB = 4
-BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB = 5
-BPF_SOCK_OPS_NEEDS_ECN = 6
-BPF_SOCK_OPS_BASE_RTT = 7
-BPF_SOCK_OPS_RTO_CB = 8
-BPF_SOCK_OPS_RETRANS_CB = 9
-BPF_SOCK_OPS_STATE_CB = 10
-BPF_SOCK_OPS_TCP_LISTEN_CB = 11
-BPF_SOCK_OPS_RTT_CB = 12
-
-BPF_F_NO_PREALLOC = 1
-BPF_RB_NO_WAKEUP = 1
-BPF_RB_FORCE_WAKEUP = 2
-BPF_SOCK_OPS_RTO_CB_FLAG = 1
-BPF_SOCK_OPS_RETRANS_CB_FLAG = 2
-BPF_SOCK_OPS_STATE_CB_FLAG = 4
-BPF_SOCK_OPS_RTT_CB_FLAG = 8
-BPF_TCP_ESTABLISHED = 1
-BPF_TCP_FIN_WAIT1 = 4
-BPF_TCP_CLOSE = 7
-BPF_TCP_CLOSE_WAIT = 8
-BPF_TCP_LAST_ACK = 9
-IPPROTO_TCP = 6
-IPPROTO_MPTCP = 262
+__all__ += _constants.__all__
 
 # one function per kernel helper, generated from the UAPI (pybpfgen/lang_helpers.py). Listed explicitly so
 # that type checkers and editors see them; tests/compiler/test_helpers_table.py keeps the list in sync.
@@ -579,7 +535,9 @@ from .lang_helpers import (  # noqa: E402
     bpf_get_numa_node_id as bpf_get_numa_node_id,
     bpf_get_socket_cookie as bpf_get_socket_cookie,
     bpf_get_socket_uid as bpf_get_socket_uid,
+    bpf_setsockopt as bpf_setsockopt,
     bpf_sock_map_update as bpf_sock_map_update,
+    bpf_getsockopt as bpf_getsockopt,
     bpf_sock_ops_cb_flags_set as bpf_sock_ops_cb_flags_set,
     bpf_msg_redirect_map as bpf_msg_redirect_map,
     bpf_msg_apply_bytes as bpf_msg_apply_bytes,
@@ -635,7 +593,9 @@ __all__ += [
     'bpf_get_numa_node_id',
     'bpf_get_socket_cookie',
     'bpf_get_socket_uid',
+    'bpf_setsockopt',
     'bpf_sock_map_update',
+    'bpf_getsockopt',
     'bpf_sock_ops_cb_flags_set',
     'bpf_msg_redirect_map',
     'bpf_msg_apply_bytes',

@@ -316,6 +316,23 @@ def bpf_get_socket_uid(skb: Any) -> int:
 bpf_get_socket_uid.__bpf_helper__ = 'get_socket_uid'  # type: ignore[attr-defined]
 
 
+def bpf_setsockopt(bpf_socket: Any, level: int, optname: int, optval: int | str) -> int:
+    """``long bpf_setsockopt(void *bpf_socket, int level, int optname, void *optval, int optlen)`` (helper 49)
+
+    Emulate a call to setsockopt() on the socket associated to bpf_socket, which must be a full
+    socket. The level at which the option resides and the name optname of the option must be
+    specified, see setsockopt(2) for more information. The option value of length optlen is pointed
+    by optval.
+
+    Program types: sock_ops.
+    Arguments (pybpfgen kinds): bpf_socket (sock), level (u64), optname (u64), optval (optval).
+    """
+    return _simulate('setsockopt', bpf_socket, level, optname, optval)
+
+
+bpf_setsockopt.__bpf_helper__ = 'setsockopt'  # type: ignore[attr-defined]
+
+
 def bpf_sock_map_update(skops: Any, map: Any, key: Any, flags: int = 0) -> int:
     """``long bpf_sock_map_update(struct bpf_sock_ops *skops, struct bpf_map *map, void *key, u64 flags)`` (helper 53)
 
@@ -329,6 +346,24 @@ def bpf_sock_map_update(skops: Any, map: Any, key: Any, flags: int = 0) -> int:
 
 
 bpf_sock_map_update.__bpf_helper__ = 'sock_map_update'  # type: ignore[attr-defined]
+
+
+def bpf_getsockopt(bpf_socket: Any, level: int, optname: int) -> Optional[Any]:
+    """``long bpf_getsockopt(void *bpf_socket, int level, int optname, void *optval, int optlen)`` (helper 57)
+
+    Emulate a call to getsockopt() on the socket associated to bpf_socket, which must be a full
+    socket. The level at which the option resides and the name optname of the option must be
+    specified, see getsockopt(2) for more information. The retrieved value is stored in the
+    structure pointed by opval and of length optlen.
+
+    Program types: sock_ops.
+    Arguments (pybpfgen kinds): bpf_socket (sock), level (u64), optname (u64).
+    Returns the option's value (``Optional[Ref[...]]``: None when the call fails; see docs/language.md).
+    """
+    return _simulate('getsockopt', bpf_socket, level, optname)
+
+
+bpf_getsockopt.__bpf_helper__ = 'getsockopt'  # type: ignore[attr-defined]
 
 
 def bpf_sock_ops_cb_flags_set(bpf_sock: Any, argval: int) -> int:
@@ -886,7 +921,9 @@ __all__ = [
     'bpf_get_numa_node_id',
     'bpf_get_socket_cookie',
     'bpf_get_socket_uid',
+    'bpf_setsockopt',
     'bpf_sock_map_update',
+    'bpf_getsockopt',
     'bpf_sock_ops_cb_flags_set',
     'bpf_msg_redirect_map',
     'bpf_msg_apply_bytes',

@@ -32,12 +32,18 @@ from .frontend.module import parse_module
 from .ir import nodes as N
 from .ir import semantics
 from .ir import types as T
+from .target import sockopts as SOCKOPTS
 from .target.maps import BY_KIND as MAP_KINDS
 from .target.progtypes import PROG_TYPES
 
-__all__ = ["load", "Module", "Context", "sock_ops", "sk_msg", "skb", "cgroup_skb", "SimMap", "encode", "decode"]
+__all__ = ["load", "Module", "Context", "sock_ops", "sk_msg", "skb", "cgroup_skb", "SimMap", "SimulationError", "encode",
+           "decode"]
 
 SK_PASS, SK_DROP = 1, 0
+
+
+class SimulationError(Exception):
+    """A program did something the simulation cannot answer (the message says what to give it)."""
 ENOENT, EEXIST, E2BIG = 2, 17, 7
 
 
@@ -106,6 +112,9 @@ class Context:
         self.cookie = attrs.pop("cookie", 1)
         self.netns_cookie = attrs.pop("netns_cookie", 1)
         self.socket = attrs.pop("socket", object())  # what a sockhash stores for this context
+        # the socket's options as bpf_setsockopt left them ((level, optname) -> int or name), and as
+        # bpf_getsockopt reads them: give the values a program reads with sockopts={(SOL_TCP, TCP_MAXSEG): 1400}
+        self.sockopts: dict[tuple[int, int], int | str] = dict(attrs.pop("sockopts", {}))
         self.printk: list[str] = []
         for k, v in attrs.items():
             setattr(self, k, v)
@@ -143,7 +152,9 @@ def _ctx(progtype: str, values: dict) -> Context:
 def sock_ops(**fields: Any) -> Context:
     """A ``struct bpf_sock_ops`` context. Give ports in host byte order (as programs see them) and
     IPv4 addresses as the kernel's u32 (network byte order): 127.0.0.1 is ``0x0100007F``.
-    Also ``cookie=``, ``netns_cookie=``, ``socket=`` for the helpers."""
+    Also ``cookie=``, ``netns_cookie=``, ``socket=`` for the helpers, and ``sockopts=`` (a dict
+    ``{(SOL_TCP, TCP_NODELAY): 1, (SOL_TCP, TCP_CONGESTION): "cubic"}``): the socket's options, which
+    bpf_getsockopt reads and bpf_setsockopt changes (read them after a run in ``ctx.sockopts``)."""
     return _ctx("sock_ops", fields)
 
 
@@ -594,7 +605,30 @@ class _Frame:
             return getattr(self.ctx_obj, "cgroup_id", 0)
         if name == "skb_cgroup_id":  # the cgroup of the packet's socket: testing.cgroup_skb(..., cgroup_id=N)
             return getattr(self.value(args[0]), "cgroup_id", 0)
+        if name in ("setsockopt", "getsockopt"):
+            return self.sockopt(e)
         raise NotImplementedError(f"pybpfgen.testing does not simulate bpf_{name} yet")
+
+    def sockopt(self, e: N.HelperCall) -> Any:
+        """bpf_setsockopt records the value in the context's ``sockopts``; bpf_getsockopt reads it back (the
+        compiler has checked the option and the value's type)."""
+        ctx, level, optname = self.value(e.args[0]), self.value(e.args[1]), self.value(e.args[2])
+        key = (level, optname)
+        if e.helper.name == "setsockopt":
+            a = e.args[3]
+            ctx.sockopts[key] = a.data[:-1].decode() if isinstance(a, N.FormatString) else self.value(a.value)
+            return 0
+        o = SOCKOPTS.lookup(level, optname)
+        assert o is not None and isinstance(e.type, T.OptRefT)  # the compiler checked the option
+        if key not in ctx.sockopts:
+            raise SimulationError(
+                f"bpf_getsockopt({SOCKOPTS.LEVELS[level]}, {o.name}): the simulated socket has no value for "
+                f"{o.name}; give one: testing.{ctx.progtype}(..., sockopts={{({SOCKOPTS.LEVELS[level]}, {o.name}): "
+                f"{'1' if o.kind == 'int' else repr('cubic')}}})")
+        v = ctx.sockopts[key]
+        if o.kind == "str":
+            return Ptr(bytearray(str(v).encode()[:o.size - 1].ljust(o.size, b"\0")))
+        return Ptr(bytearray(encode(e.type.target, v)))
 
 
 def load(path: str) -> Module:

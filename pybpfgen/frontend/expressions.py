@@ -234,7 +234,8 @@ class Expressions(CheckerBase):
         t = base.type
         if isinstance(t, T.OptRefT):
             shown = ast.unparse(node.value)
-            raise self.error(node, f"`{shown}` may be None here: a map lookup finds nothing when the key is absent",
+            why = t.why or "a map lookup finds nothing when the key is absent"
+            raise self.error(node, f"`{shown}` may be None here: {why}",
                              f"check it first: `if {shown} is not None:` (or return early when it is None)")
         assert isinstance(t, T.RefT)  # callers pass a Ref or an OptRef
         volatile = isinstance(base, N.GlobalRef) and base.decl.readonly

@@ -138,9 +138,10 @@ class RefT(Type, frozen=True):
 
 
 class OptRefT(Type, frozen=True):
-    """The result of a map lookup: a pointer that may be None."""
+    """The result of a map lookup (or of bpf_getsockopt): a pointer that may be None."""
 
     target: Type
+    why: str = ""  # why it may be None, for the error on a use before the check ("": a map lookup)
 
 
     size = 8
