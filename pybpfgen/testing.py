@@ -616,7 +616,11 @@ class _Frame:
         key = (level, optname)
         if e.helper.name == "setsockopt":
             a = e.args[3]
-            ctx.sockopts[key] = a.data[:-1].decode() if isinstance(a, N.FormatString) else self.value(a.value)
+            if isinstance(a, N.FormatString):  # a name: TCP_CONGESTION
+                ctx.sockopts[key] = a.data[:-1].decode()
+            else:
+                assert isinstance(a, N.AddrOf)  # an int option's value (frontend/helper_calls.py)
+                ctx.sockopts[key] = self.value(a.value)
             return 0
         o = SOCKOPTS.lookup(level, optname)
         assert o is not None and isinstance(e.type, T.OptRefT)  # the compiler checked the option

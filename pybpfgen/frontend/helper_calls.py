@@ -171,7 +171,7 @@ class HelperCalls(CheckerBase):
         level = self.sockopt_const(level_a, what, "level", "SOL_SOCKET, SOL_TCP, SOL_IP or SOL_IPV6")
         lname = SO.LEVELS.get(level)
         if lname is None:
-            raise self.error(level_a, f"`{ast.unparse(level_a)}` ({level}) is not a socket option level "
+            raise self.error(level_a, f"{shown_const(level_a, level)} is not a socket option level "
                              f"bpf_{h.name} accepts", "use SOL_SOCKET, SOL_TCP, SOL_IP or SOL_IPV6")
         optname = self.sockopt_const(name_a, what, "optname", "TCP_NODELAY, SO_SNDBUF, ...")
         shown = name_a.id if isinstance(name_a, ast.Name) else (
@@ -179,12 +179,13 @@ class HelperCalls(CheckerBase):
         named = [o for o in SO.OPTIONS.values() if o.name == shown and K.VALUES.get(shown) == optname]
         if named and named[0].level != level:
             right = SO.LEVELS[named[0].level]
+            rest = ", ..." if setting else ""
             raise self.error(name_a, f"{shown} is a {right} option, not a {lname} one",
-                             f"pass {right} as the level: `bpf_{h.name}(ctx, {right}, {shown}, ...)`")
+                             f"pass {right} as the level: `bpf_{h.name}(ctx, {right}, {shown}{rest})`")
         o = SO.lookup(level, optname)
         accepted = ", ".join(SO.names_for(level, setting))
         if o is None:
-            raise self.error(name_a, f"`{ast.unparse(name_a)}` ({optname}) is not a {lname} option bpf_{h.name} "
+            raise self.error(name_a, f"{shown_const(name_a, optname)} is not a {lname} option bpf_{h.name} "
                              "accepts", f"{lname} options it accepts: {accepted}")
         if not (o.can_set if setting else o.can_get):
             raise self.error(name_a, f"{o.name} can only be {'read' if setting else 'set'}: the kernel's "
@@ -216,7 +217,9 @@ class HelperCalls(CheckerBase):
             v = self.expr(a)
             if not isinstance(v.type, (T.IntT, T.BoolT)):
                 raise self.error(a, f"{o.name} takes an integer, not {v.type}")
-            c = self.convert(v, T.I32, a)
+            # a C int parameter: any integer of 32 bits or fewer (a u32 such as a mark keeps its bits, as in C);
+            # a wider one needs an explicit conversion
+            c = self.cast(v, T.I32) if isinstance(v.type, T.IntT) and v.type.bits <= 32 else self.convert(v, T.I32, a)
             return N.AddrOf(c.loc, c.type, c)
         if not is_str:
             self.expr(a)  # its own errors first
@@ -231,6 +234,11 @@ class HelperCalls(CheckerBase):
             raise self.error(a, "the kernel refuses to switch to cdg from BPF (bpf_setsockopt returns -ENOTSUPP)",
                              "choose another algorithm (see /proc/sys/net/ipv4/tcp_available_congestion_control)")
         return N.FormatString(self.loc(a), T.NONE, name.encode() + b"\0")
+
+
+def shown_const(a: ast.expr, value: int) -> str:
+    text = ast.unparse(a)
+    return f"`{text}`" if text == str(value) else f"`{text}` ({value})"
 
 
 def sockopt_type(o: SO.SockOpt) -> T.Type:
