@@ -26,8 +26,9 @@ from .target.maps import BY_CLASS as _MAP_KINDS
 
 __all__ = [
     "u8", "u16", "u32", "u64", "i8", "i16", "i32", "i64",
-    "Struct", "Ref", "IntEnum", "Global", "Config",
+    "Struct", "Ref", "IntEnum", "Global", "Config", "Sock",
     "Hash", "LRUHash", "PerCPUHash", "LRUPerCPUHash", "Array", "PerCPUArray", "LPMTrie", "SockHash", "SockMap", "RingBuf",
+    "SkStorage",
     "sock_ops", "sk_msg", "socket_filter", "cgroup_skb_ingress", "cgroup_skb_egress", "syscall",
     "SockOps", "SkMsg", "SkBuff",
     "bpf_printk", "atomic_add", "atomic_fetch_add", "atomic_xchg", "atomic_cmpxchg",
@@ -166,29 +167,29 @@ def _map_kind(cls: _C) -> _C:
 
 
 class _Map:
+    """A map declaration. Its methods are what programs call; they run in a compiled program (or in
+    pybpfgen.testing, the one simulation of maps and helpers), not in plain Python."""
+
     map_type = 0  # BPF_MAP_TYPE_*: set by @_map_kind
 
     def __init__(self, *, key: Any, value: Any, max_entries: int, flags: int = 0):
         self.key, self.value, self.max_entries, self.flags = key, value, max_entries, flags
-        self._data: dict = {}
 
     def lookup(self, key: Any) -> Optional[Ref[Any]]:
         """``bpf_map_lookup_elem``: a reference to the value, or None. Check it before use."""
-        if key not in self._data:
-            return None
-        return self._data[key]
+        _compiled_only(f"{type(self).__name__}.lookup")
 
     def update(self, key: Any, value: Any, flags: int = 0) -> int:
         """``bpf_map_update_elem``: 0 on success, a negative errno otherwise."""
-        self._data[key] = Ref(value)
-        return 0
+        _compiled_only(f"{type(self).__name__}.update")
 
     def delete(self, key: Any) -> int:
         """``bpf_map_delete_elem``: 0 on success, -ENOENT when absent."""
-        return 0 if self._data.pop(key, None) is not None else -2
+        _compiled_only(f"{type(self).__name__}.delete")
 
     def __contains__(self, key: Any) -> bool:
-        return key in self._data
+        """``key in m``: whether ``m.lookup(key)`` would find an entry."""
+        _compiled_only(f"`in` {type(self).__name__}")
 
 
 @_map_kind
@@ -228,12 +229,10 @@ class RingBuf:
 
     def __init__(self, *, max_entries: int):
         self.max_entries = max_entries
-        self.records: list = []
 
     def output(self, value: Any, flags: int = 0) -> int:
         """``bpf_ringbuf_output``: copy ``value`` (a struct or integer) into the ring buffer."""
-        self.records.append(value)
-        return 0
+        _compiled_only("RingBuf.output")
 
 
 @_map_kind
@@ -258,8 +257,7 @@ class SockHash(_Map):
 
     def update(self, ctx: "SockOps", key: Any, flags: int = 0) -> int:  # type: ignore[override]
         """``bpf_sock_hash_update``: add the socket of a sock_ops context under ``key``."""
-        self._data[key] = ctx
-        return 0
+        _compiled_only("SockHash.update")
 
     def redirect(self, msg: "SkMsg", key: Any, flags: int = 0) -> int:
         """``bpf_msg_redirect_hash``: send this message to the socket under ``key``.
@@ -268,7 +266,7 @@ class SockHash(_Map):
         SK_DROP otherwise. With ``BPF_F_INGRESS`` the message lands in the peer's
         receive queue.
         """
-        return constants.SK_PASS if key in self._data else constants.SK_DROP
+        _compiled_only("SockHash.redirect")
 
 
 @_map_kind
@@ -280,12 +278,50 @@ class SockMap(_Map):
 
     def update(self, ctx: "SockOps", key: int, flags: int = 0) -> int:  # type: ignore[override]
         """``bpf_sock_map_update``: add the socket of a sock_ops context at index ``key``."""
-        self._data[key] = ctx
-        return 0
+        _compiled_only("SockMap.update")
 
     def redirect(self, msg: "SkMsg", key: int, flags: int = 0) -> int:
         """``bpf_msg_redirect_map``: send this message to the socket at index ``key``."""
-        return constants.SK_PASS if key in self._data else constants.SK_DROP
+        _compiled_only("SockMap.redirect")
+
+
+class Sock:
+    """A socket (``struct bpf_sock *``): what ``ctx.sk`` of a sock_ops or sk_msg program gives. Pass it to
+    ``SkStorage`` methods and to helpers that take a socket; it cannot be stored in a map or a struct, compared
+    or computed with (the verifier forbids it). sock_ops' ``ctx.sk`` may be None: check it first."""
+
+    def __init__(self) -> None:
+        self.storage: dict = {}  # SkStorage map -> Ref of this socket's value (freed with the socket)
+
+
+@_map_kind
+class SkStorage:
+    """``BPF_MAP_TYPE_SK_STORAGE``: one ``value`` per socket, stored with the socket and freed with it
+    (no key to choose, no max_entries, nothing to evict). ``BPF_F_NO_PREALLOC`` is added to the flags (the
+    kernel requires it)."""
+
+    map_type = 0  # BPF_MAP_TYPE_*: set by @_map_kind
+
+    def __init__(self, *, value: Any, flags: int = 0):
+        self.value, self.flags = value, flags
+
+    def get(self, sk: Sock, create: bool = False) -> Optional[Ref[Any]]:
+        """``bpf_sk_storage_get``: a reference to this socket's value, or None; with ``create=True`` a zeroed
+        value is created when the socket has none (``BPF_SK_STORAGE_GET_F_CREATE``; the result can still be
+        None, e.g. out of memory). Check it before use."""
+        if self not in sk.storage and create:
+            sk.storage[self] = Ref(self.value() if callable(self.value) else 0)
+        return sk.storage.get(self)
+
+    def get_or_create(self, sk: Sock, init: Any = None) -> Optional[Ref[Any]]:
+        """``bpf_sk_storage_get`` with ``BPF_SK_STORAGE_GET_F_CREATE`` and ``init`` as the new value."""
+        if self not in sk.storage:
+            sk.storage[self] = Ref(init)
+        return sk.storage.get(self)
+
+    def delete(self, sk: Sock) -> int:
+        """``bpf_sk_storage_delete``: 0, or -ENOENT when the socket has no value."""
+        return 0 if sk.storage.pop(self, None) is not None else -2
 
 
 # ----------------------------------------------------------------- global variables
@@ -375,6 +411,7 @@ class SockOps:
     rate_interval_us: u32
     bytes_received: u64
     bytes_acked: u64
+    sk: Optional[Sock]
 
 
 @_context
@@ -390,6 +427,7 @@ class SkMsg:
     remote_port: u32
     local_port: u32
     size: u32
+    sk: Sock
 
 
 @_context
@@ -479,8 +517,11 @@ def bpf_printk(fmt: str, *args: int) -> int:
 
 
 def _compiled_only(name: str) -> NoReturn:
-    raise NotImplementedError(f"{name}() acts on BPF memory: it runs only in a compiled program "
-                              "(or in pybpfgen.testing)")
+    """What a DSL function does when called from plain Python: say where it runs (lang_helpers.NotInBPF)."""
+    from .lang_helpers import NotInBPF
+
+    raise NotInBPF(f"{name}() runs only in a compiled BPF program; to run a program in Python, use "
+                   "pybpfgen.testing (docs/language.md: Testing policies without root)")
 
 
 def atomic_add(place: int, value: int) -> None:
@@ -510,12 +551,11 @@ def atomic_cmpxchg(place: int, expected: int, new: int) -> int:
 
 # ----------------------------------------------------------------- constants
 # the kernel's constants (linux/bpf.h, linux/socket.h, linux/tcp.h, ...): one table, pybpfgen/target/constants.py
-from .target import constants  # noqa: E402
 # listed, for type checkers and editors (tests/compiler/test_constants.py checks that the lists are whole)
 from .target.constants import (  # noqa: E402
     SK_PASS, SK_DROP, XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT, TC_ACT_UNSPEC, TC_ACT_OK,
     TC_ACT_RECLASSIFY, TC_ACT_SHOT, TC_ACT_PIPE, TC_ACT_STOLEN, TC_ACT_QUEUED, TC_ACT_REPEAT, TC_ACT_REDIRECT,
-    TC_ACT_TRAP, BPF_ANY, BPF_NOEXIST, BPF_EXIST, BPF_F_INGRESS, BPF_F_NO_PREALLOC, BPF_RB_NO_WAKEUP,
+    TC_ACT_TRAP, BPF_ANY, BPF_NOEXIST, BPF_EXIST, BPF_F_INGRESS, BPF_F_NO_PREALLOC, BPF_SK_STORAGE_GET_F_CREATE, BPF_RB_NO_WAKEUP,
     BPF_RB_FORCE_WAKEUP, BPF_SOCK_OPS_VOID, BPF_SOCK_OPS_TIMEOUT_INIT, BPF_SOCK_OPS_RWND_INIT,
     BPF_SOCK_OPS_TCP_CONNECT_CB, BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB,
     BPF_SOCK_OPS_NEEDS_ECN, BPF_SOCK_OPS_BASE_RTT, BPF_SOCK_OPS_RTO_CB, BPF_SOCK_OPS_RETRANS_CB,
@@ -541,7 +581,7 @@ __all__ += [
     "SK_PASS", "SK_DROP", "XDP_ABORTED", "XDP_DROP", "XDP_PASS", "XDP_TX", "XDP_REDIRECT", "TC_ACT_UNSPEC",
     "TC_ACT_OK", "TC_ACT_RECLASSIFY", "TC_ACT_SHOT", "TC_ACT_PIPE", "TC_ACT_STOLEN", "TC_ACT_QUEUED",
     "TC_ACT_REPEAT", "TC_ACT_REDIRECT", "TC_ACT_TRAP", "BPF_ANY", "BPF_NOEXIST", "BPF_EXIST", "BPF_F_INGRESS",
-    "BPF_F_NO_PREALLOC", "BPF_RB_NO_WAKEUP", "BPF_RB_FORCE_WAKEUP", "BPF_SOCK_OPS_VOID",
+    "BPF_F_NO_PREALLOC", "BPF_SK_STORAGE_GET_F_CREATE", "BPF_RB_NO_WAKEUP", "BPF_RB_FORCE_WAKEUP", "BPF_SOCK_OPS_VOID",
     "BPF_SOCK_OPS_TIMEOUT_INIT", "BPF_SOCK_OPS_RWND_INIT", "BPF_SOCK_OPS_TCP_CONNECT_CB",
     "BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB", "BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB", "BPF_SOCK_OPS_NEEDS_ECN",
     "BPF_SOCK_OPS_BASE_RTT", "BPF_SOCK_OPS_RTO_CB", "BPF_SOCK_OPS_RETRANS_CB", "BPF_SOCK_OPS_STATE_CB",
@@ -603,12 +643,16 @@ from .lang_helpers import (  # noqa: E402
     bpf_msg_push_data as bpf_msg_push_data,
     bpf_msg_pop_data as bpf_msg_pop_data,
     bpf_skb_ecn_set_ce as bpf_skb_ecn_set_ce,
+    bpf_sk_storage_get as bpf_sk_storage_get,
+    bpf_sk_storage_delete as bpf_sk_storage_delete,
     bpf_send_signal as bpf_send_signal,
     bpf_send_signal_thread as bpf_send_signal_thread,
     bpf_jiffies64 as bpf_jiffies64,
     bpf_get_netns_cookie as bpf_get_netns_cookie,
     bpf_get_current_ancestor_cgroup_id as bpf_get_current_ancestor_cgroup_id,
     bpf_ktime_get_boot_ns as bpf_ktime_get_boot_ns,
+    bpf_sk_cgroup_id as bpf_sk_cgroup_id,
+    bpf_sk_ancestor_cgroup_id as bpf_sk_ancestor_cgroup_id,
     bpf_ringbuf_output as bpf_ringbuf_output,
     bpf_ringbuf_query as bpf_ringbuf_query,
     bpf_load_hdr_opt as bpf_load_hdr_opt,
@@ -661,12 +705,16 @@ __all__ += [
     'bpf_msg_push_data',
     'bpf_msg_pop_data',
     'bpf_skb_ecn_set_ce',
+    'bpf_sk_storage_get',
+    'bpf_sk_storage_delete',
     'bpf_send_signal',
     'bpf_send_signal_thread',
     'bpf_jiffies64',
     'bpf_get_netns_cookie',
     'bpf_get_current_ancestor_cgroup_id',
     'bpf_ktime_get_boot_ns',
+    'bpf_sk_cgroup_id',
+    'bpf_sk_ancestor_cgroup_id',
     'bpf_ringbuf_output',
     'bpf_ringbuf_query',
     'bpf_load_hdr_opt',

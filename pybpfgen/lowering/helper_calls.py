@@ -40,9 +40,15 @@ class HelperCalls(LoweringBase):
                 assert isinstance(a, N.MapRef)
                 args.append(self.symbols[id(a.map)])
                 types.append(PTR)
-            elif kind in ("ctx", "sock"):
+            elif kind in ("ctx", "bpf_socket"):
                 assert isinstance(a, N.CtxRef)
                 args.append(self.ctx_arg(a.var))
+                types.append(PTR)
+            elif kind == "value" and isinstance(a, N.Const):  # None: a NULL pointer (NULLABLE_VALUE)
+                args.append(ir.Constant(PTR, None))
+                types.append(PTR)
+            elif kind == "sock":
+                args.append(self.value(a))
                 types.append(PTR)
             elif kind in ("key", "value", "ptr"):
                 assert isinstance(a, N.AddrOf)

@@ -15,7 +15,7 @@ __all__ = [
     "SK_PASS", "SK_DROP", "XDP_ABORTED", "XDP_DROP", "XDP_PASS", "XDP_TX", "XDP_REDIRECT", "TC_ACT_UNSPEC",
     "TC_ACT_OK", "TC_ACT_RECLASSIFY", "TC_ACT_SHOT", "TC_ACT_PIPE", "TC_ACT_STOLEN", "TC_ACT_QUEUED",
     "TC_ACT_REPEAT", "TC_ACT_REDIRECT", "TC_ACT_TRAP", "BPF_ANY", "BPF_NOEXIST", "BPF_EXIST", "BPF_F_INGRESS",
-    "BPF_F_NO_PREALLOC", "BPF_RB_NO_WAKEUP", "BPF_RB_FORCE_WAKEUP", "BPF_SOCK_OPS_VOID",
+    "BPF_F_NO_PREALLOC", "BPF_SK_STORAGE_GET_F_CREATE", "BPF_RB_NO_WAKEUP", "BPF_RB_FORCE_WAKEUP", "BPF_SOCK_OPS_VOID",
     "BPF_SOCK_OPS_TIMEOUT_INIT", "BPF_SOCK_OPS_RWND_INIT", "BPF_SOCK_OPS_TCP_CONNECT_CB",
     "BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB", "BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB", "BPF_SOCK_OPS_NEEDS_ECN",
     "BPF_SOCK_OPS_BASE_RTT", "BPF_SOCK_OPS_RTO_CB", "BPF_SOCK_OPS_RETRANS_CB", "BPF_SOCK_OPS_STATE_CB",
@@ -67,6 +67,7 @@ BPF_NOEXIST = 1
 BPF_EXIST = 2
 BPF_F_INGRESS = 1
 BPF_F_NO_PREALLOC = 1
+BPF_SK_STORAGE_GET_F_CREATE = 1
 BPF_RB_NO_WAKEUP = 1
 BPF_RB_FORCE_WAKEUP = 2
 
@@ -190,7 +191,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "tc verdicts": ("TC_ACT_UNSPEC", "TC_ACT_OK", "TC_ACT_RECLASSIFY", "TC_ACT_SHOT", "TC_ACT_PIPE", "TC_ACT_STOLEN",
                     "TC_ACT_QUEUED", "TC_ACT_REPEAT", "TC_ACT_REDIRECT", "TC_ACT_TRAP"),
     "map and helper flags": ("BPF_ANY", "BPF_NOEXIST", "BPF_EXIST", "BPF_F_INGRESS", "BPF_F_NO_PREALLOC",
-                             "BPF_RB_NO_WAKEUP", "BPF_RB_FORCE_WAKEUP"),
+                             "BPF_SK_STORAGE_GET_F_CREATE", "BPF_RB_NO_WAKEUP", "BPF_RB_FORCE_WAKEUP"),
     "sock_ops callbacks": tuple(n for n in _NAMES if n.startswith("BPF_SOCK_OPS_") and not n.endswith(("FLAG", "FLAGS"))),
     "sock_ops callback flags": tuple(n for n in _NAMES if n.startswith("BPF_SOCK_OPS_") and n.endswith(("FLAG", "FLAGS"))),
     "TCP states": tuple(n for n in _NAMES if n.startswith("BPF_TCP_")),

@@ -37,8 +37,8 @@ TUNE = """
 
 def test_the_helpers_are_supported_with_their_kinds():
     assert "setsockopt" not in UNSUPPORTED and "getsockopt" not in UNSUPPORTED
-    assert HELPERS["setsockopt"].params == ("sock", "u64", "u64", "optval")
-    assert (HELPERS["getsockopt"].params, HELPERS["getsockopt"].ret) == (("sock", "u64", "u64", "optout"), "optref")
+    assert HELPERS["setsockopt"].params == ("bpf_socket", "u64", "u64", "optval")
+    assert (HELPERS["getsockopt"].params, HELPERS["getsockopt"].ret) == (("bpf_socket", "u64", "u64", "optout"), "optref")
     assert "sock_ops" in HELPERS["setsockopt"].progtypes and "sk_msg" not in HELPERS["setsockopt"].progtypes
     assert lang.bpf_setsockopt.__bpf_helper__ == "setsockopt" and "bpf_getsockopt" in lang.__all__
     assert DOCS["setsockopt"].reason is None
