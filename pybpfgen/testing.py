@@ -142,8 +142,10 @@ class Context:
         # full socket)
         self.socket = attrs.pop("socket", None) or Socket(self.cookie if "cookie" in attrs else None)
         self.sk: Socket | None = attrs.pop("sk", self.socket)
-        # sockopts={(SOL_TCP, TCP_MAXSEG): 1400}: options of the socket that bpf_getsockopt reads
-        self.socket.sockopts.update(attrs.pop("sockopts", {}))
+        # sockopts={(SOL_TCP, TCP_MAXSEG): 1400}: options of the socket that bpf_getsockopt reads (kept on the
+        # testing.Socket: per simulated socket; on the context when a test gives another object as its socket)
+        self._sockopts = self.socket.sockopts if isinstance(self.socket, Socket) else {}
+        self._sockopts.update(attrs.pop("sockopts", {}))
         self.printk: list[str] = []
         for k, v in attrs.items():
             setattr(self, k, v)
@@ -151,7 +153,7 @@ class Context:
     @property
     def sockopts(self) -> dict[tuple[int, int], int | str]:
         """The options of the context's socket (:attr:`Socket.sockopts`)."""
-        return self.socket.sockopts
+        return self._sockopts
 
     def field(self, name: str) -> int:
         f = PROG_TYPES[self.progtype].fields[name]

@@ -159,3 +159,12 @@ def test_the_option_table_is_consistent():
     names = {o.name for o in SO.OPTIONS.values()}
     assert {n for n in K.GROUPS["SOL_SOCKET options"] + K.GROUPS["SOL_TCP options"]
             + K.GROUPS["SOL_IP and SOL_IPV6 options"]} - names == {"TCP_CA_NAME_MAX"}
+
+
+def test_a_helper_pybpfgen_cannot_call_says_why(compile_src):
+    """The old message for bpf_setsockopt ("cannot be called in a BPF program", with a hint to call a bpf_* helper)
+    is gone for the helpers still unsupported too: they are named as kernel helpers, with the reason."""
+    d = _one_error(_call(compile_src, "bpf_sk_release(ctx)"))
+    assert d.message == ("`bpf_sk_release` is a kernel helper that pybpfgen cannot call yet: "
+                         f"{UNSUPPORTED['sk_release']}"), d.format()
+    assert "cannot be called in a BPF program" not in d.message
