@@ -125,9 +125,11 @@ class ArrayT(Type, frozen=True):
 
 
 class RefT(Type, frozen=True):
-    """A non-null pointer to a map value (the result of a checked lookup)."""
+    """A non-null pointer to a map value (the result of a checked lookup), or to a record reserved in a ring
+    buffer (``ring``: the RingBuf's name; the reservation must be submitted or discarded: frontend/ringbuf.py)."""
 
     target: Type
+    ring: str | None = None
 
 
     size = 8
@@ -138,9 +140,11 @@ class RefT(Type, frozen=True):
 
 
 class OptRefT(Type, frozen=True):
-    """The result of a map lookup (or of bpf_getsockopt): a pointer that may be None."""
+    """The result of a map lookup, of a ring buffer reservation (``ring``) or of bpf_getsockopt (``why``): a pointer
+    that may be None."""
 
     target: Type
+    ring: str | None = None
     why: str = ""  # why it may be None, for the error on a use before the check ("": a map lookup)
 
 
@@ -225,7 +229,7 @@ def is_optional(t: Type) -> bool:
 def non_null(t: Type) -> Type:
     """The type an optional pointer has once proven non-None."""
     if isinstance(t, OptRefT):
-        return RefT(t.target)
+        return RefT(t.target, t.ring)
     if isinstance(t, OptSockT):
         return SOCK
     return t
