@@ -12,6 +12,7 @@ from ..target.helpers import HELPERS, UNSUPPORTED
 from .. import lang
 from . import symbols as S
 from .expressions import as_ctx
+from .ringbuf import RAW_RESERVATION
 
 if TYPE_CHECKING:
     from .base import CheckerBase
@@ -56,6 +57,9 @@ class Calls(CheckerBase):
             if len(node.args) != 1 or node.keywords:
                 raise self.error(node, "bool(...) takes one value")
             return self.condition(node.args[0])
+        if isinstance(f, ast.Name) and f.id in RAW_RESERVATION:
+            raise self.error(node, f"`{f.id}` is called through the RingBuf's methods, which check the "
+                             "verifier's rules for reservations", RAW_RESERVATION[f.id])
         name = f.id if isinstance(f, ast.Name) else (f.attr if isinstance(f, ast.Attribute) else "")
         if name.startswith("bpf_") and name[4:] in UNSUPPORTED:  # a kernel helper: say why pybpfgen has not got it
             raise self.error(node, f"`{name}` is a kernel helper that pybpfgen cannot call yet: "
