@@ -14,7 +14,7 @@ read it. A new constant: add it to its group (and to ``GROUPS``); the test check
 __all__ = [
     "SK_PASS", "SK_DROP", "XDP_ABORTED", "XDP_DROP", "XDP_PASS", "XDP_TX", "XDP_REDIRECT", "TC_ACT_UNSPEC",
     "TC_ACT_OK", "TC_ACT_RECLASSIFY", "TC_ACT_SHOT", "TC_ACT_PIPE", "TC_ACT_STOLEN", "TC_ACT_QUEUED",
-    "TC_ACT_REPEAT", "TC_ACT_REDIRECT", "TC_ACT_TRAP", "BPF_ANY", "BPF_NOEXIST", "BPF_EXIST", "BPF_F_INGRESS",
+    "TC_ACT_REPEAT", "TC_ACT_REDIRECT", "TC_ACT_TRAP", "TCX_NEXT", "TCX_PASS", "TCX_DROP", "TCX_REDIRECT", "BPF_ANY", "BPF_NOEXIST", "BPF_EXIST", "BPF_F_INGRESS",
     "BPF_F_NO_PREALLOC", "BPF_SK_STORAGE_GET_F_CREATE", "BPF_RB_NO_WAKEUP", "BPF_RB_FORCE_WAKEUP", "BPF_SOCK_OPS_VOID",
     "BPF_SOCK_OPS_TIMEOUT_INIT", "BPF_SOCK_OPS_RWND_INIT", "BPF_SOCK_OPS_TCP_CONNECT_CB",
     "BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB", "BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB", "BPF_SOCK_OPS_NEEDS_ECN",
@@ -60,6 +60,11 @@ TC_ACT_QUEUED = 5
 TC_ACT_REPEAT = 6
 TC_ACT_REDIRECT = 7
 TC_ACT_TRAP = 8
+# linux/bpf.h, enum tcx_action_base (Linux >= 6.6): what tcx programs return
+TCX_NEXT = -1
+TCX_PASS = 0
+TCX_DROP = 2
+TCX_REDIRECT = 7
 
 # ---------------------------------------------------------------- linux/bpf.h: map update and helper flags
 BPF_ANY = 0
@@ -189,7 +194,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "sk_msg / sk_skb verdicts": ("SK_PASS", "SK_DROP"),
     "XDP actions": ("XDP_ABORTED", "XDP_DROP", "XDP_PASS", "XDP_TX", "XDP_REDIRECT"),
     "tc verdicts": ("TC_ACT_UNSPEC", "TC_ACT_OK", "TC_ACT_RECLASSIFY", "TC_ACT_SHOT", "TC_ACT_PIPE", "TC_ACT_STOLEN",
-                    "TC_ACT_QUEUED", "TC_ACT_REPEAT", "TC_ACT_REDIRECT", "TC_ACT_TRAP"),
+                    "TC_ACT_QUEUED", "TC_ACT_REPEAT", "TC_ACT_REDIRECT", "TC_ACT_TRAP", "TCX_NEXT", "TCX_PASS", "TCX_DROP",
+                    "TCX_REDIRECT"),
     "map and helper flags": ("BPF_ANY", "BPF_NOEXIST", "BPF_EXIST", "BPF_F_INGRESS", "BPF_F_NO_PREALLOC",
                              "BPF_SK_STORAGE_GET_F_CREATE", "BPF_RB_NO_WAKEUP", "BPF_RB_FORCE_WAKEUP"),
     "sock_ops callbacks": tuple(n for n in _NAMES if n.startswith("BPF_SOCK_OPS_") and not n.endswith(("FLAG", "FLAGS"))),
