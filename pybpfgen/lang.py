@@ -352,6 +352,47 @@ def _context(cls: _C) -> _C:
     return cls
 
 
+class View:
+    """``n`` bytes of a message or packet, proved present: what ``ctx.bytes(offset, n)`` gives after its None check
+    (docs/language.md, "Packet and message bytes"). Offsets are constants below ``n``, checked at compile time."""
+
+    def __getitem__(self, i: int) -> int:
+        """Byte ``i`` (a u8)."""
+        raise NotImplementedError("views exist in compiled programs and in pybpfgen.testing")
+
+    def __setitem__(self, i: int, value: int) -> None:
+        """Write byte ``i`` (program types that may write their packet data: sk_msg)."""
+        raise NotImplementedError("views exist in compiled programs and in pybpfgen.testing")
+
+    def u8(self, offset: int) -> int:
+        """The byte at ``offset``."""
+        raise NotImplementedError
+
+    def u16(self, offset: int) -> int:
+        """The u16 at ``offset``, in the host's byte order (``u16be``: network byte order)."""
+        raise NotImplementedError
+
+    def u32(self, offset: int) -> int:
+        """The u32 at ``offset``, in the host's byte order (``u32be``: network byte order)."""
+        raise NotImplementedError
+
+    def u64(self, offset: int) -> int:
+        """The u64 at ``offset``, in the host's byte order (``u64be``: network byte order)."""
+        raise NotImplementedError
+
+    def u16be(self, offset: int) -> int:
+        """The big-endian (network order) u16 at ``offset``."""
+        raise NotImplementedError
+
+    def u32be(self, offset: int) -> int:
+        """The big-endian (network order) u32 at ``offset``: ``0x47455420`` for ``b"GET "``."""
+        raise NotImplementedError
+
+    def u64be(self, offset: int) -> int:
+        """The big-endian (network order) u64 at ``offset``."""
+        raise NotImplementedError
+
+
 @_context
 class SockOps:
     """Context of a sock_ops program (``struct bpf_sock_ops``). Ports are in host byte order,
@@ -402,6 +443,11 @@ class SkMsg:
     local_port: u32
     size: u32
 
+    def bytes(self, offset: int, n: int) -> Optional[View]:
+        """``n`` bytes of the message at ``offset`` from its data (after ``bpf_msg_pull_data(msg, start, end)``:
+        from byte ``start``), or None when the data ends before them. Check it for None before reading."""
+        raise NotImplementedError("views exist in compiled programs and in pybpfgen.testing")
+
 
 @_context
 class SkBuff:
@@ -426,6 +472,11 @@ class SkBuff:
     local_ip4: u32
     remote_port: u32
     local_port: u32
+
+    def bytes(self, offset: int, n: int) -> Optional[View]:
+        """``n`` bytes of the packet at ``offset`` from its data (cgroup_skb: the IP header), or None when the
+        linear data ends before them (read-only). Check it for None before reading."""
+        raise NotImplementedError("views exist in compiled programs and in pybpfgen.testing")
 
 
 F = TypeVar("F", bound=Callable)
@@ -573,6 +624,7 @@ from .lang_helpers import (  # noqa: E402
     bpf_get_cgroup_classid as bpf_get_cgroup_classid,
     bpf_perf_event_read as bpf_perf_event_read,
     bpf_perf_event_output as bpf_perf_event_output,
+    bpf_skb_load_bytes as bpf_skb_load_bytes,
     bpf_get_stackid as bpf_get_stackid,
     bpf_get_current_task as bpf_get_current_task,
     bpf_current_task_under_cgroup as bpf_current_task_under_cgroup,
@@ -586,6 +638,7 @@ from .lang_helpers import (  # noqa: E402
     bpf_msg_cork_bytes as bpf_msg_cork_bytes,
     bpf_msg_pull_data as bpf_msg_pull_data,
     bpf_get_stack as bpf_get_stack,
+    bpf_skb_load_bytes_relative as bpf_skb_load_bytes_relative,
     bpf_skb_cgroup_id as bpf_skb_cgroup_id,
     bpf_get_current_cgroup_id as bpf_get_current_cgroup_id,
     bpf_skb_ancestor_cgroup_id as bpf_skb_ancestor_cgroup_id,
@@ -629,6 +682,7 @@ __all__ += [
     'bpf_get_cgroup_classid',
     'bpf_perf_event_read',
     'bpf_perf_event_output',
+    'bpf_skb_load_bytes',
     'bpf_get_stackid',
     'bpf_get_current_task',
     'bpf_current_task_under_cgroup',
@@ -642,6 +696,7 @@ __all__ += [
     'bpf_msg_cork_bytes',
     'bpf_msg_pull_data',
     'bpf_get_stack',
+    'bpf_skb_load_bytes_relative',
     'bpf_skb_cgroup_id',
     'bpf_get_current_cgroup_id',
     'bpf_skb_ancestor_cgroup_id',

@@ -31,6 +31,7 @@ from .diagnostics import CompileError
 from .frontend.module import parse_module
 from .ir import nodes as N
 from .ir import semantics
+from . import simpackets
 from .ir import types as T
 from .target.maps import BY_KIND as MAP_KINDS
 from .target.progtypes import PROG_TYPES
@@ -98,14 +99,16 @@ class Ptr:
 class Context:
     """A program context: the kernel's struct as bytes, plus what helpers record."""
 
-    def __init__(self, progtype: str, data: bytes, **attrs: Any):
+    def __init__(self, progtype: str, mem: bytes, **attrs: Any):
         self.progtype = progtype
-        self.mem = bytearray(data)
+        self.mem = bytearray(mem)  # the context struct
         self.redirect: tuple | None = None  # (map name, key bytes, flags) after msg_redirect_*
         self.cb_flags: int | None = None
         self.cookie = attrs.pop("cookie", 1)
         self.netns_cookie = attrs.pop("netns_cookie", 1)
         self.socket = attrs.pop("socket", object())  # what a sockhash stores for this context
+        # the packet or message bytes (``data=``): what ctx.bytes() views and the data helpers read
+        self.payload = simpackets.Payload(attrs.pop("data", b""), attrs.pop("linear", None))
         self.printk: list[str] = []
         for k, v in attrs.items():
             setattr(self, k, v)
@@ -126,6 +129,11 @@ def _ctx(progtype: str, values: dict) -> Context:
     assert pt.context is not None  # the kernel's context structs (syscall contexts are user Structs)
     mem = bytearray(pt.context.size)
     extra = {}
+    data = values.get("data")
+    if isinstance(data, (bytes, bytearray)):  # the message's size / the packet's length follow its bytes
+        for length in ("size", "len"):
+            if length in fields and length not in values:
+                values = {**values, length: len(data)}
     for k, v in values.items():
         f = fields.get(k)
         if f is None:
@@ -148,18 +156,23 @@ def sock_ops(**fields: Any) -> Context:
 
 
 def sk_msg(**fields: Any) -> Context:
-    """A ``struct sk_msg_md`` context (see :func:`sock_ops` for the conventions)."""
+    """A ``struct sk_msg_md`` context (see :func:`sock_ops` for the conventions). ``data=b"..."``: the message's
+    bytes (``size`` follows unless given); ``linear=N``: only its first N bytes are between ``data`` and
+    ``data_end`` until ``bpf_msg_pull_data`` (pybpfgen/simpackets.py)."""
     return _ctx("sk_msg", fields)
 
 
 def skb(**fields: Any) -> Context:
-    """A ``struct __sk_buff`` context for socket_filter programs."""
+    """A ``struct __sk_buff`` context for socket_filter programs; ``data=b"..."``: the packet's bytes (what
+    ``bpf_skb_load_bytes`` reads; ``len`` follows unless given)."""
     return _ctx("socket_filter", fields)
 
 
 def cgroup_skb(direction: str = "egress", **fields: Any) -> Context:
     """A ``struct __sk_buff`` context for cgroup_skb programs (``direction``: "ingress" or "egress"); they may
-    also read the packet's socket (family, addresses, ports). ``cgroup_id=N``: what bpf_skb_cgroup_id returns."""
+    also read the packet's socket (family, addresses, ports). ``cgroup_id=N``: what bpf_skb_cgroup_id returns;
+    ``data=b"..."``: the packet from its IP header on (``skb.bytes()``, ``bpf_skb_load_bytes``; ``len`` follows
+    unless given), ``linear=N``: only its first N bytes are directly readable."""
     if direction not in ("ingress", "egress"):
         raise ValueError(f"direction is 'ingress' or 'egress', not {direction!r}")
     return _ctx(f"cgroup_skb_{direction}", fields)
@@ -370,6 +383,11 @@ class _Frame:
             raise NotImplementedError(type(s).__name__)
 
     def store(self, target: N.Expr, value: N.Expr) -> None:
+        if isinstance(target, N.PacketLoad):
+            p = self.value(target.view)
+            assert isinstance(target.type, T.IntT)
+            simpackets.store(p.buf, p.off + target.offset, target.type.bits, target.big_endian, self.value(value))
+            return
         if isinstance(target, N.CtxLoad):
             f = target.field
             self.ctx_mem(target.ctx)[f.offset:f.offset + 4] = (self.value(value) & 0xFFFFFFFF).to_bytes(4, "little")
@@ -486,6 +504,14 @@ class _Frame:
             return (p is not None) if e.negate else (p is None)
         if isinstance(e, N.HelperCall):
             return self.helper(e)
+        if isinstance(e, N.PacketView):
+            payload = self.vals[e.ctx].payload
+            at = payload.view(self.value(e.offset), e.n)
+            return None if at is None else Ptr(payload.buf, at)
+        if isinstance(e, N.PacketLoad):
+            p = self.value(e.view)
+            assert isinstance(t, T.IntT)
+            return simpackets.load(p.buf, p.off + e.offset, t.bits, e.big_endian)
         if isinstance(e, N.Call):
             return self.call(e)
         if isinstance(e, (N.AtomicRMW, N.AtomicCmpXchg)):
@@ -585,6 +611,20 @@ class _Frame:
         if name == "sock_ops_cb_flags_set":
             self.value(args[0]).cb_flags = self.value(args[1])
             return 0
+        if name in ("msg_pull_data", "msg_push_data", "msg_pop_data"):
+            return getattr(simpackets, name)(self.value(args[0]), *(self.value(a) for a in args[1:]))
+        if name == "skb_load_bytes":
+            buf = args[2]
+            assert isinstance(buf, N.AddrOf)
+            skb, offset, length = self.value(args[0]), self.value(args[1]), self.value(args[3])
+            place = buf.value
+            if isinstance(place, N.VarRef) and not T.is_memory(place.type):  # an integer local: held as an int
+                tmp = bytearray(place.type.size)
+                rc = simpackets.skb_load_bytes(skb, offset, tmp, 0, length)
+                self.vals[place.var] = decode(place.type, tmp)
+                return rc
+            to = self.address(place)
+            return simpackets.skb_load_bytes(skb, offset, to.buf, to.off, length)
         if name in ("msg_apply_bytes", "msg_cork_bytes"):
             setattr(self.value(args[0]), name[4:], self.value(args[1]))
             return 0

@@ -106,6 +106,8 @@ class Expressions(CheckerBase):
                     raise self.error(node.slice, f"index {i} is out of range for {f.type}")
                 return N.CtxLoad(loc, f.type.elem, ctx, f, index=i)
         base = self.expr(node.value)
+        if T.packet_of(base.type) is not None:
+            return self.view_index(base, node)
         if not isinstance(base.type, T.ArrayT):
             raise self.error(node.value, f"a value of type {base.type} cannot be indexed")
         n = base.type.n
@@ -158,6 +160,8 @@ class Expressions(CheckerBase):
             if var not in self.flow.defined:
                 raise self.error(node, f"`{node.id}` may be used before it is assigned",
                                  "assign it on every path before this line")
+            if var in self.flow.stale:
+                self.stale_view(var, node)
             ref = N.VarRef(loc, var.type, var)
             if isinstance(var.type, T.OptRefT) and var in self.flow.nonnull:
                 return N.Narrow(loc, T.RefT(var.type.target), ref)
@@ -197,6 +201,10 @@ class Expressions(CheckerBase):
         base = self.expr(node.value)
         if isinstance(base.type, T.StructT):
             return self.field(base, node)
+        if T.packet_of(base.type) is not None:
+            raise self.error(node, f"a view has no attribute `{node.attr}`",
+                             f"read its bytes with `{ast.unparse(node.value)}[i]` or `{ast.unparse(node.value)}"
+                             ".u32be(offset)` (u8, u16, u32, u64, u16be, u32be, u64be)")
         if isinstance(base.type, (T.RefT, T.OptRefT)):
             if node.attr != "value":
                 if isinstance(base, N.GlobalRef):

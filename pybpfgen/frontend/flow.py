@@ -1,6 +1,7 @@
-"""Flow facts of program bodies, tracked per path: which locals are definitely assigned, and which optional
-map-lookup results are proven non-None (so that using a lookup result without a None check is a compile error,
-not a verifier rejection)."""
+"""Flow facts of program bodies, tracked per path: which locals are definitely assigned, which optional
+map-lookup results and packet views are proven non-None (so that using a lookup result or reading packet bytes
+without a check is a compile error, not a verifier rejection), and which packet views a helper that moves
+packet data has made stale since they were taken (frontend/packets.py)."""
 from __future__ import annotations
 
 import ast
@@ -12,13 +13,19 @@ from ..ir._records import Record
 class Flow(Record, frozen=True):
     defined: frozenset  # of Var
     nonnull: frozenset  # of Var
+    stale: frozenset = frozenset()  # of Var: packet views taken before a helper moved the packet data
 
     def assign(self, var: N.Var, nonnull: bool) -> "Flow":
         nn = self.nonnull | {var} if nonnull else self.nonnull - {var}
-        return Flow(self.defined | {var}, nn)
+        return Flow(self.defined | {var}, nn, self.stale - {var})
 
     def with_nonnull(self, vs) -> "Flow":
-        return Flow(self.defined, self.nonnull | frozenset(vs))
+        return Flow(self.defined, self.nonnull | frozenset(vs), self.stale)
+
+    def invalidate(self, views) -> "Flow":
+        """The packet data moved: these views (and every check of them) are no longer valid."""
+        vs = frozenset(views)
+        return Flow(self.defined, self.nonnull - vs, self.stale | vs)
 
     @staticmethod
     def merge(a: "Flow | None", b: "Flow | None") -> "Flow | None":
@@ -26,7 +33,7 @@ class Flow(Record, frozen=True):
             return b
         if b is None:
             return a
-        return Flow(a.defined & b.defined, a.nonnull & b.nonnull)
+        return Flow(a.defined & b.defined, a.nonnull & b.nonnull, a.stale | b.stale)
 
 
 def assigned_names(stmts: list[ast.stmt]) -> set[str]:

@@ -8,12 +8,27 @@ from typing import TYPE_CHECKING
 from ..ir import nodes as N
 from ..ir import types as T
 from ..target import maps as MAPS
-from ..target.helpers import HELPERS, OPTIONAL_FLAGS
+from ..target.helpers import C_ARGS, DOCS, HELPERS, OPTIONAL_FLAGS
+from ..target.packets import CHANGES_PACKET_DATA
 
 if TYPE_CHECKING:
     from .base import CheckerBase
 else:
     CheckerBase = object  # the typed base of the mixins is for the type checker only (base.py)
+
+
+def param_names(h: N.Helper) -> list[str]:
+    """The DSL parameter names of a helper: its C prototype's (``bpf_msg_pull_data``: msg, start, end, flags)."""
+    from .packets import c_param_names
+
+    cnames = c_param_names(h.name) if h.name in DOCS else []
+    names: list[str] = []
+    ci = 0
+    for k in h.params:
+        n = cnames[ci] if ci < len(cnames) and cnames[ci].isidentifier() else f"arg{len(names) + 1}"
+        names.append(n if n not in names else f"{n}{len(names) + 1}")
+        ci += C_ARGS[k]
+    return names
 
 
 class HelperCalls(CheckerBase):
@@ -73,10 +88,9 @@ class HelperCalls(CheckerBase):
     def raw_helper(self, h: N.Helper, node: ast.Call) -> N.Expr:
         """``bpf_<helper>(...)``: arguments follow the helper's parameter kinds."""
         what = f"`bpf_{h.name}()`"
-        names = [k if k not in ("ctx",) else "ctx" for k in h.params]
-        required = len(names) - (1 if names and names[-1] == "u64" and h.name in OPTIONAL_FLAGS else 0)
-        args = self.args_of(node, [f"{k}{i}" if names.count(k) > 1 else k for i, k in enumerate(names)],
-                            required, what)
+        names = param_names(h)
+        required = len(names) - (1 if h.params and h.params[-1] == "u64" and h.name in OPTIONAL_FLAGS else 0)
+        args = self.args_of(node, names, required, what)
         decl = None
         prepared: list = []
         for kind, a in zip(h.params, args):
@@ -127,6 +141,10 @@ class HelperCalls(CheckerBase):
                 if not isinstance(v.type, (T.IntT, T.StructT, T.ArrayT)):
                     raise self.error(a, f"{what} copies a struct, array or integer, not {v.type}")
                 out.append(N.AddrOf(v.loc, v.type, v))
+            elif kind == "buf":
+                out.append(self.buffer_arg(a, what, "to"))
+            elif kind == "len":
+                out.append(self.length_arg(a, out[-1], what, "len", node))
             elif kind == "u64":
                 if a is None:
                     out.append(N.Const(self.loc(node), T.U64, 0, literal=False))
@@ -136,6 +154,9 @@ class HelperCalls(CheckerBase):
                     out.append(self.cast(v, T.U64))
             else:
                 raise self.error(node, f"{what} takes a `{kind}` argument, which pybpfgen cannot pass yet")
+        self.check_arg_rules(h, what, out)
+        if h.name in CHANGES_PACKET_DATA:
+            self.packet_moved(f"`bpf_{h.name}()` (line {self.loc(node).line})")
         if h.ret == "ptr":
             assert decl is not None  # the helpers returning a pointer are map lookups
             rt: T.Type = T.OptRefT(decl.value)

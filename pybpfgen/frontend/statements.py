@@ -169,7 +169,8 @@ class Statements(CheckerBase):
         start_flow = self.flow
         # what is known at the top of every iteration: nothing about names the body assigns
         head = Flow(start_flow.defined | {var},
-                    frozenset(v for v in start_flow.nonnull if v.name not in assigned))
+                    frozenset(v for v in start_flow.nonnull if v.name not in assigned), start_flow.stale)
+        head = self.loop_packet_flow(s.body, head)  # views the body makes stale are stale at every iteration
         self.loop_depth += 1
         self.loop_vars[var] = stop
         try:
@@ -178,13 +179,13 @@ class Statements(CheckerBase):
             self.loop_depth -= 1
             del self.loop_vars[var]
         out.append(N.For(loc, var, start, stop, step, body))
-        after = Flow(start_flow.defined, head.nonnull)
+        after = Flow(start_flow.defined, head.nonnull, head.stale)
         self.flow = after
         return after
 
     def check_if(self, s: ast.If, out: list[N.Stmt]) -> Flow | None:
-        start = self.flow
         cond = self.condition(s.test)
+        start = self.flow  # after the condition (a helper called in it may have made packet views stale)
         t_facts, f_facts = facts(cond)
         then, out_t = self.check_block(s.body, start.with_nonnull(t_facts))
         orelse, out_f = self.check_block(s.orelse, start.with_nonnull(f_facts))
@@ -281,6 +282,8 @@ class Statements(CheckerBase):
                 return fg
         if isinstance(node, ast.Subscript):
             e = self.index(node)
+            if isinstance(e, N.PacketLoad):
+                return self.view_store_target(e, node)
             if not is_place(e):
                 raise self.error(node, "cannot assign to an element of a temporary value")
             self.check_not_param(e, node)

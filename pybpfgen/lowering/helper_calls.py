@@ -51,6 +51,10 @@ class HelperCalls(LoweringBase):
                 assert isinstance(a, N.AddrOf)
                 args += [self.memory_arg(a.value), I64(a.value.type.size)]
                 types += [PTR, I64]
+            elif kind == "buf":  # a place the helper fills: its own address (never a copy)
+                assert isinstance(a, N.AddrOf)
+                args.append(self.pointer_to(a.value))
+                types.append(PTR)
             elif kind == "fmt":  # a constant string on the stack, and its size
                 assert isinstance(a, N.FormatString)
                 arr = ir.ArrayType(I8, len(a.data))

@@ -17,6 +17,10 @@ A field is ``(name, offset, type, convert, writable, doc, c_name, unreadable_in)
 - ``c_name``: the member in the kernel's struct when it differs (``"args[0]"``: element 0 of ``args``);
 - ``unreadable_in``: program types whose programs the verifier does not let read it, with the reason
   (``invalid bpf_context access``); tests/compiler/test_contexts.py probes every field in the running kernel.
+
+A context with packet pointers (``data``/``data_end``: sk_msg's message, an skb's packet, XDP's frame, a
+sockopt's option value) says where they are in :class:`PacketData`; they are not fields: programs reach the
+bytes through checked views (``ctx.bytes(offset, n)``, see pybpfgen/frontend/packets.py).
 """
 from __future__ import annotations
 
@@ -35,14 +39,34 @@ class Field:
         return f"Field({self.name!r}, {self.offset}, {self.type!r})"
 
 
-class Context:
-    __slots__ = ("dsl_class", "c_struct", "size", "fields")
+class PacketData:
+    """Where a context keeps its packet pointers: the members holding the first byte (``data``) and the end
+    (``data_end``) of the bytes a program may access directly, and their width (``__bpf_md_ptr`` members are
+    64-bit pointers; ``struct __sk_buff``'s and ``struct xdp_md``'s are u32 the verifier rewrites). Which
+    program types may use them, and whether they may write, is :attr:`.progtypes.ProgType.packet`."""
 
-    def __init__(self, dsl_class: str, c_struct: str, size: int, fields: tuple[Field, ...]):
+    __slots__ = ("data", "data_end", "bits", "what", "c_data", "c_data_end")
+
+    def __init__(self, data: int, data_end: int, bits: int, what: str, c_data: str = "data",
+                 c_data_end: str = "data_end"):
+        self.data, self.data_end, self.bits = data, data_end, bits  # offsets in the context, load width
+        self.what = what  # in messages: "the message", "the packet", "the option value"
+        self.c_data, self.c_data_end = c_data, c_data_end  # the members' names in the kernel's struct
+
+    def __repr__(self) -> str:
+        return f"PacketData({self.c_data}@{self.data}, {self.c_data_end}@{self.data_end}, {self.bits})"
+
+
+class Context:
+    __slots__ = ("dsl_class", "c_struct", "size", "fields", "packet")
+
+    def __init__(self, dsl_class: str, c_struct: str, size: int, fields: tuple[Field, ...],
+                 packet: PacketData | None = None):
         self.dsl_class = dsl_class  # the pybpfgen.lang class: "SockOps"
         self.c_struct = c_struct  # "bpf_sock_ops"
         self.size = size  # sizeof(struct c_struct)
         self.fields = fields
+        self.packet = packet  # its data/data_end packet pointers (``ctx.bytes(...)``), if it has them
 
     def __repr__(self) -> str:
         return f"Context({self.dsl_class!r}, {self.c_struct!r})"
@@ -88,7 +112,7 @@ SK_MSG = Context("SkMsg", "sk_msg_md", 80, (
     Field("remote_port", 60, convert="bswap32", doc=_REMOTE_PORT),
     Field("local_port", 64, doc=_LOCAL_PORT),
     Field("size", 68, doc="bytes in this message"),
-))
+), packet=PacketData(0, 8, 64, "the message"))
 
 SK_BUFF = Context("SkBuff", "__sk_buff", 192, (
     Field("len", 0), Field("pkt_type", 4), Field("mark", 8), Field("queue_mapping", 12), Field("protocol", 16),
@@ -100,7 +124,7 @@ SK_BUFF = Context("SkBuff", "__sk_buff", 192, (
     Field("local_ip4", 96, doc=_LOCAL_IP4, unreadable_in=_SOCKET_FILTER_NO_SK),
     Field("remote_port", 132, convert="bswap32", doc=_REMOTE_PORT, unreadable_in=_SOCKET_FILTER_NO_SK),
     Field("local_port", 136, doc=_LOCAL_PORT, unreadable_in=_SOCKET_FILTER_NO_SK),
-))
+), packet=PacketData(76, 80, 32, "the packet"))
 
 # by the DSL class name
 CONTEXTS: dict[str, Context] = {c.dsl_class: c for c in (SOCK_OPS, SK_MSG, SK_BUFF)}

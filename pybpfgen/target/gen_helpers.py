@@ -39,6 +39,7 @@ import struct
 import sys
 from dataclasses import dataclass
 
+from .packets import LOAD_BYTES
 from .progtypes import PROG_TYPES
 from typing import cast
 
@@ -225,13 +226,17 @@ def encode(sig: Signature) -> tuple[str, tuple[str, ...]]:
             if base == "struct bpf_map" or (base == "void" and p.name in ("ringbuf", "map")):
                 kinds.append("map")
                 has_map = True
-            elif (base.startswith("struct ") and base[7:] in CTX_STRUCTS) or (base == "void" and p.name == "ctx"):
+            elif (base.startswith("struct ") and base[7:] in CTX_STRUCTS) or (base == "void" and p.name in ("ctx", "skb")):
                 if i != 0:
                     raise Unsupported(f"context pointer `{p.name}` is not the first argument")
                 kinds.append("ctx")
             elif base == "char" and p.name == "fmt" and nxt is not None and not nxt.is_ptr and nxt.base in SCALAR_TYPES \
                     and SIZE_NAME.match(nxt.name):
                 kinds.append("fmt")
+                i += 1
+            elif sig.name in LOAD_BYTES and p.name == LOAD_BYTES[sig.name][0] and nxt is not None \
+                    and nxt.name == LOAD_BYTES[sig.name][1]:
+                kinds += ["buf", "len"]  # a buffer of the program's that the helper fills, and how many bytes
                 i += 1
             elif has_map and base == "void" and p.name == "key":
                 kinds.append("key")
@@ -462,7 +467,8 @@ def py_params(e: Entry) -> list[tuple[str, str, str | None]]:
             n += "_"
         names.append(n)
         ci += 2 if kind in ("data", "fmt") else 1
-    ann = {"ctx": "Any", "map": "Any", "key": "Any", "value": "Any", "u64": "int", "data": "Any", "fmt": "str"}
+    ann = {"ctx": "Any", "map": "Any", "key": "Any", "value": "Any", "u64": "int", "data": "Any", "fmt": "str",
+           "buf": "Any", "len": "int"}
     required = len(e.params)
     while required and e.params[required - 1] == "u64" and (names[required - 1] == "flags" or "fmt" in e.params):
         required -= 1

@@ -27,11 +27,11 @@ BPF_F_SLEEPABLE = 1 << 4
 
 class ProgType:
     __slots__ = ("name", "ctx_class", "c_struct", "section", "prog_type", "attach_type", "prog_flags", "attach",
-                 "needs_map", "context", "returns", "aliases", "_fields")
+                 "needs_map", "context", "returns", "aliases", "packet", "_fields")
 
     def __init__(self, name: str, section: str, prog_type: int, attach_type: int, ctx: contexts.Context | None,
                  attach: str | None = None, needs_map: bool = False, prog_flags: int = 0,
-                 returns: tuple[int, int] | None = None, aliases: tuple[str, ...] = ()):
+                 returns: tuple[int, int] | None = None, aliases: tuple[str, ...] = (), packet: str | None = None):
         self.name = name  # DSL name: "sock_ops"; the loader's kind of program
         self.ctx_class = ctx.dsl_class if ctx else ""  # DSL annotation: "SockOps"; "": a user-defined Struct
         self.c_struct = ctx.c_struct if ctx else ""  # "bpf_sock_ops"
@@ -44,6 +44,9 @@ class ProgType:
         self.context = ctx  # None: the context is a user-defined Struct (syscall)
         self.returns = returns  # (lo, hi): the return values the kernel accepts, checked at compile time
         self.aliases = aliases  # other spellings of the type in an object's .pybpfgen section / ELF section
+        # direct access to its context's packet data (contexts.PacketData) the verifier allows: "read",
+        # "write" (read and write) or None (none: the kernel's may_access_direct_pkt_data)
+        self.packet = packet
         self._fields: dict[str, CtxField] | None = None
 
     def __repr__(self) -> str:
@@ -74,13 +77,13 @@ def ctx_fields(ctx: contexts.Context, progtype: str) -> dict[str, CtxField]:
 
 PROG_TYPES: dict[str, ProgType] = {
     "sock_ops": ProgType("sock_ops", "sockops", 13, 3, contexts.SOCK_OPS, attach="cgroup"),
-    "sk_msg": ProgType("sk_msg", "sk_msg", 16, 7, contexts.SK_MSG, attach="map", needs_map=True),
+    "sk_msg": ProgType("sk_msg", "sk_msg", 16, 7, contexts.SK_MSG, attach="map", needs_map=True, packet="write"),
     "socket_filter": ProgType("socket_filter", "socket", 1, 0, contexts.SK_BUFF, aliases=("socket",)),
     # BPF_PROG_TYPE_CGROUP_SKB on BPF_CGROUP_INET_INGRESS / _EGRESS: 1 lets the packet through, 0 drops it
     "cgroup_skb_ingress": ProgType("cgroup_skb_ingress", "cgroup_skb/ingress", 8, 0, contexts.SK_BUFF,
-                                   attach="cgroup", returns=(0, 1)),
+                                   attach="cgroup", returns=(0, 1), packet="read"),
     "cgroup_skb_egress": ProgType("cgroup_skb_egress", "cgroup_skb/egress", 8, 1, contexts.SK_BUFF,
-                                  attach="cgroup", returns=(0, 1)),
+                                  attach="cgroup", returns=(0, 1), packet="read"),
     # the context of a syscall program is a user-defined Struct (see CtxT.struct_t); BPF_F_SLEEPABLE is required
     "syscall": ProgType("syscall", "syscall", 31, 0, None, prog_flags=BPF_F_SLEEPABLE),
 }
