@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import struct
 
-from ._records import DICT, Record
+from pybpfgen.target.records import DICT, Record
 
 from .errors import ObjectFormatError
 

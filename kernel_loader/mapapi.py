@@ -19,6 +19,7 @@ from . import syscall as _syscall
 from .elf import MAP_SOCKHASH, MAP_SOCKMAP
 from .errors import BpfSyscallError, LoaderError
 from .lifecycle import KernelBtfCache, user_errors as _user_errors
+from .kinfo import ProgInfo
 from .maps import ARRAY_TYPES, Map
 from .pins import DEFAULT_PIN_ROOT
 
@@ -65,7 +66,6 @@ def map_names(pin_dir: str) -> list[str]:
 
 def object_btf(pin_dir: str, sc, btfs: KernelBtfCache | None = None):
     """The BTF the object's programs were loaded with (from the first program pin that has one), or None."""
-    import struct
     btfs = btfs or KernelBtfCache(sc)
     try:
         progs = _visible(sorted(os.listdir(os.path.join(pin_dir, "progs"))))
@@ -77,7 +77,7 @@ def object_btf(pin_dir: str, sc, btfs: KernelBtfCache | None = None):
         except BpfSyscallError:
             continue
         try:
-            btf_id = struct.unpack_from("<I", sc.prog_info(fd), 128)[0]
+            btf_id = ProgInfo.from_bytes(sc.prog_info(fd)).btf_id
         except BpfSyscallError:
             continue
         finally:

@@ -1,12 +1,13 @@
 """The loader's BPF facts are the compiler's tables (issue 12), with the values the loader always used."""
-from kernel_loader import attach, elf, lifecycle, manager, mapapi, maps
+from kernel_loader import attach, elf, kinfo, lifecycle, mapapi, maps
 from pybpfgen.target import maps as tmaps, progtypes
 
 
 def test_the_loader_reads_the_shared_tables():
     assert elf.PROG_TYPES is progtypes.PROG_TYPES and attach.PROG_TYPES is progtypes.PROG_TYPES
-    assert elf.MAP_TYPE_NAMES is tmaps.MAP_TYPE_NAMES and manager.PROG_TYPE_NAMES is progtypes.PROG_TYPE_NAMES
-    assert manager.ATTACH_TYPE_NAMES is progtypes.ATTACH_TYPE_NAMES
+    assert elf.MAP_TYPE_NAMES is tmaps.MAP_TYPE_NAMES and kinfo.PROG_TYPE_NAMES is progtypes.PROG_TYPE_NAMES
+    assert kinfo.ATTACH_TYPE_NAMES is progtypes.ATTACH_TYPE_NAMES and kinfo.MAP_TYPE_NAMES is tmaps.MAP_TYPE_NAMES
+    assert attach.LINK_TYPE_NAMES is kinfo.LINK_TYPE_NAMES  # generated from the kernel's BTF (gen_kinfo)
 
 
 def test_the_values_did_not_change():
