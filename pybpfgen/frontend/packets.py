@@ -68,11 +68,13 @@ def upper_bound(e: N.Expr, loop_vars: dict[N.Var, int]) -> int | None:
     t = e.type
     if isinstance(e, N.Const):
         return e.value + 1 if e.value >= 0 else None
+    # a u8 or u16 value is below 256 or 65536 whatever it is (a truncation u8(x) included)
+    natural = 1 << t.bits if isinstance(t, T.IntT) and not t.signed and t.bits <= 16 else None
     if isinstance(e, N.Cast):
         inner = e.value.type
         if isinstance(inner, T.IntT) and not inner.signed and isinstance(t, T.IntT) and t.bits >= inner.bits:
             return upper_bound(e.value, loop_vars)
-        return None
+        return natural
     if isinstance(e, N.VarRef) and e.var in loop_vars:
         return loop_vars[e.var]
     if isinstance(e, N.Binary):
@@ -86,10 +88,10 @@ def upper_bound(e: N.Expr, loop_vars: dict[N.Var, int]) -> int | None:
             return ((lb - 1) >> e.right.value) + 1
         if e.op == "+" and lb is not None and rb is not None and isinstance(t, T.IntT) and lb + rb - 1 <= t.max:
             return lb + rb - 1
-        return None
-    if isinstance(t, T.IntT) and not t.signed and t.bits <= 16:
-        return 1 << t.bits  # a u8 or u16 value, whatever it is
-    return None
+        if e.op == "*" and lb is not None and rb is not None and isinstance(t, T.IntT) \
+                and (lb - 1) * (rb - 1) <= t.max:
+            return (lb - 1) * (rb - 1) + 1
+    return natural
 
 
 class Packets(CheckerBase):
