@@ -24,6 +24,7 @@ from .maps import ARRAY_TYPES, Map
 from .pins import DEFAULT_PIN_ROOT
 
 from pybpfgen.target.maps import UNITERABLE_MAP_TYPES as UNITERABLE_TYPES  # noqa: E402  RINGBUF ...: no keys
+from pybpfgen.target.maps import LOCAL_STORAGE_MAP_TYPES  # noqa: E402  SK_STORAGE ...: keyed by an fd
 NOEXIST, EXIST = 1, 2                # BPF_NOEXIST, BPF_EXIST
 
 
@@ -233,7 +234,18 @@ def _encode(m: Map, object: str, what: str, value) -> bytes:
         raise LoaderError(f"{_where(object, m)}: {what} {_short(value)} does not fit {expected}: {detail}") from None
 
 
+_COMMAND = {"look up": "get"}  # the `pybpfgen map` command of an action
+
+
 def _check_iterable(m: Map, object: str, action: str) -> None:
+    if m.info().type in LOCAL_STORAGE_MAP_TYPES:
+        owner = m.info().type_name.split("_")[0].replace("sk", "socket").replace("cgrp", "cgroup")
+        raise LoaderError(f"{_where(object, m)} is a {m.info().type_name} map: its values live in each {owner}, "
+                          f"and the kernel finds one only by a file descriptor of that {owner} in the calling "
+                          f"process, so `pybpfgen map {_COMMAND.get(action, action)}` cannot reach them; read a "
+                          f"value in the process that owns "
+                          f"the {owner} (BPF_MAP_LOOKUP_ELEM with its fd as the key), or count in a program "
+                          "(a Global or an Array)")
     if m.info().type in UNITERABLE_TYPES:
         raise LoaderError(f"{_where(object, m)} is a {m.info().type_name}: it has no keys to {action}")
 

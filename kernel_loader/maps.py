@@ -10,6 +10,7 @@ from .elf import MAP_SOCKHASH, MAP_SOCKMAP, MAP_TYPE_NAMES, BpfObject, MapDef
 from .errors import BpfSyscallError, LoaderError, PERMISSION_HINT
 
 from pybpfgen.target.maps import ARRAY_MAP_TYPES as ARRAY_TYPES, PERCPU_MAP_TYPES as PERCPU_TYPES  # noqa: E402,F401
+from pybpfgen.target.maps import LOCAL_STORAGE_MAP_TYPES  # noqa: E402
 
 
 def kernel_map_name(obj_name: str, m: MapDef) -> str:
@@ -37,6 +38,10 @@ def create_map(sc, obj: BpfObject, m: MapDef, btf_fd: int | None) -> int:
             except BpfSyscallError as e:
                 if e.errno == errno.EPERM:
                     raise
+                if m.type in LOCAL_STORAGE_MAP_TYPES:  # BTF is mandatory: no retry without it
+                    raise LoaderError(f"cannot create map {m.name} ({MAP_TYPE_NAMES.get(m.type, m.type)}): "
+                                      f"{e.errno_name}; the kernel needs its BTF key (int) and value types, and "
+                                      "rejected them") from e
                 fd = sc.map_create(**base)   # retry without BTF (libbpf does the same)
         else:
             fd = sc.map_create(**base)

@@ -24,11 +24,10 @@ class Memory(LoweringBase):
     def address(self, e: N.Expr) -> ir.Value:
         """The address of a place (a local, a field, an element, a map value, a global)."""
         if isinstance(e, N.VarRef):
-            if e.var in self.params:
-                if T.is_memory(e.type):  # memory-typed parameters are passed by pointer
+            if e.var in self.params:  # memory-typed parameters are passed by pointer
+                if T.is_memory(e.type):
                     return self.params[e.var]
-                # a scalar parameter (read-only) whose address is needed (a map key): a copy on the stack
-                tmp = self.alloca(e.type)
+                tmp = self.alloca(e.type)  # a scalar parameter whose address is needed (a map key): a copy
                 self.b.store(self.params[e.var], tmp)
                 return tmp
             return self.slots[e.var]
