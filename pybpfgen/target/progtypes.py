@@ -76,6 +76,16 @@ def ctx_fields(ctx: contexts.Context, progtype: str) -> dict[str, CtxField]:
     return out
 
 
+_SOCK_FIELDS: dict[str, CtxField] = {}
+
+
+def sock_fields() -> dict[str, CtxField]:
+    """The compiler's fields of ``struct bpf_sock`` (what a program reads through a socket pointer)."""
+    if not _SOCK_FIELDS:
+        _SOCK_FIELDS.update(ctx_fields(contexts.SOCK, "sock"))
+    return _SOCK_FIELDS
+
+
 PROG_TYPES: dict[str, ProgType] = {
     "sock_ops": ProgType("sock_ops", "sockops", 13, 3, contexts.SOCK_OPS, attach="cgroup"),
     "sk_msg": ProgType("sk_msg", "sk_msg", 16, 7, contexts.SK_MSG, attach="map", needs_map=True, packet="write"),
