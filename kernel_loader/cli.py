@@ -309,9 +309,9 @@ def format_map_show(st: dict, one_map: bool = False) -> str:
         out.append(f"{o['name']}  ({o['pin_dir']})")
         for m in o["maps"]:
             ent = "-" if m["entries"] is None else m["entries"]
-            out.append(f"  {m['name']:<16} {m['type']:<14} key {m['key_type'] or '-'}  value "
-                       f"{m['value_type'] or '-'}{' (per CPU)' if m['percpu'] else ''}  "
-                       f"entries {ent}/{m['max_entries']}")
+            kv = (f"event {m['event_type'] or '- (bytes)'}" if "event_type" in m else
+                  f"key {m['key_type'] or '-'}  value {m['value_type'] or '-'}{' (per CPU)' if m['percpu'] else ''}")
+            out.append(f"  {m['name']:<16} {m['type']:<14} {kv}  entries {ent}/{m['max_entries']}")
             if one_map:
                 out.append(f"    id {m['id']}, flags 0x{m['flags']:x}, key {m['key_size']} bytes, value "
                            f"{m['value_size']} bytes, BTF {m['btf'] or 'none'}")
@@ -319,6 +319,9 @@ def format_map_show(st: dict, one_map: bool = False) -> str:
                     out.append(f"    key:   {m['key']}")
                 if m["value"]:
                     out.append(f"    value: {m['value']}")
+                if m.get("event"):
+                    out.append(f"    event: {m['event_type']} {m['event']}  (read with `pybpfgen events "
+                               f"{o['name']} {m['name']}`)")
     return "\n".join(out)
 
 

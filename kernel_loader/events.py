@@ -30,9 +30,7 @@ from .errors import LoaderError
 from .lifecycle import user_errors as _user_errors
 from .pins import DEFAULT_PIN_ROOT
 
-from pybpfgen.target.maps import BY_KIND as _MAP_KINDS  # noqa: E402  the loader's one table of map types
-
-MAP_RINGBUF = _MAP_KINDS["ringbuf"].map_type
+from .mapapi import MAP_RINGBUF
 BUSY_BIT, DISCARD_BIT = 1 << 31, 1 << 30       # BPF_RINGBUF_BUSY_BIT, BPF_RINGBUF_DISCARD_BIT
 HDR_SIZE = 8                                   # BPF_RINGBUF_HDR_SZ
 _U64 = struct.Struct("<Q")
@@ -179,7 +177,7 @@ def open_events(object: str, map: str, pin_root: str = DEFAULT_PIN_ROOT, *, sc=N
     manager). Its records are decoded with their BTF type (ints, dicts for structs, lists for arrays, as
     ``pybpfgen map`` decodes values), or are bytes when the object recorded none (``reader.event_type`` is
     then None)."""
-    from .mapapi import _object_dir, _open, object_btf
+    from .mapapi import _object_dir, _open
     sc = sc or _syscall.get_default()
     pin_dir = _object_dir(object, pin_root)
     m = _open(pin_dir, object, map, sc)
@@ -189,9 +187,7 @@ def open_events(object: str, map: str, pin_root: str = DEFAULT_PIN_ROOT, *, sc=N
         m.close()
         raise LoaderError(f"{object}/{name} is a {info.type_name}, not a ring buffer; its entries are read with "
                           f"`pybpfgen map dump {object} {name}`")
-    btf, tid = event_type([m.btf()], m.name)
-    if not tid:
-        btf, tid = event_type([object_btf(pin_dir, sc)], m.name)
+    btf, tid = m.btf(), m.event_type_id     # found by _open in the map's definition
     fd = os.dup(m.fd)  # the reader owns its fd; the Map closes its own
     name = m.name
     m.close()

@@ -28,6 +28,14 @@ else:
     CheckerBase = object  # the typed base of the mixins is for the type checker only (base.py)
 
 
+# the raw helpers, which the DSL does not offer (a reservation is not a value a helper argument kind can carry)
+RAW_RESERVATION = {
+    "bpf_ringbuf_reserve": "write `ev = events.reserve(Event)` (None when the buffer is full)",
+    "bpf_ringbuf_submit": "write `events.submit(ev)` for a reservation `ev = events.reserve(...)`",
+    "bpf_ringbuf_discard": "write `events.discard(ev)` for a reservation `ev = events.reserve(...)`",
+}
+
+
 def reservation_helper(name: str) -> N.Helper:
     """``bpf_ringbuf_reserve`` / ``submit`` / ``discard``: their ids and the program types allowed to call them
     come from the generated helper table; their arguments are typed here (a reservation has no helper kind)."""

@@ -285,6 +285,20 @@ def test_each_rule_is_a_located_compile_error(compile_src, body, message, line):
     assert len(errors) == 1, [(e.loc.line, e.message) for e in errors]  # no follow-on errors
 
 
+@pytest.mark.parametrize("helper", ["bpf_ringbuf_reserve(events, 16, 0)", "bpf_ringbuf_submit(x, 0)",
+                                    "bpf_ringbuf_discard(x, 0)"])
+def test_raw_reservation_helpers_point_to_the_methods(compile_src, helper):
+    errors = _errors(compile_src, f"""
+@sock_ops
+def p(ctx: SockOps) -> int:
+    x = 1
+    {helper}
+    return 1
+""")
+    assert [e.loc.line for e in errors] == [18]
+    assert "is called through the RingBuf's methods" in errors[0].message and "events." in errors[0].hint
+
+
 @pytest.mark.parametrize("decl, message", [
     ("bad = RingBuf(event=Event, max_entries=4000)", "a RingBuf size must be a power of 2"),
     ("class Big(Struct):\n    b: u8[4096]\nbad = RingBuf(event=Big, max_entries=4096)",
