@@ -139,12 +139,13 @@ class Context:
         self.mem = bytearray(mem)  # the context struct
         self.redirect: tuple | None = None  # (map name, key bytes, flags) after msg_redirect_*
         self.cb_flags: int | None = None
-        self.cookie = attrs.pop("cookie", 1)
+        sock = attrs.get("socket")
+        self.cookie = attrs.pop("cookie", sock.cookie if isinstance(sock, Socket) else 1)
         self.netns_cookie = attrs.pop("netns_cookie", 1)
         # the context's socket: what a sockhash stores for it and what ctx.sk gives (sk=None: sock_ops without a
         # full socket)
-        self.socket = attrs.pop("socket", None) or Socket(self.cookie if "cookie" in attrs else None)
-        self.sk: Socket | None = attrs.pop("sk", self.socket)
+        self.socket = attrs.pop("socket", None) or Socket(self.cookie)
+        self.sk: Socket | None = attrs.pop("sk", self.socket if isinstance(self.socket, Socket) else Socket(self.cookie))
         # the packet or message bytes (``data=``): what ctx.bytes() views and the data helpers read
         self.payload = simpackets.Payload(attrs.pop("data", b""), attrs.pop("linear", None))
         self.printk: list[str] = []

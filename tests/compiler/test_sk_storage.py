@@ -306,3 +306,32 @@ def test_simulated_socket_fields(tmp_path):
     mod.run("o", testing.sock_ops(op=4, socket=sk))
     with pytest.raises(TypeError, match="no field 'port'"):
         testing.Socket(port=1)
+
+
+COOKIE = """
+from pybpfgen.lang import *
+
+store = SkStorage(value=u64)
+
+
+@sock_ops
+def o(ctx: SockOps) -> int:
+    sk = ctx.sk
+    if sk is not None:
+        v = store.get(sk, create=True)
+        if v is not None:
+            v.value = bpf_get_socket_cookie(ctx)
+    return 1
+"""
+
+
+def test_a_context_and_its_socket_share_the_cookie(tmp_path):
+    p = tmp_path / "cookie.py"
+    p.write_text(COOKIE)
+    mod = testing.load(str(p))
+    sk = testing.Socket(cookie=77)
+    mod.run("o", testing.sock_ops(op=4, socket=sk))
+    assert mod.map("store").lookup(sk) == 77
+    ctx = testing.sock_ops(op=4, cookie=5)
+    mod.run("o", ctx)
+    assert ctx.sk.cookie == 5 and mod.map("store").lookup(ctx.sk) == 5
