@@ -39,7 +39,7 @@ from .target.contexts import SOCK
 from .target.maps import BY_KIND as MAP_KINDS
 from .target.progtypes import PROG_TYPES
 
-__all__ = ["load", "Module", "Context", "Socket", "sock_ops", "sk_msg", "skb", "cgroup_skb", "SimMap", "encode",
+__all__ = ["load", "Module", "Context", "Socket", "sock_ops", "sk_msg", "skb", "cgroup_skb", "context", "SimMap", "encode",
            "decode"]
 
 SK_PASS, SK_DROP = 1, 0
@@ -206,6 +206,16 @@ def skb(**fields: Any) -> Context:
     """A ``struct __sk_buff`` context for socket_filter programs; ``data=b"..."``: the packet's bytes (what
     ``bpf_skb_load_bytes`` reads; ``len`` follows unless given)."""
     return _ctx("socket_filter", fields)
+
+
+def context(progtype: str, **fields: Any) -> Context:
+    """A context for a program of any type of the table (``testing.context("xdp", data=frame)``,
+    ``testing.context("tc_ingress", data=frame, len=60)``), with the conventions of :func:`sock_ops`; ``data=``
+    gives its packet bytes (pybpfgen/simpackets.py)."""
+    if progtype not in PROG_TYPES or PROG_TYPES[progtype].context is None:
+        raise ValueError(f"no program type {progtype!r} with a kernel context; one of: "
+                         + ", ".join(p.name for p in PROG_TYPES.values() if p.context is not None))
+    return _ctx(progtype, fields)
 
 
 def cgroup_skb(direction: str = "egress", **fields: Any) -> Context:
