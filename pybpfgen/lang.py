@@ -559,6 +559,12 @@ class SkBuff:
     gso_segs: u32
     gso_size: u32
 
+    def bytes(self, offset: int, n: int) -> Optional[View]:
+        """``n`` bytes of the packet at ``offset`` from its data (cgroup_skb: the IP header, read-only; tc: the
+        Ethernet header, sk_skb: the stream's data, both writable), or None when the linear data ends before them.
+        Check it for None before reading."""
+        raise NotImplementedError("views exist in compiled programs and in pybpfgen.testing")
+
 
 @_context
 class XdpMd:
@@ -575,12 +581,6 @@ class XdpMd:
     def bytes(self, offset: int, n: int) -> Optional[View]:
         """``n`` bytes of the frame at ``offset`` from its data (the Ethernet header), or None when it ends before
         them (readable and writable). Check it for None before reading."""
-        raise NotImplementedError("views exist in compiled programs and in pybpfgen.testing")
-
-    def bytes(self, offset: int, n: int) -> Optional[View]:
-        """``n`` bytes of the packet at ``offset`` from its data (cgroup_skb: the IP header, read-only; tc: the
-        Ethernet header, sk_skb: the stream's data, both writable), or None when the linear data ends before them.
-        Check it for None before reading."""
         raise NotImplementedError("views exist in compiled programs and in pybpfgen.testing")
 
 
