@@ -179,6 +179,7 @@ class Statements(CheckerBase):
         # what is known at the top of every iteration: nothing about names the body assigns
         head = start_flow.replace(start_flow.defined | {var},
                                   frozenset(v for v in start_flow.nonnull if v.name not in assigned))
+        head = self.loop_packet_flow(s.body, head)  # views the body makes stale are stale at every iteration
         self.loop_depth += 1
         self.loop_vars[var] = stop
         self.loop_reserved.append(start_flow.reserved)
@@ -196,12 +197,13 @@ class Statements(CheckerBase):
             self.loop_reserved.pop()
         out.append(N.For(loc, var, start, stop, step, body))
         after = start_flow.replace(start_flow.defined, head.nonnull)  # (reservations: as before the loop)
+        after = Flow(after.defined, after.nonnull, after.reserved, after.released, head.stale)
         self.flow = after
         return after
 
     def check_if(self, s: ast.If, out: list[N.Stmt]) -> Flow | None:
-        start = self.flow
         cond = self.condition(s.test)
+        start = self.flow  # after the condition (a helper called in it may have made packet views stale)
         t_facts, f_facts = facts(cond)
         t_null, f_null = null_facts(cond)
         then, out_t = self.check_block(s.body, start.with_nonnull(t_facts).with_null(t_null))
@@ -313,6 +315,8 @@ class Statements(CheckerBase):
             if isinstance(e, N.CtxLoad):  # ctx.user_ip6[i] = ...: one 32-bit store at a constant offset
                 self.check_ctx_writable(node, e.ctx, e.field)
                 return e
+            if isinstance(e, N.PacketLoad):
+                return self.view_store_target(e, node)
             if not is_place(e):
                 raise self.error(node, "cannot assign to an element of a temporary value")
             self.check_not_param(e, node)
