@@ -816,6 +816,10 @@ class _Frame:
             payload = self.vals[e.ctx].payload
             at = payload.view(self.value(e.offset), e.n)
             return None if at is None else Ptr(payload.buf, at)
+        if isinstance(e, N.PacketStore):
+            p = self.value(e.view)
+            simpackets.store(p.buf, p.off + e.offset, e.bits, e.big_endian, self.value(e.value))
+            return None
         if isinstance(e, N.PacketLoad):
             p = self.value(e.view)
             assert isinstance(t, T.IntT)
