@@ -122,7 +122,9 @@ class RingBufReader:
         got = 0
         while count is None or got < count:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            recs = self.poll(left, None if count is None else count - got)
+            # one record at a time: the consumer position never runs ahead of what was yielded, so a caller that
+            # stops early (break, an exception, a closed pipe) leaves the rest in the buffer for the next reader
+            recs = self.poll(left, 1)
             for r in recs:
                 got += 1
                 yield r

@@ -130,3 +130,15 @@ def test_errors_are_one_line(loaded, pybpfgen_cli):
     r = pybpfgen_cli.run("events", name, "typed", "--count", "0", check=False)
     assert r.returncode == 2 and "positive number of records" in r.stderr
     assert os.path.isdir(pin_root)
+
+
+def test_a_reader_that_stops_early_leaves_the_rest_in_the_buffer(loaded):
+    """The consumer position moves past a record only when it is handed over: a caller leaving the iteration
+    (break, an exception, `pybpfgen events ... | head -1`) leaves the records it did not take for the next
+    reader. (Before, read() consumed every record available at once and lost those not yet yielded.)"""
+    name, pin_root, _ = loaded
+    _run(name, pin_root, 5)
+    with events.open_events(name, "typed", pin_root) as r:
+        first = next(iter(r.read(timeout=10)))
+        assert first["seq"] == 0 and r.pending() == 4 * 24
+    assert [x["seq"] for x in events.read_events(name, "typed", pin_root, count=4, timeout=10)] == [1, 2, 3, 4]
