@@ -244,3 +244,30 @@ def test_interface_errors_are_one_clear_line(tmp_path, pin_root):
         assert r.returncode == 1, r
         assert r.stderr.strip().splitlines() == [f"pybpfgen: error: {message}"], r.stderr
     assert not os.listdir(pin_root) if os.path.isdir(pin_root) else True
+
+
+def test_status_names_the_interface_of_xdp_and_tcx_links_from_any_namespace(tmp_path, pin_root, veth,
+                                                                              pybpfgen_cli):
+    """The links' info gives an ifindex, which is per network namespace: status (run here, in the test's namespace,
+    not the veth's) names the interface the object was loaded on, not whatever has that index here; an xdp link's
+    attach type is xdp (its info has none: it read as 0, "cgroup_inet_ingress", before); the text output shows the
+    interface (it showed "-> -" before)."""
+    import kharness as kh
+    xdp_obj, tc_obj = _compile(tmp_path, "xdpst", XDP), _compile(tmp_path, "tcst", TC)
+    with kh.in_netns(veth.a):
+        [x] = kl.load(xdp_obj, pin_root=pin_root, ifname=veth.veth_a)
+        [t] = kl.load(tc_obj, pin_root=pin_root, ifname=veth.veth_a)
+        ifindex = socket.if_nametoindex(veth.veth_a)
+    try:
+        links = {ln["name"]: ln for o in kl.status(pin_root=pin_root)["objects"] for ln in o["links"]}
+        assert {n: (ln["type"], ln["attach_type"], ln["target"]) for n, ln in links.items()} == {
+            "count_all": ("xdp", "xdp", {"kind": "interface", "ifindex": ifindex, "ifname": veth.veth_a}),
+            "drop_big": ("tcx", "tcx_ingress", {"kind": "interface", "ifindex": ifindex, "ifname": veth.veth_a}),
+            "count_out": ("tcx", "tcx_egress", {"kind": "interface", "ifindex": ifindex, "ifname": veth.veth_a})}
+        text = pybpfgen_cli.run("status", "--pin-root", pin_root, pin=False).stdout
+        for prog in ("count_all", "drop_big", "count_out"):
+            line = next(ln for ln in text.splitlines() if ln.strip().startswith(prog + " ") and " -> " in ln)
+            assert line.endswith(f"-> interface {veth.veth_a} (ifindex {ifindex})"), text
+    finally:
+        kl.unload(x.name, pin_root=pin_root)
+        kl.unload(t.name, pin_root=pin_root)
