@@ -142,3 +142,38 @@ def test_a_reader_that_stops_early_leaves_the_rest_in_the_buffer(loaded):
         first = next(iter(r.read(timeout=10)))
         assert first["seq"] == 0 and r.pending() == 4 * 24
     assert [x["seq"] for x in events.read_events(name, "typed", pin_root, count=4, timeout=10)] == [1, 2, 3, 4]
+
+
+def test_one_reader_at_a_time(loaded, pybpfgen_cli):
+    """A ring buffer has one consumer position: a second reader would read the same records and write the position
+    back over the first's. Before, a second reader opened without a word; now it is refused in one line, and the
+    map can be read again once the first reader is closed."""
+    name, pin_root, _ = loaded
+    _run(name, pin_root, 2)
+    with events.open_events(name, "typed", pin_root):
+        with pytest.raises(LoaderError, match=r"rbtest/typed is being read by another reader"):
+            events.open_events(name, "typed", pin_root)
+        r = pybpfgen_cli.run("events", name, "typed", "--count", "1", "--timeout", "5", check=False)
+        assert r.returncode != 0 and "being read by another reader" in r.stderr and "Traceback" not in r.stderr
+        with events.open_events(name, "raw", pin_root):   # another map: its own reader
+            pass
+    assert [x["seq"] for x in events.read_events(name, "typed", pin_root, count=2, timeout=10)] == [0, 1]
+
+
+@pytest.mark.parametrize("where", ["inside a header", "past the producer"])
+def test_a_consumer_position_that_is_not_at_a_record_is_reported_and_the_buffer_given_back(loaded, where):
+    """Another consumer (or anything writing the consumer page) can leave the position where no record starts.
+    Before, the reader decoded bytes as headers and records (garbage), or, with the position past the producer's,
+    returned nothing while every reservation failed for good. Now it says so, skips to the producer position,
+    and the buffer works again."""
+    name, pin_root, _ = loaded
+    _run(name, pin_root, 3)
+    with events.open_events(name, "typed", pin_root) as r:
+        prod = r.producer_pos
+        bad = r.consumer_pos + 4 if where == "inside a header" else prod + 4096
+        r._consumer[:8] = bad.to_bytes(8, "little")     # what a second consumer's stale write looks like
+        with pytest.raises(LoaderError, match=r"does not point at a record .* the records in between are lost"):
+            r.consume()
+        assert r.consumer_pos == r.producer_pos == prod
+        _run(name, pin_root, 2)
+        assert [x["seq"] for x in r.poll(timeout=10)] == [0, 1]
