@@ -95,8 +95,6 @@ class MapInfo(Record, eq=True):
 
 
 # what each link type is attached to: (target kind, the info fields of its union member)
-# the attach type of the link types whose info has none (an xdp link is always BPF_XDP)
-_IMPLIED_ATTACH_TYPE = {"xdp": next(n for n, name in ATTACH_TYPE_NAMES.items() if name == "xdp")}
 _TARGETS = {"cgroup": ("cgroup", ("cgroup_id", "attach_type")),
             "sockmap": ("map", ("map_id", "attach_type")),
             "xdp": ("ifindex", ("ifindex",)),
@@ -120,8 +118,6 @@ class LinkInfo(Record, eq=True):
         d = _decode(L.LINK_INFO, b)
         member = LINK_TYPE_NAMES.get(d["type"], "")
         extra = {f: d[f"{member}.{f}"] for f in _TARGETS[member][1]} if member in _TARGETS else {}
-        if member in _IMPLIED_ATTACH_TYPE:
-            extra["attach_type"] = _IMPLIED_ATTACH_TYPE[member]
         return cls(d["type"], d["id"], d["prog_id"], **extra)
 
     @property
@@ -131,6 +127,12 @@ class LinkInfo(Record, eq=True):
     @property
     def attach_type_name(self) -> str:
         return ATTACH_TYPE_NAMES.get(self.attach_type, str(self.attach_type))
+
+    @property
+    def has_attach_type(self) -> bool:
+        """Whether the kernel's info of this link type says its attach type (an xdp link's does not)."""
+        t = _TARGETS.get(self.type_name)
+        return t is not None and "attach_type" in t[1]
 
     @property
     def target_kind(self) -> str | None:
