@@ -177,3 +177,54 @@ def test_a_consumer_position_that_is_not_at_a_record_is_reported_and_the_buffer_
         assert r.consumer_pos == r.producer_pos == prod
         _run(name, pin_root, 2)
         assert [x["seq"] for x in r.poll(timeout=10)] == [0, 1]
+
+
+BIG = textwrap.dedent("""
+    from pybpfgen.lang import *
+
+    class Args(Struct):
+        n: u32
+
+    class Big(Struct):
+        seq: u64
+        data: u64[600]
+
+    big = RingBuf(event=Big, max_entries=8192)
+
+    @syscall
+    def emit_big(args: Args) -> int:
+        for i in range(2):
+            ev = big.reserve()
+            if ev is None:
+                return i
+            ev.seq = args.n
+            ev.data[0] = args.n + 1
+            ev.data[599] = args.n + 2
+            big.submit(ev)
+        return 2
+""")
+
+
+def test_records_larger_than_a_page_wrap_around_the_end_and_a_full_buffer_refuses(tmp_path, pin_root):
+    """4816-byte records (8-byte header) in an 8192-byte buffer: one fits at a time (the second reservation of a
+    run fails: the buffer is full until the reader consumes), and every other one wraps around the end of the data
+    area (the second, at 4816..9632, ends with data[599] past the end), read whole through its second mapping."""
+    src = tmp_path / "bigrb.py"
+    src.write_text(BIG)
+    r = compile_file(str(src), str(tmp_path))
+    assert r.output, [d.format() for d in r.diagnostics]
+    [res] = kl.load(r.output, pin_root=str(pin_root))
+    sc = Syscall()
+    fd = sc.obj_get(os.path.join(str(pin_root), res.name, "progs", "emit_big"))
+    try:
+        with events.open_events(res.name, "big", str(pin_root)) as rd:
+            for k in range(5):
+                before = rd.consumer_pos
+                rv, _ = sc.prog_test_run(fd, ctx=(100 * k).to_bytes(4, "little"))
+                assert rv == 1                                     # the second reservation found the buffer full
+                [rec] = rd.poll(timeout=10)
+                assert (rec["seq"], rec["data"][0], rec["data"][599]) == (100 * k, 100 * k + 1, 100 * k + 2)
+                assert rd.consumer_pos - before == 4816
+    finally:
+        os.close(fd)
+        kl.unload(res.name, pin_root=str(pin_root))
