@@ -375,6 +375,8 @@ class FunctionLowering(Memory, HelperCalls, Packets):
             return self.packet_view(e)
         if isinstance(e, N.PacketLoad):
             return self.packet_load(e)
+        if isinstance(e, N.PacketStore):
+            return self.packet_set(e)
         if isinstance(e, N.AtomicRMW):
             ptr = self.address(e.place)
             # a discarded result (atomic_add) is a relaxed add, which the BPF backend emits as the non-fetching
