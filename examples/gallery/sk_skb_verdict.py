@@ -6,6 +6,13 @@ egress of the same socket: the client gets its bytes back, the server process ne
 bytes echoed are counted per port. Data for a port that is not (or no longer) an echo port goes to the
 application as usual (SK_PASS).
 
+The echo starts once the server application has accepted the connection: the kernel runs a stream verdict from the
+socket's data-ready callback, which does nothing before accept() (the socket is already in ``socks`` from the
+handshake on, but bytes that arrive before accept() wait in the receive queue, unechoed, until more bytes arrive).
+So the server must keep accepting on the echo port (and just hold the connections), and a client that sends
+right after connect() should expect its first bytes back only once the server has accepted: in a protocol that
+must not depend on that timing, let the server tell the client (e.g. a greeting) before the client sends.
+
     pybpfgen compile examples/gallery/sk_skb_verdict.py -o build/
     pybpfgen load build/sk_skb_verdict.bpf.o --cgroup /sys/fs/cgroup/unified/echo
     pybpfgen map set sk_skb_verdict echo_ports 7007 0     # port 7007 echoes (connections made from now on)
