@@ -1,7 +1,7 @@
 """examples/gallery/sk_skb_verdict.py on the kernel: loaded into a private child cgroup and pin root, its sock_ops
 program puts the server side of connections to an echo port into the sockhash, and the stream verdict program
 echoes what the client sends from inside the kernel (the server process, in the cgroup, never reads it) and counts
-the bytes; a connection to another port reaches the application. Over loopback."""
+the bytes, drops data starting with QUIT; a connection to another port reaches the application. Over loopback."""
 import os
 import socket
 import subprocess
@@ -80,6 +80,14 @@ def test_echo_port_is_answered_in_the_kernel(tmp_path, pin_root, child_cgroup):
             for m in messages:
                 c.sendall(m)
                 assert _recv_exactly(c, len(m)) == m
+            c.sendall(b"QUIT now")             # dropped by the verdict: nothing comes back, nothing counted
+            c.settimeout(0.5)
+            with pytest.raises(socket.timeout):
+                c.recv(100)
+            c.settimeout(10)
+            c.sendall(b"still here")           # the connection goes on
+            assert _recv_exactly(c, 10) == b"still here"
+        messages.append(b"still here")
         assert mapapi.map_get(res.name, "echo_ports", echo_port, pin_root=pin_root) == sum(map(len, messages))
         keys = mapapi.map_dump(res.name, "echo_ports", pin_root=pin_root)
         assert [e["key"] for e in keys] == [echo_port]
