@@ -7,6 +7,11 @@ bytes echoed are counted per port. Data that starts with ``QUIT`` is dropped ins
 ``skb.bytes(0, 4)``). Data for a port that is not (or no longer) an echo port goes to the application as usual
 (SK_PASS).
 
+The kernel runs the verdict program from the socket's data-ready callback, which needs the accepted socket: bytes
+that arrive before the server's ``accept()`` wait in the receive queue until more data arrives (then the verdict
+sees them all). A client that writes at once and waits for the echo can therefore wait until it writes again; the
+test waits until the server has accepted.
+
     pybpfgen compile examples/gallery/sk_skb_verdict.py -o build/
     pybpfgen load build/sk_skb_verdict.bpf.o --cgroup /sys/fs/cgroup/unified/echo
     pybpfgen map set sk_skb_verdict echo_ports 7007 0     # port 7007 echoes (connections made from now on)
