@@ -366,6 +366,11 @@ class FunctionLowering(Memory, HelperCalls, Packets):
         if isinstance(e, N.IsNull):
             p = self.value(e.value)
             c = b.icmp_unsigned("!=" if e.negate else "==", p, ir.Constant(PTR, None))
+            t = e.value.type
+            if isinstance(t, (T.OptRefT, T.RefT)) and isinstance(t.target, T.PacketT):
+                # a packet view's None check is its bounds comparison (data + off + n > data_end), which the
+                # verifier follows: LLVM must fold the check into it, not keep a test of a pointer-or-0 value
+                return c
             keep = self.intrinsic("llvm.bpf.passthrough.i1.i1", I1, [I32, I1])
             self.passthrough_seq += 1
             return b.call(keep, [I32(self.passthrough_seq), c])
