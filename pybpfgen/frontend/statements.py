@@ -14,6 +14,16 @@ from .expressions import as_ctx
 from .operators import ARITH
 from ..target.progtypes import PROG_TYPES
 
+# what a return value outside a program type's range (target/progtypes.py ``returns``) should be instead, by the
+# prefix of the program type's name
+RETURN_HINTS = {
+    "cgroup_skb": "return 1 to let the packet through, 0 to drop it",
+    "xdp": "return XDP_PASS, XDP_DROP, XDP_TX, XDP_REDIRECT or XDP_ABORTED",
+    "tc_": "return TC_ACT_OK to let the packet through, TC_ACT_SHOT to drop it, TCX_NEXT to let the next program "
+          "decide",
+    "sk_skb_stream_verdict": "return SK_PASS to deliver the data (or redirect it), SK_DROP to drop it",
+}
+
 if TYPE_CHECKING:
     from .base import CheckerBase
 else:
@@ -77,8 +87,8 @@ class Statements(CheckerBase):
         if not lo <= v.value <= hi:
             allowed = " or ".join(str(x) for x in range(lo, hi + 1)) if hi - lo < 4 else f"{lo}..{hi}"
             raise self.error(node, f"a {self.prog.progtype} program returns {allowed}, not {v.value}",
-                             "return 1 to let the packet through, 0 to drop it"
-                             if self.prog.progtype.startswith("cgroup_skb") else None)
+                             next((h for prefix, h in RETURN_HINTS.items()
+                                   if self.prog.progtype.startswith(prefix)), None))
 
     def check_stmt(self, s: ast.stmt, out: list[N.Stmt]) -> Flow | None:
         loc = self.loc(s)
