@@ -626,6 +626,23 @@ def bpf_set_hash(skb: Any, hash: int) -> int:
 bpf_set_hash.__bpf_helper__ = 'set_hash'  # type: ignore[attr-defined]
 
 
+def bpf_setsockopt(bpf_socket: Any, level: int, optname: int, optval: int | str) -> int:
+    """``long bpf_setsockopt(void *bpf_socket, int level, int optname, void *optval, int optlen)`` (helper 49)
+
+    Emulate a call to setsockopt() on the socket associated to bpf_socket, which must be a full
+    socket. The level at which the option resides and the name optname of the option must be
+    specified, see setsockopt(2) for more information. The option value of length optlen is pointed
+    by optval.
+
+    Program types: sock_ops.
+    Arguments (pybpfgen kinds): bpf_socket (bpf_socket), level (u64), optname (u64), optval (optval).
+    """
+    return _simulate('setsockopt', bpf_socket, level, optname, optval)
+
+
+bpf_setsockopt.__bpf_helper__ = 'setsockopt'  # type: ignore[attr-defined]
+
+
 def bpf_skb_adjust_room(skb: Any, len_diff: int, mode: int, flags: int = 0) -> int:
     """``long bpf_skb_adjust_room(struct sk_buff *skb, s32 len_diff, u32 mode, u64 flags)`` (helper 50)
 
@@ -701,6 +718,24 @@ def bpf_xdp_adjust_meta(xdp_md: Any, delta: int) -> int:
 
 
 bpf_xdp_adjust_meta.__bpf_helper__ = 'xdp_adjust_meta'  # type: ignore[attr-defined]
+
+
+def bpf_getsockopt(bpf_socket: Any, level: int, optname: int) -> Optional[Any]:
+    """``long bpf_getsockopt(void *bpf_socket, int level, int optname, void *optval, int optlen)`` (helper 57)
+
+    Emulate a call to getsockopt() on the socket associated to bpf_socket, which must be a full
+    socket. The level at which the option resides and the name optname of the option must be
+    specified, see getsockopt(2) for more information. The retrieved value is stored in the
+    structure pointed by opval and of length optlen.
+
+    Program types: sock_ops.
+    Arguments (pybpfgen kinds): bpf_socket (bpf_socket), level (u64), optname (u64).
+    Returns the option's value (``Optional[Ref[...]]``: None when the call fails; see docs/language.md).
+    """
+    return _simulate('getsockopt', bpf_socket, level, optname)
+
+
+bpf_getsockopt.__bpf_helper__ = 'getsockopt'  # type: ignore[attr-defined]
 
 
 def bpf_sock_ops_cb_flags_set(bpf_sock: Any, argval: int) -> int:
@@ -1489,11 +1524,13 @@ __all__ = [
     'bpf_get_socket_cookie',
     'bpf_get_socket_uid',
     'bpf_set_hash',
+    'bpf_setsockopt',
     'bpf_skb_adjust_room',
     'bpf_redirect_map',
     'bpf_sk_redirect_map',
     'bpf_sock_map_update',
     'bpf_xdp_adjust_meta',
+    'bpf_getsockopt',
     'bpf_sock_ops_cb_flags_set',
     'bpf_msg_redirect_map',
     'bpf_msg_apply_bytes',

@@ -34,15 +34,19 @@ from .frontend.module import parse_module
 from .ir import nodes as N
 from .ir import semantics
 from .ir import types as T
+from .target import sockopts as SOCKOPTS
 from .target.contexts import SOCK
 from .target.maps import BY_KIND as MAP_KINDS
 from .target.progtypes import PROG_TYPES
 
 __all__ = ["load", "Module", "Context", "Socket", "sock_ops", "sk_msg", "skb", "cgroup_skb", "xdp", "tc", "sk_skb",
-           "SimMap", "encode",
-           "decode"]
+           "SimMap", "SimulationError", "encode", "decode"]
 
 SK_PASS, SK_DROP = 1, 0
+
+
+class SimulationError(Exception):
+    """A program did something the simulation cannot answer (the message says what to give it)."""
 ENOENT, EEXIST, E2BIG = 2, 17, 7
 
 
@@ -111,6 +115,8 @@ class Socket:
     def __init__(self, cookie: int | None = None, **fields: Any):
         self.cookie = next(_cookies) if cookie is None else cookie
         self.storage: dict[str, bytearray] = {}  # SkStorage map name -> this socket's value (bytes)
+        # its options as bpf_setsockopt left them and bpf_getsockopt reads them: (level, optname) -> int or name
+        self.sockopts: dict[tuple[int, int], int | str] = {}
         self.closed = False
         # what programs read through the pointer (struct bpf_sock): ports in host order, IPv4 addresses as the
         # kernel's u32 (network order), IPv6 addresses as 4 such words
@@ -146,9 +152,18 @@ class Context:
         # full socket)
         self.socket = attrs.pop("socket", None) or Socket(self.cookie)
         self.sk: Socket | None = attrs.pop("sk", self.socket if isinstance(self.socket, Socket) else Socket(self.cookie))
+        # sockopts={(SOL_TCP, TCP_MAXSEG): 1400}: options of the socket that bpf_getsockopt reads (kept on the
+        # testing.Socket: per simulated socket; on the context when a test gives another object as its socket)
+        self._sockopts = self.socket.sockopts if isinstance(self.socket, Socket) else {}
+        self._sockopts.update(attrs.pop("sockopts", {}))
         self.printk: list[str] = []
         for k, v in attrs.items():
             setattr(self, k, v)
+
+    @property
+    def sockopts(self) -> dict[tuple[int, int], int | str]:
+        """The options of the context's socket (:attr:`Socket.sockopts`)."""
+        return self._sockopts
 
     def field(self, name: str) -> int:
         f = PROG_TYPES[self.progtype].fields[name]
@@ -184,7 +199,9 @@ def sock_ops(**fields: Any) -> Context:
     """A ``struct bpf_sock_ops`` context. Give ports in host byte order (as programs see them) and
     IPv4 addresses as the kernel's u32 (network byte order): 127.0.0.1 is ``0x0100007F``.
     Also ``cookie=``, ``netns_cookie=``, ``socket=`` (a :class:`Socket`; a new one by default) for the helpers;
-    ``ctx.sk`` is that socket, or None with ``sk=None`` (a request socket, not a full one)."""
+    ``ctx.sk`` is that socket, or None with ``sk=None`` (a request socket, not a full one). ``sockopts=`` (a dict
+    ``{(SOL_TCP, TCP_NODELAY): 1, (SOL_TCP, TCP_CONGESTION): "cubic"}``) gives the socket's options, which
+    bpf_getsockopt reads and bpf_setsockopt changes (read them after a run in ``ctx.sockopts``)."""
     return _ctx("sock_ops", fields)
 
 
@@ -768,6 +785,8 @@ class _Frame:
             return getattr(self.ctx_obj, "cgroup_id", 0)
         if name == "skb_cgroup_id":  # the cgroup of the packet's socket: testing.cgroup_skb(..., cgroup_id=N)
             return getattr(self.value(args[0]), "cgroup_id", 0)
+        if name in ("setsockopt", "getsockopt"):
+            return self.sockopt(e)
         if name in ("xdp_load_bytes", "xdp_store_bytes"):  # (ctx, offset, buf): the frame of testing.xdp(data=...)
             frame = self.value(args[0]).frame
             off, buf = self.value(args[1]), args[2]
@@ -784,6 +803,31 @@ class _Frame:
         if name == "xdp_get_buff_len":
             return len(self.value(args[0]).frame)
         raise NotImplementedError(f"pybpfgen.testing does not simulate bpf_{name} yet")
+
+    def sockopt(self, e: N.HelperCall) -> Any:
+        """bpf_setsockopt records the value in the context's ``sockopts``; bpf_getsockopt reads it back (the
+        compiler has checked the option and the value's type)."""
+        ctx, level, optname = self.value(e.args[0]), self.value(e.args[1]), self.value(e.args[2])
+        key = (level, optname)
+        if e.helper.name == "setsockopt":
+            a = e.args[3]
+            if isinstance(a, N.FormatString):  # a name: TCP_CONGESTION
+                ctx.sockopts[key] = a.data[:-1].decode()
+            else:
+                assert isinstance(a, N.AddrOf)  # an int option's value (frontend/helper_calls.py)
+                ctx.sockopts[key] = self.value(a.value)
+            return 0
+        o = SOCKOPTS.lookup(level, optname)
+        assert o is not None and isinstance(e.type, T.OptRefT)  # the compiler checked the option
+        if key not in ctx.sockopts:
+            raise SimulationError(
+                f"bpf_getsockopt({SOCKOPTS.LEVELS[level]}, {o.name}): the simulated socket has no value for "
+                f"{o.name}; give one: testing.{ctx.progtype}(..., sockopts={{({SOCKOPTS.LEVELS[level]}, {o.name}): "
+                f"{'1' if o.kind == 'int' else repr('cubic')}}})")
+        v = ctx.sockopts[key]
+        if o.kind == "str":
+            return Ptr(bytearray(str(v).encode()[:o.size - 1].ljust(o.size, b"\0")))
+        return Ptr(bytearray(encode(e.type.target, v)))
 
 
 def load(path: str) -> Module:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from ..ir import nodes as N
 from ..ir import types as T
-from ..target.helpers import HELPERS
+from ..target.helpers import HELPERS, UNSUPPORTED
 from .. import lang
 from . import symbols as S
 from .expressions import as_ctx
@@ -60,6 +60,10 @@ class Calls(CheckerBase):
         if isinstance(f, ast.Name) and f.id in RAW_RESERVATION:
             raise self.error(node, f"`{f.id}` is called through the RingBuf's methods, which check the "
                              "verifier's rules for reservations", RAW_RESERVATION[f.id])
+        name = f.id if isinstance(f, ast.Name) else (f.attr if isinstance(f, ast.Attribute) else "")
+        if name.startswith("bpf_") and name[4:] in UNSUPPORTED:  # a kernel helper: say why pybpfgen has not got it
+            raise self.error(node, f"`{name}` is a kernel helper that pybpfgen cannot call yet: "
+                             f"{UNSUPPORTED[name[4:]]}", "docs/language.md, \"Helpers\", lists what it can call")
         raise self.error(node, f"`{ast.unparse(f)}` cannot be called in a BPF program",
                          "call a map method, a bpf_* helper, a function of this module, an integer type (cast) "
                          "or a Struct (constructor)")

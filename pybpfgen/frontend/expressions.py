@@ -264,7 +264,8 @@ class Expressions(CheckerBase):
             if t.ring is not None:
                 raise self.error(node, f"`{shown}` may be None here: reserving fails when the ring buffer is full",
                                  f"check it first: `if {shown} is None: return ...`")
-            raise self.error(node, f"`{shown}` may be None here: a map lookup finds nothing when the key is absent",
+            why = t.why or "a map lookup finds nothing when the key is absent"
+            raise self.error(node, f"`{shown}` may be None here: {why}",
                              f"check it first: `if {shown} is not None:` (or return early when it is None)")
         assert isinstance(t, T.RefT)  # callers pass a Ref or an OptRef
         volatile = isinstance(base, N.GlobalRef) and base.decl.readonly

@@ -140,10 +140,12 @@ class RefT(Type, frozen=True):
 
 
 class OptRefT(Type, frozen=True):
-    """The result of a map lookup or of a ring buffer reservation (``ring``): a pointer that may be None."""
+    """The result of a map lookup, of a ring buffer reservation (``ring``) or of bpf_getsockopt (``why``): a pointer
+    that may be None."""
 
     target: Type
     ring: str | None = None
+    why: str = ""  # why it may be None, for the error on a use before the check ("": a map lookup)
 
 
     size = 8
