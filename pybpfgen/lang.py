@@ -423,6 +423,47 @@ def _context(cls: _C) -> _C:
     return cls
 
 
+class View:
+    """``n`` bytes of a message or packet, proved present: what ``ctx.bytes(offset, n)`` gives after its None check
+    (docs/language.md, "Packet and message bytes"). Offsets are constants below ``n``, checked at compile time."""
+
+    def __getitem__(self, i: int) -> int:
+        """Byte ``i`` (a u8)."""
+        raise NotImplementedError("views exist in compiled programs and in pybpfgen.testing")
+
+    def __setitem__(self, i: int, value: int) -> None:
+        """Write byte ``i`` (program types that may write their packet data: sk_msg)."""
+        raise NotImplementedError("views exist in compiled programs and in pybpfgen.testing")
+
+    def u8(self, offset: int) -> int:
+        """The byte at ``offset``."""
+        raise NotImplementedError
+
+    def u16(self, offset: int) -> int:
+        """The u16 at ``offset``, in the host's byte order (``u16be``: network byte order)."""
+        raise NotImplementedError
+
+    def u32(self, offset: int) -> int:
+        """The u32 at ``offset``, in the host's byte order (``u32be``: network byte order)."""
+        raise NotImplementedError
+
+    def u64(self, offset: int) -> int:
+        """The u64 at ``offset``, in the host's byte order (``u64be``: network byte order)."""
+        raise NotImplementedError
+
+    def u16be(self, offset: int) -> int:
+        """The big-endian (network order) u16 at ``offset``."""
+        raise NotImplementedError
+
+    def u32be(self, offset: int) -> int:
+        """The big-endian (network order) u32 at ``offset``: ``0x47455420`` for ``b"GET "``."""
+        raise NotImplementedError
+
+    def u64be(self, offset: int) -> int:
+        """The big-endian (network order) u64 at ``offset``."""
+        raise NotImplementedError
+
+
 @_context
 class SockOps:
     """Context of a sock_ops program (``struct bpf_sock_ops``). Ports are in host byte order,
@@ -463,8 +504,11 @@ class SockOps:
 @_context
 class SkMsg:
     """Context of an sk_msg program (``struct sk_msg_md``). Ports are in host byte order,
-    IPv4/IPv6 addresses in network byte order."""
+    IPv4/IPv6 addresses in network byte order. ``data``/``data_end`` are packet pointers: read the message's bytes
+    with ``msg.bytes(offset, n)``."""
 
+    data: u64
+    data_end: u64
     family: u32
     remote_ip4: u32
     local_ip4: u32
@@ -474,6 +518,11 @@ class SkMsg:
     local_port: u32
     size: u32
     sk: Sock
+
+    def bytes(self, offset: int, n: int) -> Optional[View]:
+        """``n`` bytes of the message at ``offset`` from its data (after ``bpf_msg_pull_data(msg, start, end)``:
+        from byte ``start``), or None when the data ends before them. Check it for None before reading."""
+        raise NotImplementedError("views exist in compiled programs and in pybpfgen.testing")
 
 
 @_context
@@ -513,6 +562,12 @@ class SkBuff:
     gso_segs: u32
     gso_size: u32
 
+    def bytes(self, offset: int, n: int) -> Optional[View]:
+        """``n`` bytes of the packet at ``offset`` from its data (cgroup_skb: the IP header, read-only; tc: the
+        Ethernet header, sk_skb: the stream's data, both writable), or None when the linear data ends before them.
+        Check it for None before reading."""
+        raise NotImplementedError("views exist in compiled programs and in pybpfgen.testing")
+
 
 @_context
 class XdpMd:
@@ -525,6 +580,11 @@ class XdpMd:
     ingress_ifindex: u32
     rx_queue_index: u32
     egress_ifindex: u32
+
+    def bytes(self, offset: int, n: int) -> Optional[View]:
+        """``n`` bytes of the frame at ``offset`` from its data (the Ethernet header), or None when it ends before
+        them (readable and writable). Check it for None before reading."""
+        raise NotImplementedError("views exist in compiled programs and in pybpfgen.testing")
 
 
 F = TypeVar("F", bound=Callable)
@@ -744,6 +804,7 @@ from .lang_helpers import (  # noqa: E402
     bpf_redirect as bpf_redirect,
     bpf_get_route_realm as bpf_get_route_realm,
     bpf_perf_event_output as bpf_perf_event_output,
+    bpf_skb_load_bytes as bpf_skb_load_bytes,
     bpf_get_stackid as bpf_get_stackid,
     bpf_skb_get_tunnel_opt as bpf_skb_get_tunnel_opt,
     bpf_skb_set_tunnel_opt as bpf_skb_set_tunnel_opt,
@@ -776,6 +837,7 @@ from .lang_helpers import (  # noqa: E402
     bpf_msg_pull_data as bpf_msg_pull_data,
     bpf_xdp_adjust_tail as bpf_xdp_adjust_tail,
     bpf_get_stack as bpf_get_stack,
+    bpf_skb_load_bytes_relative as bpf_skb_load_bytes_relative,
     bpf_sk_redirect_hash as bpf_sk_redirect_hash,
     bpf_skb_cgroup_id as bpf_skb_cgroup_id,
     bpf_get_current_cgroup_id as bpf_get_current_cgroup_id,
@@ -840,6 +902,7 @@ __all__ += [
     'bpf_redirect',
     'bpf_get_route_realm',
     'bpf_perf_event_output',
+    'bpf_skb_load_bytes',
     'bpf_get_stackid',
     'bpf_skb_get_tunnel_opt',
     'bpf_skb_set_tunnel_opt',
@@ -872,6 +935,7 @@ __all__ += [
     'bpf_msg_pull_data',
     'bpf_xdp_adjust_tail',
     'bpf_get_stack',
+    'bpf_skb_load_bytes_relative',
     'bpf_sk_redirect_hash',
     'bpf_skb_cgroup_id',
     'bpf_get_current_cgroup_id',

@@ -33,6 +33,7 @@ from .diagnostics import CompileError
 from .frontend.module import parse_module
 from .ir import nodes as N
 from .ir import semantics
+from . import simpackets
 from .ir import types as T
 from .target import sockopts as SOCKOPTS
 from .target.contexts import SOCK
@@ -40,7 +41,7 @@ from .target.maps import BY_KIND as MAP_KINDS
 from .target.progtypes import PROG_TYPES
 
 __all__ = ["load", "Module", "Context", "Socket", "sock_ops", "sk_msg", "skb", "cgroup_skb", "xdp", "tc", "sk_skb",
-           "SimMap", "SimulationError", "encode", "decode"]
+           "context", "SimMap", "SimulationError", "encode", "decode"]
 
 SK_PASS, SK_DROP = 1, 0
 
@@ -140,9 +141,9 @@ class Socket:
 class Context:
     """A program context: the kernel's struct as bytes, plus what helpers record."""
 
-    def __init__(self, progtype: str, data: bytes, **attrs: Any):
+    def __init__(self, progtype: str, mem: bytes, **attrs: Any):
         self.progtype = progtype
-        self.mem = bytearray(data)
+        self.mem = bytearray(mem)  # the context struct
         self.redirect: tuple | None = None  # (map name, key bytes, flags) after msg_redirect_*
         self.cb_flags: int | None = None
         sock = attrs.get("socket")
@@ -152,6 +153,8 @@ class Context:
         # full socket)
         self.socket = attrs.pop("socket", None) or Socket(self.cookie)
         self.sk: Socket | None = attrs.pop("sk", self.socket if isinstance(self.socket, Socket) else Socket(self.cookie))
+        # the packet or message bytes (``data=``): what ctx.bytes() views and the data helpers read
+        self.payload = simpackets.Payload(attrs.pop("data", b""), attrs.pop("linear", None))
         # sockopts={(SOL_TCP, TCP_MAXSEG): 1400}: options of the socket that bpf_getsockopt reads (kept on the
         # testing.Socket: per simulated socket; on the context when a test gives another object as its socket)
         self._sockopts = self.socket.sockopts if isinstance(self.socket, Socket) else {}
@@ -181,6 +184,11 @@ def _ctx(progtype: str, values: dict) -> Context:
     assert pt.context is not None  # the kernel's context structs (syscall contexts are user Structs)
     mem = bytearray(pt.context.size)
     extra = {}
+    data = values.get("data")
+    if isinstance(data, (bytes, bytearray)):  # the message's size / the packet's length follow its bytes
+        for length in ("size", "len"):
+            if length in fields and length not in values:
+                values = {**values, length: len(data)}
     for k, v in values.items():
         f = fields.get(k)
         if f is None or T.is_sock(f.type):  # a socket pointer is the Context's `sk`, not bytes
@@ -206,30 +214,46 @@ def sock_ops(**fields: Any) -> Context:
 
 
 def sk_msg(**fields: Any) -> Context:
-    """A ``struct sk_msg_md`` context (see :func:`sock_ops` for the conventions); ``msg.sk`` is its ``socket=``."""
+    """A ``struct sk_msg_md`` context (see :func:`sock_ops` for the conventions); ``msg.sk`` is its ``socket=``.
+    ``data=b"..."``: the message's bytes (``size`` follows unless given); ``linear=N``: only its first N bytes are
+    between ``data`` and ``data_end`` until ``bpf_msg_pull_data`` (pybpfgen/simpackets.py)."""
     return _ctx("sk_msg", fields)
 
 
 def skb(**fields: Any) -> Context:
-    """A ``struct __sk_buff`` context for socket_filter programs."""
+    """A ``struct __sk_buff`` context for socket_filter programs; ``data=b"..."``: the packet's bytes (what
+    ``bpf_skb_load_bytes`` reads; ``len`` follows unless given)."""
     return _ctx("socket_filter", fields)
+
+
+def context(progtype: str, **fields: Any) -> Context:
+    """A context for a program of any type of the table (``testing.context("xdp", data=frame)``,
+    ``testing.context("tc_ingress", data=frame, len=60)``), with the conventions of :func:`sock_ops`; ``data=``
+    gives its packet bytes (pybpfgen/simpackets.py)."""
+    if progtype not in PROG_TYPES or PROG_TYPES[progtype].context is None:
+        raise ValueError(f"no program type {progtype!r} with a kernel context; one of: "
+                         + ", ".join(p.name for p in PROG_TYPES.values() if p.context is not None))
+    return _ctx(progtype, fields)
 
 
 def cgroup_skb(direction: str = "egress", **fields: Any) -> Context:
     """A ``struct __sk_buff`` context for cgroup_skb programs (``direction``: "ingress" or "egress"); they may
-    also read the packet's socket (family, addresses, ports). ``cgroup_id=N``: what bpf_skb_cgroup_id returns."""
+    also read the packet's socket (family, addresses, ports). ``cgroup_id=N``: what bpf_skb_cgroup_id returns;
+    ``data=b"..."``: the packet from its IP header on (``skb.bytes()``, ``bpf_skb_load_bytes``; ``len`` follows
+    unless given), ``linear=N``: only its first N bytes are directly readable."""
     if direction not in ("ingress", "egress"):
         raise ValueError(f"direction is 'ingress' or 'egress', not {direction!r}")
     return _ctx(f"cgroup_skb_{direction}", fields)
 
 
 def _with_frame(progtype: str, fields: dict, len_field: bool) -> Context:
-    """A context whose packet is ``data=`` (bytes): kept as ``ctx.frame``; ``len`` follows it unless given."""
+    """A context whose packet is ``data=`` (bytes): its payload (what views read, pybpfgen/simpackets.py), also
+    ``ctx.frame`` (the same bytearray: what the xdp helpers read and write); ``len`` follows it unless given."""
     frame = bytes(fields.pop("data", b""))
     if len_field:
         fields.setdefault("len", len(frame))
-    ctx = _ctx(progtype, fields)
-    ctx.frame = bytearray(frame)  # type: ignore[attr-defined]
+    ctx = _ctx(progtype, {**fields, "data": frame})
+    ctx.frame = ctx.payload.buf  # type: ignore[attr-defined]
     return ctx
 
 
@@ -539,6 +563,11 @@ class _Frame:
             raise NotImplementedError(type(s).__name__)
 
     def store(self, target: N.Expr, value: N.Expr) -> None:
+        if isinstance(target, N.PacketLoad):
+            p = self.value(target.view)
+            assert isinstance(target.type, T.IntT)
+            simpackets.store(p.buf, p.off + target.offset, target.type.bits, target.big_endian, self.value(value))
+            return
         if isinstance(target, N.CtxLoad):
             f = target.field
             self.ctx_mem(target.ctx)[f.offset:f.offset + 4] = (self.value(value) & 0xFFFFFFFF).to_bytes(4, "little")
@@ -663,6 +692,14 @@ class _Frame:
             return (p is not None) if e.negate else (p is None)
         if isinstance(e, N.HelperCall):
             return self.helper(e)
+        if isinstance(e, N.PacketView):
+            payload = self.vals[e.ctx].payload
+            at = payload.view(self.value(e.offset), e.n)
+            return None if at is None else Ptr(payload.buf, at)
+        if isinstance(e, N.PacketLoad):
+            p = self.value(e.view)
+            assert isinstance(t, T.IntT)
+            return simpackets.load(p.buf, p.off + e.offset, t.bits, e.big_endian)
         if isinstance(e, N.Call):
             return self.call(e)
         if isinstance(e, (N.AtomicRMW, N.AtomicCmpXchg)):
@@ -776,6 +813,20 @@ class _Frame:
         if name == "sock_ops_cb_flags_set":
             self.value(args[0]).cb_flags = self.value(args[1])
             return 0
+        if name in ("msg_pull_data", "msg_push_data", "msg_pop_data"):
+            return getattr(simpackets, name)(self.value(args[0]), *(self.value(a) for a in args[1:]))
+        if name == "skb_load_bytes":
+            buf = args[2]
+            assert isinstance(buf, N.AddrOf)
+            skb, offset, length = self.value(args[0]), self.value(args[1]), self.value(args[3])
+            place = buf.value
+            if isinstance(place, N.VarRef) and not T.is_memory(place.type):  # an integer local: held as an int
+                tmp = bytearray(place.type.size)
+                rc = simpackets.skb_load_bytes(skb, offset, tmp, 0, length)
+                self.vals[place.var] = decode(place.type, tmp)
+                return rc
+            to = self.address(place)
+            return simpackets.skb_load_bytes(skb, offset, to.buf, to.off, length)
         if name in ("msg_apply_bytes", "msg_cork_bytes"):
             setattr(self.value(args[0]), name[4:], self.value(args[1]))
             return 0

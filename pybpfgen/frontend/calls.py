@@ -25,6 +25,13 @@ class Calls(CheckerBase):
 
     def call(self, node: ast.Call) -> N.Expr:
         f = node.func
+        if isinstance(f, ast.Attribute):
+            ctx = self.ctx_var(f.value)
+            if ctx is not None and as_ctx(ctx.type).struct_t is None:
+                return self.ctx_method(f, node, ctx)  # ctx.bytes(offset, n)
+            view = self.vars.get(f.value.id) if isinstance(f.value, ast.Name) else None
+            if view is not None and T.packet_of(view.type) is not None:
+                return self.view_method(view, node)  # view.u32be(offset)
         if isinstance(f, ast.Attribute) and self.ctx_var(f.value) is None:
             base_sym = self.mb.resolve(f.value) if isinstance(f.value, (ast.Name, ast.Attribute)) else None
             if isinstance(f.value, ast.Name) and f.value.id in self.vars:
@@ -115,7 +122,11 @@ class Calls(CheckerBase):
                 args.append(self.convert(self.expr(a), p.type, a))
         if fn not in self.func.calls:
             self.func.calls.append(fn)
-        return N.Call(self.loc(node), fn.ret, fn, args)
+        call = N.Call(self.loc(node), fn.ret, fn, args)
+        why = self.function_moves_packet(fn)
+        if why is not None:
+            self.packet_moved(why)
+        return call
 
     def printk(self, node: ast.Call) -> N.Expr:
         """``bpf_printk("fmt", a, b)``: bpf_trace_printk with a format checked here."""

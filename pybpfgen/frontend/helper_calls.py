@@ -11,13 +11,29 @@ from ..diagnostics import UserError
 from ..target import constants as K
 from ..target import maps as MAPS
 from ..target import sockopts as SO
-from ..target.helpers import HELPERS, NULLABLE_VALUE, OPTIONAL_FLAGS
+from ..target.helpers import C_ARGS, DOCS, HELPERS, NULLABLE_VALUE, OPTIONAL_FLAGS
+from ..target.packets import CHANGES_PACKET_DATA
 from .conversions import SOCK_MAY_BE_NONE, sock_check_hint
 
 if TYPE_CHECKING:
     from .base import CheckerBase
 else:
     CheckerBase = object  # the typed base of the mixins is for the type checker only (base.py)
+
+
+def param_names(h: N.Helper) -> list[str]:
+    """The DSL parameter names of a helper: its C prototype's (``bpf_msg_pull_data``: msg, start, end, flags)."""
+    from .packets import c_param_names
+
+    cnames = c_param_names(h.name) if h.name in DOCS else []
+    names: list[str] = []
+    ci = 0
+    for k in h.params:
+        n = cnames[ci] if ci < len(cnames) and cnames[ci].isidentifier() else f"arg{len(names) + 1}"
+        if k != "optout":  # an optout buffer is the compiler's: no DSL argument
+            names.append(n if n not in names else f"{n}{len(names) + 1}")
+        ci += C_ARGS[k]
+    return names
 
 
 class HelperCalls(CheckerBase):
@@ -102,13 +118,13 @@ class HelperCalls(CheckerBase):
     def raw_helper(self, h: N.Helper, node: ast.Call) -> N.Expr:
         """``bpf_<helper>(...)``: arguments follow the helper's parameter kinds."""
         what = f"`bpf_{h.name}()`"
-        names = [k for k in h.params if k != "optout"]  # an optout buffer is the compiler's: no DSL argument
-        required = len(names) - (1 if names and names[-1] == "u64" and h.name in OPTIONAL_FLAGS else 0)
-        args = self.args_of(node, [f"{k}{i}" if names.count(k) > 1 else k for i, k in enumerate(names)],
-                            required, what)
+        kinds = [k for k in h.params if k != "optout"]  # an optout buffer is the compiler's: no DSL argument
+        names = param_names(h)
+        required = len(kinds) - (1 if kinds and kinds[-1] == "u64" and h.name in OPTIONAL_FLAGS else 0)
+        args = self.args_of(node, names, required, what)
         decl = None
         prepared: list = []
-        for kind, a in zip(names, args):
+        for kind, a in zip(kinds, args):
             if kind == "map":
                 assert a is not None  # only a trailing flags argument is optional
                 mref = self.expr(a)
@@ -175,6 +191,10 @@ class HelperCalls(CheckerBase):
                 if not isinstance(v.type, (T.IntT, T.StructT, T.ArrayT)):
                     raise self.error(a, f"{what} copies a struct, array or integer, not {v.type}")
                 out.append(N.AddrOf(v.loc, v.type, v))
+            elif kind == "buf":
+                out.append(self.buffer_arg(a, what, "to"))
+            elif kind == "len":
+                out.append(self.length_arg(a, out[-1], what, "len", node))
             elif kind == "u64":
                 if a is None:
                     out.append(N.Const(self.loc(node), T.U64, 0, literal=False))
@@ -184,6 +204,9 @@ class HelperCalls(CheckerBase):
                     out.append(self.cast(v, T.U64))
             else:
                 raise self.error(node, f"{what} takes a `{kind}` argument, which pybpfgen cannot pass yet")
+        self.check_arg_rules(h, what, out)
+        if h.name in CHANGES_PACKET_DATA:
+            self.packet_moved(f"`bpf_{h.name}()` (line {self.loc(node).line})")
         if h.ret == "ptr":
             assert decl is not None  # the helpers returning a pointer are map lookups and local storage gets
             rt: T.Type = T.OptRefT(decl.value)

@@ -136,7 +136,7 @@ class RefT(Type, frozen=True):
     align = 8
 
     def __str__(self) -> str:
-        return f"Ref[{self.target}]"
+        return str(self.target) if isinstance(self.target, PacketT) else f"Ref[{self.target}]"
 
 
 class OptRefT(Type, frozen=True):
@@ -152,7 +152,32 @@ class OptRefT(Type, frozen=True):
     align = 8
 
     def __str__(self) -> str:
+        if isinstance(self.target, PacketT):
+            return f"{self.target} | None"
         return f"Optional[Ref[{self.target}]]"
+
+
+class PacketT(Type, frozen=True):
+    """``n`` bytes of a context's packet data (a message, a packet) that a range check proved present: what a
+    view points to (``OptRefT(PacketT)`` before its check, ``RefT(PacketT)`` after; frontend/packets.py)."""
+
+    n: int
+    writable: bool
+    what: str  # "the message", "the packet": for messages
+    progtype: str
+
+    size = 8
+    align = 8
+
+    def __str__(self) -> str:
+        return f"bytes[{self.n}]"
+
+
+def packet_of(t: "Type") -> "PacketT | None":
+    """The packet bytes a view type (checked or not) points to."""
+    if isinstance(t, (RefT, OptRefT)) and isinstance(t.target, PacketT):
+        return t.target
+    return None
 
 
 class SockT(Type, frozen=True):

@@ -61,6 +61,10 @@ class HelperCalls(LoweringBase):
                 assert isinstance(a, N.AddrOf)
                 args += [self.memory_arg(a.value), I64(a.value.type.size)]
                 types += [PTR, I64]
+            elif kind == "buf":  # a place the helper fills: its own address (never a copy)
+                assert isinstance(a, N.AddrOf)
+                args.append(self.pointer_to(a.value))
+                types.append(PTR)
             elif kind == "optval" and isinstance(a, N.AddrOf):  # an int option: the C int on the stack, 4
                 args += [self.memory_arg(a.value), I32(a.value.type.size)]
                 types += [PTR, I32]

@@ -39,6 +39,7 @@ import struct
 import sys
 from dataclasses import dataclass
 
+from .packets import LOAD_BYTES
 from .progtypes import PROG_TYPES
 from typing import cast
 
@@ -239,13 +240,17 @@ def encode(sig: Signature) -> tuple[str, tuple[str, ...]]:
             elif base == "void" and p.name == "optval" and nxt is not None and nxt.name == "optlen":
                 kinds.append("optout" if sig.name in OUT_BUFFERS else "optval")
                 i += 1
-            elif (base.startswith("struct ") and base[7:] in CTX_STRUCTS) or (base == "void" and p.name == "ctx"):
+            elif (base.startswith("struct ") and base[7:] in CTX_STRUCTS) or (base == "void" and p.name in ("ctx", "skb")):
                 if i != 0:
                     raise Unsupported(f"context pointer `{p.name}` is not the first argument")
                 kinds.append("ctx")
             elif base == "char" and p.name == "fmt" and nxt is not None and not nxt.is_ptr and nxt.base in SCALAR_TYPES \
                     and SIZE_NAME.match(nxt.name):
                 kinds.append("fmt")
+                i += 1
+            elif sig.name in LOAD_BYTES and p.name == LOAD_BYTES[sig.name][0] and nxt is not None \
+                    and nxt.name == LOAD_BYTES[sig.name][1]:
+                kinds += ["buf", "len"]  # a buffer of the program's that the helper fills, and how many bytes
                 i += 1
             elif p.name == "sk" and (base == "void" or base == "struct bpf_sock"):
                 if sig.name in NEEDS_ACQUIRED_SOCKET:
@@ -483,7 +488,7 @@ def py_params(e: Entry) -> list[tuple[str, str, str | None]]:
         names.append(n)
         ci += 2 if kind in ("data", "fmt", "optval", "optout") else 1
     ann = {"ctx": "Any", "map": "Any", "key": "Any", "value": "Any", "sock": "Any", "bpf_socket": "Any", "u64": "int",
-           "data": "Any", "fmt": "str", "optval": "int | str"}
+           "data": "Any", "fmt": "str", "optval": "int | str", "buf": "Any", "len": "int"}
     required = len(e.params)
     while required and e.params[required - 1] == "u64" and (names[required - 1] == "flags" or "fmt" in e.params):
         required -= 1
