@@ -341,20 +341,26 @@ bind6 = _with_family(_sock_addr("bind6"), 10)
 def getsockopt(optval: bytes = b"", **fields: Any) -> Context:
     """A ``struct bpf_sockopt`` context for ``@cgroup_getsockopt`` programs: ``level``, ``optname``, ``optlen``
     (default: ``len(optval)``), ``retval`` (what the kernel's getsockopt returned: 0 or a negative errno) and
-    the option's bytes ``optval``. After a run, ``ctx.retval``, ``ctx.optlen`` are what the program left."""
+    the option's bytes ``optval`` (what ``ctx.bytes(0, n)`` views). After a run, ``ctx.retval``, ``ctx.optlen``
+    and ``ctx.optval`` are what the program left."""
     fields.setdefault("optlen", len(optval))
-    ctx = _checked_ctx("cgroup_getsockopt", fields)
-    ctx.optval = bytearray(optval)
-    return ctx
+    return _sockopt_bytes(_checked_ctx("cgroup_getsockopt", fields), optval)
 
 
 def setsockopt(optval: bytes = b"", **fields: Any) -> Context:
     """A ``struct bpf_sockopt`` context for ``@cgroup_setsockopt`` programs: ``level``, ``optname``, ``optlen``
-    (default: ``len(optval)``) and the bytes the application passes, ``optval``. After a run, ``ctx.level``,
+    (default: ``len(optval)``) and the bytes the application passes, ``optval`` (what ``ctx.bytes(0, n)``
+    views). After a run, ``ctx.optval`` (its bytes), ``ctx.level``,
     ``ctx.optname``, ``ctx.optlen`` are what the program left (``optlen == -1``: the kernel skips the call)."""
     fields.setdefault("optlen", len(optval))
-    ctx = _checked_ctx("cgroup_setsockopt", fields)
-    ctx.optval = bytearray(optval)
+    return _sockopt_bytes(_checked_ctx("cgroup_setsockopt", fields), optval)
+
+
+def _sockopt_bytes(ctx: Context, optval: bytes) -> Context:
+    """The option's bytes are the context's packet data (``ctx.bytes(0, n)`` views them); ``ctx.optval`` is that
+    buffer, so a test sees what the program wrote."""
+    ctx.payload = simpackets.Payload(bytes(optval))
+    ctx.optval = ctx.payload.buf
     return ctx
 
 
@@ -810,6 +816,10 @@ class _Frame:
             payload = self.vals[e.ctx].payload
             at = payload.view(self.value(e.offset), e.n)
             return None if at is None else Ptr(payload.buf, at)
+        if isinstance(e, N.PacketStore):
+            p = self.value(e.view)
+            simpackets.store(p.buf, p.off + e.offset, e.bits, e.big_endian, self.value(e.value))
+            return None
         if isinstance(e, N.PacketLoad):
             p = self.value(e.view)
             assert isinstance(t, T.IntT)

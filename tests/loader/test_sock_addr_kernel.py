@@ -5,8 +5,9 @@ its loopback, against servers outside the cgroup:
 - connect6 sends a connection to [2001:2::1]:80 (unroutable there) to a backend on [::1], getpeername6 shows the VIP;
 - sendmsg4 sends a datagram for 198.18.201.1:53 to a local receiver, recvmsg4 shows its answer as from there;
 - bind4 moves a bind() to another port and refuses one port (EPERM); getsockname4 shows 127.0.0.2 as 198.18.201.2;
-- setsockopt ignores SO_RCVBUF (optlen = -1: the call succeeds, nothing changes) and refuses SO_KEEPALIVE (EPERM);
-  getsockopt refuses SO_PRIORITY (EPERM) and turns the kernel's error for an unknown option into success
+- setsockopt ignores SO_RCVBUF (optlen = -1: the call succeeds, nothing changes), refuses SO_KEEPALIVE (EPERM) and
+  an SO_SNDBUF above 64 KiB (reading the option's bytes, ``ctx.bytes(0, 4)``); getsockopt refuses SO_PRIORITY
+  (EPERM), rewrites the bytes of SO_MARK's answer and turns the kernel's error for an unknown option into success
   (``retval = 0``, ``optlen = 4``: with ``optlen = 0`` the kernel would copy nothing back, not even the length).
 
 The other hooks (sendmsg6, recvmsg6, getsockname6, bind6, connect4, getpeername4) are attached and let everything
@@ -45,6 +46,7 @@ OPT_UNKNOWN = 9999
 BIND_FROM = 20001
 BIND_TO = 20002
 BIND_REFUSED = 20003
+MAX_SNDBUF = 65536
 
 ports = Array(value=u32, max_entries=2)  # [0]: the TCP backend on [::1], [1]: the UDP receiver on 127.0.0.1
 
@@ -112,6 +114,10 @@ def setsockopt(ctx: SockOpt) -> int:
         ctx.optlen = -1
     if ctx.level == LEVEL_SOCKET and ctx.optname == OPT_KEEPALIVE:
         return 0
+    if ctx.level == LEVEL_SOCKET and ctx.optname == SO_SNDBUF:
+        size = ctx.bytes(0, 4)     # the value the application passes (an int)
+        if size is not None and size.u32(0) > MAX_SNDBUF:
+            return 0
     return 1
 
 
@@ -122,6 +128,13 @@ def getsockopt(ctx: SockOpt) -> int:
     if ctx.level == LEVEL_SOCKET and ctx.optname == OPT_UNKNOWN and ctx.retval < 0:
         ctx.retval = 0
         ctx.optlen = 4
+    if ctx.level == LEVEL_SOCKET and ctx.optname == SO_MARK and ctx.retval == 0:
+        mark = ctx.bytes(0, 4)     # what the kernel answered: rewritten to 0x00C0FFEE
+        if mark is not None:
+            mark[0] = 0xEE
+            mark[1] = 0xFF
+            mark[2] = 0xC0
+            mark[3] = 0
     return 1
 
 
@@ -226,6 +239,10 @@ CLIENT = textwrap.dedent("""
     out["keepalive"] = attempt(lambda: s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1))
     out["priority"] = attempt(lambda: s.getsockopt(socket.SOL_SOCKET, socket.SO_PRIORITY))
     out["unknown"] = attempt(lambda: s.getsockopt(socket.SOL_SOCKET, 9999, 4).hex())
+    out["mark"] = attempt(lambda: s.getsockopt(socket.SOL_SOCKET, socket.SO_MARK))
+    out["sndbuf_big"] = attempt(lambda: s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20))
+    out["sndbuf_small"] = attempt(lambda: s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384))
+    out["sndbuf"] = s.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
     print(json.dumps(out))
 """)
 
@@ -284,6 +301,10 @@ def test_every_hook_attached_to_the_cgroup_does_what_it_says(tmp_path, pin_root,
         assert inside["keepalive"] == {"errno": 1} and inside["priority"] == {"errno": 1}, inside
         # ENOPROTOOPT hidden: success, with the 4 bytes the program says (what they hold is the kernel's buffer)
         assert isinstance(inside["unknown"], str) and len(inside["unknown"]) == 8, inside
+        # the option's bytes: getsockopt's answer rewritten, setsockopt's value read (too big: refused)
+        assert inside["mark"] == 0x00C0FFEE, inside
+        assert inside["sndbuf_big"] == {"errno": 1} and inside["sndbuf_small"] is None, inside  # EPERM, then set
+        assert inside["sndbuf"] == 2 * 16384, inside  # the kernel doubles what it is given
 
         outside = client(netns)
         assert outside["tcp6"] == {"errno": 101} and outside["udp4"] == {"errno": 101}, outside  # ENETUNREACH
@@ -291,6 +312,7 @@ def test_every_hook_attached_to_the_cgroup_does_what_it_says(tmp_path, pin_root,
         assert outside["sockname"] == "127.0.0.2", outside
         assert outside["rcvbuf"][0] == 8192 and outside["keepalive"] is None, outside
         assert isinstance(outside["priority"], int) and outside["unknown"] == {"errno": 92}, outside  # ENOPROTOOPT
+        assert outside["mark"] == 0 and outside["sndbuf_big"] is None, outside
     finally:
         kharness.kill_proc(servers)
     kl.unload(res.name, pin_root=str(pin_root))
