@@ -319,3 +319,46 @@ def test_reading_the_option_without_the_check_is_a_located_error(compile_src):
         """)
     assert len(c.errors) == 1 and c.errors[0].loc.line == 6, c.messages
     assert c.errors[0].message.startswith("`v` may be None here"), c.messages
+
+
+HELPERS = """
+class SockaddrIn(Struct):
+    family: u16
+    port: u16
+    addr: u32
+    zero: u64
+
+
+@cgroup_connect4
+def from_local3(ctx: SockAddr) -> int:
+    if bpf_bind(ctx, SockaddrIn(AF_INET, 0, 0x0300007F)) != 0:
+        return 0
+    return 1
+
+
+@cgroup_getsockopt
+def hide_error(ctx: SockOpt) -> int:
+    if bpf_get_retval() < 0:
+        bpf_set_retval(0)
+    return 1
+"""
+
+
+def test_bind_and_retval_helpers_in_testing(compile_src):
+    """bpf_bind (connect hooks), bpf_get_retval/bpf_set_retval are callable where the kernel allows them and
+    simulated by pybpfgen.testing."""
+    c = compile_src(HELPERS)
+    assert c.result.output and not c.errors, [d.format() for d in c.result.diagnostics]
+    mod = testing.load(c.path)
+    ctx = testing.connect4(user_ip4=LOCAL, user_port=80)
+    assert mod.run("from_local3", ctx) == 1
+    assert ctx.bound == (2).to_bytes(2, "little") + bytes(2) + (0x0300007F).to_bytes(4, "little") + bytes(8)
+    failed = testing.getsockopt(level=1, optname=9999, retval=-92)
+    assert mod.run("hide_error", failed) == 1 and failed.call_retval == 0
+    c = compile_src("""
+        @cgroup_getpeername4
+        def p(ctx: SockAddr) -> int:
+            bpf_bind(ctx, u64(0))
+            return 1
+        """)
+    assert c.errors and "bpf_bind" in c.errors[0].message and "cgroup_getpeername4" in c.errors[0].message, c.messages

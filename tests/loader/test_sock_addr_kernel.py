@@ -3,6 +3,7 @@ to a private child cgroup; a client in the cgroup (and one outside it) in a priv
 its loopback, against servers outside the cgroup:
 
 - connect6 sends a connection to [2001:2::1]:80 (unroutable there) to a backend on [::1], getpeername6 shows the VIP;
+- connect4 binds a connection to one server to 127.0.0.3 first (bpf_bind): the server sees that address;
 - sendmsg4 sends a datagram for 198.18.201.1:53 to a local receiver, recvmsg4 shows its answer as from there;
 - bind4 moves a bind() to another port and refuses one port (EPERM); getsockname4 shows 127.0.0.2 as 198.18.201.2;
 - setsockopt ignores SO_RCVBUF (optlen = -1: the call succeeds, nothing changes), refuses SO_KEEPALIVE (EPERM) and
@@ -10,7 +11,7 @@ its loopback, against servers outside the cgroup:
   (EPERM), rewrites the bytes of SO_MARK's answer and turns the kernel's error for an unknown option into success
   (``retval = 0``, ``optlen = 4``: with ``optlen = 0`` the kernel would copy nothing back, not even the length).
 
-The other hooks (sendmsg6, recvmsg6, getsockname6, bind6, connect4, getpeername4) are attached and let everything
+The other hooks (sendmsg6, recvmsg6, getsockname6, bind6, getpeername4) are attached and let everything
 through (they return 1): the client's IPv4 and IPv6 traffic crosses them.
 """
 import json
@@ -48,7 +49,17 @@ BIND_TO = 20002
 BIND_REFUSED = 20003
 MAX_SNDBUF = 65536
 
-ports = Array(value=u32, max_entries=2)  # [0]: the TCP backend on [::1], [1]: the UDP receiver on 127.0.0.1
+LOCAL3 = 0x0300007F      # 127.0.0.3
+
+ports = Array(value=u32, max_entries=3)  # [0]: the TCP backend on [::1], [1]: the UDP receiver on 127.0.0.1,
+                                         # [2]: a TCP server on 127.0.0.1 that says who connected
+
+
+class SockaddrIn(Struct):  # struct sockaddr_in: what bpf_bind takes (its size is passed for us)
+    family: u16
+    port: u16             # network byte order; 0: any
+    addr: u32             # network byte order
+    zero: u64
 
 
 def port_of(i: u32) -> u32:
@@ -140,6 +151,8 @@ def getsockopt(ctx: SockOpt) -> int:
 
 @cgroup_connect4
 def connect4(ctx: SockAddr) -> int:
+    if ctx.user_ip4 == LOCAL and ctx.user_port == port_of(2):
+        bpf_bind(ctx, SockaddrIn(AF_INET, 0, LOCAL3))   # connect from 127.0.0.3
     return 1
 
 
@@ -176,7 +189,10 @@ SERVERS = textwrap.dedent("""
     tcp.listen(8)
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     udp.bind(("127.0.0.1", 0))
-    print(tcp.getsockname()[1], udp.getsockname()[1], flush=True)
+    who = socket.socket()
+    who.bind(("127.0.0.1", 0))
+    who.listen(8)
+    print(tcp.getsockname()[1], udp.getsockname()[1], who.getsockname()[1], flush=True)
 
     def serve_tcp():
         while True:
@@ -184,7 +200,14 @@ SERVERS = textwrap.dedent("""
             c.sendall(c.recv(1024))
             c.close()
 
+    def serve_who():
+        while True:
+            c, peer = who.accept()
+            c.sendall(peer[0].encode())
+            c.close()
+
     threading.Thread(target=serve_tcp, daemon=True).start()
+    threading.Thread(target=serve_who, daemon=True).start()
     while True:
         data, peer = udp.recvfrom(1024)
         udp.sendto(data.upper(), peer)
@@ -192,7 +215,7 @@ SERVERS = textwrap.dedent("""
 
 # what an application sees: one JSON line of results (errno numbers where a call failed)
 CLIENT = textwrap.dedent("""
-    import json, socket
+    import json, socket, sys
 
     def attempt(fn):
         try:
@@ -209,6 +232,13 @@ CLIENT = textwrap.dedent("""
         s.sendall(b"over v6")
         return {"echo": s.recv(1024).decode(), "peer": list(s.getpeername()[:2])}
     out["tcp6"] = attempt(tcp6)
+
+    def who():
+        s = socket.socket()
+        s.settimeout(30)
+        s.connect(("127.0.0.1", int(sys.argv[1])))
+        return {"server_saw": s.recv(1024).decode(), "local": s.getsockname()[0]}
+    out["who"] = attempt(who)
 
     def udp4():
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -261,9 +291,9 @@ def netns(kernel_env):
         kharness.destroy_netns(ns)
 
 
-def client(netns: str, cgroup=None) -> dict:
+def client(netns: str, who_port: int, cgroup=None) -> dict:
     import kharness
-    r = subprocess.run(kharness.wrap_cmd([sys.executable, "-c", CLIENT], cgroup=cgroup, netns=netns),
+    r = subprocess.run(kharness.wrap_cmd([sys.executable, "-c", CLIENT, str(who_port)], cgroup=cgroup, netns=netns),
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
@@ -287,13 +317,15 @@ def test_every_hook_attached_to_the_cgroup_does_what_it_says(tmp_path, pin_root,
     servers = kharness.spawn([sys.executable, "-c", SERVERS], netns=netns, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     try:
-        tcp_port, udp_port = (int(x) for x in servers.stdout.readline().split())
-        mapapi.map_set(res.name, "ports", 0, tcp_port, pin_root=str(pin_root))
-        mapapi.map_set(res.name, "ports", 1, udp_port, pin_root=str(pin_root))
+        tcp_port, udp_port, who_port = (int(x) for x in servers.stdout.readline().split())
+        for i, port in enumerate((tcp_port, udp_port, who_port)):
+            mapapi.map_set(res.name, "ports", i, port, pin_root=str(pin_root))
 
-        inside = client(netns, cgroup=child_cgroup)
+        inside = client(netns, who_port, cgroup=child_cgroup)
         assert inside["tcp6"] == {"echo": "over v6", "peer": ["2001:2::1", 80]}, inside
         assert inside["udp4"] == {"answer": "QUERY", "from": ["198.18.201.1", 53]}, inside
+        # bpf_bind in connect4: the connection comes from 127.0.0.3, and the server sees it so
+        assert inside["who"] == {"server_saw": "127.0.0.3", "local": "127.0.0.3"}, inside
         assert inside["bind_moved"] == 20002 and inside["bind_refused"] == {"errno": 1}, inside  # EPERM
         assert inside["sockname"] == "198.18.201.2", inside
         rcvbuf, default = inside["rcvbuf"]
@@ -306,13 +338,14 @@ def test_every_hook_attached_to_the_cgroup_does_what_it_says(tmp_path, pin_root,
         assert inside["sndbuf_big"] == {"errno": 1} and inside["sndbuf_small"] is None, inside  # EPERM, then set
         assert inside["sndbuf"] == 2 * 16384, inside  # the kernel doubles what it is given
 
-        outside = client(netns)
+        outside = client(netns, who_port)
         assert outside["tcp6"] == {"errno": 101} and outside["udp4"] == {"errno": 101}, outside  # ENETUNREACH
         assert outside["bind_moved"] == 20001 and outside["bind_refused"] == 20003, outside
         assert outside["sockname"] == "127.0.0.2", outside
         assert outside["rcvbuf"][0] == 8192 and outside["keepalive"] is None, outside
         assert isinstance(outside["priority"], int) and outside["unknown"] == {"errno": 92}, outside  # ENOPROTOOPT
         assert outside["mark"] == 0 and outside["sndbuf_big"] is None, outside
+        assert outside["who"] == {"server_saw": "127.0.0.1", "local": "127.0.0.1"}, outside
     finally:
         kharness.kill_proc(servers)
     kl.unload(res.name, pin_root=str(pin_root))
