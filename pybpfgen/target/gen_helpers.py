@@ -211,6 +211,10 @@ class Unsupported(Exception):
     pass
 
 
+# helpers whose socket argument must be a reference acquired from bpf_sk_lookup_* (the verifier refuses ctx.sk)
+NEEDS_ACQUIRED_SOCKET = frozenset({"sk_release"})
+
+
 def encode(sig: Signature) -> tuple[str, tuple[str, ...]]:
     """(return kind, parameter kinds) for a signature, or :class:`Unsupported`."""
     kinds: list[str] = []
@@ -233,6 +237,10 @@ def encode(sig: Signature) -> tuple[str, tuple[str, ...]]:
                     and SIZE_NAME.match(nxt.name):
                 kinds.append("fmt")
                 i += 1
+            elif p.name == "sk" and (base == "void" or base == "struct bpf_sock"):
+                if sig.name in NEEDS_ACQUIRED_SOCKET:
+                    raise Unsupported("takes a socket reference from bpf_sk_lookup_*, which pybpfgen has not")
+                kinds.append("sock")
             elif has_map and base == "void" and p.name == "key":
                 kinds.append("key")
             elif has_map and base == "void" and p.name == "value":
@@ -255,7 +263,7 @@ def encode(sig: Signature) -> tuple[str, tuple[str, ...]]:
             raise Unsupported("variadic arguments")
     ret = sig.ret.replace(" ", "")
     if ret == "void*":
-        if has_map and "key" in kinds:
+        if has_map and ("key" in kinds or "sock" in kinds):
             rk = "ptr"
         else:
             raise Unsupported("returns a pointer that is not a map value")
@@ -462,7 +470,8 @@ def py_params(e: Entry) -> list[tuple[str, str, str | None]]:
             n += "_"
         names.append(n)
         ci += 2 if kind in ("data", "fmt") else 1
-    ann = {"ctx": "Any", "map": "Any", "key": "Any", "value": "Any", "u64": "int", "data": "Any", "fmt": "str"}
+    ann = {"ctx": "Any", "map": "Any", "key": "Any", "value": "Any", "sock": "Any", "u64": "int", "data": "Any",
+           "fmt": "str"}
     required = len(e.params)
     while required and e.params[required - 1] == "u64" and (names[required - 1] == "flags" or "fmt" in e.params):
         required -= 1
