@@ -2,16 +2,17 @@
 """Per-message cost of the sk_msg program: programs/accel.py vs the seed's design (bench/twin/accel_twin.py).
 
     sudo .venv/bin/python bench/prog_cost.py [--rounds 3] [--seconds 2] [--objects accel,seed-twin] [--json]
-    sudo .venv/bin/python bench/prog_cost.py --objects accel,accel-sk-c,seed-twin   # + the socket-local design in C
+    sudo .venv/bin/python bench/prog_cost.py --objects accel,accel-c,seed-twin   # + the C twin of programs/accel.py
 
-Each object is compiled (pybpfgen for a .py source, clang-19 -O2 -g -mcpu=v3 for a C twin) and loaded into a private child cgroup and pin root; a sockperf ping-pong on
-loopback (server pinned to CPU 0, client to CPU 1) runs inside the cgroup on a policy port, and
+Each object is compiled (pybpfgen for a .py source, clang-19 -O2 -g -mcpu=v3 for a C twin) and loaded into a
+private child cgroup and pin root; a sockperf ping-pong on loopback (server pinned to CPU 0, client to CPU 1) runs inside the cgroup on a policy port, and
 `pybpfgen status --stats --interval S` measures, with the kernel's BPF run-time statistics enabled only for that
 interval, how often each program ran and its average run time (``run_time_ns / run_cnt``, which includes the
 helpers it calls: the map lookups and the redirect). Objects alternate round by round; medians are printed.
 
-The accelerator's sk_msg program pays for namespace-safe 48-byte socket identities (one lookup of its own state,
-the redirect, one lookup of its peer's state); the seed's design builds a 16-byte 4-tuple key and redirects.
+The accelerator's sk_msg program looks up its socket-local state (the socket's storage cache: no hashing), its
+connection's `links` slot (an array index, inlined) and redirects with the 8-byte cookie key; the seed's design
+builds a 16-byte 4-tuple key and redirects (docs/accel-design.md).
 """
 from __future__ import annotations
 
@@ -37,7 +38,6 @@ OBJECTS = {  # name: (source, policy port map)
     "seed-twin": (REPO / "bench" / "twin" / "accel_twin.py", "accel_ports"),
     # C twins, built with clang-19 (a yardstick: the same design without pybpfgen's code generation)
     "accel-c": (REPO / "bench" / "twin" / "accel.bpf.c", "policy_ports"),
-    "accel-sk-c": (REPO / "bench" / "twin" / "accel_sk.bpf.c", "policy_ports"),
     "seed-twin-c": (REPO / "bench" / "twin" / "accel_twin.bpf.c", "accel_ports"),
 }
 
