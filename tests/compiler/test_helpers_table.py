@@ -56,7 +56,9 @@ def test_allowed_program_types():
     assert "syscall" not in HELPERS["get_socket_cookie"].progtypes
     assert {"sock_ops", "socket_filter"} <= HELPERS["get_socket_cookie"].progtypes
     assert {"sock_ops", "sk_msg"} <= HELPERS["get_netns_cookie"].progtypes
-    assert HELPERS["skb_cgroup_id"].progtypes == {"cgroup_skb_ingress", "cgroup_skb_egress"}
+    assert HELPERS["skb_cgroup_id"].progtypes == {"cgroup_skb_ingress", "cgroup_skb_egress", "tc_ingress", "tc_egress"}
+    assert HELPERS["sk_redirect_map"].progtypes == {"sk_skb_stream_parser", "sk_skb_stream_verdict"}
+    assert HELPERS["xdp_adjust_head"].progtypes == HELPERS["xdp_load_bytes"].progtypes == {"xdp"}
 
 
 def test_every_helper_is_well_formed():
@@ -79,7 +81,7 @@ def test_unsupported_helpers_are_kept_with_a_reason():
     assert set(UNSUPPORTED) & set(HELPERS) == set()
     assert len(HELPERS) + len(UNSUPPORTED) >= len(helpers_table.TABLE)
     assert UNSUPPORTED["sk_release"] == "argument `void *sock` has no pybpfgen kind"
-    assert "no program type" in UNSUPPORTED["xdp_adjust_head"]  # an XDP-only helper
+    assert "no program type" in UNSUPPORTED["lwt_push_encap"]  # an LWT-only helper
     assert helper_name(86) == "sk_release"  # the disassembler names unsupported helpers too
     assert DOCS["sk_release"].signature.startswith("long bpf_sk_release(")
 
@@ -100,19 +102,27 @@ def test_lang_helpers_one_function_per_supported_helper():
         assert f.__name__ == f"bpf_{name}"
         assert f.__doc__ and DOCS[name].signature in f.__doc__
         assert len(inspect.signature(f).parameters) == len(HELPERS[name].params), name
-    with pytest.raises(NotImplementedError):
+    with pytest.raises(lang_helpers.NotInBPF, match="bpf_ktime_get_ns.*pybpfgen.testing"):
         lang_helpers.bpf_ktime_get_ns()
-    # lang.py keeps its own (simulated) map functions: not exported by lang_helpers
+    # lang.py keeps its own map functions (methods of the map classes): not exported by lang_helpers
     assert "bpf_map_lookup_elem" not in lang_helpers.__all__
     assert "bpf_get_socket_cookie" in lang_helpers.__all__
 
 
-def test_lang_helper_simulation_hook():
-    lang_helpers.SIMULATIONS["ktime_get_ns"] = lambda: 42
-    try:
-        assert lang_helpers.bpf_ktime_get_ns() == 42
-    finally:
-        del lang_helpers.SIMULATIONS["ktime_get_ns"]
+def test_plain_python_calls_say_where_programs_run():
+    """One simulation of maps and helpers: pybpfgen.testing. Called from plain Python, the DSL's map methods,
+    helpers and atomics raise NotInBPF naming the function and pybpfgen.testing (no second simulation)."""
+    from pybpfgen import lang
+
+    h = lang.Hash(key=lang.u32, value=lang.u64, max_entries=4)
+    for call, name in [(lambda: h.lookup(1), "Hash.lookup"), (lambda: h.update(1, 2), "Hash.update"),
+                       (lambda: 1 in h, "Hash"), (lambda: lang.RingBuf(max_entries=4096).output(1), "RingBuf.output"),
+                       (lambda: lang.atomic_add(0, 1), "atomic_add"),
+                       (lambda: lang.bpf_get_socket_cookie(None), "bpf_get_socket_cookie")]:
+        with pytest.raises(lang_helpers.NotInBPF, match="pybpfgen.testing") as e:
+            call()
+        assert name in str(e.value)
+    assert not hasattr(lang_helpers, "SIMULATIONS") and not hasattr(h, "_data")
 
 
 # ----------------------------------------------------------------- the generator itself
