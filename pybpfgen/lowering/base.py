@@ -24,6 +24,7 @@ class LoweringBase:
     alloca_b: ir.IRBuilder  # the builder of the entry block's allocas
     slots: dict[N.Var, ir.Value]  # locals -> their stack slots
     params: dict[N.Var, ir.Value]  # parameters -> their LLVM arguments
+    passthrough_seq: int  # the last llvm.bpf.passthrough sequence number
 
     # ------------------------------------------------------------ codegen.FunctionLowering
     @abstractmethod
@@ -31,6 +32,9 @@ class LoweringBase:
 
     @abstractmethod
     def ctx_arg(self, var: N.Var) -> ir.Value: ...
+
+    @abstractmethod
+    def intrinsic(self, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function: ...
 
     @abstractmethod
     def ctx_memory_base(self, var: N.Var) -> ir.Value: ...
