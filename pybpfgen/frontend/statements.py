@@ -14,16 +14,6 @@ from .expressions import as_ctx
 from .operators import ARITH
 from ..target.progtypes import PROG_TYPES
 
-# what a return value outside a program type's range (target/progtypes.py ``returns``) should be instead, by the
-# prefix of the program type's name
-RETURN_HINTS = {
-    "cgroup_skb": "return 1 to let the packet through, 0 to drop it",
-    "xdp": "return XDP_PASS, XDP_DROP, XDP_TX, XDP_REDIRECT or XDP_ABORTED",
-    "tc_": "return TC_ACT_OK to let the packet through, TC_ACT_SHOT to drop it, TCX_NEXT to let the next program "
-          "decide",
-    "sk_skb_stream_verdict": "return SK_PASS to deliver the data (or redirect it), SK_DROP to drop it",
-}
-
 if TYPE_CHECKING:
     from .base import CheckerBase
 else:
@@ -80,15 +70,15 @@ class Statements(CheckerBase):
         (target/progtypes.py ``returns``); a computed one is left to the verifier."""
         if not isinstance(self.prog, N.Program):
             return
-        rng = PROG_TYPES[self.prog.progtype].returns
-        if rng is None or not isinstance(v, N.Const):
+        pt = PROG_TYPES[self.prog.progtype]
+        if pt.returns is None or not isinstance(v, N.Const):
             return
-        lo, hi = rng
+        lo, hi = pt.returns
         if not lo <= v.value <= hi:
-            allowed = " or ".join(str(x) for x in range(lo, hi + 1)) if hi - lo < 4 else f"{lo}..{hi}"
+            allowed = (str(lo) if lo == hi else " or ".join(str(x) for x in range(lo, hi + 1)) if hi - lo < 2
+                       else f"{lo}..{hi}")
             raise self.error(node, f"a {self.prog.progtype} program returns {allowed}, not {v.value}",
-                             next((h for prefix, h in RETURN_HINTS.items()
-                                   if self.prog.progtype.startswith(prefix)), None))
+                             pt.returns_hint or None)
 
     def check_stmt(self, s: ast.stmt, out: list[N.Stmt]) -> Flow | None:
         loc = self.loc(s)
@@ -147,7 +137,7 @@ class Statements(CheckerBase):
             if isinstance(s.value, ast.Constant) and isinstance(s.value.value, str):
                 return self.flow  # a string used as a comment
             v = self.expr(s.value)
-            if not isinstance(v, (N.HelperCall, N.Call, N.AtomicRMW, N.AtomicCmpXchg)):
+            if not isinstance(v, (N.HelperCall, N.Call, N.AtomicRMW, N.AtomicCmpXchg, N.PacketStore)):
                 self.mb.diags.warning(loc, "expression result is not used")
             out.append(N.ExprStmt(loc, v))
             return self.flow
@@ -300,8 +290,7 @@ class Statements(CheckerBase):
             ctx = self.ctx_var(node.value)
             if ctx is not None and as_ctx(ctx.type).struct_t is None:
                 f = self.ctx_field(node, ctx)
-                if not f.writable:
-                    raise self.error(node, f"context field `{node.attr}` is read-only")
+                self.check_ctx_writable(node, ctx, f)
                 return N.CtxLoad(self.loc(node), f.type, ctx, f)
             if ctx is not None:  # syscall programs: fields of the user's struct, in memory
                 return self.attribute(node)
@@ -323,6 +312,9 @@ class Statements(CheckerBase):
                 return fg
         if isinstance(node, ast.Subscript):
             e = self.index(node)
+            if isinstance(e, N.CtxLoad):  # ctx.user_ip6[i] = ...: one 32-bit store at a constant offset
+                self.check_ctx_writable(node, e.ctx, e.field)
+                return e
             if isinstance(e, N.PacketLoad):
                 return self.view_store_target(e, node)
             if not is_place(e):
@@ -332,6 +324,20 @@ class Statements(CheckerBase):
         raise self.error(node, f"cannot assign to `{ast.unparse(node)}`",
                          "assign to a local name, a struct field, an array element, `ref.value`, "
                          "or a writable context field")
+
+    def check_ctx_writable(self, node: ast.expr, ctx: N.Var, f: N.CtxField) -> None:
+        """Programs may assign only the context fields the verifier lets their program type write
+        (target/contexts.py: ``writable``)."""
+        if f.writable:
+            return
+        pt = PROG_TYPES[as_ctx(ctx.type).progtype]
+        can = sorted(n for n, x in pt.fields.items() if x.writable)
+        hint = f"fields it can write: {', '.join(can)}" if can else f"a {pt.name} program can write no context field"
+        declared = next((d for d in pt.context.fields if d.name == f.name), None) if pt.context else None
+        if declared is not None and isinstance(declared.writable, tuple):
+            raise self.error(node, f"a {pt.name} program cannot write `{pt.ctx_class}.{f.name}`: only "
+                                   f"{', '.join(declared.writable)} programs may", hint)
+        raise self.error(node, f"context field `{pt.ctx_class}.{f.name}` is read-only", hint)
 
     def check_not_param(self, place: N.Expr, node: ast.AST) -> None:
         root = place_root(place)
