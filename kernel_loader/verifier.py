@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 from ._records import Record
 
+from . import complexity
 from .errors import LoaderError, _errno_name
 
 INSN_RE = re.compile(r"^(\d+): \([0-9a-f]{2}\)")
@@ -78,6 +79,15 @@ class VerifierError(LoaderError):
         self.path = path
         self.summary = summarize_log(self.log)
         self.source_file, self.source_line, self.source_text = self._locate(linked)
+        # a complexity limit: which loop, and what bound fits (complexity.py); located at the loop
+        self.advice: str | None = None
+        found = complexity.advice("\n".join(self.summary.message), self.summary.insn_index, linked)
+        if found is not None:
+            self.advice = found[0]
+            if found[1] and found[2]:
+                self.source_file, self.source_line = found[1], found[2]
+                self.source_text = next((li.text for li in linked.line_info
+                                         if li.line == found[2] and li.text), self.source_text)
         super().__init__(self._format())
 
     def _locate(self, linked):
@@ -94,8 +104,9 @@ class VerifierError(LoaderError):
         if self.source_file and self.source_line:
             where = f" at {self.source_file}:{self.source_line}"
         head = self.summary.message[-1] if self.summary.message else "(no verifier log)"
+        todo = self.advice or "fix the program"
         first = (f"program {self.prog_name} rejected by the kernel verifier ({self.errno_name}){where}: {head}"
-                 f"; fix the program (run with -v for the full verifier log)")
+                 f"; {todo} (run with -v for the full verifier log)")
         body = [f"    {ln}" for ln in self.summary.decisive_lines()]
         if self.source_text and self.source_file:
             body.append(f"    source: {self.source_file}:{self.source_line}: {self.source_text.strip()}")

@@ -9,6 +9,7 @@ never import llvmlite.
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 from types import ModuleType, SimpleNamespace
@@ -40,16 +41,25 @@ def cmd_compile(args) -> int:
         print(f"pybpfgen: error: no BPF modules found in {' '.join(args.paths)}\n"
               "hint: a BPF module is a .py file that imports pybpfgen.lang", file=sys.stderr)
         return EXIT_USER
+    outdir, object_name = args.output, None
+    if args.output.endswith(".o") and not os.path.isdir(args.output):  # -o x.bpf.o: that file, not a directory
+        if len(sources) != 1:
+            print(f"pybpfgen: error: -o {args.output} names one object file, but {len(sources)} BPF modules were "
+                  f"found in {' '.join(args.paths)}\nhint: give an output directory (-o build/): each module becomes "
+                  "<module>.bpf.o in it", file=sys.stderr)
+            return EXIT_USER
+        outdir, object_name = os.path.dirname(args.output), os.path.basename(args.output)  # outdir "": here
     failed = 0
-    cache = None if args.check else BuildCache(args.output)
+    # no build cache next to a named object file (it would litter that directory, often the current one)
+    cache = None if args.check or object_name else BuildCache(outdir)
     worker = None if args.check else LLVMWorker()  # forked only when a module must be rebuilt
     try:
         for src in sources:
             if args.check:
                 r = check_file(src)
             else:
-                r = compile_file(src, args.output, opt=args.opt, emit_llvm=args.emit_llvm, cache=cache,
-                                 force=args.force, worker=worker)
+                r = compile_file(src, outdir, opt=args.opt, emit_llvm=args.emit_llvm, cache=cache,
+                                 force=args.force, worker=worker, object_name=object_name)
             if r.diagnostics:
                 srcs = read_sources([r])
                 for d in r.diagnostics:
@@ -131,11 +141,13 @@ def _add_compile(sub) -> None:
 
     c = sub.add_parser(
         "compile", help="compile DSL modules to BPF objects",
-        description="Compile each BPF module under PATH to OUTDIR/<module>.bpf.o. Unchanged modules are not "
-                    "recompiled (OUTDIR/.pybpfgen-cache.json records what was built from what); --force "
-                    "rebuilds them.")
+        description="Compile each BPF module under PATH to OUTDIR/<module>.bpf.o, or one module to the file "
+                    "-o NAME.o. Unchanged modules are not recompiled (OUTDIR/.pybpfgen-cache.json records what "
+                    "was built from what); --force rebuilds them.")
     c.add_argument("paths", nargs="+", metavar="PATH", help="a .py file, or a directory searched for BPF modules")
-    c.add_argument("-o", "--output", default="build", metavar="OUTDIR", help="output directory (default: build/)")
+    c.add_argument("-o", "--output", default="build", metavar="OUTDIR|FILE.o",
+                   help="output directory (default: build/); a name ending in .o that is not a directory is the "
+                        "object file of the one module compiled")
     c.add_argument("-O", dest="opt", type=int, choices=[0, 1, 2, 3], default=2, metavar="LEVEL",
                    help="optimisation level: -O0, -O1, -O2 (default), -O3")
     c.add_argument("--emit-llvm", action="store_true",

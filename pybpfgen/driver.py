@@ -479,8 +479,10 @@ def check_file(path: str) -> Result:
 
 
 def compile_file(path: str, outdir: str, opt: int = 2, *, emit_llvm: bool = False,
-                 cache: BuildCache | None = None, force: bool = False, worker: LLVMWorker | None = None) -> Result:
-    """Compile one module to ``outdir/<module>.bpf.o`` (and ``<module>.ll`` with ``emit_llvm``).
+                 cache: BuildCache | None = None, force: bool = False, worker: LLVMWorker | None = None,
+                 object_name: str | None = None) -> Result:
+    """Compile one module to ``outdir/<module>.bpf.o`` (``outdir/<object_name>`` if given; and ``<module>.ll``
+    with ``emit_llvm``).
 
     With a ``cache``, a module whose source, dependencies, options, compiler and outputs are unchanged
     is not recompiled (``Result.up_to_date``) unless ``force``. With a ``worker``, LLVM runs in it
@@ -490,7 +492,9 @@ def compile_file(path: str, outdir: str, opt: int = 2, *, emit_llvm: bool = Fals
     res = Result(path)
     with open(path, "rb") as f:
         raw = f.read()
-    options = {"opt": opt, "emit_llvm": bool(emit_llvm)}
+    options: dict = {"opt": opt, "emit_llvm": bool(emit_llvm)}
+    if object_name is not None:
+        options["object"] = object_name
     if cache is not None:
         current = (compiler_stat(), compiler_fingerprint(cache.known_compiler))
         if cache.known_compiler != current:  # record it, so that the next run need not hash the compiler
@@ -569,8 +573,9 @@ def compile_file(path: str, outdir: str, opt: int = 2, *, emit_llvm: bool = Fals
         return res
 
     t1 = time.perf_counter()
-    os.makedirs(outdir, exist_ok=True)
-    out = os.path.join(outdir, module.name + OBJECT_SUFFIX)
+    if outdir:
+        os.makedirs(outdir, exist_ok=True)
+    out = os.path.join(outdir, object_name or module.name + OBJECT_SUFFIX)
     _write(out, obj)
     res.output = out
     outputs = [out]

@@ -22,6 +22,7 @@ with BPF_PROG_TEST_RUN; both must agree.
 """
 from __future__ import annotations
 
+import difflib
 import struct
 import time
 from dataclasses import dataclass
@@ -35,7 +36,8 @@ from .ir import types as T
 from .target.maps import BY_KIND as MAP_KINDS
 from .target.progtypes import PROG_TYPES
 
-__all__ = ["load", "Module", "Context", "sock_ops", "sk_msg", "skb", "cgroup_skb", "SimMap", "encode", "decode"]
+__all__ = ["load", "Module", "Context", "context", "sock_ops", "sk_msg", "skb", "cgroup_skb", "SimMap", "encode",
+           "decode", "NotSimulated"]
 
 SK_PASS, SK_DROP = 1, 0
 ENOENT, EEXIST, E2BIG = 2, 17, 7
@@ -120,6 +122,30 @@ def _bswap32(v: int) -> int:
     return int.from_bytes((v & 0xFFFFFFFF).to_bytes(4, "little"), "big")
 
 
+# Keyword arguments of the context constructors that are not context fields: what the simulated helpers return
+# (``cookie=`` for bpf_get_socket_cookie, ...). A new input for a new simulated helper is added here; any other
+# unknown name is an error, so that a misspelt field cannot leave the real one at 0 and a test pass for the wrong reason.
+CONTEXT_INPUTS: dict[str, str] = {
+    "cookie": "what bpf_get_socket_cookie returns",
+    "netns_cookie": "what bpf_get_netns_cookie returns",
+    "socket": "what a sockmap/sockhash stores for this context",
+    "cgroup_id": "what bpf_skb_cgroup_id / bpf_get_current_cgroup_id return",
+    "pid_tgid": "what bpf_get_current_pid_tgid returns",
+}
+
+
+def _unknown_field(progtype: str, name: str, fields: dict) -> TypeError:
+    """The error for a keyword that is neither a context field of ``progtype`` nor a helper input."""
+    pt = PROG_TYPES[progtype]
+    declared = {f.name for f in pt.context.fields} if pt.context is not None else set()
+    if name in declared:  # a field of the struct that this program type may not read
+        return TypeError(f"{pt.ctx_class} field `{name}` is not readable by {progtype} programs "
+                         "(the kernel's verifier refuses the read), so it cannot be set in their context")
+    close = difflib.get_close_matches(name, list(fields) + list(CONTEXT_INPUTS), n=1, cutoff=0.6)
+    hint = f"; did you mean `{close[0]}`?" if close else f"; its fields: {', '.join(fields)}"
+    return TypeError(f"{pt.ctx_class} ({progtype}) has no field `{name}`{hint}")
+
+
 def _ctx(progtype: str, values: dict) -> Context:
     pt = PROG_TYPES[progtype]
     fields = pt.fields
@@ -129,6 +155,8 @@ def _ctx(progtype: str, values: dict) -> Context:
     for k, v in values.items():
         f = fields.get(k)
         if f is None:
+            if k not in CONTEXT_INPUTS:
+                raise _unknown_field(progtype, k, fields)
             extra[k] = v
             continue
         if isinstance(f.type, T.ArrayT):
@@ -138,6 +166,16 @@ def _ctx(progtype: str, values: dict) -> Context:
         raw = _bswap32(v) if f.convert == "bswap32" else v
         mem[f.offset:f.offset + f.load_bits // 8] = (raw & ((1 << f.load_bits) - 1)).to_bytes(f.load_bits // 8, "little")
     return Context(progtype, bytes(mem), **extra)
+
+
+def context(progtype: str, **fields: Any) -> Context:
+    """The context of any program type of ``target/progtypes.py`` whose context is a kernel struct
+    (``context("sock_ops", op=4)`` is ``sock_ops(op=4)``). Unknown fields are a TypeError."""
+    pt = PROG_TYPES.get(progtype)
+    if pt is None or pt.context is None:
+        known = ", ".join(n for n, p in PROG_TYPES.items() if p.context is not None)
+        raise ValueError(f"no kernel context for program type {progtype!r}; one of: {known}")
+    return _ctx(progtype, fields)
 
 
 def sock_ops(**fields: Any) -> Context:
@@ -264,6 +302,11 @@ def _prefix_equal(a: bytes, b: bytes, bits: int) -> bool:
 
 
 # ================================================================= the interpreter
+class NotSimulated(Exception):
+    """A program called a helper that pybpfgen.testing does not simulate: one line naming the helper and where
+    it was called. Test that path on the kernel (BPF_PROG_TEST_RUN or a real attachment) instead."""
+
+
 class _Return(Exception):
     def __init__(self, value):
         self.value = value
@@ -318,6 +361,8 @@ class Module:
             frame.block(prog.body)
         except _Return as r:
             return T.I32.wrap(r.value)
+        except NotSimulated as e:  # raised again here: one line, without the interpreter's frames
+            raise NotSimulated(str(e)) from None
         raise RuntimeError(f"program {program} fell off its end")  # the checker prevents this
 
     def last_ctx(self) -> Any:
@@ -558,7 +603,9 @@ class _Frame:
         if name in ("msg_redirect_hash", "msg_redirect_map"):
             assert m is not None  # map helpers take a map
             ctx = self.value(args[0])
-            key = self.arg_bytes(args[2])
+            # msg_redirect_hash takes a pointer to the key; msg_redirect_map a u32 index by value
+            key = self.arg_bytes(args[2]) if isinstance(args[2], N.AddrOf) else \
+                (self.value(args[2]) & 0xFFFFFFFF).to_bytes(4, "little")
             flags = self.value(args[3])
             if key in m.data:
                 ctx.redirect = (m.decl.name, key, flags)
@@ -594,7 +641,8 @@ class _Frame:
             return getattr(self.ctx_obj, "cgroup_id", 0)
         if name == "skb_cgroup_id":  # the cgroup of the packet's socket: testing.cgroup_skb(..., cgroup_id=N)
             return getattr(self.value(args[0]), "cgroup_id", 0)
-        raise NotImplementedError(f"pybpfgen.testing does not simulate bpf_{name} yet")
+        raise NotSimulated(f"{e.loc}: bpf_{name} is not simulated by pybpfgen.testing; test this path on the "
+                           "kernel (pybpfgen load, or BPF_PROG_TEST_RUN)")
 
 
 def load(path: str) -> Module:

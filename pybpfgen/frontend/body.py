@@ -39,6 +39,7 @@ class BodyChecker(Statements, Expressions, Operators, Calls, Atomics, HelperCall
         self.flow = Flow(frozenset(func.params), frozenset())
         self.loop_depth = 0
         self.loop_vars: dict[N.Var, int] = {}  # loop variable -> exclusive upper bound
+        self.broken: set[str] = set()  # locals whose assignment was an error: their uses are not reported again
 
     def loc(self, node: ast.AST) -> Loc:
         return Loc.of(self.mb.path, node)

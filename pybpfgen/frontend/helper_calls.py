@@ -5,15 +5,25 @@ from __future__ import annotations
 import ast
 from typing import TYPE_CHECKING
 
+from ..diagnostics import UserError
+
 from ..ir import nodes as N
 from ..ir import types as T
 from ..target import maps as MAPS
-from ..target.helpers import HELPERS, OPTIONAL_FLAGS
+from ..target.helpers import HELPERS, OPTIONAL_FLAGS, dsl_param_names
 
 if TYPE_CHECKING:
     from .base import CheckerBase
 else:
     CheckerBase = object  # the typed base of the mixins is for the type checker only (base.py)
+
+
+def _described(t: T.Type) -> str:
+    if isinstance(t, T.StructT):
+        return f"the struct {t}"
+    if isinstance(t, T.ArrayT):
+        return f"the array {t}"
+    return str(t)
 
 
 class HelperCalls(CheckerBase):
@@ -61,22 +71,25 @@ class HelperCalls(CheckerBase):
             assert key is not None  # required: args_of checked it
             return self.map_lookup(m, key, node)
         h = HELPERS[meth.helper]
-        rest = iter(args)
-        return self.helper_call(h, what, node, [m if k == "map" else next(rest) for k in h.params], decl)
+        rest, names = iter(args), iter(meth.params)
+        return self.helper_call(h, what, node, [m if k == "map" else next(rest) for k in h.params], decl,
+                                ["map" if k == "map" else next(names) for k in h.params])
 
     def map_lookup(self, m: N.MapRef, key: ast.expr, node: ast.AST) -> N.Expr:
         if not MAPS.BY_KIND[m.map.kind].lookup:
             raise self.error(node, f"looking up {m.map.kind} `{m.map.name}` is not supported in BPF programs",
                              "use redirect() to send a message to the socket under a key")
-        return self.helper_call(HELPERS["map_lookup_elem"], f"`{m.map.name}.lookup()`", node, [m, key], m.map)
+        return self.helper_call(HELPERS["map_lookup_elem"], f"`{m.map.name}.lookup()`", node, [m, key], m.map,
+                                ["map", "key"])
 
     def raw_helper(self, h: N.Helper, node: ast.Call) -> N.Expr:
         """``bpf_<helper>(...)``: arguments follow the helper's parameter kinds."""
         what = f"`bpf_{h.name}()`"
-        names = [k if k not in ("ctx",) else "ctx" for k in h.params]
-        required = len(names) - (1 if names and names[-1] == "u64" and h.name in OPTIONAL_FLAGS else 0)
-        args = self.args_of(node, [f"{k}{i}" if names.count(k) > 1 else k for i, k in enumerate(names)],
-                            required, what)
+        names = dsl_param_names(h)
+        required = len(names) - (1 if h.params and h.params[-1] == "u64" and h.name in OPTIONAL_FLAGS else 0)
+        if "fmt" in h.params:  # bpf_trace_printk(fmt, arg1..arg3): the integers may be left out
+            required = h.params.index("fmt") + 1
+        args = self.args_of(node, names, required, what)
         decl = None
         prepared: list = []
         for kind, a in zip(h.params, args):
@@ -84,7 +97,8 @@ class HelperCalls(CheckerBase):
                 assert a is not None  # only a trailing flags argument is optional
                 mref = self.expr(a)
                 if not isinstance(mref, N.MapRef):
-                    raise self.error(a, f"argument `map` of {what} must be a map declared at module level")
+                    raise self.error(a, f"argument `{names[len(prepared)]}` of {what} must be a map declared at "
+                                        "module level")
                 decl = mref.map
                 prepared.append(mref)
             else:
@@ -93,24 +107,26 @@ class HelperCalls(CheckerBase):
             key = args[1]
             assert key is not None  # required: args_of checked it
             return self.map_lookup(prepared[0], key, node)
-        return self.helper_call(h, what, node, prepared, decl)
+        return self.helper_call(h, what, node, prepared, decl, names)
 
-    def helper_call(self, h: N.Helper, what: str, node: ast.AST, args: list, decl: N.MapDecl | None) -> N.Expr:
-        """Type the arguments of a helper by its parameter kinds. ``args`` holds AST nodes, None, or MapRef."""
+    def helper_call(self, h: N.Helper, what: str, node: ast.AST, args: list, decl: N.MapDecl | None,
+                    names: list[str]) -> N.Expr:
+        """Type the arguments of a helper by its parameter kinds. ``args`` holds AST nodes, None, or MapRef;
+        ``names``: the parameters' names, for messages."""
         self.use_helper(h, what, node)
         if decl is not None:
             expected = MAPS.MAP_KINDS_FOR.get(h.name)
             if expected is not None and decl.kind not in expected:
                 raise self.error(node, f"{what} needs a {' or '.join(expected)} map, not the {decl.kind} `{decl.name}`")
         out: list[N.Expr] = []
-        for kind, a in zip(h.params, args):
+        for kind, a, pname in zip(h.params, args, names):
             if kind == "map":
                 out.append(a if isinstance(a, N.MapRef) else self.expr(a))
             elif kind == "ctx":
                 v = self.expr(a)
                 if not isinstance(v, N.CtxRef):
-                    raise self.error(a, f"the first argument of {what} is the program's context",
-                                     "pass the context parameter")
+                    raise self.error(a, f"argument `{pname}` of {what} is the program's context, not {v.type}",
+                                     "pass the program's context parameter")
                 out.append(v)
             elif kind in ("key", "value", "ptr"):
                 if kind == "ptr":  # older table encoding: the first pointer is the key, the second the value
@@ -120,22 +136,31 @@ class HelperCalls(CheckerBase):
                 if isinstance(a, (ast.List, ast.Tuple)) and isinstance(want, T.ArrayT):
                     v = self.array_literal(a, want)
                 else:
-                    v = self.convert(self.expr(a), want, a)
+                    v = self.expr(a)
+                    try:
+                        v = self.convert(v, want, a)
+                    except UserError as e:  # say which parameter of which helper
+                        raise UserError(e.diag.loc, f"argument `{pname}` of {what}: {e.diag.message}",
+                                        e.diag.hint) from None
                 out.append(N.AddrOf(v.loc, v.type, v))
             elif kind == "data":
                 v = self.expr(a)
                 if not isinstance(v.type, (T.IntT, T.StructT, T.ArrayT)):
-                    raise self.error(a, f"{what} copies a struct, array or integer, not {v.type}")
+                    raise self.error(a, f"argument `{pname}` of {what} is a struct, array or integer (its address "
+                                        f"and size are passed), not {v.type}")
                 out.append(N.AddrOf(v.loc, v.type, v))
             elif kind == "u64":
                 if a is None:
                     out.append(N.Const(self.loc(node), T.U64, 0, literal=False))
                 else:
                     v = self.expr(a)
-                    self.arith_operand(v, a)
+                    if not T.is_arith(v.type):
+                        raise self.error(a, f"argument `{pname}` of {what} is an integer, not {_described(v.type)}")
                     out.append(self.cast(v, T.U64))
             else:
-                raise self.error(node, f"{what} takes a `{kind}` argument, which pybpfgen cannot pass yet")
+                raise self.error(node, f"{what} cannot be called yet: pybpfgen cannot pass its argument `{pname}` "
+                                       f"(a `{kind}`)", "bpf_printk(\"format\", ...) writes formatted text"
+                                 if kind == "fmt" else None)
         if h.ret == "ptr":
             assert decl is not None  # the helpers returning a pointer are map lookups
             rt: T.Type = T.OptRefT(decl.value)

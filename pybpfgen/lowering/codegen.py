@@ -100,6 +100,30 @@ def initializer(g: N.GlobalDecl) -> ir.Constant:
     return ir.Constant(ty, g.init & ((1 << g.type.bits) - 1))
 
 
+def loop_variables(stmts: list[N.Stmt]) -> set[N.Var]:
+    out: set[N.Var] = set()
+    for s in stmts:
+        if isinstance(s, N.For):
+            out.add(s.var)
+            out |= loop_variables(s.body)
+        elif isinstance(s, N.If):
+            out |= loop_variables(s.then) | loop_variables(s.orelse)
+    return out
+
+
+def computed_returns(stmts: list[N.Stmt]) -> list[N.Return]:
+    """The `return` statements whose value is not a constant, in source order."""
+    out: list[N.Return] = []
+    for s in stmts:
+        if isinstance(s, N.Return) and s.value is not None and not isinstance(s.value, N.Const):
+            out.append(s)
+        elif isinstance(s, N.If):
+            out += computed_returns(s.then) + computed_returns(s.orelse)
+        elif isinstance(s, N.For):
+            out += computed_returns(s.body)
+    return out
+
+
 class FunctionLowering(Memory, HelperCalls):
     """Lowers one program or DSL function into the llvmlite function ``fn`` (memory and helper calls are
     the mixins of :mod:`.memory` and :mod:`.helper_calls`)."""
@@ -132,6 +156,7 @@ class FunctionLowering(Memory, HelperCalls):
         # path pays an extra `goto` back to it.
         self.ret_bb: ir.Block | None = None
         self.ret_slot: ir.Value | None = None
+        self.loop_vars = loop_variables(func.body)  # passed to helpers through a copy (helper_calls.memory_arg)
 
     # ------------------------------------------------------------ plumbing
     def run(self) -> None:
@@ -149,7 +174,13 @@ class FunctionLowering(Memory, HelperCalls):
                 self.b.unreachable()  # the checker proved every path returns
         if self.ret_bb is not None:
             self.enter(self.ret_bb)  # last, after every block that returns
-            self.b.debug_metadata = self.di.location(self.sp, 0, -1)  # shared by every return
+            # shared by every return: no line of its own, unless one return computes its value and the program
+            # type's kernel checks return values (the others are constants checked at compile time): the
+            # verifier's "At program exit the register R0 ..." then names that return's line
+            computed = computed_returns(self.func.body) if self.is_program and \
+                PROG_TYPES[self.func.progtype].returns is not None else []
+            line, col = (computed[0].loc.line, computed[0].loc.col) if len(computed) == 1 else (0, -1)
+            self.b.debug_metadata = self.di.location(self.sp, line, col)
             if void:
                 self.b.ret_void()
             else:

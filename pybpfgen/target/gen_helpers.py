@@ -30,7 +30,6 @@ when the output would differ from the file).
 from __future__ import annotations
 
 import argparse
-import keyword
 import textwrap
 import hashlib
 import os
@@ -450,18 +449,9 @@ def render(entries: list[Entry], meta: dict[str, str]) -> str:
 
 def py_params(e: Entry) -> list[tuple[str, str, str | None]]:
     """(name, annotation, default) of the DSL function for a supported helper."""
-    sig = next(sig for sig, _ in _docs_cache[e.name] if sig.text == e.signature)
-    names: list[str] = []
-    ci = 0
-    for kind in e.params:
-        if ci < len(sig.params):
-            n = sig.params[ci].name or f"arg{len(names) + 1}"
-        else:  # the variadic arguments after a format string
-            n = f"arg{len(names) - e.params.index('fmt')}"
-        if keyword.iskeyword(n) or n in names:
-            n += "_"
-        names.append(n)
-        ci += 2 if kind in ("data", "fmt") else 1
+    from .helpers import param_names  # the compiler names the parameters the same way (keyword arguments)
+
+    names = param_names(e.signature, e.params)
     ann = {"ctx": "Any", "map": "Any", "key": "Any", "value": "Any", "u64": "int", "data": "Any", "fmt": "str"}
     required = len(e.params)
     while required and e.params[required - 1] == "u64" and (names[required - 1] == "flags" or "fmt" in e.params):

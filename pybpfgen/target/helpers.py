@@ -25,6 +25,9 @@ are not in :data:`HELPERS`; :data:`UNSUPPORTED` says why.
 """
 from __future__ import annotations
 
+import keyword
+import re
+
 from ..ir._records import Record
 
 from ..ir.nodes import Helper
@@ -71,6 +74,41 @@ PROBED_PROGTYPES = _table.PROBED_PROGTYPES
 def helper_name(helper_id: int) -> str | None:
     """The kernel's name (without ``bpf_``) of helper ``helper_id``, supported or not."""
     return NAMES_BY_ID.get(helper_id)
+
+
+_C_PARAM = re.compile(r"^(.*?[\s*])(\w+)$")
+
+
+def param_names(signature: str, kinds: tuple[str, ...]) -> list[str]:
+    """The names of a helper's DSL parameters (those of its ``lang_helpers`` function), from its C signature:
+    one name per kind, a ``data``/``fmt`` pointer-and-size pair named by its pointer, a format's variadic
+    arguments ``arg1``..``arg3``, a Python keyword or a repeated name followed by ``_``."""
+    inner = signature[signature.find("(") + 1:signature.rfind(")")]
+    c_names = []
+    for a in inner.split(","):
+        a = a.strip()
+        if a in ("", "void", "..."):
+            continue
+        m = _C_PARAM.match(a)
+        c_names.append(m.group(2) if m else "")
+    names: list[str] = []
+    ci = 0
+    for kind in kinds:
+        if ci < len(c_names):
+            n = c_names[ci] or f"arg{len(names) + 1}"
+        else:  # the variadic arguments after a format string
+            n = f"arg{len(names) - kinds.index('fmt')}" if "fmt" in kinds else f"arg{len(names) + 1}"
+        if keyword.iskeyword(n) or n in names:
+            n += "_"
+        names.append(n)
+        ci += 2 if kind in ("data", "fmt") else 1
+    return names
+
+
+def dsl_param_names(h: Helper) -> list[str]:
+    """The DSL parameter names of a supported helper (see :func:`param_names`)."""
+    doc = DOCS.get(h.name)
+    return param_names(doc.signature, h.params) if doc else list(h.params)
 
 
 def c_arg_count(h: Helper) -> int:
