@@ -10,9 +10,7 @@ from pybpfgen.target.progtypes import ATTACH_TYPE_NAMES, PROG_TYPES  # noqa: F40
 
 ATTACH_CGROUP_SOCK_OPS = PROG_TYPES["sock_ops"].attach_type
 ATTACH_SK_MSG_VERDICT = PROG_TYPES["sk_msg"].attach_type
-LINK_TYPE_NAMES = {1: "raw_tracepoint", 2: "tracing", 3: "cgroup", 4: "iter", 5: "netns", 6: "xdp",
-                   7: "perf_event", 8: "kprobe_multi", 9: "struct_ops", 10: "netfilter", 11: "tcx",
-                   12: "uprobe_multi", 13: "netkit", 14: "sockmap"}
+from .kinfo import LINK_TYPE_NAMES  # noqa: E402,F401  (generated from the kernel's BTF: enum bpf_link_type)
 
 
 def attach_sock_ops(sc, prog_fd: int, cgroup_dir: str) -> int:

@@ -5,7 +5,7 @@ import json
 import os
 import re
 import struct
-from ._records import LIST, Record
+from pybpfgen.target.records import LIST, Record
 
 from .btf import Btf, BtfError, BtfExt
 from .errors import ObjectFormatError

@@ -35,19 +35,19 @@ import functools
 import glob
 import os
 import signal
-import struct
 import sys
 
 from . import features as _features
 from . import pins as _pins
 from . import state as _state
 from . import syscall as _syscall
-from ._records import DICT, LIST, SET, Record
+from pybpfgen.target.records import DICT, LIST, SET, Record
 from .attach import ATTACH_SK_MSG_VERDICT, PROG_TYPES, attach_cgroup, attach_sk_msg
 from pybpfgen.target.maps import MAP_SOCKHASH, MAP_SOCKMAP
 from .errors import BpfSyscallError
 from .errors import BtfLoadError, LoaderError, PERMISSION_HINT, PinOwnershipError
-from .maps import MapInfo, create_map, pin_name
+from .kinfo import LINK_TYPE, LinkInfo, MapInfo, ProgInfo
+from .maps import create_map, pin_name
 from .pins import DEFAULT_PIN_ROOT
 
 # parsing and relocation (elf, btf, program) are imported by load() only: unload/status do not need them
@@ -186,40 +186,16 @@ def _unlink(path: str) -> None:
         pass
 
 
-class LinkInfo(Record, eq=True):
-    type: int
-    id: int
-    prog_id: int
-    cgroup_id: int = 0
-    map_id: int = 0
-    attach_type: int = 0
-
-    @classmethod
-    def from_bytes(cls, b: bytes) -> "LinkInfo":
-        t, i, p = struct.unpack_from("<III", b, 0)
-        if t == 3:
-            return cls(t, i, p, cgroup_id=struct.unpack_from("<Q", b, 16)[0],
-                       attach_type=struct.unpack_from("<I", b, 24)[0])
-        if t == 14:
-            m, at = struct.unpack_from("<II", b, 16)
-            return cls(t, i, p, map_id=m, attach_type=at)
-        return cls(t, i, p)
-
-    @property
-    def attached(self) -> bool:
-        return bool(self.cgroup_id or self.map_id) if self.type in (3, 14) else True
-
-
-def prog_name_and_maps(sc, prog_id: int) -> tuple[str, int] | None:
+def prog_name(sc, prog_id: int) -> str | None:
+    """The name of the program with kernel id ``prog_id``, or None when it is gone."""
     try:
         fd = sc.prog_get_fd_by_id(prog_id)
     except BpfSyscallError:
         return None
     try:
-        b = sc.prog_info(fd)
+        return ProgInfo.from_bytes(sc.prog_info(fd)).name
     finally:
         sc.close(fd)
-    return b[64:80].split(b"\0", 1)[0].decode(errors="replace"), struct.unpack_from("<I", b, 0)[0]
 
 
 # ---------------------------------------------------------------- transaction
@@ -479,8 +455,9 @@ def load(path_or_dir: str = "build", cgroup: str | None = None, pin_root: str = 
 
 def _attach_target_ok(info: LinkInfo, kind: str, cg_id: int | None, map_id: int) -> bool:
     if PROG_TYPES[kind].attach == "cgroup":
-        return info.type == 3 and info.attach_type == PROG_TYPES[kind].attach_type and info.cgroup_id == cg_id
-    return info.type == 14 and info.attach_type == ATTACH_SK_MSG_VERDICT and info.map_id == map_id
+        return (info.type == LINK_TYPE["cgroup"] and info.attach_type == PROG_TYPES[kind].attach_type
+                and info.cgroup_id == cg_id)
+    return info.type == LINK_TYPE["sockmap"] and info.attach_type == ATTACH_SK_MSG_VERDICT and info.map_id == map_id
 
 
 def _load_one(sc, txn: _Txn, plan: _Plan, pin_root: str, cgroup: str | None, say) -> LoadedObject:
@@ -514,7 +491,7 @@ def _load_one(sc, txn: _Txn, plan: _Plan, pin_root: str, cgroup: str | None, say
     for p in obj.programs:
         lp = link_program(obj, p, map_fds)
         prog_fds[p.name] = txn.fd(load_program(sc, obj, lp, btf_fd))
-        prog_ids[p.name] = struct.unpack_from("<I", sc.prog_info(prog_fds[p.name]), 4)[0]
+        prog_ids[p.name] = ProgInfo.from_bytes(sc.prog_info(prog_fds[p.name])).id
         say(f"loaded program {p.name} ({p.kind}, {len(lp.insns) // 8} insns, id {prog_ids[p.name]})")
     crash_point("progs")
 
@@ -749,8 +726,7 @@ def detach_by_scan(sc, journal: dict, pin_dir: str | None) -> list[str]:
         if not at_our_point:
             return False
         if prog_id not in name_cache:
-            r = prog_name_and_maps(sc, prog_id)
-            name_cache[prog_id] = r[0] if r else None
+            name_cache[prog_id] = prog_name(sc, prog_id)
         return name_cache[prog_id] in names
 
     # links (pins removed by hand while someone still holds an fd, crashed loaders' links pinned elsewhere)
@@ -768,7 +744,8 @@ def detach_by_scan(sc, journal: dict, pin_dir: str | None) -> list[str]:
             continue
         try:
             info = LinkInfo.from_bytes(sc.link_info(lfd))
-            at_point = (info.type == 3 and info.cgroup_id in cg_ids) or (info.type == 14 and info.map_id in sock_map_ids)
+            at_point = ((info.target_kind == "cgroup" and info.cgroup_id in cg_ids)
+                        or (info.target_kind == "map" and info.map_id in sock_map_ids))
             if info.attached and at_point and ours(info.prog_id, True):
                 try:
                     sc.link_detach(lfd)

@@ -12,11 +12,12 @@ import struct
 
 from . import pins as _pins
 from . import syscall as _syscall
-from .attach import ATTACH_TYPE_NAMES, LINK_TYPE_NAMES
+from .attach import ATTACH_SK_MSG_VERDICT
+from .kinfo import LinkInfo, ProgInfo
 from .btf import sum_values
-from .elf import PROG_TYPE_NAMES
 from .errors import BpfSyscallError, LoaderError
 from .maps import ARRAY_TYPES, PERCPU_TYPES, Map
+from pybpfgen.target.maps import MAP_SOCKHASH, MAP_SOCKMAP
 from .pins import DEFAULT_PIN_ROOT
 
 CGROUP2_SUPER_MAGIC = 0x63677270
@@ -36,46 +37,48 @@ _BtfCache = KernelBtfCache  # BTF objects fetched from the kernel by id, cached 
 def _prog_status(sc, name: str, path: str) -> dict:
     fd = sc.obj_get(path)
     try:
-        b = sc.prog_info(fd)
+        i = ProgInfo.from_bytes(sc.prog_info(fd))
     finally:
         sc.close(fd)
-    ptype, pid = struct.unpack_from("<II", b, 0)
-    jited_len, xlated_len = struct.unpack_from("<II", b, 16)
-    load_time = struct.unpack_from("<Q", b, 40)[0]
-    btf_id = struct.unpack_from("<I", b, 128)[0]
-    run_time_ns, run_cnt = struct.unpack_from("<QQ", b, 192)
-    verified = struct.unpack_from("<I", b, 216)[0]
-    return {"name": name, "id": pid, "type": PROG_TYPE_NAMES.get(ptype, str(ptype)), "type_id": ptype,
-            "tag": b[8:16].hex(), "verified_insns": verified, "xlated_insns": xlated_len // 8,
-            "jited_bytes": jited_len, "btf_id": btf_id, "load_time_ns": load_time,
-            "run_cnt": run_cnt, "run_time_ns": run_time_ns, "pin": path}
+    return {"name": name, "id": i.id, "type": i.type_name, "type_id": i.type, "tag": i.tag,
+            "verified_insns": i.verified_insns, "xlated_insns": i.xlated_insns, "jited_bytes": i.jited_prog_len,
+            "btf_id": i.btf_id, "load_time_ns": i.load_time, "run_cnt": i.run_cnt, "run_time_ns": i.run_time_ns,
+            "pin": path}
 
 
 def _link_status(sc, name: str, path: str, map_names: dict[int, str]) -> dict:
     fd = sc.obj_get(path)
     try:
-        b = sc.link_info(fd)
+        i = LinkInfo.from_bytes(sc.link_info(fd))
     finally:
         sc.close(fd)
-    ltype, lid, prog_id = struct.unpack_from("<III", b, 0)
-    out = {"name": name, "id": lid, "type": LINK_TYPE_NAMES.get(ltype, str(ltype)), "type_id": ltype,
-           "prog_id": prog_id, "pin": path}
-    if ltype == 3:
-        cg_id = struct.unpack_from("<Q", b, 16)[0]
-        at = struct.unpack_from("<I", b, 24)[0]
-        out["attach_type"] = ATTACH_TYPE_NAMES.get(at, str(at))
-        out["target"] = {"kind": "cgroup", "cgroup_id": cg_id,
-                         "path": cgroup_path_by_id(cg_id) if cg_id else None}
-        out["attached"] = cg_id != 0
-    elif ltype == 14:
-        map_id, at = struct.unpack_from("<II", b, 16)
-        out["attach_type"] = ATTACH_TYPE_NAMES.get(at, str(at))
-        out["target"] = {"kind": "map", "map_id": map_id, "map_name": map_names.get(map_id)}
-        out["attached"] = map_id != 0
+    out = {"name": name, "id": i.id, "type": i.type_name, "type_id": i.type, "prog_id": i.prog_id, "pin": path}
+    kind = i.target_kind
+    if kind is not None and kind != "netns":
+        out["attach_type"] = i.attach_type_name
+    if kind == "cgroup":
+        out["target"] = {"kind": "cgroup", "cgroup_id": i.cgroup_id,
+                         "path": cgroup_path_by_id(i.cgroup_id) if i.cgroup_id else None}
+    elif kind == "map":
+        out["target"] = {"kind": "map", "map_id": i.map_id, "map_name": map_names.get(i.map_id)}
+    elif kind == "ifindex":
+        out["target"] = {"kind": "interface", "ifindex": i.ifindex, "ifname": _ifname(i.ifindex)}
+    elif kind == "netns":
+        out["target"] = {"kind": "netns", "netns_ino": i.netns_ino}
     else:
         out["target"] = None
-        out["attached"] = True
+    out["attached"] = i.attached
     return out
+
+
+def _ifname(ifindex: int) -> str | None:
+    if not ifindex:
+        return None
+    try:
+        import socket
+        return socket.if_indextoname(ifindex)
+    except OSError:
+        return None
 
 
 from .mapapi import UNITERABLE_TYPES  # noqa: E402  RINGBUF, USER_RINGBUF, QUEUE, STACK: no keys to walk
@@ -170,14 +173,14 @@ def _legacy_links(sc, maps: list[dict], progs: list[dict], links: list[dict]) ->
     by_id = {p["id"]: p["name"] for p in progs}
     out = []
     for m in maps:
-        if m["type_id"] not in (15, 18):
+        if m["type_id"] not in (MAP_SOCKMAP, MAP_SOCKHASH):
             continue
         try:
             fd = sc.obj_get(m["pin"])
         except BpfSyscallError:
             continue
         try:
-            q = sc.prog_query(fd, 7)
+            q = sc.prog_query(fd, ATTACH_SK_MSG_VERDICT)
         except BpfSyscallError:
             continue
         finally:

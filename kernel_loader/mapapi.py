@@ -19,10 +19,12 @@ from . import syscall as _syscall
 from .elf import MAP_SOCKHASH, MAP_SOCKMAP
 from .errors import BpfSyscallError, LoaderError
 from .lifecycle import KernelBtfCache, user_errors as _user_errors
+from .kinfo import ProgInfo
 from .maps import ARRAY_TYPES, Map
 from .pins import DEFAULT_PIN_ROOT
 
 from pybpfgen.target.maps import UNITERABLE_MAP_TYPES as UNITERABLE_TYPES  # noqa: E402  RINGBUF ...: no keys
+from pybpfgen.target.maps import LOCAL_STORAGE_MAP_TYPES  # noqa: E402  SK_STORAGE ...: keyed by an fd
 NOEXIST, EXIST = 1, 2                # BPF_NOEXIST, BPF_EXIST
 
 
@@ -65,7 +67,6 @@ def map_names(pin_dir: str) -> list[str]:
 
 def object_btf(pin_dir: str, sc, btfs: KernelBtfCache | None = None):
     """The BTF the object's programs were loaded with (from the first program pin that has one), or None."""
-    import struct
     btfs = btfs or KernelBtfCache(sc)
     try:
         progs = _visible(sorted(os.listdir(os.path.join(pin_dir, "progs"))))
@@ -77,7 +78,7 @@ def object_btf(pin_dir: str, sc, btfs: KernelBtfCache | None = None):
         except BpfSyscallError:
             continue
         try:
-            btf_id = struct.unpack_from("<I", sc.prog_info(fd), 128)[0]
+            btf_id = ProgInfo.from_bytes(sc.prog_info(fd)).btf_id
         except BpfSyscallError:
             continue
         finally:
@@ -233,7 +234,18 @@ def _encode(m: Map, object: str, what: str, value) -> bytes:
         raise LoaderError(f"{_where(object, m)}: {what} {_short(value)} does not fit {expected}: {detail}") from None
 
 
+_COMMAND = {"look up": "get"}  # the `pybpfgen map` command of an action
+
+
 def _check_iterable(m: Map, object: str, action: str) -> None:
+    if m.info().type in LOCAL_STORAGE_MAP_TYPES:
+        owner = m.info().type_name.split("_")[0].replace("sk", "socket").replace("cgrp", "cgroup")
+        raise LoaderError(f"{_where(object, m)} is a {m.info().type_name} map: its values live in each {owner}, "
+                          f"and the kernel finds one only by a file descriptor of that {owner} in the calling "
+                          f"process, so `pybpfgen map {_COMMAND.get(action, action)}` cannot reach them; read a "
+                          f"value in the process that owns "
+                          f"the {owner} (BPF_MAP_LOOKUP_ELEM with its fd as the key), or count in a program "
+                          "(a Global or an Array)")
     if m.info().type in UNITERABLE_TYPES:
         raise LoaderError(f"{_where(object, m)} is a {m.info().type_name}: it has no keys to {action}")
 

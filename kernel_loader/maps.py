@@ -4,13 +4,13 @@ from __future__ import annotations
 import errno
 import re
 import struct
-from ._records import Record
 
 from . import syscall as _syscall
 from .elf import MAP_SOCKHASH, MAP_SOCKMAP, MAP_TYPE_NAMES, BpfObject, MapDef
 from .errors import BpfSyscallError, LoaderError, PERMISSION_HINT
 
 from pybpfgen.target.maps import ARRAY_MAP_TYPES as ARRAY_TYPES, PERCPU_MAP_TYPES as PERCPU_TYPES  # noqa: E402,F401
+from pybpfgen.target.maps import LOCAL_STORAGE_MAP_TYPES  # noqa: E402
 
 
 def kernel_map_name(obj_name: str, m: MapDef) -> str:
@@ -38,6 +38,10 @@ def create_map(sc, obj: BpfObject, m: MapDef, btf_fd: int | None) -> int:
             except BpfSyscallError as e:
                 if e.errno == errno.EPERM:
                     raise
+                if m.type in LOCAL_STORAGE_MAP_TYPES:  # BTF is mandatory: no retry without it
+                    raise LoaderError(f"cannot create map {m.name} ({MAP_TYPE_NAMES.get(m.type, m.type)}): "
+                                      f"{e.errno_name}; the kernel needs its BTF key (int) and value types, and "
+                                      "rejected them") from e
                 fd = sc.map_create(**base)   # retry without BTF (libbpf does the same)
         else:
             fd = sc.map_create(**base)
@@ -58,34 +62,8 @@ def create_map(sc, obj: BpfObject, m: MapDef, btf_fd: int | None) -> int:
     return fd
 
 
-# ---------------------------------------------------------------- map info
-class MapInfo(Record, eq=True):
-    type: int
-    id: int
-    key_size: int
-    value_size: int
-    max_entries: int
-    map_flags: int
-    name: str
-    btf_id: int
-    btf_key_type_id: int
-    btf_value_type_id: int
-
-    @property
-    def type_name(self) -> str:
-        return MAP_TYPE_NAMES.get(self.type, str(self.type))
-
-    @classmethod
-    def from_bytes(cls, b: bytes) -> "MapInfo":
-        t, i, ks, vs, me, fl = struct.unpack_from("<6I", b, 0)
-        name = b[24:40].split(b"\0", 1)[0].decode(errors="replace")
-        btf_id, bk, bv = struct.unpack_from("<3I", b, 64)
-        return cls(t, i, ks, vs, me, fl, name, btf_id, bk, bv)
-
-    def as_dict(self) -> dict:
-        return {"id": self.id, "name": self.name, "type": self.type_name, "type_id": self.type,
-                "key_size": self.key_size, "value_size": self.value_size, "max_entries": self.max_entries,
-                "flags": self.map_flags, "btf_id": self.btf_id}
+# ---------------------------------------------------------------- map info (kinfo.py: from the kernel's BTF)
+from .kinfo import MapInfo  # noqa: E402,F401  (re-exported: kernel_loader.maps.MapInfo)
 
 
 def possible_cpus() -> int:

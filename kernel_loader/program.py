@@ -4,18 +4,17 @@ from __future__ import annotations
 import errno
 import struct
 import time
-from ._records import LIST, Record
+from pybpfgen.target.records import LIST, Record
 
 from .btf import LineInfo
 from .elf import R_BPF_64_64, BpfObject, Function, Program
 from .errors import BpfSyscallError, LoaderError, ObjectFormatError, PERMISSION_HINT
 from .verifier import VerifierError
 
-BPF_LD_IMM64 = 0x18
-BPF_CALL = 0x85
-BPF_PSEUDO_MAP_FD = 1
-BPF_PSEUDO_MAP_VALUE = 2
-BPF_PSEUDO_CALL = 1
+from pybpfgen.target.insn import CALL as BPF_CALL, LD_IMM64 as BPF_LD_IMM64  # noqa: E402,F401  (the one codec)
+from pybpfgen.target.insn import PSEUDO_CALL as BPF_PSEUDO_CALL, PSEUDO_MAP_FD as BPF_PSEUDO_MAP_FD  # noqa: E402
+from pybpfgen.target.insn import PSEUDO_MAP_VALUE as BPF_PSEUDO_MAP_VALUE  # noqa: E402
+from pybpfgen.target.insn import fields_at as _insn, set_imm as _set_imm, set_src as _set_src  # noqa: E402
 
 LOG_START = 64 * 1024
 LOG_MAX = 1 << 30     # the kernel's own limit (UINT_MAX >> 2)
@@ -43,19 +42,6 @@ class LinkedProgram(Record, eq=True):
             if li.insn_off <= insn_idx and (best is None or li.insn_off >= best.insn_off):
                 best = li
         return best
-
-
-def _insn(buf, idx):
-    code, regs, off, imm = struct.unpack_from("<BBhi", buf, idx * 8)
-    return code, regs & 0xF, regs >> 4, off, imm
-
-
-def _set_imm(buf, idx, imm):
-    struct.pack_into("<i", buf, idx * 8 + 4, imm)
-
-
-def _set_src(buf, idx, src):
-    buf[idx * 8 + 1] = (buf[idx * 8 + 1] & 0x0F) | (src << 4)
 
 
 def link_program(obj: BpfObject, prog: Program, map_fds: dict[str, int]) -> LinkedProgram:

@@ -107,10 +107,9 @@ def _name16(name: str) -> bytes:
     return name.encode()[: BPF_OBJ_NAME_LEN - 1]
 
 
-# info struct sizes we ask for (the kernel truncates to its own size)
-PROG_INFO_SIZE = 256
-MAP_INFO_SIZE = 128
-LINK_INFO_SIZE = 128
+# info struct sizes we ask for: the structs of the kernel our layouts were generated from (pybpfgen/target/
+# kinfo_layout.py; an older kernel fills less, a newer one no more than we ask)
+from pybpfgen.target.kinfo_layout import LINK_INFO_SIZE, MAP_INFO_SIZE, PROG_INFO_SIZE  # noqa: E402,F401
 BTF_INFO_SIZE = 32
 
 

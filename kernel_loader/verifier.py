@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from ._records import Record
+from pybpfgen.target.records import Record
 
 from . import complexity
 from .errors import LoaderError, _errno_name

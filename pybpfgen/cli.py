@@ -136,6 +136,25 @@ def build_parser(loader: bool = True, only: str | None = None) -> "argparse.Argu
     return p
 
 
+# compile's options, declared once: argparse is built from this table, and so is the fast path that parses a
+# plain `pybpfgen compile` command line without argparse (see fast_compile_args).
+# (flags, dest, kind: "flag" | "value" | "level", default, help; None help: hidden)
+_COMPILE_OPTIONS: list[tuple[tuple[str, ...], str, str, object, str | None]] = [
+    (("-o", "--output"), "output", "value", "build",
+     "output directory (default: build/); a name ending in .o that is not a directory is the object file of the "
+     "one module compiled"),
+    (("-O",), "opt", "level", 2, "optimisation level: -O0, -O1, -O2 (default), -O3"),
+    (("--emit-llvm",), "emit_llvm", "flag", False,
+     "also write the optimised LLVM IR to OUTDIR/<module>.ll (next to the object)"),
+    (("-S",), "asm", "flag", False, "print the BPF assembly of each object, with the Python source lines interleaved"),
+    (("--check",), "check", "flag", False, "parse and type-check only; write nothing"),
+    (("--force",), "force", "flag", False, "rebuild modules even when they are up to date"),
+    (("-q", "--quiet"), "quiet", "flag", False, "print only diagnostics"),
+    (("--timings",), "timings", "flag", False, None),  # phase times, for bench/
+]
+_OPT_LEVELS = (0, 1, 2, 3)
+
+
 def _add_compile(sub) -> None:
     import argparse
 
@@ -145,19 +164,16 @@ def _add_compile(sub) -> None:
                     "-o NAME.o. Unchanged modules are not recompiled (OUTDIR/.pybpfgen-cache.json records what "
                     "was built from what); --force rebuilds them.")
     c.add_argument("paths", nargs="+", metavar="PATH", help="a .py file, or a directory searched for BPF modules")
-    c.add_argument("-o", "--output", default="build", metavar="OUTDIR|FILE.o",
-                   help="output directory (default: build/); a name ending in .o that is not a directory is the "
-                        "object file of the one module compiled")
-    c.add_argument("-O", dest="opt", type=int, choices=[0, 1, 2, 3], default=2, metavar="LEVEL",
-                   help="optimisation level: -O0, -O1, -O2 (default), -O3")
-    c.add_argument("--emit-llvm", action="store_true",
-                   help="also write the optimised LLVM IR to OUTDIR/<module>.ll (next to the object)")
-    c.add_argument("-S", dest="asm", action="store_true",
-                   help="print the BPF assembly of each object, with the Python source lines interleaved")
-    c.add_argument("--check", action="store_true", help="parse and type-check only; write nothing")
-    c.add_argument("--force", action="store_true", help="rebuild modules even when they are up to date")
-    c.add_argument("-q", "--quiet", action="store_true", help="print only diagnostics")
-    c.add_argument("--timings", action="store_true", help=argparse.SUPPRESS)  # phase times, for bench/
+    for flags, dest, kind, default, text in _COMPILE_OPTIONS:
+        shown = argparse.SUPPRESS if text is None else text
+        if kind == "flag":
+            c.add_argument(*flags, dest=dest, action="store_true", help=shown)
+        elif kind == "level":
+            c.add_argument(*flags, dest=dest, type=int, choices=list(_OPT_LEVELS), default=default, metavar="LEVEL",
+                           help=shown)
+        else:
+            c.add_argument(*flags, dest=dest, default=default, metavar=dest.upper() if dest != "output" else "OUTDIR|FILE.o",
+                           help=shown)
     c.set_defaults(func=cmd_compile)
 
 
@@ -174,37 +190,51 @@ def _add_disasm(sub) -> None:
 COMPILER_COMMANDS = {"compile": _add_compile, "disasm": _add_disasm}
 
 
-_COMPILE_FLAGS = {"--emit-llvm": "emit_llvm", "-S": "asm", "--check": "check", "--force": "force",
-                  "-q": "quiet", "--quiet": "quiet", "--timings": "timings"}
-
-
 def fast_compile_args(argv: list[str]) -> SimpleNamespace | None:
     """``compile`` arguments parsed without building the argparse parser (~10 ms of argparse,
-    gettext and shutil imports: a third of a no-op rebuild). Only plain, valid command lines are
-    accepted; anything else (help, a mistake, an unusual spelling) returns None and goes through
-    argparse, which then reports it as usual."""
+    gettext and shutil imports: a third of a no-op rebuild), from the same option table
+    (:data:`_COMPILE_OPTIONS`) argparse is built from. Only plain, valid command lines are accepted;
+    anything else (help, a mistake, an unusual spelling) returns None and goes through argparse, which
+    then reports it as usual (tests/compiler/test_cli_compile.py checks both agree)."""
     if not argv or argv[0] != "compile":
         return None
-    ns = SimpleNamespace(command="compile", paths=[], output="build", opt=2, emit_llvm=False, asm=False,
-                            check=False, force=False, quiet=False, timings=False, func=cmd_compile)
+    ns = SimpleNamespace(command="compile", paths=[], func=cmd_compile)
+    by_flag = {}
+    for flags, dest, kind, default, _text in _COMPILE_OPTIONS:
+        setattr(ns, dest, default)
+        for f in flags:
+            by_flag[f] = (dest, kind)
     it = iter(argv[1:])
+    after_paths = False
     for a in it:
-        if a in _COMPILE_FLAGS:
-            setattr(ns, _COMPILE_FLAGS[a], True)
-        elif a in ("-o", "--output"):
-            v = next(it, None)
-            if v is None or v.startswith("-"):
-                return None
-            ns.output = v
-        elif a.startswith("--output="):
-            ns.output = a.split("=", 1)[1]
-        elif len(a) == 3 and a.startswith("-O") and a[2] in "0123":
-            ns.opt = int(a[2])
-        elif a.startswith("-"):
-            return None
-        else:
+        flag, eq, attached = a.partition("=") if a.startswith("--") else (a, "", "")
+        opt = by_flag.get(flag)
+        if opt is None and len(a) > 2 and a[:2] in by_flag and not a.startswith("--"):
+            opt, attached, eq = by_flag[a[:2]], a[2:], "="  # -O2, -obuild
+        if opt is None:
+            if a.startswith("-"):
+                return None  # help, a mistake, an unusual spelling: argparse reports it
+            if ns.paths and after_paths:
+                return None  # PATHs split by options: argparse refuses them (and says so)
             ns.paths.append(a)
-    return ns if ns.paths and ns.output else None
+            continue
+        after_paths = bool(ns.paths)
+        dest, kind = opt
+        if kind == "flag":
+            if eq:
+                return None
+            setattr(ns, dest, True)
+            continue
+        v = attached if eq else next(it, None)
+        if v is None or v == "" or (not eq and v.startswith("-")):
+            return None
+        if kind == "level":
+            if v not in {str(n) for n in _OPT_LEVELS}:
+                return None
+            setattr(ns, dest, int(v))
+        else:
+            setattr(ns, dest, v)
+    return ns if ns.paths else None
 
 
 def main(argv: list[str] | None = None) -> int:

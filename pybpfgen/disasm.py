@@ -16,11 +16,11 @@ Reading the object needs no root (:func:`kernel_loader.elf.parse_object`).
 """
 from __future__ import annotations
 
-import struct
-from dataclasses import dataclass
 
-# instruction classes
-LD, LDX, ST, STX, ALU, JMP, JMP32, ALU64 = range(8)
+from .target.insn import (ALU, ALU64, JMP, JMP32, LD, LDX, PSEUDO_BTF_ID, PSEUDO_CALL, PSEUDO_FUNC,  # noqa: F401
+                          PSEUDO_KFUNC_CALL, PSEUDO_MAP_FD, PSEUDO_MAP_IDX, PSEUDO_MAP_IDX_VALUE, PSEUDO_MAP_VALUE, ST,
+                          STX, Insn, decode)
+
 SIZES = {0x00: "u32", 0x08: "u16", 0x10: "u8", 0x18: "u64"}
 SSIZES = {0x00: "s32", 0x08: "s16", 0x10: "s8", 0x18: "s64"}
 ALU_OPS = {0x00: "+=", 0x10: "-=", 0x20: "*=", 0x30: "/=", 0x40: "|=", 0x50: "&=", 0x60: "<<=", 0x70: ">>=",
@@ -29,45 +29,6 @@ JMP_OPS = {0x10: "==", 0x20: ">", 0x30: ">=", 0x40: "&", 0x50: "!=", 0x60: "s>",
            0xA0: "<", 0xB0: "<=", 0xC0: "s<", 0xD0: "s<="}
 ATOMIC_OPS = {0x00: "+=", 0x40: "|=", 0x50: "&=", 0xA0: "^="}
 MODE_IMM, MODE_ABS, MODE_IND, MODE_MEM, MODE_MEMSX, MODE_ATOMIC = 0x00, 0x20, 0x40, 0x60, 0x80, 0xC0
-PSEUDO_MAP_FD, PSEUDO_MAP_VALUE, PSEUDO_BTF_ID, PSEUDO_FUNC = 1, 2, 3, 4
-PSEUDO_MAP_IDX, PSEUDO_MAP_IDX_VALUE = 5, 6
-PSEUDO_CALL, PSEUDO_KFUNC_CALL = 1, 2
-
-
-@dataclass
-class Insn:
-    index: int  # slot index (ld_imm64 takes two)
-    raw: bytes  # 8 or 16 bytes
-    code: int
-    dst: int
-    src: int
-    off: int
-    imm: int
-    imm64: int | None = None  # ld_imm64: the full 64-bit immediate
-
-    @property
-    def cls(self) -> int:
-        return self.code & 0x07
-
-    @property
-    def slots(self) -> int:
-        return len(self.raw) // 8
-
-
-def decode(code: bytes) -> list[Insn]:
-    out: list[Insn] = []
-    i = 0
-    n = len(code) // 8
-    while i < n:
-        op, regs, off, imm = struct.unpack_from("<BBhi", code, i * 8)
-        insn = Insn(i, bytes(code[i * 8:i * 8 + 8]), op, regs & 0xF, regs >> 4, off, imm)
-        if op == 0x18 and i + 1 < n:  # ld_imm64: lddw, two slots
-            (hi,) = struct.unpack_from("<i", code, i * 8 + 12)
-            insn.raw = bytes(code[i * 8:i * 8 + 16])
-            insn.imm64 = ((hi & 0xFFFFFFFF) << 32) | (imm & 0xFFFFFFFF)
-        out.append(insn)
-        i += insn.slots
-    return out
 
 
 def _imm(v: int) -> str:

@@ -26,12 +26,13 @@ from .target.maps import BY_CLASS as _MAP_KINDS
 
 __all__ = [
     "u8", "u16", "u32", "u64", "i8", "i16", "i32", "i64",
-    "Struct", "Ref", "IntEnum", "Global", "Config",
+    "Struct", "Ref", "IntEnum", "Global", "Config", "Sock",
     "Hash", "LRUHash", "PerCPUHash", "LRUPerCPUHash", "Array", "PerCPUArray", "LPMTrie", "SockHash", "SockMap", "RingBuf",
+    "SkStorage",
     "sock_ops", "sk_msg", "socket_filter", "cgroup_skb_ingress", "cgroup_skb_egress", "syscall",
     "SockOps", "SkMsg", "SkBuff",
     "bpf_printk", "atomic_add", "atomic_fetch_add", "atomic_xchg", "atomic_cmpxchg",
-    "BPF_F_NO_PREALLOC", "BPF_RB_NO_WAKEUP", "BPF_RB_FORCE_WAKEUP",
+    "BPF_F_NO_PREALLOC", "BPF_SK_STORAGE_GET_F_CREATE", "BPF_RB_NO_WAKEUP", "BPF_RB_FORCE_WAKEUP",
     "BPF_SOCK_OPS_RTO_CB_FLAG", "BPF_SOCK_OPS_RETRANS_CB_FLAG", "BPF_SOCK_OPS_STATE_CB_FLAG",
     "BPF_SOCK_OPS_RTT_CB_FLAG", "BPF_TCP_ESTABLISHED", "BPF_TCP_CLOSE", "BPF_TCP_CLOSE_WAIT",
     "BPF_TCP_FIN_WAIT1", "BPF_TCP_LAST_ACK", "IPPROTO_TCP", "IPPROTO_MPTCP",
@@ -177,29 +178,29 @@ def _map_kind(cls: _C) -> _C:
 
 
 class _Map:
+    """A map declaration. Its methods are what programs call; they run in a compiled program (or in
+    pybpfgen.testing, the one simulation of maps and helpers), not in plain Python."""
+
     map_type = 0  # BPF_MAP_TYPE_*: set by @_map_kind
 
     def __init__(self, *, key: Any, value: Any, max_entries: int, flags: int = 0):
         self.key, self.value, self.max_entries, self.flags = key, value, max_entries, flags
-        self._data: dict = {}
 
     def lookup(self, key: Any) -> Optional[Ref[Any]]:
         """``bpf_map_lookup_elem``: a reference to the value, or None. Check it before use."""
-        if key not in self._data:
-            return None
-        return self._data[key]
+        _compiled_only(f"{type(self).__name__}.lookup")
 
     def update(self, key: Any, value: Any, flags: int = 0) -> int:
         """``bpf_map_update_elem``: 0 on success, a negative errno otherwise."""
-        self._data[key] = Ref(value)
-        return 0
+        _compiled_only(f"{type(self).__name__}.update")
 
     def delete(self, key: Any) -> int:
         """``bpf_map_delete_elem``: 0 on success, -ENOENT when absent."""
-        return 0 if self._data.pop(key, None) is not None else -2
+        _compiled_only(f"{type(self).__name__}.delete")
 
     def __contains__(self, key: Any) -> bool:
-        return key in self._data
+        """``key in m``: whether ``m.lookup(key)`` would find an entry."""
+        _compiled_only(f"`in` {type(self).__name__}")
 
 
 @_map_kind
@@ -239,12 +240,10 @@ class RingBuf:
 
     def __init__(self, *, max_entries: int):
         self.max_entries = max_entries
-        self.records: list = []
 
     def output(self, value: Any, flags: int = 0) -> int:
         """``bpf_ringbuf_output``: copy ``value`` (a struct or integer) into the ring buffer."""
-        self.records.append(value)
-        return 0
+        _compiled_only("RingBuf.output")
 
 
 @_map_kind
@@ -269,8 +268,7 @@ class SockHash(_Map):
 
     def update(self, ctx: "SockOps", key: Any, flags: int = 0) -> int:  # type: ignore[override]
         """``bpf_sock_hash_update``: add the socket of a sock_ops context under ``key``."""
-        self._data[key] = ctx
-        return 0
+        _compiled_only("SockHash.update")
 
     def redirect(self, msg: "SkMsg", key: Any, flags: int = 0) -> int:
         """``bpf_msg_redirect_hash``: send this message to the socket under ``key``.
@@ -279,7 +277,7 @@ class SockHash(_Map):
         SK_DROP otherwise. With ``BPF_F_INGRESS`` the message lands in the peer's
         receive queue.
         """
-        return SK_PASS if key in self._data else SK_DROP
+        _compiled_only("SockHash.redirect")
 
 
 @_map_kind
@@ -291,12 +289,50 @@ class SockMap(_Map):
 
     def update(self, ctx: "SockOps", key: int, flags: int = 0) -> int:  # type: ignore[override]
         """``bpf_sock_map_update``: add the socket of a sock_ops context at index ``key``."""
-        self._data[key] = ctx
-        return 0
+        _compiled_only("SockMap.update")
 
     def redirect(self, msg: "SkMsg", key: int, flags: int = 0) -> int:
         """``bpf_msg_redirect_map``: send this message to the socket at index ``key``."""
-        return SK_PASS if key in self._data else SK_DROP
+        _compiled_only("SockMap.redirect")
+
+
+class Sock:
+    """A socket (``struct bpf_sock *``): what ``ctx.sk`` of a sock_ops or sk_msg program gives. Pass it to
+    ``SkStorage`` methods and to helpers that take a socket; it cannot be stored in a map or a struct, compared
+    or computed with (the verifier forbids it). sock_ops' ``ctx.sk`` may be None: check it first."""
+
+    def __init__(self) -> None:
+        self.storage: dict = {}  # SkStorage map -> Ref of this socket's value (freed with the socket)
+
+
+@_map_kind
+class SkStorage:
+    """``BPF_MAP_TYPE_SK_STORAGE``: one ``value`` per socket, stored with the socket and freed with it
+    (no key to choose, no max_entries, nothing to evict). ``BPF_F_NO_PREALLOC`` is added to the flags (the
+    kernel requires it)."""
+
+    map_type = 0  # BPF_MAP_TYPE_*: set by @_map_kind
+
+    def __init__(self, *, value: Any, flags: int = 0):
+        self.value, self.flags = value, flags
+
+    def get(self, sk: Sock, create: bool = False) -> Optional[Ref[Any]]:
+        """``bpf_sk_storage_get``: a reference to this socket's value, or None; with ``create=True`` a zeroed
+        value is created when the socket has none (``BPF_SK_STORAGE_GET_F_CREATE``; the result can still be
+        None, e.g. out of memory). Check it before use."""
+        if self not in sk.storage and create:
+            sk.storage[self] = Ref(self.value() if callable(self.value) else 0)
+        return sk.storage.get(self)
+
+    def get_or_create(self, sk: Sock, init: Any = None) -> Optional[Ref[Any]]:
+        """``bpf_sk_storage_get`` with ``BPF_SK_STORAGE_GET_F_CREATE`` and ``init`` as the new value."""
+        if self not in sk.storage:
+            sk.storage[self] = Ref(init)
+        return sk.storage.get(self)
+
+    def delete(self, sk: Sock) -> int:
+        """``bpf_sk_storage_delete``: 0, or -ENOENT when the socket has no value."""
+        return 0 if sk.storage.pop(self, None) is not None else -2
 
 
 # ----------------------------------------------------------------- global variables
@@ -386,6 +422,7 @@ class SockOps:
     rate_interval_us: u32
     bytes_received: u64
     bytes_acked: u64
+    sk: Optional[Sock]
 
 
 @_context
@@ -401,6 +438,7 @@ class SkMsg:
     remote_port: u32
     local_port: u32
     size: u32
+    sk: Sock
 
 
 @_context
@@ -490,8 +528,11 @@ def bpf_printk(fmt: str, *args: int) -> int:
 
 
 def _compiled_only(name: str) -> NoReturn:
-    raise NotImplementedError(f"{name}() acts on BPF memory: it runs only in a compiled program "
-                              "(or in pybpfgen.testing)")
+    """What a DSL function does when called from plain Python: say where it runs (lang_helpers.NotInBPF)."""
+    from .lang_helpers import NotInBPF
+
+    raise NotInBPF(f"{name}() runs only in a compiled BPF program; to run a program in Python, use "
+                   "pybpfgen.testing (docs/language.md: Testing policies without root)")
 
 
 def atomic_add(place: int, value: int) -> None:
@@ -545,6 +586,7 @@ BPF_SOCK_OPS_TCP_LISTEN_CB = 11
 BPF_SOCK_OPS_RTT_CB = 12
 
 BPF_F_NO_PREALLOC = 1
+BPF_SK_STORAGE_GET_F_CREATE = 1
 BPF_RB_NO_WAKEUP = 1
 BPF_RB_FORCE_WAKEUP = 2
 BPF_SOCK_OPS_RTO_CB_FLAG = 1
@@ -595,12 +637,16 @@ from .lang_helpers import (  # noqa: E402
     bpf_msg_push_data as bpf_msg_push_data,
     bpf_msg_pop_data as bpf_msg_pop_data,
     bpf_skb_ecn_set_ce as bpf_skb_ecn_set_ce,
+    bpf_sk_storage_get as bpf_sk_storage_get,
+    bpf_sk_storage_delete as bpf_sk_storage_delete,
     bpf_send_signal as bpf_send_signal,
     bpf_send_signal_thread as bpf_send_signal_thread,
     bpf_jiffies64 as bpf_jiffies64,
     bpf_get_netns_cookie as bpf_get_netns_cookie,
     bpf_get_current_ancestor_cgroup_id as bpf_get_current_ancestor_cgroup_id,
     bpf_ktime_get_boot_ns as bpf_ktime_get_boot_ns,
+    bpf_sk_cgroup_id as bpf_sk_cgroup_id,
+    bpf_sk_ancestor_cgroup_id as bpf_sk_ancestor_cgroup_id,
     bpf_ringbuf_output as bpf_ringbuf_output,
     bpf_ringbuf_query as bpf_ringbuf_query,
     bpf_load_hdr_opt as bpf_load_hdr_opt,
@@ -651,12 +697,16 @@ __all__ += [
     'bpf_msg_push_data',
     'bpf_msg_pop_data',
     'bpf_skb_ecn_set_ce',
+    'bpf_sk_storage_get',
+    'bpf_sk_storage_delete',
     'bpf_send_signal',
     'bpf_send_signal_thread',
     'bpf_jiffies64',
     'bpf_get_netns_cookie',
     'bpf_get_current_ancestor_cgroup_id',
     'bpf_ktime_get_boot_ns',
+    'bpf_sk_cgroup_id',
+    'bpf_sk_ancestor_cgroup_id',
     'bpf_ringbuf_output',
     'bpf_ringbuf_query',
     'bpf_load_hdr_opt',

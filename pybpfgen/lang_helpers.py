@@ -4,22 +4,21 @@
 From /usr/include/linux/bpf.h (linux-libc-dev 6.1.192-3); program types probed on Linux 6.18.44-fc-v1252.
 
 Each function's ``__bpf_helper__`` names the kernel helper the compiler calls for it. Called from
-plain Python, a function runs the simulation registered in :data:`SIMULATIONS` under that name
-(pybpfgen.testing may register them) and raises NotImplementedError when there is none.
+plain Python, a function raises :class:`NotInBPF`: the one simulation of helpers and maps is
+pybpfgen.testing, which runs whole programs.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
-
-SIMULATIONS: dict[str, Callable[..., Any]] = {}
+from typing import Any, NoReturn, Optional
 
 
-def _simulate(name: str, *args: Any) -> Any:
-    fn = SIMULATIONS.get(name)
-    if fn is None:
-        raise NotImplementedError(f"bpf_{name}() runs only in a compiled BPF program "
-                                  "(no Python simulation is registered for it)")
-    return fn(*args)
+class NotInBPF(NotImplementedError):
+    """A DSL function called from plain Python: it runs in a compiled BPF program, or in pybpfgen.testing."""
+
+
+def _simulate(name: str, *args: Any) -> NoReturn:
+    raise NotInBPF(f"bpf_{name}() runs only in a compiled BPF program; to run a program in Python, "
+                   "use pybpfgen.testing (docs/language.md: Testing policies without root)")
 
 
 def bpf_map_lookup_elem(map: Any, key: Any) -> Optional[Any]:
@@ -589,6 +588,34 @@ def bpf_skb_ecn_set_ce(skb: Any) -> int:
 bpf_skb_ecn_set_ce.__bpf_helper__ = 'skb_ecn_set_ce'  # type: ignore[attr-defined]
 
 
+def bpf_sk_storage_get(map: Any, sk: Any, value: Any, flags: int = 0) -> Optional[Any]:
+    """``void *bpf_sk_storage_get(struct bpf_map *map, void *sk, void *value, u64 flags)`` (helper 107)
+
+    Get a bpf-local-storage from a sk.
+
+    Program types: sock_ops, sk_msg, cgroup_skb_ingress, cgroup_skb_egress, syscall.
+    Arguments (pybpfgen kinds): map (map), sk (sock), value (value), flags (u64).
+    """
+    return _simulate('sk_storage_get', map, sk, value, flags)
+
+
+bpf_sk_storage_get.__bpf_helper__ = 'sk_storage_get'  # type: ignore[attr-defined]
+
+
+def bpf_sk_storage_delete(map: Any, sk: Any) -> int:
+    """``long bpf_sk_storage_delete(struct bpf_map *map, void *sk)`` (helper 108)
+
+    Delete a bpf-local-storage from a sk.
+
+    Program types: sock_ops, sk_msg, cgroup_skb_ingress, cgroup_skb_egress, syscall.
+    Arguments (pybpfgen kinds): map (map), sk (sock).
+    """
+    return _simulate('sk_storage_delete', map, sk)
+
+
+bpf_sk_storage_delete.__bpf_helper__ = 'sk_storage_delete'  # type: ignore[attr-defined]
+
+
 def bpf_send_signal(sig: int) -> int:
     """``long bpf_send_signal(u32 sig)`` (helper 109)
 
@@ -676,6 +703,37 @@ def bpf_ktime_get_boot_ns() -> int:
 
 
 bpf_ktime_get_boot_ns.__bpf_helper__ = 'ktime_get_boot_ns'  # type: ignore[attr-defined]
+
+
+def bpf_sk_cgroup_id(sk: Any) -> int:
+    """``u64 bpf_sk_cgroup_id(void *sk)`` (helper 128)
+
+    Return the cgroup v2 id of the socket sk.
+
+    Program types: cgroup_skb_ingress, cgroup_skb_egress.
+    Arguments (pybpfgen kinds): sk (sock).
+    """
+    return _simulate('sk_cgroup_id', sk)
+
+
+bpf_sk_cgroup_id.__bpf_helper__ = 'sk_cgroup_id'  # type: ignore[attr-defined]
+
+
+def bpf_sk_ancestor_cgroup_id(sk: Any, ancestor_level: int) -> int:
+    """``u64 bpf_sk_ancestor_cgroup_id(void *sk, int ancestor_level)`` (helper 129)
+
+    Return id of cgroup v2 that is ancestor of cgroup associated with the sk at the ancestor_level.
+    The root cgroup is at ancestor_level zero and each step down the hierarchy increments the level.
+    If ancestor_level == level of cgroup associated with sk, then return value will be same as that
+    of bpf_sk_cgroup_id ().
+
+    Program types: cgroup_skb_ingress, cgroup_skb_egress.
+    Arguments (pybpfgen kinds): sk (sock), ancestor_level (u64).
+    """
+    return _simulate('sk_ancestor_cgroup_id', sk, ancestor_level)
+
+
+bpf_sk_ancestor_cgroup_id.__bpf_helper__ = 'sk_ancestor_cgroup_id'  # type: ignore[attr-defined]
 
 
 def bpf_ringbuf_output(ringbuf: Any, data: Any, flags: int = 0) -> int:
@@ -902,12 +960,16 @@ __all__ = [
     'bpf_msg_push_data',
     'bpf_msg_pop_data',
     'bpf_skb_ecn_set_ce',
+    'bpf_sk_storage_get',
+    'bpf_sk_storage_delete',
     'bpf_send_signal',
     'bpf_send_signal_thread',
     'bpf_jiffies64',
     'bpf_get_netns_cookie',
     'bpf_get_current_ancestor_cgroup_id',
     'bpf_ktime_get_boot_ns',
+    'bpf_sk_cgroup_id',
+    'bpf_sk_ancestor_cgroup_id',
     'bpf_ringbuf_output',
     'bpf_ringbuf_query',
     'bpf_load_hdr_opt',

@@ -23,8 +23,10 @@ with BPF_PROG_TEST_RUN; both must agree.
 from __future__ import annotations
 
 import difflib
+import itertools
 import struct
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -36,8 +38,8 @@ from .ir import types as T
 from .target.maps import BY_KIND as MAP_KINDS
 from .target.progtypes import PROG_TYPES
 
-__all__ = ["load", "Module", "Context", "context", "sock_ops", "sk_msg", "skb", "cgroup_skb", "SimMap", "encode",
-           "decode", "NotSimulated"]
+__all__ = ["load", "Module", "Context", "Socket", "context", "sock_ops", "sk_msg", "skb", "cgroup_skb", "SimMap",
+           "encode", "decode", "NotSimulated"]
 
 SK_PASS, SK_DROP = 1, 0
 ENOENT, EEXIST, E2BIG = 2, 17, 7
@@ -96,6 +98,29 @@ class Ptr:
     off: int = 0
 
 
+# ================================================================= sockets
+_cookies = itertools.count(1)
+
+
+class Socket:
+    """A simulated socket: what ``ctx.sk`` gives a program and what a SockHash stores. It carries its own
+    socket-local storage (one value per ``SkStorage`` map), freed with it: when it is closed (:meth:`close`) or
+    garbage-collected, as the kernel frees a socket's storage when the socket is destroyed."""
+
+    def __init__(self, cookie: int | None = None):
+        self.cookie = next(_cookies) if cookie is None else cookie
+        self.storage: dict[str, bytearray] = {}  # SkStorage map name -> this socket's value (bytes)
+        self.closed = False
+
+    def close(self) -> None:
+        """Destroy the socket: its storage goes with it, and programs can no longer create any."""
+        self.closed = True
+        self.storage.clear()
+
+    def __repr__(self) -> str:
+        return f"Socket(cookie={self.cookie}{', closed' if self.closed else ''})"
+
+
 # ================================================================= contexts
 class Context:
     """A program context: the kernel's struct as bytes, plus what helpers record."""
@@ -107,7 +132,10 @@ class Context:
         self.cb_flags: int | None = None
         self.cookie = attrs.pop("cookie", 1)
         self.netns_cookie = attrs.pop("netns_cookie", 1)
-        self.socket = attrs.pop("socket", object())  # what a sockhash stores for this context
+        # the context's socket: what a sockhash stores for it and what ctx.sk gives (sk=None: sock_ops without a
+        # full socket)
+        self.socket = attrs.pop("socket", None) or Socket(self.cookie if "cookie" in attrs else None)
+        self.sk: Socket | None = attrs.pop("sk", self.socket)
         self.printk: list[str] = []
         for k, v in attrs.items():
             setattr(self, k, v)
@@ -154,8 +182,8 @@ def _ctx(progtype: str, values: dict) -> Context:
     extra = {}
     for k, v in values.items():
         f = fields.get(k)
-        if f is None:
-            if k not in CONTEXT_INPUTS:
+        if f is None or T.is_sock(f.type):  # a socket pointer is the Context's `sk`, not bytes
+            if f is None and k not in CONTEXT_INPUTS:
                 raise _unknown_field(progtype, k, fields)
             extra[k] = v
             continue
@@ -181,12 +209,13 @@ def context(progtype: str, **fields: Any) -> Context:
 def sock_ops(**fields: Any) -> Context:
     """A ``struct bpf_sock_ops`` context. Give ports in host byte order (as programs see them) and
     IPv4 addresses as the kernel's u32 (network byte order): 127.0.0.1 is ``0x0100007F``.
-    Also ``cookie=``, ``netns_cookie=``, ``socket=`` for the helpers."""
+    Also ``cookie=``, ``netns_cookie=``, ``socket=`` (a :class:`Socket`; a new one by default) for the helpers;
+    ``ctx.sk`` is that socket, or None with ``sk=None`` (a request socket, not a full one)."""
     return _ctx("sock_ops", fields)
 
 
 def sk_msg(**fields: Any) -> Context:
-    """A ``struct sk_msg_md`` context (see :func:`sock_ops` for the conventions)."""
+    """A ``struct sk_msg_md`` context (see :func:`sock_ops` for the conventions); ``msg.sk`` is its ``socket=``."""
     return _ctx("sk_msg", fields)
 
 
@@ -216,6 +245,23 @@ class SimMap:
             for i in range(decl.max_entries):
                 self.data[i.to_bytes(4, "little")] = bytearray(decl.value.size)
         self.records: list[bytes] = []  # ring buffer output
+        # local storage: the values live in the sockets; the map knows which sockets have one (weakly: a socket
+        # that is garbage-collected takes its value with it)
+        self.sockets: weakref.WeakSet[Socket] = weakref.WeakSet()
+
+    # ---- local storage (SkStorage): a value per socket, in the socket
+    def _storage_get(self, sk: Socket, init: bytes | None, flags: int) -> bytearray | None:
+        v = sk.storage.get(self.decl.name)
+        if v is None and flags & 1 and not sk.closed:  # BPF_SK_STORAGE_GET_F_CREATE
+            v = sk.storage[self.decl.name] = bytearray(init if init is not None else self.decl.value.size)
+            self.sockets.add(sk)
+        return v
+
+    def _storage_delete(self, sk: Socket) -> int:
+        return 0 if sk.storage.pop(self.decl.name, None) is not None else -ENOENT
+
+    def _live(self) -> list[Socket]:
+        return [s for s in self.sockets if self.decl.name in s.storage]
 
     # ---- as programs see it (bytes)
     def _lookup(self, key: bytes) -> bytearray | None:
@@ -270,25 +316,41 @@ class SimMap:
         return encode(self.decl.key, key)
 
     def lookup(self, key: Any) -> Any:
+        if self.kind.key == "sock":  # key: the Socket (user space passes a socket fd to the kernel)
+            sv = key.storage.get(self.decl.name)
+            return None if sv is None else decode(self.decl.value, sv)
         v = self.data.get(self._key(key)) if self.kind.key != "lpm" else self._lpm(self._key(key))
         if v is None:
             return None
         return decode(self.decl.value, v) if isinstance(v, bytearray) else v
 
     def update(self, key: Any, value: Any, flags: int = 0) -> int:
+        if self.kind.key == "sock":
+            exists = self.decl.name in key.storage
+            if (flags == 1 and exists) or (flags == 2 and not exists):
+                return -EEXIST if exists else -ENOENT
+            if key.closed:
+                return -ENOENT
+            key.storage[self.decl.name] = bytearray(encode(self.decl.value, value))
+            self.sockets.add(key)
+            return 0
         return self._update(self._key(key), encode(self.decl.value, value), flags)
 
     def delete(self, key: Any) -> int:
+        if self.kind.key == "sock":
+            return self._storage_delete(key)
         return self._delete(self._key(key))
 
     def keys(self) -> list:
+        if self.kind.key == "sock":
+            return self._live()
         return [decode(self.decl.key, k) for k in self.data]
 
     def __contains__(self, key: Any) -> bool:
         return self.lookup(key) is not None
 
     def __len__(self) -> int:
-        return len(self.data)
+        return len(self._live()) if self.kind.key == "sock" else len(self.data)
 
 
 def _prefix_equal(a: bytes, b: bytes, bits: int) -> bool:
@@ -496,6 +558,8 @@ class _Frame:
             return self.value(e.value)
         if isinstance(e, N.CtxRef):
             return self.vals[e.var]
+        if isinstance(e, N.CtxLoad) and T.is_sock(t):
+            return self.vals[e.ctx].sk
         if isinstance(e, N.CtxLoad):
             f = e.field
             off = f.offset + (4 * e.index if e.index is not None else 0)
@@ -611,6 +675,14 @@ class _Frame:
                 ctx.redirect = (m.decl.name, key, flags)
                 return SK_PASS
             return SK_DROP
+        if name == "sk_storage_get":
+            assert m is not None  # local storage helpers take a map
+            init = None if isinstance(args[2], N.Const) else self.arg_bytes(args[2])
+            v = m._storage_get(self.value(args[1]), init, self.value(args[3]))
+            return None if v is None else Ptr(v)
+        if name == "sk_storage_delete":
+            assert m is not None  # local storage helpers take a map
+            return m._storage_delete(self.value(args[1]))
         if name == "ringbuf_output":
             assert m is not None  # map helpers take a map
             m.records.append(self.arg_bytes(args[1]))

@@ -16,7 +16,7 @@ arguments without loading anything.
 from __future__ import annotations
 
 import ipaddress
-from kernel_loader._records import Record
+from pybpfgen.target.records import Record
 
 from kernel_loader.errors import LoaderError
 

@@ -1,3 +1,4 @@
+# Over 500 lines: the whole declarative schema of agent.toml (every section, its defaults and its validation), so that one file documents what a configuration may say.
 """The agent's declarative configuration: a TOML file (read with :mod:`tomllib`) -> :class:`AgentConfig`.
 
 Pure Python (no root, no bpf(2)). Every error is a :class:`ConfigError` whose message names the file, the

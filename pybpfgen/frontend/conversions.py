@@ -33,6 +33,17 @@ class Conversions(CheckerBase):
             return v
         if isinstance(t, T.OptRefT) and isinstance(src, T.RefT) and src.target == t.target:
             return v
+        if isinstance(t, T.OptSockT) and isinstance(src, T.SockT):
+            return v
+        if T.is_sock(src) and not T.is_sock(t):
+            raise self.error(node, f"a socket cannot be stored as {t}: the verifier does not let a program keep a "
+                                   "socket pointer in memory (a map value, a struct) or turn it into an integer",
+                             "keep per-socket state in an SkStorage map (`storage.get(sk)`), or identify the socket "
+                             "by its cookie")
+        if isinstance(src, T.OptSockT) and isinstance(t, T.SockT):
+            shown = ast.unparse(node)
+            raise self.error(node, f"`{shown}` may be None here: {SOCK_MAY_BE_NONE}",
+                             sock_check_hint(shown))
         if isinstance(t, (T.IntT, T.BoolT)) and isinstance(src, (T.IntT, T.BoolT)):
             if isinstance(t, T.BoolT):
                 return self.truth(v, node)
@@ -51,6 +62,15 @@ class Conversions(CheckerBase):
             shown = ast.unparse(node)
             raise self.error(node, f"`{shown}` may be None here", f"check it first: `if {shown} is not None:`")
         raise self.error(node, f"expected a value of type {t}, got {src}")
+
+
+SOCK_MAY_BE_NONE = "sock_ops' ctx.sk is None when the socket is not a full socket"
+
+
+def sock_check_hint(shown: str) -> str:
+    if "." in shown:  # ctx.sk: narrowing applies to local names
+        return f"copy it into a local and check that: `sk = {shown}` then `if sk is not None:`"
+    return f"check it first: `if {shown} is not None:` (or return early when it is None)"
 
 
 def widens(src: T.IntT, dst: T.IntT) -> bool:

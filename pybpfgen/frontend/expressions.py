@@ -38,7 +38,7 @@ class Expressions(CheckerBase):
             return v
         if isinstance(v.type, T.IntT):
             return N.Compare(loc, T.BOOL, "!=", v, N.Const(loc, v.type, 0, literal=False))
-        if isinstance(v.type, (T.OptRefT, T.RefT)):
+        if T.is_pointer(v.type):
             return N.IsNull(loc, T.BOOL, v, negate=True)
         raise self.error(node, f"a value of type {v.type} cannot be used as a condition")
 
@@ -158,8 +158,8 @@ class Expressions(CheckerBase):
                 raise self.error(node, f"`{node.id}` may be used before it is assigned",
                                  "assign it on every path before this line")
             ref = N.VarRef(loc, var.type, var)
-            if isinstance(var.type, T.OptRefT) and var in self.flow.nonnull:
-                return N.Narrow(loc, T.RefT(var.type.target), ref)
+            if T.is_optional(var.type) and var in self.flow.nonnull:
+                return N.Narrow(loc, T.non_null(var.type), ref)
             return ref
         sym = self.mb.resolve(node)
         if sym is None:
@@ -212,6 +212,10 @@ class Expressions(CheckerBase):
             return self.deref(base, node)
         if isinstance(base, N.MapRef):
             raise self.error(node, f"`{ast.unparse(node)}` is a map method; call it")
+        if T.is_sock(base.type):
+            raise self.error(node, f"a socket has no attribute `{node.attr}` in BPF programs",
+                             "pass the socket to a helper or an SkStorage method; read the connection's fields "
+                             "from the program's context")
         raise self.error(node, f"a value of type {base.type} has no attribute `{node.attr}`")
 
     def ctx_field(self, node: ast.Attribute, ctx: N.Var) -> N.CtxField:

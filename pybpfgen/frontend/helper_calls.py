@@ -10,7 +10,8 @@ from ..diagnostics import UserError
 from ..ir import nodes as N
 from ..ir import types as T
 from ..target import maps as MAPS
-from ..target.helpers import HELPERS, OPTIONAL_FLAGS, dsl_param_names
+from ..target.helpers import HELPERS, NULLABLE_VALUE, OPTIONAL_FLAGS, dsl_param_names
+from .conversions import SOCK_MAY_BE_NONE, sock_check_hint
 
 if TYPE_CHECKING:
     from .base import CheckerBase
@@ -70,15 +71,37 @@ class HelperCalls(CheckerBase):
             key = args[0]
             assert key is not None  # required: args_of checked it
             return self.map_lookup(m, key, node)
+        if "create" in meth.params:  # create=True/False: the helper's flags, BPF_SK_STORAGE_GET_F_CREATE or 0
+            i = meth.params.index("create")
+            c = args[i]
+            if c is not None:
+                if not (isinstance(c, ast.Constant) and isinstance(c.value, bool)):
+                    raise self.error(c, "`create` is True or False", f"write `{decl.name}.get(sk, create=True)`")
+                args[i] = ast.copy_location(ast.Constant(MAPS.BPF_SK_STORAGE_GET_F_CREATE if c.value else 0), c)
         h = HELPERS[meth.helper]
-        rest, names = iter(args), iter(meth.params)
-        return self.helper_call(h, what, node, [m if k == "map" else next(rest) for k in h.params], decl,
-                                ["map" if k == "map" else next(names) for k in h.params])
+        rest, given = iter(args), iter(meth.params)
+        out: list = []
+        names: list[str] = []
+        for k in h.params:
+            name = "flags" if k == "u64" else k
+            if k == "map":
+                out.append(m)
+                names.append("map")
+            elif name in meth.fixed:  # supplied by the method: None (a NULL pointer) or a constant
+                fixed = meth.fixed[name]
+                out.append(None if fixed is None else ast.copy_location(ast.Constant(fixed), node))
+                names.append(name)
+            else:
+                out.append(next(rest))
+                names.append(next(given))
+        return self.helper_call(h, what, node, out, decl, names)
 
     def map_lookup(self, m: N.MapRef, key: ast.expr, node: ast.AST) -> N.Expr:
-        if not MAPS.BY_KIND[m.map.kind].lookup:
-            raise self.error(node, f"looking up {m.map.kind} `{m.map.name}` is not supported in BPF programs",
-                             "use redirect() to send a message to the socket under a key")
+        kind = MAPS.BY_KIND[m.map.kind]
+        if not kind.lookup:
+            hint = "use redirect() to send a message to the socket under a key" if kind.value == "socket" \
+                else kind.no_method[1]
+            raise self.error(node, f"looking up {m.map.kind} `{m.map.name}` is not supported in BPF programs", hint)
         return self.helper_call(HELPERS["map_lookup_elem"], f"`{m.map.name}.lookup()`", node, [m, key], m.map,
                                 ["map", "key"])
 
@@ -128,6 +151,11 @@ class HelperCalls(CheckerBase):
                     raise self.error(a, f"argument `{pname}` of {what} is the program's context, not {v.type}",
                                      "pass the program's context parameter")
                 out.append(v)
+            elif kind == "sock":
+                out.append(self.sock_arg(a, what, node))
+            elif kind == "value" and h.name in NULLABLE_VALUE and \
+                    (a is None or (isinstance(a, ast.Constant) and a.value is None)):
+                out.append(N.Const(self.loc(a if a is not None else node), T.NONE, 0))  # a NULL pointer
             elif kind in ("key", "value", "ptr"):
                 if kind == "ptr":  # older table encoding: the first pointer is the key, the second the value
                     kind = "value" if any(isinstance(x, N.AddrOf) for x in out) else "key"
@@ -162,10 +190,27 @@ class HelperCalls(CheckerBase):
                                        f"(a `{kind}`)", "bpf_printk(\"format\", ...) writes formatted text"
                                  if kind == "fmt" else None)
         if h.ret == "ptr":
-            assert decl is not None  # the helpers returning a pointer are map lookups
+            assert decl is not None  # the helpers returning a pointer are map lookups and local storage gets
             rt: T.Type = T.OptRefT(decl.value)
         elif h.ret == "u64":
             rt = T.U64
         else:
             rt = T.I64
         return N.HelperCall(self.loc(node), rt, h, out)
+
+    def sock_arg(self, a: ast.expr | None, what: str, node: ast.AST) -> N.Expr:
+        """A socket argument: a ``Sock`` proven non-None (sk_msg's ``msg.sk``, or sock_ops' ``ctx.sk`` in a
+        checked local)."""
+        if a is None:
+            raise self.error(node, f"{what} is missing its socket argument")
+        v = self.expr(a)
+        if isinstance(v.type, T.SockT):
+            return v
+        shown = ast.unparse(a)
+        if isinstance(v.type, T.OptSockT):
+            raise self.error(a, f"`{shown}` may be None here: {SOCK_MAY_BE_NONE}", sock_check_hint(shown))
+        if isinstance(v, N.CtxRef):
+            raise self.error(a, f"{what} takes a socket, not the program's context",
+                             f"pass the context's socket: `{shown}.sk`")
+        raise self.error(a, f"{what} takes a socket, not a value of type {v.type}",
+                         "pass `ctx.sk` (sk_msg), or a local holding sock_ops' `ctx.sk` checked for None")

@@ -355,10 +355,22 @@ class ModuleBuilder:
         allowed = kind.params
         kw: dict[str, ast.expr] = {}
         for k in call.keywords:
+            if kind.key == "sock" and k.arg in ("key", "max_entries"):
+                raise UserError(self.loc(k.value), f"an {kind.dsl_class} has no `{k.arg}`: it holds one value per "
+                                "socket, stored with the socket and freed with it",
+                                f"write `{name} = {ast.unparse(call.func)}(value=T)`")
             if k.arg is None or k.arg not in allowed:  # None: a **mapping, never allowed
                 raise UserError(self.loc(k.value), f"unknown map parameter `{k.arg}`",
                                 f"{ast.unparse(call.func)} takes: {', '.join(sorted(allowed))}")
             kw[k.arg] = k.value
+        if kind.key == "sock":  # local storage: BTF key `int` (a socket fd for user space), max_entries 0
+            if "value" not in kw:
+                raise UserError(loc, f"map `{name}` needs a value type", f"e.g. `{name} = {kind.dsl_class}(value=u64)`")
+            value = self.resolve_type(kw["value"], "value type")
+            flags = (self.consts.eval(kw["flags"]) if "flags" in kw else 0) | 1  # BPF_F_NO_PREALLOC: required
+            decl = MapDecl(name, kind.kind, kind.map_type, T.I32, value, 0, flags, loc)
+            self.module.maps.append(decl)
+            return decl
         if "max_entries" not in kw:
             raise UserError(loc, f"map `{name}` needs max_entries")
         max_entries = self.consts.eval(kw["max_entries"])

@@ -24,6 +24,11 @@ class Operators(CheckerBase):
     """Mixin of :class:`~.body.BodyChecker`."""
 
     def arith_operand(self, v: N.Expr, node: ast.AST) -> None:
+        if T.is_sock(v.type):
+            raise self.error(node, "a socket is a pointer, not an integer: it cannot be compared or computed with "
+                                   "(the verifier forbids arithmetic and comparisons on socket pointers)",
+                             "compare sockets by their cookies: bpf_get_socket_cookie(ctx) in sock_ops, or keep "
+                             "per-socket state in an SkStorage")
         if not T.is_arith(v.type):
             raise self.error(node, f"operand of type {v.type} is not an integer")
 
@@ -91,7 +96,7 @@ class Operators(CheckerBase):
             if not (isinstance(rnode, ast.Constant) and rnode.value is None):
                 raise self.error(node, "`is` compares only with None", "use == to compare values")
             v = self.expr(node.left)
-            if not isinstance(v.type, (T.OptRefT, T.RefT)):
+            if not T.is_pointer(v.type):
                 raise self.error(node.left, f"a value of type {v.type} is never None")
             return N.IsNull(loc, T.BOOL, v, negate=isinstance(op, ast.IsNot))
         if isinstance(op, (ast.In, ast.NotIn)):

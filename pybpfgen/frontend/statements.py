@@ -282,7 +282,7 @@ class Statements(CheckerBase):
                 raise self.error(target, f"`{name}` was declared as {var.type} at line {var.loc.line}")
             conv = self.convert(value, var.type, value_node)
             out.append(N.Assign(loc, N.VarRef(loc, var.type, var), conv))
-            self.flow = self.flow.assign(var, isinstance(conv.type, T.RefT))
+            self.flow = self.flow.assign(var, isinstance(conv.type, (T.RefT, T.SockT)))
             return self.flow
         if declared is not None:
             raise self.error(target, "only local variable names can be annotated")

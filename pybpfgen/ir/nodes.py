@@ -23,7 +23,8 @@ class MapDecl(Record):
     def definition_fields(self) -> tuple[str, ...]:
         """The members of its libbpf-style definition in ``.maps`` (each a pointer; BTF says what they mean)."""
         kv = () if isinstance(self.key, VoidT) else ("key", "value")
-        return ("type",) + kv + ("max_entries",) + (("map_flags",) if self.flags else ())
+        # local storage has max_entries 0, which libbpf leaves out
+        return ("type",) + kv + (("max_entries",) if self.max_entries else ()) + (("map_flags",) if self.flags else ())
 
 
 class GlobalDecl(Record):

@@ -150,6 +150,32 @@ class OptRefT(Type, frozen=True):
         return f"Optional[Ref[{self.target}]]"
 
 
+class SockT(Type, frozen=True):
+    """A pointer to a socket (``struct bpf_sock *``, the verifier's PTR_TO_SOCKET): what ``ctx.sk`` gives, proven
+    non-null. It lives in registers and locals only: the verifier does not let a program store it in memory
+    (a map value, a struct) or compute with it."""
+
+    size = 8
+    align = 8
+
+    def __str__(self) -> str:
+        return "Sock"
+
+
+class OptSockT(Type, frozen=True):
+    """A socket pointer that may be None (PTR_TO_SOCKET_OR_NULL: sock_ops' ``ctx.sk``)."""
+
+    size = 8
+    align = 8
+
+    def __str__(self) -> str:
+        return "Optional[Sock]"
+
+
+SOCK = SockT()
+OPT_SOCK = OptSockT()
+
+
 class CtxT(Type, frozen=True):
     """The context argument of a program (``struct bpf_sock_ops *`` ...).
 
@@ -188,6 +214,29 @@ class NoneT(Type, frozen=True):
 
 
 NONE = NoneT()
+
+
+def is_optional(t: Type) -> bool:
+    """A pointer that must be checked for None before use (a map lookup's result, sock_ops' ``ctx.sk``)."""
+    return isinstance(t, (OptRefT, OptSockT))
+
+
+def non_null(t: Type) -> Type:
+    """The type an optional pointer has once proven non-None."""
+    if isinstance(t, OptRefT):
+        return RefT(t.target)
+    if isinstance(t, OptSockT):
+        return SOCK
+    return t
+
+
+def is_pointer(t: Type) -> bool:
+    """References and sockets: values that can be tested against None."""
+    return isinstance(t, (OptRefT, RefT, OptSockT, SockT))
+
+
+def is_sock(t: Type) -> bool:
+    return isinstance(t, (SockT, OptSockT))
 
 
 def is_int(t: Type) -> bool:

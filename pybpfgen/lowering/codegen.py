@@ -394,8 +394,12 @@ class FunctionLowering(Memory, HelperCalls):
         raise InternalCompilerError(f"cannot lower expression {type(e).__name__}")
 
     def ctx_load(self, ctx: N.Var, f: N.CtxField, index: int | None = None) -> ir.Value:
-        ty = ir.IntType(f.load_bits)
         off = f.offset + (4 * index if index is not None else 0)
+        if T.is_sock(f.type):  # a socket pointer: one 64-bit load (which cannot be narrowed)
+            raw = self.b.load(self.b.gep(self.ctx_arg(ctx), [I64(off)], source_etype=I8), typ=PTR)
+            raw.align = 8
+            return raw
+        ty = ir.IntType(f.load_bits)
         ptr = self.b.gep(self.ctx_arg(ctx), [I64(off)], source_etype=I8)
         raw = self.b.load(ptr, typ=ty)
         raw.align = f.load_bits // 8

@@ -43,6 +43,12 @@ class HelperCalls(LoweringBase):
                 assert isinstance(a, N.CtxRef)
                 args.append(self.ctx_arg(a.var))
                 types.append(PTR)
+            elif kind == "value" and isinstance(a, N.Const):  # None: a NULL pointer (NULLABLE_VALUE)
+                args.append(ir.Constant(PTR, None))
+                types.append(PTR)
+            elif kind == "sock":
+                args.append(self.value(a))
+                types.append(PTR)
             elif kind in ("key", "value", "ptr"):
                 assert isinstance(a, N.AddrOf)
                 args.append(self.memory_arg(a.value))

@@ -25,7 +25,11 @@ class Memory(LoweringBase):
         """The address of a place (a local, a field, an element, a map value, a global)."""
         if isinstance(e, N.VarRef):
             if e.var in self.params:  # memory-typed parameters are passed by pointer
-                return self.params[e.var]
+                if T.is_memory(e.type):
+                    return self.params[e.var]
+                tmp = self.alloca(e.type)  # a scalar parameter whose address is needed (a map key): a copy
+                self.b.store(self.params[e.var], tmp)
+                return tmp
             return self.slots[e.var]
         if isinstance(e, N.FieldGet):
             return self.b.gep(self.pointer_to(e.base), [I64(e.field.offset)], source_etype=I8)

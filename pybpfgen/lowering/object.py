@@ -66,37 +66,14 @@ class BackendError(Exception):
 
 
 def emit_object_guarded(module: ir.Module, opt: int = 2, cpu: str = DEFAULT_CPU) -> bytes:
-    """:func:`emit_object` in a forked child, so that an LLVM fatal error (the BPF backend
-    calls ``exit(1)`` for e.g. an exceeded stack limit) becomes a :class:`BackendError`
-    with LLVM's message instead of ending this process."""
-    import os
-    import tempfile
+    """:func:`emit_object` in an LLVM worker (:mod:`.worker`), so that an LLVM fatal error (the BPF
+    backend calls ``exit(1)`` for e.g. an exceeded stack limit) becomes a :class:`BackendError` with
+    LLVM's message instead of ending this process."""
+    from .worker import compile_ir
 
-    text = str(module)  # build the IR text in the parent: only LLVM runs in the child
-    with tempfile.TemporaryDirectory(prefix="pybpfgen-") as tmp:
-        out_path, err_path = os.path.join(tmp, "obj"), os.path.join(tmp, "err")
-        pid = os.fork()
-        if pid == 0:  # child
-            code = 1
-            try:
-                fd = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                os.dup2(fd, 2)
-                _initialised()
-                mod = llvm.parse_assembly(text)
-                mod.verify()
-                optimise(mod, opt, cpu)
-                data = target_machine(cpu, opt).emit_object(mod)
-                with open(out_path, "wb") as f:
-                    f.write(data)
-                code = 0
-            except BaseException as e:  # noqa: BLE001 - reported to the parent through err_path
-                os.write(2, f"internal: {type(e).__name__}: {e}\n".encode())
-            finally:
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        if os.waitstatus_to_exitcode(status) == 0 and os.path.exists(out_path):
-            with open(out_path, "rb") as f:
-                return f.read()
-        with open(err_path, errors="replace") as f:
-            err = f.read().strip()
-        raise BackendError(err or f"LLVM code generation failed (status {status})")
+    if cpu != DEFAULT_CPU:
+        raise ValueError(f"the LLVM worker targets -mcpu={DEFAULT_CPU}")
+    obj, _, err = compile_ir(str(module), opt)
+    if obj is None:
+        raise BackendError(err or "LLVM code generation failed")
+    return obj

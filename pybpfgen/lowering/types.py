@@ -15,7 +15,7 @@ def llvm_type(t: T.Type) -> ir.Type:
         return ir.IntType(t.bits)
     if isinstance(t, T.BoolT):
         return I1
-    if isinstance(t, (T.RefT, T.OptRefT, T.CtxT)):
+    if isinstance(t, (T.RefT, T.OptRefT, T.CtxT, T.SockT, T.OptSockT)):
         return PTR
     if isinstance(t, (T.StructT, T.ArrayT)):
         return ir.ArrayType(I8, t.size)

@@ -11,7 +11,9 @@ Plain data with no imports and plain classes (a NamedTuple class costs ~0.3 ms t
 
 A field is ``(name, offset, type, convert, writable, doc, c_name, unreadable_in)``:
 
-- ``type``: ``"u32"``, ``"u64"`` or ``"u32[4]"`` (an IPv6 address: four words in network byte order);
+- ``type``: ``"u32"``, ``"u64"`` or ``"u32[4]"`` (an IPv6 address: four words in network byte order), or a
+  socket pointer: ``"sock"`` (the verifier's PTR_TO_SOCKET, never null) or ``"sock?"`` (PTR_TO_SOCKET_OR_NULL,
+  which a program must check for None before use); read with one 64-bit load;
 - ``convert``: ``"bswap32"`` when the kernel gives a network-order port in a u32 (on little-endian hosts in
   its upper 16 bits): programs see every port in host byte order;
 - ``c_name``: the member in the kernel's struct when it differs (``"args[0]"``: element 0 of ``args``);
@@ -77,6 +79,7 @@ SOCK_OPS = Context("SockOps", "bpf_sock_ops", 224, (
     Field("snd_nxt", 104), Field("snd_una", 108), Field("mss_cache", 112), Field("ecn_flags", 116),
     Field("rate_delivered", 120), Field("rate_interval_us", 124),
     Field("bytes_received", 168, "u64"), Field("bytes_acked", 176, "u64"),
+    Field("sk", 184, "sock?", doc="the socket (None when it is not a full socket, e.g. a request socket)"),
 ))
 
 SK_MSG = Context("SkMsg", "sk_msg_md", 80, (
@@ -88,6 +91,7 @@ SK_MSG = Context("SkMsg", "sk_msg_md", 80, (
     Field("remote_port", 60, convert="bswap32", doc=_REMOTE_PORT),
     Field("local_port", 64, doc=_LOCAL_PORT),
     Field("size", 68, doc="bytes in this message"),
+    Field("sk", 72, "sock", doc="the sending socket"),
 ))
 
 SK_BUFF = Context("SkBuff", "__sk_buff", 192, (

@@ -210,6 +210,10 @@ class Unsupported(Exception):
     pass
 
 
+# helpers whose socket argument must be a reference acquired from bpf_sk_lookup_* (the verifier refuses ctx.sk)
+NEEDS_ACQUIRED_SOCKET = frozenset({"sk_release"})
+
+
 def encode(sig: Signature) -> tuple[str, tuple[str, ...]]:
     """(return kind, parameter kinds) for a signature, or :class:`Unsupported`."""
     kinds: list[str] = []
@@ -232,6 +236,10 @@ def encode(sig: Signature) -> tuple[str, tuple[str, ...]]:
                     and SIZE_NAME.match(nxt.name):
                 kinds.append("fmt")
                 i += 1
+            elif p.name == "sk" and (base == "void" or base == "struct bpf_sock"):
+                if sig.name in NEEDS_ACQUIRED_SOCKET:
+                    raise Unsupported("takes a socket reference from bpf_sk_lookup_*, which pybpfgen has not")
+                kinds.append("sock")
             elif has_map and base == "void" and p.name == "key":
                 kinds.append("key")
             elif has_map and base == "void" and p.name == "value":
@@ -254,7 +262,7 @@ def encode(sig: Signature) -> tuple[str, tuple[str, ...]]:
             raise Unsupported("variadic arguments")
     ret = sig.ret.replace(" ", "")
     if ret == "void*":
-        if has_map and "key" in kinds:
+        if has_map and ("key" in kinds or "sock" in kinds):
             rk = "ptr"
         else:
             raise Unsupported("returns a pointer that is not a map value")
@@ -452,7 +460,8 @@ def py_params(e: Entry) -> list[tuple[str, str, str | None]]:
     from .helpers import param_names  # the compiler names the parameters the same way (keyword arguments)
 
     names = param_names(e.signature, e.params)
-    ann = {"ctx": "Any", "map": "Any", "key": "Any", "value": "Any", "u64": "int", "data": "Any", "fmt": "str"}
+    ann = {"ctx": "Any", "map": "Any", "key": "Any", "value": "Any", "sock": "Any", "u64": "int", "data": "Any",
+           "fmt": "str"}
     required = len(e.params)
     while required and e.params[required - 1] == "u64" and (names[required - 1] == "flags" or "fmt" in e.params):
         required -= 1
@@ -476,22 +485,21 @@ def render_lang(entries: list[Entry], meta: dict[str, str]) -> str:
         f"From {meta['header']} ({meta['package']}); program types probed on Linux {meta['kernel']}.",
         "",
         "Each function's ``__bpf_helper__`` names the kernel helper the compiler calls for it. Called from",
-        "plain Python, a function runs the simulation registered in :data:`SIMULATIONS` under that name",
-        "(pybpfgen.testing may register them) and raises NotImplementedError when there is none.",
+        "plain Python, a function raises :class:`NotInBPF`: the one simulation of helpers and maps is",
+        "pybpfgen.testing, which runs whole programs.",
         '"""',
         "from __future__ import annotations",
         "",
-        "from typing import Any, Callable, Optional",
-        "",
-        "SIMULATIONS: dict[str, Callable[..., Any]] = {}",
+        "from typing import Any, NoReturn, Optional",
         "",
         "",
-        "def _simulate(name: str, *args: Any) -> Any:",
-        "    fn = SIMULATIONS.get(name)",
-        "    if fn is None:",
-        '        raise NotImplementedError(f"bpf_{name}() runs only in a compiled BPF program "',
-        '                                  "(no Python simulation is registered for it)")',
-        "    return fn(*args)",
+        "class NotInBPF(NotImplementedError):",
+        '    """A DSL function called from plain Python: it runs in a compiled BPF program, or in pybpfgen.testing."""',
+        "",
+        "",
+        "def _simulate(name: str, *args: Any) -> NoReturn:",
+        '    raise NotInBPF(f"bpf_{name}() runs only in a compiled BPF program; to run a program in Python, "',
+        '                   "use pybpfgen.testing (docs/language.md: Testing policies without root)")',
     ]
     names = []
     for e in entries:

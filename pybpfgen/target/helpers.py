@@ -10,7 +10,9 @@ Parameter kinds (``Helper.params``; one kind per DSL argument, in order):
 ``"ctx"``    the program's context pointer (the program's parameter);
 ``"map"``    a map declared at module level (``ld_imm64`` with a map relocation);
 ``"key"``    pointer to a key of the map argument (a key-typed value, spilled to the stack if needed);
-``"value"``  pointer to a value of the map argument;
+``"value"``  pointer to a value of the map argument (``None``: a NULL pointer, for the helpers of
+             :data:`NULLABLE_VALUE`);
+``"sock"``   a socket pointer (``ctx.sk``, type ``Sock``, proven non-None);
 ``"u64"``    any integer, zero-extended to 64 bits (trailing ``u64`` arguments may be omitted: 0);
 ``"data"``   pointer to a Struct/array value in memory, *followed in C by its size*, which the
              compiler supplies: one DSL argument, two C arguments (pointer, sizeof);
@@ -33,10 +35,10 @@ from ..ir._records import Record
 from ..ir.nodes import Helper
 from . import helpers_table as _table
 
-PARAM_KINDS = ("ctx", "map", "key", "value", "u64", "data", "fmt")
+PARAM_KINDS = ("ctx", "map", "key", "value", "sock", "u64", "data", "fmt")
 RET_KINDS = ("i64", "u64", "ptr")
 # how many C arguments (registers r1..r5) each parameter kind takes
-C_ARGS = {"ctx": 1, "map": 1, "key": 1, "value": 1, "u64": 1, "data": 2, "fmt": 2}
+C_ARGS = {"ctx": 1, "map": 1, "key": 1, "value": 1, "sock": 1, "u64": 1, "data": 2, "fmt": 2}
 
 
 class HelperDoc(Record, frozen=True):
@@ -49,7 +51,10 @@ class HelperDoc(Record, frozen=True):
 
 # helpers whose last argument (flags) may be left out of a raw ``bpf_<helper>(...)`` call: 0
 OPTIONAL_FLAGS = frozenset({"map_update_elem", "sock_hash_update", "msg_redirect_hash", "sock_map_update",
-                            "msg_redirect_map", "ringbuf_output"})
+                            "msg_redirect_map", "ringbuf_output", "sk_storage_get"})
+
+# helpers whose ``value`` argument may be None (a NULL pointer: ARG_PTR_TO_MAP_VALUE_OR_NULL)
+NULLABLE_VALUE = frozenset({"sk_storage_get"})
 
 DOCS: dict[str, HelperDoc] = {}
 HELPERS: dict[str, Helper] = {}

@@ -15,11 +15,15 @@ class Method:
     """A DSL map method: the helper it calls and its DSL parameters, in the helper's order with the map left
     out (the map goes where the helper takes its ``map`` argument)."""
 
-    __slots__ = ("name", "helper", "params", "required")
+    __slots__ = ("name", "helper", "params", "required", "fixed")
 
-    def __init__(self, name: str, helper: str, params: tuple[str, ...], required: int):
+    def __init__(self, name: str, helper: str, params: tuple[str, ...], required: int,
+                 fixed: dict[str, int | None] | None = None):
         self.name, self.helper, self.params = name, helper, params
         self.required = required  # trailing parameters beyond these may be omitted (flags: 0)
+        # helper parameters the method supplies itself (left out of its DSL parameters): name -> value, where
+        # None is a NULL pointer and an int a constant
+        self.fixed = fixed or {}
 
     def __repr__(self) -> str:
         return f"Method({self.name!r}, {self.helper!r})"
@@ -33,12 +37,21 @@ MSG_REDIRECT_HASH = Method("redirect", "msg_redirect_hash", ("msg", "key", "flag
 SOCK_MAP_UPDATE = Method("update", "sock_map_update", ("ctx", "key", "flags"), 2)
 MSG_REDIRECT_MAP = Method("redirect", "msg_redirect_map", ("msg", "key", "flags"), 2)
 RINGBUF_OUTPUT = Method("output", "ringbuf_output", ("value", "flags"), 1)
+BPF_SK_STORAGE_GET_F_CREATE = 1
+# sk.get(sk): the socket's value or None; get(sk, create=True) creates a zeroed one (flags, below)
+SK_STORAGE_GET = Method("get", "sk_storage_get", ("sk", "create"), 1, fixed={"value": None})
+# get_or_create(sk, init): creates the value from `init` (a NULL init pointer: zeroed)
+SK_STORAGE_GET_OR_CREATE = Method("get_or_create", "sk_storage_get", ("sk", "init"), 1,
+                                  fixed={"flags": BPF_SK_STORAGE_GET_F_CREATE})
+SK_STORAGE_DELETE = Method("delete", "sk_storage_delete", ("sk",), 1)
 
 # what a call of a method the kind does not have says: (message, hint); {kind} {name} {method} are filled in
 NO_METHOD_MAP = ("map `{name}` has no method `{method}`", "map methods: lookup, update, delete")
 NO_METHOD_SOCKET = ("{kind} `{name}` has no method `{method}` in BPF programs",
                     "methods: update(ctx, key, flags), redirect(msg, key, flags), delete(key)")
 NO_METHOD_RINGBUF = ("RingBuf `{name}` has no method `{method}`", "use output(value, flags)")
+NO_METHOD_STORAGE = ("SkStorage `{name}` has no method `{method}`",
+                     "methods: get(sk), get(sk, create=True), get_or_create(sk, init), delete(sk)")
 # methods a kind refuses with its own reason: method -> (message, hint)
 ARRAY_REFUSES = {"delete": ("array elements cannot be deleted", "write a zero value with update()")}
 
@@ -59,6 +72,8 @@ class MapKind:
         self.map_type = map_type  # BPF_MAP_TYPE_*
         self.params = params  # keyword parameters of the declaration
         # key: "type" (a declared key type) | "index" (an implicit u32 index) | "lpm" (prefixlen + address) | "none"
+        # | "sock" (local storage: the value lives in the socket, programs reach it through a socket pointer,
+        # user space through a socket fd; BTF key `int`, max_entries 0, BPF_F_NO_PREALLOC)
         self.key = key
         # value: "type" (a declared value type) | "socket" (u32 or u64: holds a socket) | "none" (RingBuf: bytes)
         self.value = value
@@ -103,6 +118,8 @@ KINDS: tuple[MapKind, ...] = (
             no_method=NO_METHOD_SOCKET),
     MapKind("ringbuf", "RingBuf", 27, frozenset({"max_entries"}), "none", "none", (RINGBUF_OUTPUT,),
             no_method=NO_METHOD_RINGBUF),
+    MapKind("sk_storage", "SkStorage", 24, frozenset({"value", "flags"}), "sock", "type",
+            (SK_STORAGE_GET, SK_STORAGE_GET_OR_CREATE, SK_STORAGE_DELETE), no_method=NO_METHOD_STORAGE),
 )
 BY_KIND: dict[str, MapKind] = {k.kind: k for k in KINDS}
 BY_CLASS: dict[str, MapKind] = {k.dsl_class: k for k in KINDS}
@@ -126,8 +143,14 @@ MAP_KINDS_FOR: dict[str, tuple[str, ...]] = {
 MAP_SOCKMAP, MAP_SOCKHASH = BY_KIND["sockmap"].map_type, BY_KIND["sockhash"].map_type
 PERCPU_MAP_TYPES = frozenset(k.map_type for k in KINDS if k.percpu)
 ARRAY_MAP_TYPES = frozenset(k.map_type for k in KINDS if k.array)
-# RINGBUF (and USER_RINGBUF, QUEUE, STACK, which pybpfgen does not declare): no keys to walk
-UNITERABLE_MAP_TYPES = frozenset({k.map_type for k in KINDS if k.key == "none"} | {31, 22, 23})
+# local storage (SK_STORAGE; INODE, TASK, CGRP storage): values live in their objects, looked up by an fd of
+# the object in the caller's process, never walked (get_next_key: ENOTSUPP)
+LOCAL_STORAGE_MAP_TYPES = frozenset({k.map_type for k in KINDS if k.key == "sock"} | {28, 29, 32})
+# RINGBUF (and USER_RINGBUF, QUEUE, STACK, which pybpfgen does not declare), local storage: no keys to walk
+UNITERABLE_MAP_TYPES = frozenset({k.map_type for k in KINDS if k.key == "none"} | {31, 22, 23}
+                                 | LOCAL_STORAGE_MAP_TYPES)
+MAP_SK_STORAGE = BY_KIND["sk_storage"].map_type
 # names of BPF_MAP_TYPE_* the kernel may report (maps that are not ours too)
 MAP_TYPE_NAMES: dict[int, str] = {3: "prog_array", 4: "perf_event_array", 12: "array_of_maps", 13: "hash_of_maps",
-                                  24: "sk_storage", **{k.map_type: k.kind for k in KINDS}}
+                                  28: "inode_storage", 29: "task_storage", 32: "cgrp_storage",
+                                  **{k.map_type: k.kind for k in KINDS}}

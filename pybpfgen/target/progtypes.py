@@ -60,9 +60,10 @@ class ProgType:
 def ctx_fields(ctx: contexts.Context, progtype: str) -> dict[str, CtxField]:
     """The compiler's fields of a context struct of :mod:`.contexts` that ``progtype`` programs may read."""
     from ..ir.nodes import CtxField
-    from ..ir.types import U32, U64, ArrayT
+    from ..ir.types import OPT_SOCK, SOCK, U32, U64, ArrayT
 
-    types = {"u32": (U32, 32), "u64": (U64, 64), "u32[4]": (ArrayT(U32, 4), 32)}
+    types = {"u32": (U32, 32), "u64": (U64, 64), "u32[4]": (ArrayT(U32, 4), 32), "sock": (SOCK, 64),
+             "sock?": (OPT_SOCK, 64)}
     out = {}
     for f in ctx.fields:
         if progtype in f.unreadable_in:

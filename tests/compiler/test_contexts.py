@@ -15,8 +15,8 @@ from pybpfgen import disasm, lang
 from pybpfgen.target import contexts
 from pybpfgen.target.progtypes import BY_CTX_CLASS, PROG_TYPES
 
-ANNOTATION = {"u32": "u32", "u64": "u64", "u32[4]": "list[u32]"}
-SIZE = {"u32": 4, "u64": 8, "u32[4]": 16}
+ANNOTATION = {"u32": "u32", "u64": "u64", "u32[4]": "list[u32]", "sock": "Sock", "sock?": "Optional[Sock]"}
+SIZE = {"u32": 4, "u64": 8, "u32[4]": 16, "sock": 8, "sock?": 8}
 PROGTYPE = {cls: pts[0].name for cls, pts in BY_CTX_CLASS.items()}  # the first program type of each context
 VMLINUX = "/sys/kernel/btf/vmlinux"
 
@@ -50,6 +50,8 @@ def _reads_every_field(ctx: contexts.Context) -> str:
     for f in _readable(ctx):
         if f.type == "u32[4]":
             lines += [f"    x += u64(ctx.{f.name}[{i}])" for i in range(4)]
+        elif f.type.startswith("sock"):  # a socket pointer: no arithmetic, but a test against None
+            lines += [f"    if ctx.{f.name} is not None:", "        x += 1"]
         else:
             lines.append(f"    x += u64(ctx.{f.name})")
     lines.append("    return i32(x)")

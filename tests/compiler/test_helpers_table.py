@@ -100,19 +100,27 @@ def test_lang_helpers_one_function_per_supported_helper():
         assert f.__name__ == f"bpf_{name}"
         assert f.__doc__ and DOCS[name].signature in f.__doc__
         assert len(inspect.signature(f).parameters) == len(HELPERS[name].params), name
-    with pytest.raises(NotImplementedError):
+    with pytest.raises(lang_helpers.NotInBPF, match="bpf_ktime_get_ns.*pybpfgen.testing"):
         lang_helpers.bpf_ktime_get_ns()
-    # lang.py keeps its own (simulated) map functions: not exported by lang_helpers
+    # lang.py keeps its own map functions (methods of the map classes): not exported by lang_helpers
     assert "bpf_map_lookup_elem" not in lang_helpers.__all__
     assert "bpf_get_socket_cookie" in lang_helpers.__all__
 
 
-def test_lang_helper_simulation_hook():
-    lang_helpers.SIMULATIONS["ktime_get_ns"] = lambda: 42
-    try:
-        assert lang_helpers.bpf_ktime_get_ns() == 42
-    finally:
-        del lang_helpers.SIMULATIONS["ktime_get_ns"]
+def test_plain_python_calls_say_where_programs_run():
+    """One simulation of maps and helpers: pybpfgen.testing. Called from plain Python, the DSL's map methods,
+    helpers and atomics raise NotInBPF naming the function and pybpfgen.testing (no second simulation)."""
+    from pybpfgen import lang
+
+    h = lang.Hash(key=lang.u32, value=lang.u64, max_entries=4)
+    for call, name in [(lambda: h.lookup(1), "Hash.lookup"), (lambda: h.update(1, 2), "Hash.update"),
+                       (lambda: 1 in h, "Hash"), (lambda: lang.RingBuf(max_entries=4096).output(1), "RingBuf.output"),
+                       (lambda: lang.atomic_add(0, 1), "atomic_add"),
+                       (lambda: lang.bpf_get_socket_cookie(None), "bpf_get_socket_cookie")]:
+        with pytest.raises(lang_helpers.NotInBPF, match="pybpfgen.testing") as e:
+            call()
+        assert name in str(e.value)
+    assert not hasattr(lang_helpers, "SIMULATIONS") and not hasattr(h, "_data")
 
 
 # ----------------------------------------------------------------- the generator itself
@@ -170,7 +178,9 @@ def test_docs_and_encoding():
     ("long bpf_x(void *buf, u32 size_of_buf)", ("i64", ("data",))),
     ("void *bpf_x(struct bpf_map *map, const void *key, u32 cpu)", ("ptr", ("map", "key", "u64"))),
     ("long bpf_x(struct sk_msg_buff *msg, u32 bytes)", ("i64", ("ctx", "u64"))),
-    ("long bpf_x(struct bpf_sock *sk)", None),
+    ("long bpf_x(struct bpf_sock *sk)", ("i64", ("sock",))),
+    ("void *bpf_x(struct bpf_map *map, void *sk, void *value, u64 flags)", ("ptr", ("map", "sock", "value", "u64"))),
+    ("long bpf_x(struct bpf_sock *tp)", None),
     ("long bpf_x(void *dst, u32 size, const void *unsafe_ptr)", None),
     ("struct bpf_sock *bpf_x(void *ctx)", None),
     ("void *bpf_x(void *ringbuf, u64 size, u64 flags)", None),

@@ -37,11 +37,13 @@ def test_methods_name_helpers_of_their_shape(kind):
     for m in kind.methods:
         h = HELPERS[m.helper]
         assert h.params.count("map") == 1, m
-        assert len(h.params) - 1 == len(m.params), m  # the DSL arguments are the helper's, minus the map
+        # the DSL arguments are the helper's, minus the map and what the method supplies itself
+        assert len(h.params) - 1 == len(m.params) + len(m.fixed), m
         assert 1 <= m.required <= len(m.params)
         if m.required < len(m.params):
             assert h.params[-1] == "u64", m  # only trailing flags may be left out
     assert kind.has_key == (kind.key in ("type", "lpm"))
+    assert all(set(m.fixed) <= {"value", "flags"} for m in kind.methods)
     assert ("key" in kind.params) == kind.has_key
 
 

@@ -116,7 +116,8 @@ _DIST_OF_MODULE = {"llvmlite": "llvmlite", "cffi": "cffi", "_cffi_backend": "cff
 _NOT_RUNTIME = {"mypy"}
 
 
-def _third_party_imports() -> dict[str, set[str]]:
+def _all_imports() -> dict[str, set[str]]:
+    """Every top-level module the packages import (absolute imports), with the files importing it."""
     import ast
     found: dict[str, set[str]] = {}
     for pkg in OUR_PACKAGES:
@@ -129,10 +130,12 @@ def _third_party_imports() -> dict[str, set[str]]:
                 else:
                     continue
                 for name in names:
-                    top = name.split(".")[0]
-                    if top not in sys.stdlib_module_names and top not in OUR_PACKAGES:
-                        found.setdefault(top, set()).add(str(path.relative_to(REPO)))
+                    found.setdefault(name.split(".")[0], set()).add(str(path.relative_to(REPO)))
     return found
+
+
+def _third_party_imports() -> dict[str, set[str]]:
+    return {m: p for m, p in _all_imports().items() if m not in sys.stdlib_module_names and m not in OUR_PACKAGES}
 
 
 def _declared(extra: str | None = None) -> set[str]:
@@ -146,12 +149,17 @@ def test_runtime_dependencies_are_what_the_packages_import():
     """Every third-party module the packages import is a declared runtime dependency, and every runtime
     dependency is imported (what only tests or benchmarks use belongs to the `test`/`bench` extras)."""
     imported = _third_party_imports()
-    unknown = {m: sorted(p) for m, p in imported.items() if m not in _DIST_OF_MODULE and m not in _NOT_RUNTIME
-               and not m.startswith("_sha")}  # _sha256/_sha2: CPython's builtin hash modules (stdlib, private)
+    unknown = {m: sorted(p) for m, p in imported.items() if m not in _DIST_OF_MODULE and m not in _NOT_RUNTIME}
     assert not unknown, f"imports of undeclared third-party modules: {unknown} (add them to pyproject.toml)"
     used = {_DIST_OF_MODULE[m] for m in imported if m in _DIST_OF_MODULE}
     assert _declared() == used, (f"pyproject.toml [project] dependencies {sorted(_declared())} != what pybpfgen/ "
                                  f"and kernel_loader/ import {sorted(used)}")
+
+
+def test_no_private_cpython_modules():
+    """The packages use no private CPython module (``_sha256``, ``_sha2``, ...): they differ between versions."""
+    private = {m: sorted(p) for m, p in _all_imports().items() if m.startswith("_") and m != "__future__" and m not in _DIST_OF_MODULE}
+    assert not private, f"imports of private CPython modules: {private}"
 
 
 def test_test_extra_has_what_the_tests_import():

@@ -376,10 +376,11 @@ def _world_readable_import_root(dst: str) -> str:
     # and the tables of BPF facts it shares with the compiler (pybpfgen/target: import-free)
     import pybpfgen
     src = os.path.dirname(pybpfgen.__file__)
-    os.makedirs(os.path.join(dst, "pybpfgen", "target"))
-    for f in ("__init__.py", "target/__init__.py", "target/maps.py", "target/contexts.py", "target/progtypes.py"):
-        shutil.copy(os.path.join(src, f), os.path.join(dst, "pybpfgen", f))
-    for root, dirs, files in os.walk(dst):
+    os.makedirs(os.path.join(dst, "pybpfgen"))
+    shutil.copy(os.path.join(src, "__init__.py"), os.path.join(dst, "pybpfgen"))
+    shutil.copytree(os.path.join(src, "target"), os.path.join(dst, "pybpfgen", "target"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for root, _dirs, files in os.walk(dst):
         os.chmod(root, 0o755)
         for f in files:
             os.chmod(os.path.join(root, f), 0o644)

@@ -1,12 +1,13 @@
 """The loader's BPF facts are the compiler's tables (issue 12), with the values the loader always used."""
-from kernel_loader import attach, elf, lifecycle, manager, mapapi, maps
+from kernel_loader import attach, elf, kinfo, lifecycle, mapapi, maps
 from pybpfgen.target import maps as tmaps, progtypes
 
 
 def test_the_loader_reads_the_shared_tables():
     assert elf.PROG_TYPES is progtypes.PROG_TYPES and attach.PROG_TYPES is progtypes.PROG_TYPES
-    assert elf.MAP_TYPE_NAMES is tmaps.MAP_TYPE_NAMES and manager.PROG_TYPE_NAMES is progtypes.PROG_TYPE_NAMES
-    assert manager.ATTACH_TYPE_NAMES is progtypes.ATTACH_TYPE_NAMES
+    assert elf.MAP_TYPE_NAMES is tmaps.MAP_TYPE_NAMES and kinfo.PROG_TYPE_NAMES is progtypes.PROG_TYPE_NAMES
+    assert kinfo.ATTACH_TYPE_NAMES is progtypes.ATTACH_TYPE_NAMES and kinfo.MAP_TYPE_NAMES is tmaps.MAP_TYPE_NAMES
+    assert attach.LINK_TYPE_NAMES is kinfo.LINK_TYPE_NAMES  # generated from the kernel's BTF (gen_kinfo)
 
 
 def test_the_values_did_not_change():
@@ -25,7 +26,9 @@ def test_the_values_did_not_change():
     assert (attach.ATTACH_CGROUP_SOCK_OPS, attach.ATTACH_SK_MSG_VERDICT) == (3, 7)
     assert (elf.MAP_SOCKMAP, elf.MAP_SOCKHASH, lifecycle.MAP_SOCKMAP, lifecycle.MAP_SOCKHASH) == (15, 18, 15, 18)
     assert maps.PERCPU_TYPES == {5, 6, 10} and maps.ARRAY_TYPES == {2, 6}
-    assert mapapi.UNITERABLE_TYPES == {27, 31, 22, 23}
+    # ring buffers, queues, stacks; local storage (sk, inode, task, cgroup): keyed by an fd, never walked
+    assert mapapi.UNITERABLE_TYPES == {27, 31, 22, 23, 24, 28, 29, 32}
+    assert mapapi.LOCAL_STORAGE_MAP_TYPES == {24, 28, 29, 32}
     assert {1: "hash", 2: "array", 15: "sockmap", 18: "sockhash", 27: "ringbuf", 24: "sk_storage"}.items() \
         <= elf.MAP_TYPE_NAMES.items()
     assert progtypes.PROG_TYPE_NAMES[8] == "cgroup_skb" and progtypes.PROG_TYPE_NAMES[1] == "socket_filter"

@@ -1,7 +1,8 @@
 """Record classes (:class:`Record`): ``@dataclass`` without its start-up cost.
 
-Shared by the loader (its parsed objects, plans and results) and the compiler (the typed IR's node and type
-classes, via ``pybpfgen.ir._records``). Such classes declare their fields as annotations and derive from
+Part of the small base both packages import (``pybpfgen.target``: import-free BPF facts and these records):
+the loader (its parsed objects, plans, results and kernel info structs) and the compiler (the typed IR's node
+and type classes, via ``pybpfgen.ir._records``). Such classes declare their fields as annotations and derive from
 :class:`Record`, which gives them what ``@dataclass`` would (an ``__init__`` taking the fields in order, a
 ``__repr__``; value equality; for ``frozen=True`` records immutability and hashing) without
 ``dataclasses``, which builds each method with ``exec`` and imports ``inspect`` (with ``ast``, ``dis`` and
