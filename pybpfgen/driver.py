@@ -79,11 +79,18 @@ def find_sources(paths: list[str]) -> list[str]:
 # ------------------------------------------------------------------ compiling
 def metadata(module) -> dict:
     """What the loader needs beyond libbpf conventions (stored in the ``.pybpfgen`` section)."""
+    from .ir.nodes import computed_returns
     from .target.progtypes import PROG_TYPES
 
     progs = {}
     for p in module.programs:
         d = {"type": p.progtype, "section": PROG_TYPES[p.progtype].section, "line": p.loc.line}
+        if PROG_TYPES[p.progtype].returns is not None:
+            # the lines of the returns whose value the verifier checks (when it rejects one, the loader says
+            # which lines may have returned it; with one, the object's line info already points at it)
+            computed = [r.loc.line for r in computed_returns(p.body)]
+            if len(computed) > 1:
+                d["computed_returns"] = computed
         if p.attach_map is not None:
             d["attach_map"] = p.attach_map.name
         progs[p.name] = d

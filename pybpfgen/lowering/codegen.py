@@ -111,19 +111,6 @@ def loop_variables(stmts: list[N.Stmt]) -> set[N.Var]:
     return out
 
 
-def computed_returns(stmts: list[N.Stmt]) -> list[N.Return]:
-    """The `return` statements whose value is not a constant, in source order."""
-    out: list[N.Return] = []
-    for s in stmts:
-        if isinstance(s, N.Return) and s.value is not None and not isinstance(s.value, N.Const):
-            out.append(s)
-        elif isinstance(s, N.If):
-            out += computed_returns(s.then) + computed_returns(s.orelse)
-        elif isinstance(s, N.For):
-            out += computed_returns(s.body)
-    return out
-
-
 class FunctionLowering(Memory, HelperCalls):
     """Lowers one program or DSL function into the llvmlite function ``fn`` (memory and helper calls are
     the mixins of :mod:`.memory` and :mod:`.helper_calls`)."""
@@ -177,7 +164,7 @@ class FunctionLowering(Memory, HelperCalls):
             # shared by every return: no line of its own, unless one return computes its value and the program
             # type's kernel checks return values (the others are constants checked at compile time): the
             # verifier's "At program exit the register R0 ..." then names that return's line
-            computed = computed_returns(self.func.body) if self.is_program and \
+            computed = N.computed_returns(self.func.body) if self.is_program and \
                 PROG_TYPES[self.func.progtype].returns is not None else []
             line, col = (computed[0].loc.line, computed[0].loc.col) if len(computed) == 1 else (0, -1)
             self.b.debug_metadata = self.di.location(self.sp, line, col)

@@ -67,8 +67,9 @@ def _map_decl(kind) -> tuple[str, str]:
         args.append("key=LpmKey" if kind.key == "lpm" else "key=u32")
     if "value" in kind.params and kind.value == "type":
         args.append("value=u64")
-    args.append("max_entries=4096")
-    key = {"lpm": "LpmKey(32, 0)", "type": "u32(0)", "index": "u32(0)", "none": "u32(0)"}[kind.key]
+    if "max_entries" in kind.params:
+        args.append("max_entries=4096")
+    key = {"lpm": "LpmKey(32, 0)", "type": "u32(0)", "index": "u32(0)", "none": "u32(0)", "sock": "s"}[kind.key]
     return f"m = {kind.dsl_class}({', '.join(args)})", key
 
 
@@ -81,6 +82,15 @@ ARGUMENT = {
     "u64": "0",
     "data": "d",
     "fmt": '"x %d"',
+    "sock": "s",  # the context's socket, checked for None (SOCK_PREAMBLE)
+}
+SOCK_PREAMBLE = ["s = ctx.sk", "if s is None:", "    return {ret}"]
+
+
+# exported helpers no program can call today, and why (when one becomes callable, this test says to remove it)
+UNCALLABLE = {
+    "sk_cgroup_id": "takes a socket, and the only program types that may call it (cgroup_skb) have no `sk`",
+    "sk_ancestor_cgroup_id": "takes a socket, and the only program types that may call it (cgroup_skb) have no `sk`",
 }
 
 
@@ -130,9 +140,13 @@ def _programs(helper: str):
                 {deco}
                 def prog(ctx: {ctx_t}) -> int:
                     d = Data(1, 2)
+                    PREAMBLE
                     bpf_{helper}({', '.join(args)})
                     return {ret}
                 """)
+            sock = "sock" in h.params or kind.key == "sock"
+            preamble = [line.format(ret=ret) for line in SOCK_PREAMBLE] if sock else ["pass"]
+            src = src.replace("PREAMBLE", "\n    ".join(preamble))
             yield progtype, src
 
 
@@ -147,6 +161,7 @@ def test_every_exported_helper_is_simulated_or_named_as_not(name, helper, tmp_pa
         except CompileError as e:
             errors += [d.message for d in e.diagnostics if d.severity == "error"]
             continue
+        assert helper not in UNCALLABLE, f"{name} compiles now: remove it from UNCALLABLE in {__file__}"
         ctx = b"\0" * 8 if PROG_TYPES[progtype].context is None else testing.context(progtype)
         try:
             mod.run("prog", ctx)
@@ -161,4 +176,6 @@ def test_every_exported_helper_is_simulated_or_named_as_not(name, helper, tmp_pa
         return
     if errors and all(f"`{name}()` cannot be called yet" in e for e in errors):
         return  # exported, but the compiler refuses every call with one line naming it (no kind for an argument)
+    if helper in UNCALLABLE:
+        return
     pytest.fail(f"no program calling {name} compiles; extend {__file__}: {errors[:3]}")

@@ -135,3 +135,24 @@ def test_computed_return_out_of_range_is_reported_on_its_return_line(tmp_path, p
 
 
 
+
+
+@pytest.mark.kernel
+def test_out_of_range_return_among_several_computed_ones_names_them(tmp_path, pin_root, test_cgroup):
+    source = textwrap.dedent("""\
+        from pybpfgen.lang import *
+
+        @sock_ops
+        def tune(ctx: SockOps) -> int:
+            if ctx.op == BPF_SOCK_OPS_TCP_CONNECT_CB:
+                return ctx.op
+            x: u32 = ctx.op & 1
+            bpf_printk("op %u", ctx.op)
+            return x
+        """)
+    with pytest.raises(VerifierError) as ei:
+        _load(tmp_path, source, "tune2", pin_root, test_cgroup)
+    e = ei.value
+    assert "should have been in [0, 1]" in str(e)
+    assert e.source_line == 6 and e.source_text.strip() == "return ctx.op", str(e)
+    assert "one of the returns at lines 6, 9" in str(e).splitlines()[0]
