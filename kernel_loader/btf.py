@@ -266,7 +266,9 @@ class Btf(BtfValues):
 
         Returns a dict with ``type, max_entries, map_flags, key_size,
         value_size, key_type_id, value_type_id`` (plus ``pinning``,
-        ``numa_node`` when present).
+        ``numa_node`` when present, and ``event_type_id``: the element type
+        of the ``type`` member's array when it is not ``int``: pybpfgen's
+        record type of a ring buffer, ``struct Event (*type)[27]``).
         """
         var = self.find(var_name, VAR)
         if var is None:
@@ -290,6 +292,9 @@ class Btf(BtfValues):
                 if arr is None or arr.kind != ARRAY:
                     raise BtfError(f"map {var_name!r}: member {m.name!r} is not __uint(...) (PTR to ARRAY)")
                 d[m.name] = arr.extra[2]
+                elem = self._t(arr.extra[0])   # libbpf's __uint(): a plain `int`; anything else is a record type
+                if m.name == "type" and elem is not None and not (elem.kind == INT and elem.name == "int"):
+                    d["event_type_id"] = arr.extra[0]
         return d
 
 

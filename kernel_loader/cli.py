@@ -112,8 +112,34 @@ def _add_map(subparsers) -> None:
         q.set_defaults(func=cmd_map)
 
 
+def _add_events(subparsers) -> None:
+    p = subparsers.add_parser("events", help="print the records of a ring buffer map of a loaded object",
+                              description="Read the records programs write into a ring buffer map (RingBuf) of a "
+                                          "loaded object, as they come, decoded with the record type the object "
+                                          "recorded (RingBuf(event=...)); records without one are printed as hex. "
+                                          "Reading consumes them: they are gone for other readers.")
+    p.add_argument("object", metavar="OBJECT")
+    p.add_argument("map", metavar="MAP")
+    p.add_argument("--json", action="store_true", help="one JSON value per line (a hex string for untyped records)")
+    p.add_argument("--count", type=_count, metavar="N", help="stop after N records")
+    p.add_argument("--timeout", type=_interval, metavar="S",
+                   help="stop after S seconds (exit status 1 when --count records did not come in time)")
+    _common(p)
+    p.set_defaults(func=cmd_events)
+
+
+def _count(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"--count takes a positive number of records, not {text!r}")
+    return n
+
+
 COMMANDS = {"load": _add_load, "unload": _add_unload, "status": _add_status, "doctor": _add_doctor,
-            "map": _add_map}
+            "map": _add_map, "events": _add_events}
 
 
 def register(subparsers) -> None:
@@ -283,9 +309,9 @@ def format_map_show(st: dict, one_map: bool = False) -> str:
         out.append(f"{o['name']}  ({o['pin_dir']})")
         for m in o["maps"]:
             ent = "-" if m["entries"] is None else m["entries"]
-            out.append(f"  {m['name']:<16} {m['type']:<14} key {m['key_type'] or '-'}  value "
-                       f"{m['value_type'] or '-'}{' (per CPU)' if m['percpu'] else ''}  "
-                       f"entries {ent}/{m['max_entries']}")
+            kv = (f"event {m['event_type'] or '- (bytes)'}" if "event_type" in m else
+                  f"key {m['key_type'] or '-'}  value {m['value_type'] or '-'}{' (per CPU)' if m['percpu'] else ''}")
+            out.append(f"  {m['name']:<16} {m['type']:<14} {kv}  entries {ent}/{m['max_entries']}")
             if one_map:
                 out.append(f"    id {m['id']}, flags 0x{m['flags']:x}, key {m['key_size']} bytes, value "
                            f"{m['value_size']} bytes, BTF {m['btf'] or 'none'}")
@@ -293,6 +319,9 @@ def format_map_show(st: dict, one_map: bool = False) -> str:
                     out.append(f"    key:   {m['key']}")
                 if m["value"]:
                     out.append(f"    value: {m['value']}")
+                if m.get("event"):
+                    out.append(f"    event: {m['event_type']} {m['event']}  (read with `pybpfgen events "
+                               f"{o['name']} {m['name']}`)")
     return "\n".join(out)
 
 
@@ -336,4 +365,24 @@ def cmd_map(args) -> int:
         print(f"deleted {args.object}/{args.map}[{_j(args.key)}]")
     else:
         print(f"key {_j(args.key)} was not in {args.object}/{args.map} (nothing deleted)")
+    return 0
+
+
+def cmd_events(args) -> int:
+    from . import events
+    got = 0
+    with events.open_events(args.object, args.map, pin_root=args.pin_root) as r:
+        what = f"{r.event_type} {r.event_picture}" if r.event_type else "untyped: hex bytes"
+        print(f"pybpfgen events: reading {args.object}/{r.name} ({what})", file=sys.stderr, flush=True)
+        try:
+            for rec in r.read(args.count, args.timeout):
+                got += 1
+                if isinstance(rec, bytes):
+                    rec = rec.hex()
+                print(json.dumps(rec) if args.json else (rec if isinstance(rec, str) else _j(rec)), flush=True)
+        except KeyboardInterrupt:
+            return 130
+    if args.count is not None and got < args.count:
+        print(f"pybpfgen events: {got} of {args.count} records in {args.timeout:g} s", file=sys.stderr)
+        return 1
     return 0

@@ -24,6 +24,8 @@ from .maps import ARRAY_TYPES, Map
 from .pins import DEFAULT_PIN_ROOT
 
 from pybpfgen.target.maps import UNITERABLE_MAP_TYPES as UNITERABLE_TYPES  # noqa: E402  RINGBUF ...: no keys
+from pybpfgen.target.maps import BY_KIND as _MAP_KINDS  # noqa: E402
+MAP_RINGBUF = _MAP_KINDS["ringbuf"].map_type
 from pybpfgen.target.maps import LOCAL_STORAGE_MAP_TYPES  # noqa: E402  SK_STORAGE ...: keyed by an fd
 NOEXIST, EXIST = 1, 2                # BPF_NOEXIST, BPF_EXIST
 
@@ -137,6 +139,11 @@ def _open(pin_dir: str, object: str, name: str, sc, btfs: KernelBtfCache | None 
             obj_btf.append(object_btf(pin_dir, sc, btfs))
         if obj_btf[0] is not None:
             _types_from_object(m, name, obj_btf[0])
+    if m.info().type == MAP_RINGBUF:   # its records' type, recorded in its definition's BTF (events.py)
+        from .events import event_type
+        btf, tid = event_type([m.btf(), obj_btf[0] if obj_btf else None], name)
+        if tid:
+            m._btf, m.event_type_id = btf, tid
     return m
 
 
@@ -170,12 +177,15 @@ def describe_map(m: Map, sc) -> dict:
     def picture(tid):
         return btf.describe(tid) if btf is not None and tid else None
 
-    return {"name": m.name, "id": info.id, "type": info.type_name, "type_id": info.type,
-            "key_type": tname(kt, info.key_size), "value_type": tname(vt, info.value_size),
-            "key": picture(kt), "value": picture(vt),
-            "key_size": info.key_size, "value_size": info.value_size, "max_entries": info.max_entries,
-            "entries": _count(m, sc), "flags": info.map_flags, "percpu": m.percpu,
-            "btf": "kernel" if info.btf_id else ("object" if btf is not None else None)}
+    d = {"name": m.name, "id": info.id, "type": info.type_name, "type_id": info.type,
+         "key_type": tname(kt, info.key_size), "value_type": tname(vt, info.value_size),
+         "key": picture(kt), "value": picture(vt),
+         "key_size": info.key_size, "value_size": info.value_size, "max_entries": info.max_entries,
+         "entries": _count(m, sc), "flags": info.map_flags, "percpu": m.percpu,
+         "btf": "kernel" if info.btf_id else ("object" if btf is not None else None)}
+    if info.type == MAP_RINGBUF:   # the records' type (`pybpfgen events` decodes them with it), or None
+        d["event_type"], d["event"] = tname(m.event_type_id, 0), picture(m.event_type_id)
+    return d
 
 
 @_user_errors

@@ -181,6 +181,7 @@ class Map:
         self._types = (key_type_id, value_type_id)
 
     _types: tuple[int, int] | None = None     # set by use_types()
+    event_type_id = 0   # a ring buffer's record type in btf() (mapapi: recorded in its definition's BTF), else 0
 
     @property
     def key_type_id(self) -> int:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import Any, Callable, Generic, NoReturn, Optional, TypeVar
 
-from .target.contexts import CONTEXTS as _CONTEXTS
+from .target.contexts import CONTEXTS as _CONTEXTS, SOCK as _SOCK
 from .target.maps import BY_CLASS as _MAP_KINDS
 
 __all__ = [
@@ -234,16 +234,33 @@ class LPMTrie(_Map):
 @_map_kind
 class RingBuf:
     """``BPF_MAP_TYPE_RINGBUF``: a ring buffer of ``max_entries`` bytes (a power of 2, multiple of
-    the page size) that programs write records into with ``output(value)``."""
+    the page size) that programs write records into, with ``output(value)`` (a copy) or
+    ``ev = reserve(Event)`` / ``submit(ev)`` (in place). ``event=``: the records' type (a Struct, an
+    integer or an array), checked by the compiler and recorded in the object for user space
+    (``pybpfgen events``)."""
 
     map_type = 0  # BPF_MAP_TYPE_*: set by @_map_kind
 
-    def __init__(self, *, max_entries: int):
+    def __init__(self, *, max_entries: int, event: Any = None):
         self.max_entries = max_entries
+        self.event = event
 
     def output(self, value: Any, flags: int = 0) -> int:
         """``bpf_ringbuf_output``: copy ``value`` (a struct or integer) into the ring buffer."""
         _compiled_only("RingBuf.output")
+
+    def reserve(self, event: Any = None) -> Any:
+        """``bpf_ringbuf_reserve``: room for one record in the ring buffer, or None when it is full. Check it
+        against None, fill its fields, then ``submit`` it (or ``discard`` it) exactly once on every path."""
+        _compiled_only("RingBuf.reserve")
+
+    def submit(self, event: Any, flags: int = 0) -> None:
+        """``bpf_ringbuf_submit``: publish a record obtained from ``reserve``."""
+        _compiled_only("RingBuf.submit")
+
+    def discard(self, event: Any, flags: int = 0) -> None:
+        """``bpf_ringbuf_discard``: give back a record obtained from ``reserve`` without publishing it."""
+        _compiled_only("RingBuf.discard")
 
 
 @_map_kind
@@ -297,12 +314,26 @@ class SockMap(_Map):
 
 
 class Sock:
-    """A socket (``struct bpf_sock *``): what ``ctx.sk`` of a sock_ops or sk_msg program gives. Pass it to
-    ``SkStorage`` methods and to helpers that take a socket; it cannot be stored in a map or a struct, compared
-    or computed with (the verifier forbids it). sock_ops' ``ctx.sk`` may be None: check it first."""
+    """A socket (``struct bpf_sock *``): what ``ctx.sk`` of a sock_ops or sk_msg program gives. Read its fields
+    (ports in host byte order, addresses in network byte order), pass it to ``SkStorage`` methods and to helpers
+    that take a socket; it cannot be stored in a map or a struct, compared or computed with (the verifier forbids
+    it). sock_ops' ``ctx.sk`` may be None: check it first."""
 
-    def __init__(self) -> None:
-        self.storage: dict = {}  # SkStorage map -> Ref of this socket's value (freed with the socket)
+    bound_dev_if: u32
+    family: u32
+    type: u32
+    protocol: u32
+    mark: u32
+    priority: u32
+    src_ip4: u32
+    src_ip6: list[u32]  # u32[4]
+    src_port: u32
+    dst_port: u32
+    dst_ip4: u32
+    dst_ip6: list[u32]  # u32[4]
+    state: u32
+    rx_queue_mapping: u32
+    __ctx__ = _SOCK  # its fields: pybpfgen/target/contexts.py (pybpfgen.testing.Socket simulates one)
 
 
 @_map_kind
@@ -320,19 +351,15 @@ class SkStorage:
         """``bpf_sk_storage_get``: a reference to this socket's value, or None; with ``create=True`` a zeroed
         value is created when the socket has none (``BPF_SK_STORAGE_GET_F_CREATE``; the result can still be
         None, e.g. out of memory). Check it before use."""
-        if self not in sk.storage and create:
-            sk.storage[self] = Ref(self.value() if callable(self.value) else 0)
-        return sk.storage.get(self)
+        _compiled_only("SkStorage.get")
 
     def get_or_create(self, sk: Sock, init: Any = None) -> Optional[Ref[Any]]:
         """``bpf_sk_storage_get`` with ``BPF_SK_STORAGE_GET_F_CREATE`` and ``init`` as the new value."""
-        if self not in sk.storage:
-            sk.storage[self] = Ref(init)
-        return sk.storage.get(self)
+        _compiled_only("SkStorage.get_or_create")
 
     def delete(self, sk: Sock) -> int:
         """``bpf_sk_storage_delete``: 0, or -ENOENT when the socket has no value."""
-        return 0 if sk.storage.pop(self, None) is not None else -2
+        _compiled_only("SkStorage.delete")
 
 
 # ----------------------------------------------------------------- global variables

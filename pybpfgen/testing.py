@@ -35,6 +35,7 @@ from .frontend.module import parse_module
 from .ir import nodes as N
 from .ir import semantics
 from .ir import types as T
+from .target.contexts import SOCK
 from .target.maps import BY_KIND as MAP_KINDS
 from .target.progtypes import PROG_TYPES
 
@@ -107,10 +108,18 @@ class Socket:
     socket-local storage (one value per ``SkStorage`` map), freed with it: when it is closed (:meth:`close`) or
     garbage-collected, as the kernel frees a socket's storage when the socket is destroyed."""
 
-    def __init__(self, cookie: int | None = None):
+    def __init__(self, cookie: int | None = None, **fields: Any):
         self.cookie = next(_cookies) if cookie is None else cookie
         self.storage: dict[str, bytearray] = {}  # SkStorage map name -> this socket's value (bytes)
         self.closed = False
+        # what programs read through the pointer (struct bpf_sock): ports in host order, IPv4 addresses as the
+        # kernel's u32 (network order), IPv6 addresses as 4 such words
+        for f in SOCK.fields:
+            setattr(self, f.name, [0, 0, 0, 0] if f.type == "u32[4]" else 0)
+        for k, v in fields.items():
+            if not any(f.name == k for f in SOCK.fields):
+                raise TypeError(f"a socket has no field {k!r} (fields: {', '.join(f.name for f in SOCK.fields)})")
+            setattr(self, k, v)
 
     def close(self) -> None:
         """Destroy the socket: its storage goes with it, and programs can no longer create any."""
@@ -130,12 +139,13 @@ class Context:
         self.mem = bytearray(data)
         self.redirect: tuple | None = None  # (map name, key bytes, flags) after msg_redirect_*
         self.cb_flags: int | None = None
-        self.cookie = attrs.pop("cookie", 1)
+        sock = attrs.get("socket")
+        self.cookie = attrs.pop("cookie", sock.cookie if isinstance(sock, Socket) else 1)
         self.netns_cookie = attrs.pop("netns_cookie", 1)
         # the context's socket: what a sockhash stores for it and what ctx.sk gives (sk=None: sock_ops without a
         # full socket)
-        self.socket = attrs.pop("socket", None) or Socket(self.cookie if "cookie" in attrs else None)
-        self.sk: Socket | None = attrs.pop("sk", self.socket)
+        self.socket = attrs.pop("socket", None) or Socket(self.cookie)
+        self.sk: Socket | None = attrs.pop("sk", self.socket if isinstance(self.socket, Socket) else Socket(self.cookie))
         self.printk: list[str] = []
         for k, v in attrs.items():
             setattr(self, k, v)
@@ -244,7 +254,9 @@ class SimMap:
         if self.kind.array:
             for i in range(decl.max_entries):
                 self.data[i.to_bytes(4, "little")] = bytearray(decl.value.size)
-        self.records: list[bytes] = []  # ring buffer output
+        self.records: list[bytes] = []  # ring buffer: the records output or submitted, oldest first
+        self.reserved: list[bytearray] = []  # ring buffer: reservations not yet submitted or discarded
+        self.used = 0  # ring buffer: bytes taken (records and reservations, 8-byte headers, 8-byte aligned)
         # local storage: the values live in the sockets; the map knows which sockets have one (weakly: a socket
         # that is garbage-collected takes its value with it)
         self.sockets: weakref.WeakSet[Socket] = weakref.WeakSet()
@@ -305,6 +317,45 @@ class SimMap:
                 return -E2BIG
         self.data[key] = bytearray(value) if isinstance(value, (bytes, bytearray)) else value
         return 0
+
+    # ---- ring buffers: the kernel's accounting of room (a record takes an 8-byte header, rounded up to 8)
+    @staticmethod
+    def _room(size: int) -> int:
+        return (size + 8 + 7) & ~7
+
+    def _output(self, data: bytes) -> int:
+        if self.used + self._room(len(data)) > self.decl.max_entries:
+            return -11  # -EAGAIN: full, as bpf_ringbuf_output says
+        self.records.append(bytes(data))
+        self.used += self._room(len(data))
+        return 0
+
+    def _reserve(self, size: int) -> Ptr | None:
+        if self.used + self._room(size) > self.decl.max_entries:
+            return None
+        buf = bytearray(size)
+        self.reserved.append(buf)
+        self.used += self._room(size)
+        return Ptr(buf)
+
+    def _release(self, buf: bytearray, submit: bool) -> int:
+        self.reserved = [r for r in self.reserved if r is not buf]
+        if submit:
+            self.records.append(bytes(buf))
+        else:
+            self.used -= self._room(len(buf))
+        return 0
+
+    def events(self, consume: bool = True) -> list:
+        """The records programs output or submitted to this RingBuf, oldest first, decoded with its event type
+        (``RingBuf(event=...)``; bytes when it has none), as ``pybpfgen events`` reads them from the kernel.
+        ``consume``: take them out of the buffer (as a reader does), making room again."""
+        t = self.decl.value
+        out = [bytes(r) if isinstance(t, T.VoidT) else decode(t, r) for r in self.records]
+        if consume:
+            self.used -= sum(self._room(len(r)) for r in self.records)
+            self.records = []
+        return out
 
     def _delete(self, key: bytes) -> int:
         if self.kind.array:
@@ -516,6 +567,8 @@ class _Frame:
             return bytes(self.ctx_mem(e.ctx)[cf.offset:cf.offset + t.size])
         if isinstance(e, N.Call):
             return bytes(self.call(e))
+        if isinstance(e, N.SockLoad):  # an array field of a socket: src_ip6, dst_ip6
+            return encode(t, self.value(e))
         p = self.address(e)
         return bytes(p.buf[p.off:p.off + t.size])
 
@@ -560,6 +613,10 @@ class _Frame:
             return self.vals[e.var]
         if isinstance(e, N.CtxLoad) and T.is_sock(t):
             return self.vals[e.ctx].sk
+        if isinstance(e, N.SockLoad):
+            v = getattr(self.value(e.sock), e.field.name)
+            v = v[e.index] if e.index is not None else v
+            return [w & 0xFFFFFFFF for w in v] if isinstance(v, list) else v & 0xFFFFFFFF
         if isinstance(e, N.CtxLoad):
             f = e.field
             off = f.offset + (4 * e.index if e.index is not None else 0)
@@ -685,8 +742,14 @@ class _Frame:
             return m._storage_delete(self.value(args[1]))
         if name == "ringbuf_output":
             assert m is not None  # map helpers take a map
-            m.records.append(self.arg_bytes(args[1]))
-            return 0
+            return m._output(self.arg_bytes(args[1]))
+        if name == "ringbuf_reserve":
+            assert m is not None  # map helpers take a map
+            return m._reserve(self.value(args[1]))
+        if name in ("ringbuf_submit", "ringbuf_discard"):
+            p = self.value(args[0])
+            sim = next(s for s in self.mod.maps.values() if any(r is p.buf for r in s.reserved))
+            return sim._release(p.buf, name == "ringbuf_submit")
         if name == "trace_printk":
             fmt_arg = args[0]
             assert isinstance(fmt_arg, N.FormatString)

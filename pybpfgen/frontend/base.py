@@ -1,7 +1,7 @@
 """What the mixins of :class:`~.body.BodyChecker` share, for the type checker.
 
 Each mixin (:mod:`.statements`, :mod:`.expressions`, :mod:`.operators`, :mod:`.calls`, :mod:`.atomics`,
-:mod:`.helper_calls`, :mod:`.conversions`) derives from :class:`CheckerBase` only while type checking
+:mod:`.helper_calls`, :mod:`.ringbuf`, :mod:`.conversions`) derives from :class:`CheckerBase` only while type checking
 (``if TYPE_CHECKING: from .base import CheckerBase`` / ``else: CheckerBase = object``), so mypy checks each
 mixin's use of the state and of the other mixins' methods against these declarations, each mixin's
 definitions against them (an override must be compatible), and ``BodyChecker`` for implementing every
@@ -36,6 +36,10 @@ class CheckerBase:
     loop_depth: int
     loop_vars: dict[N.Var, int]  # loop variable -> exclusive upper bound
     broken: set[str]  # locals whose assignment was an error (body.BodyChecker)
+    loop_reserved: list[frozenset]  # per enclosing loop: the reservations outstanding at its start
+    reserve_lines: dict[N.Var, int]
+    release_lines: dict[N.Var, int]
+    reported: set[N.Var]
 
     # ------------------------------------------------------------ body.BodyChecker
     @abstractmethod
@@ -116,6 +120,31 @@ class CheckerBase:
 
     @abstractmethod
     def raw_helper(self, h: N.Helper, node: ast.Call) -> N.Expr: ...
+
+    # ------------------------------------------------------------ ringbuf.RingBufs
+    @abstractmethod
+    def reservation_call(self, node: ast.expr) -> N.MapDecl | None: ...
+
+    @abstractmethod
+    def reserve_into(self, target: ast.expr, call: ast.Call, decl: N.MapDecl, out: list[N.Stmt]) -> None: ...
+
+    @abstractmethod
+    def reserved_at(self, var: N.Var) -> int: ...
+
+    @abstractmethod
+    def release(self, decl: N.MapDecl, method: str, node: ast.Call) -> N.Expr: ...
+
+    @abstractmethod
+    def check_reservation_use(self, var: N.Var, node: ast.AST) -> None: ...
+
+    @abstractmethod
+    def outstanding(self, node: ast.stmt, where: str, keep: frozenset = frozenset()) -> None: ...
+
+    @abstractmethod
+    def check_no_escape(self, v: N.Expr, node: ast.AST, what: str) -> None: ...
+
+    @abstractmethod
+    def reservation_attribute(self, base: N.Expr, node: ast.Attribute) -> N.Expr | None: ...
 
     # ------------------------------------------------------------ conversions.Conversions
     @abstractmethod

@@ -3,7 +3,8 @@
 :class:`BodyChecker` checks one program or DSL function; each concept is a module of its own, mixed in here:
 :mod:`.statements` (statements, assignment targets), :mod:`.flow` (definite assignment and None-narrowing per
 path), :mod:`.expressions`, :mod:`.operators`, :mod:`.conversions` (C integer conversions), :mod:`.calls`,
-:mod:`.atomics` and :mod:`.helper_calls` (helpers and map methods; their tables are in ``target/``).
+:mod:`.atomics`, :mod:`.helper_calls` (helpers and map methods; their tables are in ``target/``) and
+:mod:`.ringbuf` (ring buffer reservations).
 """
 from __future__ import annotations
 
@@ -20,13 +21,14 @@ from .expressions import Expressions
 from .flow import Flow
 from .helper_calls import HelperCalls
 from .operators import Operators
+from .ringbuf import RingBufs
 from .statements import Statements
 
 if TYPE_CHECKING:
     from .module import ModuleBuilder
 
 
-class BodyChecker(Statements, Expressions, Operators, Calls, Atomics, HelperCalls, Conversions):
+class BodyChecker(Statements, Expressions, Operators, Calls, Atomics, HelperCalls, RingBufs, Conversions):
     """Checks one program or DSL function. ``func`` is a :class:`N.Program` or :class:`N.Function`."""
 
     def __init__(self, mb: ModuleBuilder, func: N.Program | N.Function) -> None:
@@ -40,6 +42,10 @@ class BodyChecker(Statements, Expressions, Operators, Calls, Atomics, HelperCall
         self.loop_depth = 0
         self.loop_vars: dict[N.Var, int] = {}  # loop variable -> exclusive upper bound
         self.broken: set[str] = set()  # locals whose assignment was an error: their uses are not reported again
+        self.loop_reserved: list[frozenset] = []  # per enclosing loop: the reservations outstanding at its start
+        self.reserve_lines: dict[N.Var, int] = {}  # reservation -> line of its last reserve()
+        self.release_lines: dict[N.Var, int] = {}  # reservation -> line of its last submit() / discard()
+        self.reported: set[N.Var] = set()  # reservations with an error reported: not again where paths end
 
     def loc(self, node: ast.AST) -> Loc:
         return Loc.of(self.mb.path, node)

@@ -13,6 +13,7 @@ from .. import lang
 from . import constructs
 from . import symbols as S
 from .expressions import as_ctx
+from .ringbuf import RAW_RESERVATION
 
 if TYPE_CHECKING:
     from .base import CheckerBase
@@ -64,6 +65,9 @@ class Calls(CheckerBase):
             if len(node.args) != 1 or node.keywords:
                 raise self.error(node, "bool(...) takes one value")
             return self.condition(node.args[0])
+        if isinstance(f, ast.Name) and f.id in RAW_RESERVATION:
+            raise self.error(node, f"`{f.id}` is called through the RingBuf's methods, which check the "
+                             "verifier's rules for reservations", RAW_RESERVATION[f.id])
         raise self.error(node, f"`{ast.unparse(f)}` cannot be called in a BPF program",
                          "call a map method, a bpf_* helper, a function of this module, an integer type (cast) "
                          "or a Struct (constructor)")

@@ -29,6 +29,9 @@ class Conversions(CheckerBase):
     def convert(self, v: N.Expr, t: T.Type, node: ast.AST, explicit: bool = False) -> N.Expr:
         """An implicit conversion (assignment, argument, field value)."""
         src = v.type
+        ring = src.ring if isinstance(src, (T.RefT, T.OptRefT)) else None
+        if ring is not None and not (isinstance(t, (T.RefT, T.OptRefT)) and t.ring == ring):
+            self.check_no_escape(v, node, "stored, passed or returned: it is valid only until it is submitted")
         if src == t:
             return v
         if isinstance(t, T.OptRefT) and isinstance(src, T.RefT) and src.target == t.target:

@@ -10,7 +10,7 @@ from ..diagnostics import FollowOnError
 from ..ir import nodes as N
 from ..ir import types as T
 from ..ir.places import in_ctx as ctx_based
-from ..target.progtypes import PROG_TYPES
+from ..target.progtypes import PROG_TYPES, sock_fields
 from . import constructs
 from .operators import ARITH
 
@@ -104,6 +104,12 @@ class Expressions(CheckerBase):
                     raise self.error(node.slice, f"index {i} is out of range for {f.type}")
                 return N.CtxLoad(loc, f.type.elem, ctx, f, index=i)
         base = self.expr(node.value)
+        if isinstance(base, N.SockLoad) and isinstance(base.type, T.ArrayT):  # sk.src_ip6[i]: a constant index
+            i = self.mb.consts.eval(node.slice) if not isinstance(node.slice, ast.Name) or \
+                node.slice.id not in self.vars else None
+            if i is None or not 0 <= i < base.type.n:
+                raise self.error(node.slice, f"a socket's `{base.field.name}` is indexed with a constant 0..{base.type.n - 1}")
+            return N.SockLoad(loc, base.type.elem, base.sock, base.field, index=i)
         if not isinstance(base.type, T.ArrayT):
             raise self.error(node.value, f"a value of type {base.type} cannot be indexed")
         n = base.type.n
@@ -157,6 +163,7 @@ class Expressions(CheckerBase):
                 self.check_not_broken(node)
                 raise self.error(node, f"`{node.id}` may be used before it is assigned",
                                  "assign it on every path before this line")
+            self.check_reservation_use(var, node)
             ref = N.VarRef(loc, var.type, var)
             if T.is_optional(var.type) and var in self.flow.nonnull:
                 return N.Narrow(loc, T.non_null(var.type), ref)
@@ -202,6 +209,9 @@ class Expressions(CheckerBase):
         base = self.expr(node.value)
         if isinstance(base.type, T.StructT):
             return self.field(base, node)
+        rf = self.reservation_attribute(base, node)
+        if rf is not None:
+            return rf
         if isinstance(base.type, (T.RefT, T.OptRefT)):
             if node.attr != "value":
                 if isinstance(base, N.GlobalRef):
@@ -213,10 +223,19 @@ class Expressions(CheckerBase):
         if isinstance(base, N.MapRef):
             raise self.error(node, f"`{ast.unparse(node)}` is a map method; call it")
         if T.is_sock(base.type):
-            raise self.error(node, f"a socket has no attribute `{node.attr}` in BPF programs",
-                             "pass the socket to a helper or an SkStorage method; read the connection's fields "
-                             "from the program's context")
+            return N.SockLoad(loc, self.sock_field(base, node).type, base, self.sock_field(base, node))
         raise self.error(node, f"a value of type {base.type} has no attribute `{node.attr}`")
+
+    def sock_field(self, base: N.Expr, node: ast.Attribute) -> N.CtxField:
+        """A field of ``struct bpf_sock`` (target/contexts.py ``SOCK``) read through a socket proven non-None."""
+        shown = ast.unparse(node.value)
+        if isinstance(base.type, T.OptSockT):
+            from .conversions import SOCK_MAY_BE_NONE, sock_check_hint
+            raise self.error(node, f"`{shown}` may be None here: {SOCK_MAY_BE_NONE}", sock_check_hint(shown))
+        f = sock_fields().get(node.attr)
+        if f is None:
+            raise self.error(node, f"a socket has no field `{node.attr}`", f"fields: {', '.join(sorted(sock_fields()))}")
+        return f
 
     def ctx_field(self, node: ast.Attribute, ctx: N.Var) -> N.CtxField:
         pt = PROG_TYPES[as_ctx(ctx.type).progtype]
@@ -243,6 +262,9 @@ class Expressions(CheckerBase):
         t = base.type
         if isinstance(t, T.OptRefT):
             shown = ast.unparse(node.value)
+            if t.ring is not None:
+                raise self.error(node, f"`{shown}` may be None here: reserving fails when the ring buffer is full",
+                                 f"check it first: `if {shown} is None: return ...`")
             raise self.error(node, f"`{shown}` may be None here: a map lookup finds nothing when the key is absent",
                              f"check it first: `if {shown} is not None:` (or return early when it is None)")
         assert isinstance(t, T.RefT)  # callers pass a Ref or an OptRef

@@ -1,6 +1,8 @@
-"""Flow facts of program bodies, tracked per path: which locals are definitely assigned, and which optional
+"""Flow facts of program bodies, tracked per path: which locals are definitely assigned, which optional
 map-lookup results are proven non-None (so that using a lookup result without a None check is a compile error,
-not a verifier rejection)."""
+not a verifier rejection), and which ring buffer reservations may still be outstanding or may already have been
+submitted / discarded (so that a reservation that is not released exactly once on every path is a compile error:
+see :mod:`.ringbuf`)."""
 from __future__ import annotations
 
 import ast
@@ -12,13 +14,29 @@ from ..ir._records import Record
 class Flow(Record, frozen=True):
     defined: frozenset  # of Var
     nonnull: frozenset  # of Var
+    reserved: frozenset = frozenset()  # of Var: ring buffer reservations outstanding on some path to here
+    released: frozenset = frozenset()  # of Var: reservations submitted or discarded on some path to here
 
     def assign(self, var: N.Var, nonnull: bool) -> "Flow":
         nn = self.nonnull | {var} if nonnull else self.nonnull - {var}
-        return Flow(self.defined | {var}, nn)
+        return Flow(self.defined | {var}, nn, self.reserved, self.released)
 
     def with_nonnull(self, vs) -> "Flow":
-        return Flow(self.defined, self.nonnull | frozenset(vs))
+        return Flow(self.defined, self.nonnull | frozenset(vs), self.reserved, self.released)
+
+    def with_null(self, vs) -> "Flow":
+        """On a path where ``vs`` are None, their reservations failed: there is nothing to release."""
+        return Flow(self.defined, self.nonnull - frozenset(vs), self.reserved - frozenset(vs), self.released)
+
+    def reserve(self, var: N.Var) -> "Flow":
+        return Flow(self.defined | {var}, self.nonnull - {var}, self.reserved | {var}, self.released - {var})
+
+    def release(self, var: N.Var) -> "Flow":
+        return Flow(self.defined, self.nonnull - {var}, self.reserved - {var}, self.released | {var})
+
+    def replace(self, defined: frozenset | None = None, nonnull: frozenset | None = None) -> "Flow":
+        return Flow(self.defined if defined is None else defined, self.nonnull if nonnull is None else nonnull,
+                    self.reserved, self.released)
 
     @staticmethod
     def merge(a: "Flow | None", b: "Flow | None") -> "Flow | None":
@@ -26,7 +44,7 @@ class Flow(Record, frozen=True):
             return b
         if b is None:
             return a
-        return Flow(a.defined & b.defined, a.nonnull & b.nonnull)
+        return Flow(a.defined & b.defined, a.nonnull & b.nonnull, a.reserved | b.reserved, a.released | b.released)
 
 
 def assigned_names(stmts: list[ast.stmt]) -> set[str]:
@@ -68,3 +86,22 @@ def facts(cond: N.Expr) -> tuple[set, set]:
         return lt & rt, lf | rf
     return set(), set()
 
+
+
+def null_facts(cond: N.Expr) -> tuple[set, set]:
+    """Variables proven None when ``cond`` is true, and when it is false."""
+    if isinstance(cond, N.IsNull):
+        v = _narrowable(cond.value)
+        if v is None:
+            return set(), set()
+        return (set(), {v}) if cond.negate else ({v}, set())
+    if isinstance(cond, N.Not):
+        t, f = null_facts(cond.value)
+        return f, t
+    if isinstance(cond, N.Logical):
+        lt, lf = null_facts(cond.left)
+        rt, rf = null_facts(cond.right)
+        if cond.op == "and":
+            return lt | rt, lf & rf
+        return lt & rt, lf | rf
+    return set(), set()

@@ -66,6 +66,12 @@ class HelperCalls(CheckerBase):
         if meth is None:
             msg, hint = kind.refuses.get(method) or kind.no_method
             raise self.error(node.func, msg.format(kind=decl.kind, name=decl.name, method=method), hint)
+        if meth.helper in MAPS.RESERVATION_HELPERS:
+            if meth.name == "reserve":
+                raise self.error(node, f"the result of {what} must be assigned to a local name",
+                                 f"write `ev = {decl.name}.reserve(...)`, check `if ev is None: return ...`, fill "
+                                 f"`ev.field = ...`, then `{decl.name}.submit(ev)`")
+            return self.release(decl, method, node)
         args = self.args_of(node, list(meth.params), meth.required, what)
         if meth.helper == "map_lookup_elem":
             key = args[0]
@@ -173,6 +179,13 @@ class HelperCalls(CheckerBase):
                 out.append(N.AddrOf(v.loc, v.type, v))
             elif kind == "data":
                 v = self.expr(a)
+                if decl is not None and decl.kind == "ringbuf" and not isinstance(decl.value, T.VoidT) \
+                        and v.type != decl.value:
+                    if not (isinstance(v.type, T.IntT) and isinstance(decl.value, T.IntT)):
+                        raise self.error(a, f"`{decl.name}` carries {decl.value} records (RingBuf(event="
+                                         f"{decl.value}) at line {decl.loc.line}), not {v.type}",
+                                         f"output a {decl.value}, or declare another RingBuf for {v.type} records")
+                    v = self.convert(v, decl.value, a)
                 if not isinstance(v.type, (T.IntT, T.StructT, T.ArrayT)):
                     raise self.error(a, f"argument `{pname}` of {what} is a struct, array or integer (its address "
                                         f"and size are passed), not {v.type}")

@@ -163,6 +163,9 @@ class ModuleBuilder:
     def resolve_type(self, node: ast.expr, what: str = "type") -> T.Type:
         if isinstance(node, ast.Subscript):
             elem = self.resolve_type(node.value, what)
+            if T.is_sock(elem):
+                raise UserError(self.loc(node), "an array of sockets is not possible: the verifier does not let a "
+                                "program keep a socket pointer in memory")
             n = self.consts.eval(node.slice)
             if not 0 < n <= 4096:
                 raise UserError(self.loc(node.slice), f"array length must be between 1 and 4096, not {n}")
@@ -177,6 +180,15 @@ class ModuleBuilder:
                 return sym.value[0]
             if sym.kind == "lang" and sym.value in S.INT_TYPES:
                 return S.INT_TYPES[sym.value]
+            if sym.kind == "lang" and sym.value is lang.Sock:
+                if what in ("parameter type", "local type"):
+                    return T.SOCK
+                where = {"field type": "a struct field", "value type": "a map value", "key type": "a map key",
+                         "type": "a global", "return type": "a function's result"}.get(what, f"a {what}")
+                raise UserError(self.loc(node), f"a socket cannot be {where}: the verifier does not let a program "
+                                "keep a socket pointer in memory (a map, a struct, a global)",
+                                "keep per-socket state in an SkStorage map, or identify a socket by its cookie; "
+                                "sockets can be function parameters and local variables")
         if isinstance(node, ast.Name) and node.id == "int":
             raise UserError(self.loc(node), f"`{node.id}` has no fixed width in BPF",
                             "use a fixed-width integer type such as u32 or u64")
@@ -380,7 +392,16 @@ class ModuleBuilder:
         if kind.value == "none":  # RingBuf: max_entries is its size in bytes
             if max_entries & (max_entries - 1) or max_entries % 4096:
                 raise UserError(self.loc(kw["max_entries"]), "a RingBuf size must be a power of 2 and a multiple of 4096")
-            decl = MapDecl(name, kind.kind, kind.map_type, T.VOID, T.VOID, max_entries, 0, loc)
+            event: T.Type = T.VOID  # the type of its records, when declared: checked and recorded in its BTF
+            if "event" in kw:
+                event = self.resolve_type(kw["event"], "event type")
+                if not isinstance(event, (T.StructT, T.IntT, T.ArrayT)):
+                    raise UserError(self.loc(kw["event"]), f"a RingBuf event is a Struct, an integer or an array, "
+                                    f"not {event}")
+                if event.size + 8 > max_entries:
+                    raise UserError(self.loc(kw["event"]), f"a {event} record ({event.size} bytes and an 8-byte "
+                                    f"header) does not fit in a RingBuf of {max_entries} bytes")
+            decl = MapDecl(name, kind.kind, kind.map_type, T.VOID, event, max_entries, 0, loc)
             self.module.maps.append(decl)
             return decl
         if kind.has_key:

@@ -9,7 +9,7 @@ from ..diagnostics import FollowOnError, Loc, UserError
 from ..ir import nodes as N
 from ..ir import types as T
 from ..ir.places import is_place, root as place_root
-from .flow import Flow, assigned_names, facts
+from .flow import Flow, assigned_names, facts, null_facts
 from .expressions import as_ctx
 from . import constructs
 from .operators import ARITH
@@ -69,6 +69,13 @@ class Statements(CheckerBase):
             body = body[1:]
         stmts, out = self.check_block(body, self.flow)
         self.func.body = stmts
+        if out is not None and self.ret == T.VOID and fn.body:
+            self.flow = out
+            last = fn.body[-1]
+            try:
+                self.outstanding(last, "end of the function")
+            except UserError as e:
+                self.mb.diags.add(e.diag)
         if out is not None and self.ret != T.VOID:
             last = fn.body[-1]
             if isinstance(self.prog, N.Program):  # i.e. self.is_program
@@ -126,6 +133,7 @@ class Statements(CheckerBase):
         if isinstance(s, ast.Pass):
             return self.flow
         if isinstance(s, ast.Return):
+            self.outstanding(s, "return")
             if self.ret == T.VOID:
                 if s.value is not None:
                     raise self.error(s.value, f"function `{self.func.name}` returns None",
@@ -149,6 +157,7 @@ class Statements(CheckerBase):
         if isinstance(s, (ast.Break, ast.Continue)):
             if not self.loop_depth:
                 raise self.error(s, f"`{type(s).__name__.lower()}` outside a loop")
+            self.outstanding(s, f"`{type(s).__name__.lower()}`", self.loop_reserved[-1])
             out.append(N.Break(loc) if isinstance(s, ast.Break) else N.Continue(loc))
             return None
         if isinstance(s, ast.If):
@@ -162,7 +171,7 @@ class Statements(CheckerBase):
                 raise self.error(s, "a local variable needs a value", f"write `{ast.unparse(s.target)}: ... = 0`")
             if not isinstance(s.target, ast.Name):
                 raise self.error(s.target, "only local variable names can be annotated")
-            typ = self.mb.resolve_type(s.annotation, "type")
+            typ = self.mb.resolve_type(s.annotation, "local type")
             return self.assign(s.target, s.value, typ, out, loc)
         if isinstance(s, ast.AugAssign):
             op = ARITH.get(type(s.op))
@@ -213,17 +222,25 @@ class Statements(CheckerBase):
             raise self.error(s, f"the loop variable `{name}` must not be assigned in the loop")
         start_flow = self.flow
         # what is known at the top of every iteration: nothing about names the body assigns
-        head = Flow(start_flow.defined | {var},
-                    frozenset(v for v in start_flow.nonnull if v.name not in assigned))
+        head = start_flow.replace(start_flow.defined | {var},
+                                  frozenset(v for v in start_flow.nonnull if v.name not in assigned))
         self.loop_depth += 1
         self.loop_vars[var] = stop
+        self.loop_reserved.append(start_flow.reserved)
         try:
-            body, _ = self.check_block(s.body, head)
+            body, end = self.check_block(s.body, head)
+            if end is not None and s.body:  # the end of an iteration: what it reserved must be released
+                self.flow = end
+                try:
+                    self.outstanding(s.body[-1], "end of the loop body", start_flow.reserved)
+                except UserError as e:
+                    self.mb.diags.add(e.diag)
         finally:
             self.loop_depth -= 1
             del self.loop_vars[var]
+            self.loop_reserved.pop()
         out.append(N.For(loc, var, start, stop, step, body))
-        after = Flow(start_flow.defined, head.nonnull)
+        after = start_flow.replace(start_flow.defined, head.nonnull)  # (reservations: as before the loop)
         self.flow = after
         return after
 
@@ -231,8 +248,9 @@ class Statements(CheckerBase):
         start = self.flow
         cond = self.condition(s.test)
         t_facts, f_facts = facts(cond)
-        then, out_t = self.check_block(s.body, start.with_nonnull(t_facts))
-        orelse, out_f = self.check_block(s.orelse, start.with_nonnull(f_facts))
+        t_null, f_null = null_facts(cond)
+        then, out_t = self.check_block(s.body, start.with_nonnull(t_facts).with_null(t_null))
+        orelse, out_f = self.check_block(s.orelse, start.with_nonnull(f_facts).with_null(f_null))
         out.append(N.If(self.loc(s), cond, then, orelse))
         merged = Flow.merge(out_t, out_f)
         self.flow = merged if merged is not None else start
@@ -263,7 +281,16 @@ class Statements(CheckerBase):
                                  f"annotate the variable, e.g. `{ast.unparse(target)}: u32[4] = [...]`")
             value = self.array_literal(value_node, want)
         else:
+            ring = self.reservation_call(value_node)
+            if ring is not None:
+                if declared is not None:
+                    raise self.error(target, "a reservation needs no annotation",
+                                     f"write `{ast.unparse(target)} = {ast.unparse(value_node)}`")
+                assert isinstance(value_node, ast.Call)  # reservation_call checked it
+                self.reserve_into(target, value_node, ring, out)
+                return self.flow
             value = self.expr(value_node)
+            self.check_no_escape(value, value_node, "copied into another variable")
         if isinstance(target, ast.Name):
             name = target.id
             sym = self.mb.scope.lookup(name)
@@ -326,6 +353,9 @@ class Statements(CheckerBase):
             if ctx is not None:  # syscall programs: fields of the user's struct, in memory
                 return self.attribute(node)
             base = self.expr(node.value)
+            rf = self.reservation_attribute(base, node)
+            if rf is not None:
+                return rf
             if node.attr == "value" and isinstance(base.type, (T.RefT, T.OptRefT)):
                 d = self.deref(base, node)
                 if isinstance(base, N.GlobalRef) and base.decl.readonly:

@@ -94,6 +94,14 @@ class CtxLoad(Expr):
     index: int | None = None  # element of an array field (e.g. remote_ip6[2])
 
 
+class SockLoad(Expr):
+    """A field of ``struct bpf_sock`` read through a (non-null) socket pointer: one load at a constant offset."""
+
+    sock: Expr
+    field: CtxField
+    index: int | None = None  # element of an array field (src_ip6[2])
+
+
 class GlobalRef(Expr):
     """The address of a global variable (type RefT: always non-null)."""
 

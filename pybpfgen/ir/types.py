@@ -125,9 +125,11 @@ class ArrayT(Type, frozen=True):
 
 
 class RefT(Type, frozen=True):
-    """A non-null pointer to a map value (the result of a checked lookup)."""
+    """A non-null pointer to a map value (the result of a checked lookup), or to a record reserved in a ring
+    buffer (``ring``: the RingBuf's name; the reservation must be submitted or discarded: frontend/ringbuf.py)."""
 
     target: Type
+    ring: str | None = None
 
 
     size = 8
@@ -138,9 +140,10 @@ class RefT(Type, frozen=True):
 
 
 class OptRefT(Type, frozen=True):
-    """The result of a map lookup: a pointer that may be None."""
+    """The result of a map lookup or of a ring buffer reservation (``ring``): a pointer that may be None."""
 
     target: Type
+    ring: str | None = None
 
 
     size = 8
@@ -224,7 +227,7 @@ def is_optional(t: Type) -> bool:
 def non_null(t: Type) -> Type:
     """The type an optional pointer has once proven non-None."""
     if isinstance(t, OptRefT):
-        return RefT(t.target)
+        return RefT(t.target, t.ring)
     if isinstance(t, OptSockT):
         return SOCK
     return t

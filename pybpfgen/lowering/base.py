@@ -40,6 +40,9 @@ class LoweringBase:
     def ctx_load(self, ctx: N.Var, f: N.CtxField, index: int | None = None) -> ir.Value: ...
 
     @abstractmethod
+    def field_load(self, base: ir.Value, f: N.CtxField, index: int | None = None) -> ir.Value: ...
+
+    @abstractmethod
     def call(self, e: N.Call, sret: ir.Value | None = None) -> ir.Value: ...
 
     @abstractmethod

@@ -337,6 +337,8 @@ class FunctionLowering(Memory, HelperCalls):
             return self.ctx_arg(e.var)
         if isinstance(e, N.CtxLoad):
             return self.ctx_load(e.ctx, e.field, e.index)
+        if isinstance(e, N.SockLoad):
+            return self.field_load(self.value(e.sock), e.field, e.index)
         if isinstance(e, (N.FieldGet, N.Deref, N.Index)):
             if T.is_memory(e.type):
                 raise InternalCompilerError("struct values are used through their address")
@@ -381,13 +383,18 @@ class FunctionLowering(Memory, HelperCalls):
         raise InternalCompilerError(f"cannot lower expression {type(e).__name__}")
 
     def ctx_load(self, ctx: N.Var, f: N.CtxField, index: int | None = None) -> ir.Value:
+        return self.field_load(self.ctx_arg(ctx), f, index)
+
+    def field_load(self, base: ir.Value, f: N.CtxField, index: int | None = None) -> ir.Value:
+        """A field of a kernel struct the verifier rewrites (a context, a socket): a full-width load at a constant
+        offset from ``base``, which the optimiser may not narrow."""
         off = f.offset + (4 * index if index is not None else 0)
         if T.is_sock(f.type):  # a socket pointer: one 64-bit load (which cannot be narrowed)
-            raw = self.b.load(self.b.gep(self.ctx_arg(ctx), [I64(off)], source_etype=I8), typ=PTR)
+            raw = self.b.load(self.b.gep(base, [I64(off)], source_etype=I8), typ=PTR)
             raw.align = 8
             return raw
         ty = ir.IntType(f.load_bits)
-        ptr = self.b.gep(self.ctx_arg(ctx), [I64(off)], source_etype=I8)
+        ptr = self.b.gep(base, [I64(off)], source_etype=I8)
         raw = self.b.load(ptr, typ=ty)
         raw.align = f.load_bits // 8
         name = f"llvm.bpf.passthrough.i{f.load_bits}.i{f.load_bits}"
@@ -396,6 +403,8 @@ class FunctionLowering(Memory, HelperCalls):
         v = self.b.call(keep, [I32(self.passthrough_seq), raw])
         if f.convert == "bswap32":
             v = self.b.bswap(v)
+        elif f.convert == "bswap16":  # a network-order u16 in the low half: host order, zero-extended
+            v = self.b.zext(self.b.bswap(self.b.trunc(v, ir.IntType(16))), ty)
         elem = f.type.elem if isinstance(f.type, T.ArrayT) else f.type
         return self.cast(v, T.IntT(f.load_bits, False), elem)
 

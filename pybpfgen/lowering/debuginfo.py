@@ -125,17 +125,21 @@ class DebugInfo:
             "tag": TOK("DW_TAG_member"), "name": name, "baseType": typ, "size": size_bits,
             "offset": offset_bits, "file": self.file, "line": line})
 
-    def int_array_ptr(self, n: int):
-        """``int (*)[n]``: how libbpf's ``__uint(name, n)`` encodes an integer in a map definition."""
+    def int_array_ptr(self, n: int, elem: T.Type | None = None):
+        """``int (*)[n]``: how libbpf's ``__uint(name, n)`` encodes an integer in a map definition. libbpf and
+        the loader read only the array's length: a RingBuf's ``type`` is ``struct Event (*)[27]`` when it
+        declares its records' type (``elem``), which is how user space finds it (docs/loader.md, "Events")."""
         sub = self.add_debug_info("DISubrange", {"count": n})
-        arr = self.add_debug_info("DICompositeType", {"tag": TOK("DW_TAG_array_type"), "baseType": self.c_int,
-                                                        "size": 32 * n, "elements": self.add_metadata([sub])})
+        base, size = (self.c_int, 32) if elem is None else (self.type(elem), elem.size * 8)
+        arr = self.add_debug_info("DICompositeType", {"tag": TOK("DW_TAG_array_type"), "baseType": base,
+                                                        "size": size * n, "elements": self.add_metadata([sub])})
         return self.pointer(arr)
 
     # ------------------------------------------------------------ globals and functions
     def map_variable(self, gv: ir.GlobalVariable, decl: MapDecl) -> None:
+        event = decl.value if decl.kind == "ringbuf" and not isinstance(decl.value, T.VoidT) else None
         member_type = {
-            "type": lambda: self.int_array_ptr(decl.map_type),
+            "type": lambda: self.int_array_ptr(decl.map_type, event),
             "key": lambda: self.pointer(self.type(decl.key)),
             "value": lambda: self.pointer(self.type(decl.value)),
             "max_entries": lambda: self.int_array_ptr(decl.max_entries),
@@ -167,7 +171,8 @@ class DebugInfo:
     def function(self, fn: ir.Function, func):
         """Debug info of a DSL function (inlined; its lines still show in line_info)."""
         types = [self.type(func.ret) if not isinstance(func.ret, T.VoidT) else None]
-        types += [self.pointer(self.c_int) if isinstance(p.type, (T.CtxT, T.StructT, T.ArrayT)) else self.type(p.type)
+        types += [self.pointer(self.c_int) if isinstance(p.type, (T.CtxT, T.StructT, T.ArrayT, T.SockT))
+                  else self.type(p.type)
                   for p in func.params]
         sty = self.add_debug_info("DISubroutineType", {"types": self.add_metadata(types)})
         sp = self.add_debug_info("DISubprogram", {

@@ -53,6 +53,9 @@ class HelperCalls(LoweringBase):
                 assert isinstance(a, N.AddrOf)
                 args.append(self.memory_arg(a.value))
                 types.append(PTR)
+            elif kind == "ref":  # a ring buffer reservation (frontend/ringbuf.py)
+                args.append(self.value(a))
+                types.append(PTR)
             elif kind == "data":  # pointer and size
                 assert isinstance(a, N.AddrOf)
                 args += [self.memory_arg(a.value), I64(a.value.type.size)]

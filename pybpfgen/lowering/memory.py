@@ -92,6 +92,11 @@ class Memory(LoweringBase):
             for i in range(t.n):
                 self.b.store(self.ctx_load(value.ctx, value.field, i), self.b.gep(dst, [I64(4 * i)], source_etype=I8))
             return
+        if isinstance(value, N.SockLoad) and isinstance(t, T.ArrayT):
+            sk = self.value(value.sock)
+            for i in range(t.n):
+                self.b.store(self.field_load(sk, value.field, i), self.b.gep(dst, [I64(4 * i)], source_etype=I8))
+            return
         if isinstance(value, N.Call):
             self.call(value, dst)
             return

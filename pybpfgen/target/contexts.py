@@ -15,7 +15,8 @@ A field is ``(name, offset, type, convert, writable, doc, c_name, unreadable_in)
   socket pointer: ``"sock"`` (the verifier's PTR_TO_SOCKET, never null) or ``"sock?"`` (PTR_TO_SOCKET_OR_NULL,
   which a program must check for None before use); read with one 64-bit load;
 - ``convert``: ``"bswap32"`` when the kernel gives a network-order port in a u32 (on little-endian hosts in
-  its upper 16 bits): programs see every port in host byte order;
+  its upper 16 bits), ``"bswap16"`` when it gives one in the low 16 bits (``bpf_sock.dst_port``): programs see
+  every port in host byte order;
 - ``c_name``: the member in the kernel's struct when it differs (``"args[0]"``: element 0 of ``args``);
 - ``unreadable_in``: program types whose programs the verifier does not let read it, with the reason
   (``invalid bpf_context access``); tests/compiler/test_contexts.py probes every field in the running kernel.
@@ -108,3 +109,22 @@ SK_BUFF = Context("SkBuff", "__sk_buff", 192, (
 
 # by the DSL class name
 CONTEXTS: dict[str, Context] = {c.dsl_class: c for c in (SOCK_OPS, SK_MSG, SK_BUFF)}
+
+# what a program reads through a socket pointer (``ctx.sk``: the verifier's PTR_TO_SOCKET, ``struct bpf_sock``);
+# not a program's context, but the same kind of table (tests/compiler/test_contexts.py checks it the same ways)
+SOCK = Context("Sock", "bpf_sock", 80, (
+    Field("bound_dev_if", 0, doc="the interface the socket is bound to (0: none)"),
+    Field("family", 4, doc=_FAMILY),
+    Field("type", 8, doc="SOCK_STREAM, SOCK_DGRAM, ..."),
+    Field("protocol", 12, doc="IPPROTO_TCP, ..."),
+    Field("mark", 16, doc="SO_MARK"),
+    Field("priority", 20, doc="SO_PRIORITY"),
+    Field("src_ip4", 24, doc=_LOCAL_IP4),
+    Field("src_ip6", 28, "u32[4]", doc=_LOCAL_IP6),
+    Field("src_port", 44, doc=_LOCAL_PORT),
+    Field("dst_port", 48, convert="bswap16", doc=_REMOTE_PORT),
+    Field("dst_ip4", 52, doc=_REMOTE_IP4),
+    Field("dst_ip6", 56, "u32[4]", doc=_REMOTE_IP6),
+    Field("state", 72, doc="TCP state: BPF_TCP_ESTABLISHED, ..."),
+    Field("rx_queue_mapping", 76, doc="the receive queue (-1: none), as an u32"),
+))

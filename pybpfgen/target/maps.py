@@ -37,6 +37,12 @@ MSG_REDIRECT_HASH = Method("redirect", "msg_redirect_hash", ("msg", "key", "flag
 SOCK_MAP_UPDATE = Method("update", "sock_map_update", ("ctx", "key", "flags"), 2)
 MSG_REDIRECT_MAP = Method("redirect", "msg_redirect_map", ("msg", "key", "flags"), 2)
 RINGBUF_OUTPUT = Method("output", "ringbuf_output", ("value", "flags"), 1)
+# a reservation (a pointer into the ring buffer) is checked by frontend/ringbuf.py: null-checked before use,
+# submitted or discarded exactly once on every path, never copied
+RINGBUF_RESERVE = Method("reserve", "ringbuf_reserve", ("event",), 0)
+RINGBUF_SUBMIT = Method("submit", "ringbuf_submit", ("event", "flags"), 1)
+RINGBUF_DISCARD = Method("discard", "ringbuf_discard", ("event", "flags"), 1)
+RESERVATION_HELPERS = frozenset({"ringbuf_reserve", "ringbuf_submit", "ringbuf_discard"})
 BPF_SK_STORAGE_GET_F_CREATE = 1
 # sk.get(sk): the socket's value or None; get(sk, create=True) creates a zeroed one (flags, below)
 SK_STORAGE_GET = Method("get", "sk_storage_get", ("sk", "create"), 1, fixed={"value": None})
@@ -49,7 +55,8 @@ SK_STORAGE_DELETE = Method("delete", "sk_storage_delete", ("sk",), 1)
 NO_METHOD_MAP = ("map `{name}` has no method `{method}`", "map methods: lookup, update, delete")
 NO_METHOD_SOCKET = ("{kind} `{name}` has no method `{method}` in BPF programs",
                     "methods: update(ctx, key, flags), redirect(msg, key, flags), delete(key)")
-NO_METHOD_RINGBUF = ("RingBuf `{name}` has no method `{method}`", "use output(value, flags)")
+NO_METHOD_RINGBUF = ("RingBuf `{name}` has no method `{method}`",
+                     "methods: output(value, flags), reserve(Event), submit(ev, flags), discard(ev, flags)")
 NO_METHOD_STORAGE = ("SkStorage `{name}` has no method `{method}`",
                      "methods: get(sk), get(sk, create=True), get_or_create(sk, init), delete(sk)")
 # methods a kind refuses with its own reason: method -> (message, hint)
@@ -75,7 +82,8 @@ class MapKind:
         # | "sock" (local storage: the value lives in the socket, programs reach it through a socket pointer,
         # user space through a socket fd; BTF key `int`, max_entries 0, BPF_F_NO_PREALLOC)
         self.key = key
-        # value: "type" (a declared value type) | "socket" (u32 or u64: holds a socket) | "none" (RingBuf: bytes)
+        # value: "type" (a declared value type) | "socket" (u32 or u64: holds a socket) | "none" (RingBuf: records;
+        # their type, when declared with event=, is the MapDecl's value)
         self.value = value
         self.methods = methods
         self.no_method = no_method  # what calling a method it lacks says
@@ -116,8 +124,8 @@ KINDS: tuple[MapKind, ...] = (
             no_method=NO_METHOD_SOCKET),
     MapKind("sockmap", "SockMap", 15, _INDEXED, "index", "socket", (SOCK_MAP_UPDATE, MSG_REDIRECT_MAP, DELETE),
             no_method=NO_METHOD_SOCKET),
-    MapKind("ringbuf", "RingBuf", 27, frozenset({"max_entries"}), "none", "none", (RINGBUF_OUTPUT,),
-            no_method=NO_METHOD_RINGBUF),
+    MapKind("ringbuf", "RingBuf", 27, frozenset({"max_entries", "event"}), "none", "none",
+            (RINGBUF_OUTPUT, RINGBUF_RESERVE, RINGBUF_SUBMIT, RINGBUF_DISCARD), no_method=NO_METHOD_RINGBUF),
     MapKind("sk_storage", "SkStorage", 24, frozenset({"value", "flags"}), "sock", "type",
             (SK_STORAGE_GET, SK_STORAGE_GET_OR_CREATE, SK_STORAGE_DELETE), no_method=NO_METHOD_STORAGE),
 )

@@ -73,6 +73,16 @@ def ctx_fields(ctx: contexts.Context, progtype: str) -> dict[str, CtxField]:
     return out
 
 
+_SOCK_FIELDS: dict[str, CtxField] = {}
+
+
+def sock_fields() -> dict[str, CtxField]:
+    """The compiler's fields of ``struct bpf_sock`` (what a program reads through a socket pointer)."""
+    if not _SOCK_FIELDS:
+        _SOCK_FIELDS.update(ctx_fields(contexts.SOCK, "sock"))
+    return _SOCK_FIELDS
+
+
 PROG_TYPES: dict[str, ProgType] = {
     # sock_ops: the verifier accepts 0 or 1 (its default range); sk_msg: SK_DROP or SK_PASS (the kernel reads any
     # other value as SK_DROP, silently: the compiler rejects it)

@@ -177,3 +177,63 @@ def test_the_kernel_lets_each_program_type_read_exactly_its_fields(progtype):
             assert log is not None and "invalid bpf_context access" in log, f"{name}.{f.name} is readable now"
         else:
             assert log is None, f"{name}.{f.name}: {log}"
+
+
+# ==================================================================== struct bpf_sock, through a socket pointer
+def test_the_sock_class_declares_exactly_the_bpf_sock_fields():
+    ctx = contexts.SOCK
+    assert lang.Sock.__ctx__ is ctx
+    declared = {k: v for k, v in lang.Sock.__annotations__.items()}
+    assert list(declared) == [f.name for f in ctx.fields]
+    assert {f.name: ANNOTATION[f.type] for f in ctx.fields} == declared
+
+
+def test_offsets_of_bpf_sock_match_the_kernel_btf(vmlinux):
+    from kernel_loader.btf import STRUCT
+    st = vmlinux.find("bpf_sock", STRUCT)
+    assert st is not None and vmlinux.size_of(st.id) == contexts.SOCK.size
+    members = _members(vmlinux, st.id)
+    for f in contexts.SOCK.fields:
+        off, tid = members[f.name]
+        size = vmlinux.size_of(tid) if f.name != "dst_port" else 4  # __be16 and 16 bits of zero padding
+        assert (off, size) == (f.offset, SIZE[f.type]), f"bpf_sock.{f.name}: kernel {off}/{size}"
+
+
+@pytest.mark.kernel
+def test_the_kernel_lets_sk_msg_read_every_bpf_sock_field_through_msg_sk():
+    """``r2 = msg->sk; r0 = *(u32 *)(r2 + off); exit`` for each field (each word of the arrays)."""
+    from kernel_loader.errors import BpfSyscallError
+    from kernel_loader.syscall import Syscall
+
+    pt = PROG_TYPES["sk_msg"]
+    sk_off = next(f.offset for f in contexts.SK_MSG.fields if f.name == "sk")
+    sc = Syscall()
+    for f in contexts.SOCK.fields:
+        for word in range(4 if f.type == "u32[4]" else 1):
+            insns = struct.pack("<BBhi", 0x79, (1 << 4) | 2, sk_off, 0)  # r2 = *(u64 *)(r1 + sk)
+            insns += struct.pack("<BBhi", 0x61, (2 << 4) | 0, f.offset + 4 * word, 0)  # r0 = *(u32 *)(r2 + off)
+            insns += struct.pack("<BBhi", 0x95, 0, 0, 0)
+            try:
+                sc.close(sc.prog_load(pt.prog_type, insns, "GPL", "skprobe", pt.attach_type, log_level=1,
+                                      log_size=1 << 16))
+            except BpfSyscallError as e:
+                pytest.fail(f"bpf_sock.{f.name}[{word}]: {e.log or e}")
+
+
+def test_every_bpf_sock_field_compiles_to_a_load_at_its_offset(compile_src):
+    lines = ["socks = SockHash(key=u32, max_entries=4)", "", "", "@sk_msg(socks)", "def p(msg: SkMsg) -> int:",
+             "    x: u64 = 0"]
+    for f in contexts.SOCK.fields:
+        if f.type == "u32[4]":
+            lines += [f"    x += u64(msg.sk.{f.name}[{i}])" for i in range(4)]
+        else:
+            lines.append(f"    x += u64(msg.sk.{f.name})")
+    lines.append("    return i32(x)")
+    c = compile_src("\n".join(lines) + "\n")
+    assert c.result.output, [d.format() for d in c.result.diagnostics]
+    obj = parse_object(c.result.output)
+    (fn,) = obj.functions
+    insns = disasm.decode(obj.sections[fn.section].data[fn.offset:fn.end])
+    loads = {i.off for i in insns if i.cls == disasm.LDX and i.code & 0x18 == 0x00}
+    want = {f.offset + 4 * w for f in contexts.SOCK.fields for w in range(4 if f.type == "u32[4]" else 1)}
+    assert want <= loads

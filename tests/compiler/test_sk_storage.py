@@ -146,6 +146,25 @@ ERRORS = [
              return SK_DROP
          return SK_PASS
      """, (8, 7), "looking up sk_storage `store` is not supported"),
+    # fields through the pointer: sock_ops' must be checked, and the names are bpf_sock's
+    ("""
+     @sock_ops
+     def p(ctx: SockOps) -> int:
+         if ctx.sk.state == BPF_TCP_ESTABLISHED:
+             return 1
+         return 1
+     """, (5, 7), "`ctx.sk` may be None here"),
+    ("""
+     socks = SockHash(key=u32, max_entries=4)
+
+     @sk_msg(socks)
+     def p(msg: SkMsg) -> int:
+         return i32(msg.sk.remote_port)
+     """, (7, 15), "a socket has no field `remote_port`"),
+    ("""
+     class S(Struct):
+         sk: Sock
+     """, (4, 8), "a socket cannot be a struct field"),
     ("""
      store = SkStorage(value=u64, max_entries=100)
      """, (3, 41), "an SkStorage has no `max_entries`"),
@@ -237,3 +256,82 @@ def test_user_space_updates_and_deletes_by_socket(mod):
     assert store.lookup(sk) == {"created": 0, "port": 1, "msgs": 2, "bytes": 5}
     assert store.delete(sk) == 0 and store.delete(sk) == -2
     assert store.lookup(sk) is None
+
+
+FIELDS = """
+from pybpfgen.lang import *
+
+class Seen(Struct):
+    dport: u32
+    state: u32
+    d6: u32[4]
+
+seen = SkStorage(value=Seen)
+socks = SockHash(key=u32, max_entries=4)
+
+
+def note(sk: Sock) -> None:
+    v = seen.get(sk, create=True)
+    if v is not None:
+        v.value.dport = sk.dst_port
+        v.value.state = sk.state
+        v.value.d6 = sk.dst_ip6
+
+
+@sk_msg(socks)
+def m(msg: SkMsg) -> int:
+    note(msg.sk)
+    return SK_PASS
+
+
+@sock_ops
+def o(ctx: SockOps) -> int:
+    sk = ctx.sk
+    if sk is not None and sk.family == AF_INET6:
+        note(sk)
+    return 1
+"""
+
+
+def test_simulated_socket_fields(tmp_path):
+    p = tmp_path / "fields.py"
+    p.write_text(FIELDS)
+    mod = testing.load(str(p))
+    sk = testing.Socket(family=10, dst_port=6379, state=1, dst_ip6=[1, 2, 3, 4])
+    mod.run("m", testing.sk_msg(socket=sk))
+    assert mod.map("seen").lookup(sk) == {"dport": 6379, "state": 1, "d6": [1, 2, 3, 4]}
+    v4 = testing.Socket(family=2)
+    mod.run("o", testing.sock_ops(op=4, socket=v4))
+    assert mod.map("seen").lookup(v4) is None
+    mod.run("o", testing.sock_ops(op=4, socket=sk))
+    with pytest.raises(TypeError, match="no field 'port'"):
+        testing.Socket(port=1)
+
+
+COOKIE = """
+from pybpfgen.lang import *
+
+store = SkStorage(value=u64)
+
+
+@sock_ops
+def o(ctx: SockOps) -> int:
+    sk = ctx.sk
+    if sk is not None:
+        v = store.get(sk, create=True)
+        if v is not None:
+            v.value = bpf_get_socket_cookie(ctx)
+    return 1
+"""
+
+
+def test_a_context_and_its_socket_share_the_cookie(tmp_path):
+    p = tmp_path / "cookie.py"
+    p.write_text(COOKIE)
+    mod = testing.load(str(p))
+    sk = testing.Socket(cookie=77)
+    mod.run("o", testing.sock_ops(op=4, socket=sk))
+    assert mod.map("store").lookup(sk) == 77
+    ctx = testing.sock_ops(op=4, cookie=5)
+    mod.run("o", ctx)
+    assert ctx.sk.cookie == 5 and mod.map("store").lookup(ctx.sk) == 5

@@ -164,3 +164,94 @@ def test_sock_ops_and_sk_msg_keep_state_in_each_socket(tmp_path, pin_root, test_
     store = next(m for m in obj["maps"] if m["name"] == "store")
     assert (store["type"], store["entries"]) == ("sk_storage", None)
     kl.unload(loaded.name, pin_root=pin_root)
+
+
+FIELDS_POLICY = textwrap.dedent("""
+    from pybpfgen.lang import *
+
+    class Seen(Struct):
+        family: u32
+        proto: u32
+        src_port: u32
+        dst_port: u32
+        src_ip4: u32
+        dst_ip4: u32
+        state: u32
+        ops_dst_port: u32      # the same field read by sock_ops through its (checked) ctx.sk
+        dst_ip6: u32[4]
+
+    seen = SkStorage(value=Seen)
+    socks = SockHash(key=u32, max_entries=64)
+
+
+    def record(sk: Sock) -> None:
+        v = seen.get(sk, create=True)
+        if v is not None:
+            v.value.family = sk.family
+            v.value.proto = sk.protocol
+            v.value.src_port = sk.src_port
+            v.value.dst_port = sk.dst_port
+            v.value.src_ip4 = sk.src_ip4
+            v.value.dst_ip4 = sk.dst_ip4
+            v.value.state = sk.state
+            v.value.dst_ip6 = sk.dst_ip6
+
+
+    @sock_ops
+    def track(ctx: SockOps) -> int:
+        if ctx.op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB or ctx.op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
+            sk = ctx.sk
+            if sk is not None:
+                v = seen.get_or_create(sk, Seen(ops_dst_port=sk.dst_port))
+                socks.update(ctx, ctx.local_port)
+        return 1
+
+
+    @sk_msg(socks)
+    def fields(msg: SkMsg) -> int:
+        record(msg.sk)
+        return SK_PASS
+""")
+
+FIELDS_CLIENT = textwrap.dedent("""
+    import json, os, socket, struct, sys
+    sys.path.insert(0, sys.argv[3])
+    from kernel_loader.syscall import Syscall
+    cg, map_path = sys.argv[1], sys.argv[2]
+    with open(os.path.join(cg, "cgroup.procs"), "w") as f:
+        f.write(str(os.getpid()))
+    sc = Syscall()
+    fd = sc.obj_get(map_path)
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen()
+    c = socket.create_connection(ls.getsockname(), timeout=30)
+    s, _ = ls.accept()
+    c.sendall(b"hello")
+    s.recv(16)
+    v = sc.map_lookup(fd, struct.pack("<i", c.fileno()), 48)
+    print(json.dumps({"seen": list(struct.unpack("<8I4I", v)), "local": c.getsockname(), "peer": c.getpeername()}))
+    c.close(); s.close(); ls.close()
+""")
+
+
+def test_programs_read_the_socket_fields_through_the_pointer(tmp_path, pin_root, test_cgroup):
+    """family, protocol, ports (host order), IPv4/IPv6 addresses (network order) and TCP state, read through
+    msg.sk by an sk_msg program (in a DSL function taking a Sock) and through ctx.sk by sock_ops."""
+    src = tmp_path / "skfields.py"
+    src.write_text(FIELDS_POLICY)
+    res = compile_file(str(src), str(tmp_path))
+    assert res.output, [d.format() for d in res.diagnostics]
+    [loaded] = kl.load(res.output, cgroup=test_cgroup, pin_root=pin_root)
+    map_path = os.path.join(pins.object_dir(pin_root, loaded.name), "maps", "seen")
+    r = subprocess.run([sys.executable, "-c", FIELDS_CLIENT, test_cgroup, map_path, REPO], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    family, proto, sport, dport, src4, dst4, state, ops_dport, *dst6 = out["seen"]
+    lo = struct.unpack("<I", bytes([127, 0, 0, 1]))[0]  # 127.0.0.1 as the kernel's u32
+    assert (family, proto, state) == (2, 6, 1)  # AF_INET, IPPROTO_TCP, BPF_TCP_ESTABLISHED
+    assert (sport, dport, ops_dport) == (out["local"][1], out["peer"][1], out["peer"][1])
+    assert (src4, dst4) == (lo, lo)
+    assert dst6 == [0, 0, 0xFFFF0000, lo]  # the kernel shows an IPv4 peer as ::ffff:127.0.0.1
+    kl.unload(loaded.name, pin_root=pin_root)
