@@ -40,13 +40,53 @@ def attach_cgroup(sc, prog_fd: int, cgroup_dir: str, kind: str) -> int:
 
 def attach_sk_msg(sc, prog_fd: int, map_fd: int, map_name: str = "") -> int:
     """LINK_CREATE(sockmap fd, BPF_SK_MSG_VERDICT) (Linux 6.10+); returns the link fd."""
+    return attach_sock_map(sc, prog_fd, map_fd, map_name, "sk_msg")
+
+
+def attach_sock_map(sc, prog_fd: int, map_fd: int, map_name: str, kind: str) -> int:
+    """LINK_CREATE(sockmap/sockhash fd, the attach type of program type ``kind``: sk_msg verdict, sk_skb stream
+    parser or verdict) (Linux 6.10+); returns the link fd."""
     try:
-        return sc.link_create(prog_fd, map_fd, ATTACH_SK_MSG_VERDICT)
+        return sc.link_create(prog_fd, map_fd, PROG_TYPES[kind].attach_type)
     except BpfSyscallError as e:
         if e.errno in (errno.EINVAL, errno.EOPNOTSUPP, 524):
-            raise LoaderError(f"cannot attach sk_msg program to map {map_name}: {e.errno_name}; "
-                              "sk_msg links need Linux 6.10 or newer") from e
+            raise LoaderError(f"cannot attach {kind} program to map {map_name}: {e.errno_name}; "
+                              "sock map links need Linux 6.10 or newer") from e
         if e.errno == errno.EBUSY:
-            raise LoaderError(f"cannot attach sk_msg program to map {map_name}: another program is "
+            raise LoaderError(f"cannot attach {kind} program to map {map_name}: another program is "
                               "already attached (EBUSY)") from e
-        raise LoaderError(f"cannot attach sk_msg program to map {map_name}: {e.errno_name}") from e
+        raise LoaderError(f"cannot attach {kind} program to map {map_name}: {e.errno_name}") from e
+
+
+# the bpf_link type (kinfo.LINK_TYPE) of a program attached to a network interface, by BPF program type
+NETDEV_LINK_TYPES = {6: "xdp", 3: "tcx"}
+
+
+def ifindex_of(ifname: str) -> int:
+    """The index of network interface ``ifname`` in this process's network namespace."""
+    import socket
+    try:
+        return socket.if_nametoindex(ifname)
+    except OSError:
+        raise LoaderError(f"no network interface {ifname!r} in this network namespace; `ip link` lists them "
+                          "(pass one with --ifname)") from None
+
+
+def attach_netdev(sc, prog_fd: int, ifindex: int, ifname: str, kind: str) -> int:
+    """LINK_CREATE(target_ifindex, BPF_XDP / BPF_TCX_INGRESS / BPF_TCX_EGRESS); returns the link fd."""
+    pt = PROG_TYPES[kind]
+    try:
+        return sc.link_create(prog_fd, ifindex, pt.attach_type)
+    except BpfSyscallError as e:
+        what = f"cannot attach {kind} program to interface {ifname}"
+        if e.errno == errno.EPERM:
+            raise LoaderError(f"{what}: permission denied; {PERMISSION_HINT}") from e
+        if e.errno == errno.ENODEV:
+            raise LoaderError(f"{what}: the interface is gone (ENODEV)") from e
+        if e.errno in (errno.EBUSY, errno.EEXIST) and pt.prog_type == 6:
+            raise LoaderError(f"{what}: another XDP program is attached to it ({e.errno_name}); an interface runs "
+                              f"one XDP program: detach it (`ip link set dev {ifname} xdp off`, or "
+                              "`pybpfgen unload` of the object that attached it)") from e
+        if e.errno in (errno.EINVAL, errno.EOPNOTSUPP, 524) and pt.prog_type == 3:
+            raise LoaderError(f"{what}: {e.errno_name}; tcx links need Linux 6.6 or newer") from e
+        raise LoaderError(f"{what}: {e.errno_name}") from e

@@ -25,14 +25,18 @@ def _common(p) -> None:
 def _add_load(subparsers) -> None:
     p = subparsers.add_parser("load", help="load, attach and pin BPF objects (upgrades in place when loaded)",
                               description="Load OBJECT (or every *.bpf.o in a directory), attach sock_ops "
-                                          "programs to a cgroup v2 directory and sk_msg programs to their "
-                                          "sockhash, and pin everything so it stays after exit. An object that "
+                                          "and cgroup_skb programs to a cgroup v2 directory, sk_msg and sk_skb "
+                                          "programs to their sock map, xdp and tc programs to a network "
+                                          "interface (--ifname), and pin everything so it stays after exit "
+                                          "(links included: `unload` detaches them). An object that "
                                           "is already loaded is upgraded in place: its maps (and the sockets in "
                                           "them) are kept and its programs are replaced atomically.")
     p.add_argument("object", nargs="?", default="build", metavar="OBJECT_OR_DIR",
                    help="a .bpf.o file or a directory of them (default: build/)")
     p.add_argument("--cgroup", metavar="DIR", help="cgroup v2 directory for sock_ops (default: the one it is "
                                                    "loaded in, else the cgroup2 mount)")
+    p.add_argument("--ifname", metavar="DEV", help="network interface for xdp and tc programs (default: the one "
+                                                   "they were loaded on before); in this network namespace")
     p.add_argument("--set", action="append", metavar="NAME=VALUE", dest="set_values",
                    help="set a Config (read-only global) before loading; repeatable")
     p.add_argument("--replace-maps", action="store_true",
@@ -203,7 +207,8 @@ def cmd_load(args) -> int:
     from .config import parse_assignments
     try:
         objs = _manager().load(args.object, cgroup=args.cgroup, pin_root=args.pin_root, verbose=args.verbose,
-                               replace_maps=args.replace_maps, config=parse_assignments(args.set_values))
+                               replace_maps=args.replace_maps, config=parse_assignments(args.set_values),
+                               ifname=args.ifname)
     except LoaderError as e:
         log = getattr(e, "log", "")   # VerifierError / BtfLoadError carry the kernel's log
         if args.verbose and log:

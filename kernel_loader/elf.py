@@ -76,7 +76,7 @@ class Program(Record, eq=True):
     prog_flags: int
     offset: int                 # bytes into its section
     insns: bytes
-    attach_map: str | None = None   # sk_msg: the sockmap/sockhash to attach to
+    attach_map: str | None = None   # sk_msg, sk_skb: the sockmap/sockhash to attach to
     computed_returns: tuple[int, ...] = ()  # source lines of the returns of a computed value (when several)
 
     @property
@@ -85,8 +85,9 @@ class Program(Record, eq=True):
 
     @property
     def sock_map(self) -> str:
-        """An sk_msg program's map to attach to: parse() names one for every sk_msg program (or refuses it)."""
-        assert self.kind == "sk_msg" and self.attach_map is not None, f"{self.name}: not an sk_msg program with a map"
+        """The sock map an sk_msg / sk_skb program attaches to: parse() names one for each (or refuses it)."""
+        assert PROG_TYPES[self.kind].attach == "map" and self.attach_map is not None, \
+            f"{self.name}: not a program attached to a sock map"
         return self.attach_map
 
 
@@ -318,7 +319,7 @@ def _parse(path: str, elf) -> BpfObject:
                                     section=sec.name, data=sec.data if sec.type != "SHT_NOBITS" else bytes(sec.size),
                                     freeze=is_ro, internal=True)
 
-    # sk_msg attach map
+    # the sock map of sk_msg / sk_skb programs
     sock_maps = [m.name for m in maps.values() if m.type in (MAP_SOCKMAP, MAP_SOCKHASH)]
     for p in programs:
         if PROG_TYPES[p.kind].attach != "map":
@@ -330,9 +331,9 @@ def _parse(path: str, elf) -> BpfObject:
         elif len(sock_maps) == 1:
             p.attach_map = sock_maps[0]
         elif not sock_maps:
-            raise ObjectFormatError(f"{path}: sk_msg program {p.name} needs a SOCKHASH or SOCKMAP map to attach to")
+            raise ObjectFormatError(f"{path}: {p.kind} program {p.name} needs a SOCKHASH or SOCKMAP map to attach to")
         else:
-            raise ObjectFormatError(f"{path}: sk_msg program {p.name}: several sock maps ({', '.join(sock_maps)}); "
+            raise ObjectFormatError(f"{path}: {p.kind} program {p.name}: several sock maps ({', '.join(sock_maps)}); "
                                     "name one with attach_map in the .pybpfgen section")
 
     return BpfObject(path=os.path.abspath(path), name=object_name(path), license=license, programs=programs,

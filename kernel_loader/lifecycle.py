@@ -17,7 +17,7 @@ recoverable)::
     journal    write the journal (state.py) with the new program ids
     pin        pin new maps and programs (staged as ``<name>__new`` when a pin exists)
     attach:<p> attach one program: LINK_UPDATE of its existing link (atomic), or a
-               new link (pinned, staged when replacing), or PROG_ATTACH (legacy sk_msg)
+               new link (pinned, staged when replacing), or PROG_ATTACH (legacy sk_msg/sk_skb)
     attach     all programs attached
     commit     detach replaced links, move staged pins into place, remove stale
                pins, rewrite the journal
@@ -42,7 +42,7 @@ from . import pins as _pins
 from . import state as _state
 from . import syscall as _syscall
 from pybpfgen.target.records import DICT, LIST, SET, Record
-from .attach import ATTACH_SK_MSG_VERDICT, PROG_TYPES, attach_cgroup, attach_sk_msg
+from .attach import NETDEV_LINK_TYPES, PROG_TYPES, attach_cgroup, attach_netdev, attach_sock_map, ifindex_of
 from pybpfgen.target.maps import MAP_SOCKHASH, MAP_SOCKMAP
 from .errors import BpfSyscallError
 from .errors import BtfLoadError, LoaderError, PERMISSION_HINT, PinOwnershipError
@@ -268,6 +268,7 @@ class LoadedObject(Record, eq=True):
     upgraded: bool = False
     reused_maps: list[str] = LIST
     replaced_maps: list[str] = LIST
+    ifname: str | None = None            # the network interface of its xdp / tc programs
 
 
 def object_paths(path_or_dir: str) -> list[str]:
@@ -395,7 +396,7 @@ def _load_btf(sc, obj, say) -> int | None:
 @user_errors
 def load(path_or_dir: str = "build", cgroup: str | None = None, pin_root: str = DEFAULT_PIN_ROOT, *,
          verbose: bool = False, replace_maps: bool = False, sc=None, progress=None,
-         config: dict[str, int] | None = None) -> list[LoadedObject]:
+         config: dict[str, int] | None = None, ifname: str | None = None) -> list[LoadedObject]:
     """Load, attach and pin one object or every ``*.bpf.o`` in a directory.
 
     An object that is already loaded is upgraded in place: compatible maps
@@ -404,6 +405,8 @@ def load(path_or_dir: str = "build", cgroup: str | None = None, pin_root: str = 
     unless ``replace_maps``.  On failure nothing created by this call is left
     behind and an upgraded object keeps running its previous programs.
     ``config`` sets read-only globals (the DSL's ``Config``) by name before load.
+    ``ifname`` is the network interface (of this process's network namespace) that xdp and tc programs attach
+    to (default: the one they were loaded on before).
     """
     from .elf import parse_object
     sc = sc or _syscall.get_default()
@@ -432,6 +435,7 @@ def load(path_or_dir: str = "build", cgroup: str | None = None, pin_root: str = 
                 raise LoaderError("no cgroup v2 mount found in /proc/mounts; mount cgroup2 "
                                   "(mount -t cgroup2 none /sys/fs/cgroup) or pass --cgroup DIR")
         cgroup = check_cgroup(cgroup, sc)
+    netdev = _resolve_netdev(objs, ifname, pin_root)
     _pins.ensure_bpffs(pin_root, sc)
     txn = _Txn(sc)
     results = []
@@ -445,7 +449,7 @@ def load(path_or_dir: str = "build", cgroup: str | None = None, pin_root: str = 
             os.makedirs(os.path.dirname(pin_root), exist_ok=True)
             txn.mkdir(pin_root)
         for plan in plans:
-            results.append(_load_one(sc, txn, plan, pin_root, cgroup, say))
+            results.append(_load_one(sc, txn, plan, pin_root, cgroup, say, netdev))
     except BaseException:
         txn.rollback()
         raise
@@ -453,17 +457,42 @@ def load(path_or_dir: str = "build", cgroup: str | None = None, pin_root: str = 
     return results
 
 
-def _attach_target_ok(info: LinkInfo, kind: str, cg_id: int | None, map_id: int) -> bool:
-    if PROG_TYPES[kind].attach == "cgroup":
-        return (info.type == LINK_TYPE["cgroup"] and info.attach_type == PROG_TYPES[kind].attach_type
-                and info.cgroup_id == cg_id)
-    return info.type == LINK_TYPE["sockmap"] and info.attach_type == ATTACH_SK_MSG_VERDICT and info.map_id == map_id
+def _resolve_netdev(objs, ifname: str | None, pin_root: str) -> tuple[str, int] | None:
+    """(name, ifindex) of the interface the objects' xdp / tc programs attach to; None when none has one."""
+    kinds = sorted({p.kind for o in objs for p in o.programs if PROG_TYPES[p.kind].attach == "netdev"})
+    if not kinds:
+        if ifname is not None:
+            raise LoaderError(f"--ifname {ifname}: no program of {', '.join(o.path for o in objs)} attaches to a "
+                              "network interface (xdp, tc_ingress, tc_egress programs do); leave --ifname out")
+        return None
+    if ifname is None:
+        prev = [(_state.read(pin_root, o.name) or {}).get("ifname") for o in objs]
+        ifname = next((n for n in prev if n), None)
+        if ifname is None:
+            p = next(p for o in objs for p in o.programs if PROG_TYPES[p.kind].attach == "netdev")
+            raise LoaderError(f"program {p.name} ({p.kind}) attaches to a network interface; name it with "
+                              "--ifname DEV (`ip link` lists them)")
+    return ifname, ifindex_of(ifname)
 
 
-def _load_one(sc, txn: _Txn, plan: _Plan, pin_root: str, cgroup: str | None, say) -> LoadedObject:
+def _attach_target_ok(info: LinkInfo, kind: str, cg_id: int | None, map_id: int, ifindex: int) -> bool:
+    pt = PROG_TYPES[kind]
+    if pt.attach == "cgroup":
+        return info.type == LINK_TYPE["cgroup"] and info.attach_type == pt.attach_type and info.cgroup_id == cg_id
+    if pt.attach == "netdev":   # an xdp link has no attach type in its info; a tcx link has
+        return info.type == LINK_TYPE[NETDEV_LINK_TYPES[pt.prog_type]] and info.ifindex == ifindex and \
+            (info.type == LINK_TYPE["xdp"] or info.attach_type == pt.attach_type)
+    return info.type == LINK_TYPE["sockmap"] and info.attach_type == pt.attach_type and info.map_id == map_id
+
+
+def _load_one(sc, txn: _Txn, plan: _Plan, pin_root: str, cgroup: str | None, say,
+              netdev: tuple[str, int] | None = None) -> LoadedObject:
     from .program import link_program, load_program
     obj = plan.obj
     res = LoadedObject(obj.name, obj.path, plan.pin_dir, cgroup, upgraded=plan.existing)
+    has_netdev = any(PROG_TYPES[p.kind].attach == "netdev" for p in obj.programs)
+    ifname, ifindex = netdev if netdev and has_netdev else (None, 0)
+    res.ifname = ifname
     say(f"{'upgrading' if plan.existing else 'loading'} {obj.name} from {obj.path}")
 
     btf_fd = _load_btf(sc, obj, say)
@@ -497,9 +526,9 @@ def _load_one(sc, txn: _Txn, plan: _Plan, pin_root: str, cgroup: str | None, say
 
     # journal: before anything is attached, so that unload can always find it
     prev = plan.journal or {}
-    legacy_sk_msg = not _features.has(sc, "sk_msg_link") if any(p.kind == "sk_msg" for p in obj.programs) else False
-    sock_map_ids = sorted({map_ids[p.sock_map] for p in obj.programs if p.kind == "sk_msg"}
-                          | set(prev.get("sock_map_ids", [])))
+    on_sock_map = [p for p in obj.programs if PROG_TYPES[p.kind].attach == "map"]
+    legacy_sk_msg = not _features.has(sc, "sk_msg_link") if on_sock_map else False
+    sock_map_ids = sorted({map_ids[p.sock_map] for p in on_sock_map} | set(prev.get("sock_map_ids", [])))
     journal = {
         "name": obj.name, "object": obj.path, "pin_dir": plan.pin_dir, "status": "loading", "pid": os.getpid(),
         "cgroup": cgroup,
@@ -511,6 +540,8 @@ def _load_one(sc, txn: _Txn, plan: _Plan, pin_root: str, cgroup: str | None, say
         "maps": {m.name: {"id": map_ids[m.name], "type": m.type} for m in obj.maps.values()},
         "sock_map_ids": sock_map_ids,
         "legacy_sk_msg": legacy_sk_msg or prev.get("legacy_sk_msg", False),
+        "ifname": ifname, "ifindex": ifindex,
+        "ifindexes": sorted({i for i in [ifindex, *prev.get("ifindexes", [])] if i}),
     }
     _state.write(pin_root, obj.name, journal)
     if plan.journal is not None:
@@ -548,16 +579,18 @@ def _load_one(sc, txn: _Txn, plan: _Plan, pin_root: str, cgroup: str | None, say
         res.programs[p.name] = LoadedProgram(p.name, prog_ids[p.name], p.kind, path)
     crash_point("pin")
 
-    # attach: sk_msg first, so sockets that sock_ops inserts get the verdict program
+    # attach: sock map programs first, so sockets that sock_ops inserts get the verdict program
     cg_id = cgroup_id(cgroup) if cgroup else None
     replaced_links: list[int] = []
-    order = sorted(obj.programs, key=lambda p: {"map": 0, "cgroup": 1}.get(PROG_TYPES[p.kind].attach or "", 2))
+    order = sorted(obj.programs, key=lambda p: {"map": 0, "cgroup": 1, "netdev": 2}.get(
+        PROG_TYPES[p.kind].attach or "", 3))
     for p in order:
-        if PROG_TYPES[p.kind].attach is None:
+        attach = PROG_TYPES[p.kind].attach
+        if attach is None:
             continue   # socket / syscall programs are only pinned
         loaded = res.programs[p.name]
         link_pin = _pins.pin_path(pin_root, obj.name, "links", p.name)
-        target = f"map:{p.attach_map}" if p.kind == "sk_msg" else f"cgroup:{cgroup}"
+        target = {"map": f"map:{p.attach_map}", "netdev": f"dev:{ifname}"}.get(attach, f"cgroup:{cgroup}")
         prog_fd = prog_fds[p.name]
         loaded.attach_target, loaded.link_pin = target, link_pin
         had_link_pin = _lexists(link_pin)
@@ -565,7 +598,7 @@ def _load_one(sc, txn: _Txn, plan: _Plan, pin_root: str, cgroup: str | None, say
             lfd = txn.fd(open_pin(sc, link_pin, "link"))
             info = LinkInfo.from_bytes(sc.link_info(lfd))
             map_id = map_ids.get(p.attach_map or "", 0)
-            if _attach_target_ok(info, p.kind, cg_id, map_id):
+            if _attach_target_ok(info, p.kind, cg_id, map_id, ifindex):
                 old_fd = txn.fd(sc.prog_get_fd_by_id(info.prog_id))
                 try:
                     sc.link_update(lfd, prog_fd, old_fd)
@@ -579,14 +612,17 @@ def _load_one(sc, txn: _Txn, plan: _Plan, pin_root: str, cgroup: str | None, say
                 crash_point(f"attach:{p.name}")
                 continue
             replaced_links.append(lfd)      # other target (cgroup changed, map replaced): new link, old detached at commit
-        if p.kind == "sk_msg" and legacy_sk_msg and not had_link_pin:
-            _legacy_attach_sk_msg(sc, txn, prog_fd, map_fds[p.sock_map], p.sock_map)
+        if attach == "map" and legacy_sk_msg and not had_link_pin:
+            _legacy_attach_sock_map(sc, txn, prog_fd, map_fds[p.sock_map], p.sock_map, p.kind)
             loaded.attach_mode, loaded.link_pin = "legacy", None
-            say(f"attached {p.name} to {target} with PROG_ATTACH (no sk_msg links before Linux 6.10)")
+            say(f"attached {p.name} to {target} with PROG_ATTACH (no sock map links before Linux 6.10)")
             crash_point(f"attach:{p.name}")
             continue
-        if p.kind == "sk_msg":
-            lfd = txn.link(attach_sk_msg(sc, prog_fd, map_fds[p.sock_map], p.sock_map))
+        if attach == "map":
+            lfd = txn.link(attach_sock_map(sc, prog_fd, map_fds[p.sock_map], p.sock_map, p.kind))
+        elif attach == "netdev":
+            assert ifname is not None  # load() resolves the interface whenever an object has xdp / tc programs
+            lfd = txn.link(attach_netdev(sc, prog_fd, ifindex, ifname, p.kind))
         else:
             assert cgroup is not None  # load() resolves the cgroup whenever an object has cgroup programs
             lfd = txn.link(attach_cgroup(sc, prog_fd, cgroup, p.kind))
@@ -623,22 +659,23 @@ def _load_one(sc, txn: _Txn, plan: _Plan, pin_root: str, cgroup: str | None, say
     return res
 
 
-def _legacy_attach_sk_msg(sc, txn: _Txn, prog_fd: int, map_fd: int, map_name: str) -> None:
-    """PROG_ATTACH on the sockmap: replaces the map's verdict program atomically."""
+def _legacy_attach_sock_map(sc, txn: _Txn, prog_fd: int, map_fd: int, map_name: str, kind: str) -> None:
+    """PROG_ATTACH on the sockmap: replaces the map's program of that attach type atomically."""
+    at = PROG_TYPES[kind].attach_type
     try:
-        old = sc.prog_query(map_fd, ATTACH_SK_MSG_VERDICT)["prog_ids"]
+        old = sc.prog_query(map_fd, at)["prog_ids"]
     except BpfSyscallError:
         old = []
     try:
-        sc.prog_attach(prog_fd, map_fd, ATTACH_SK_MSG_VERDICT)
+        sc.prog_attach(prog_fd, map_fd, at)
     except BpfSyscallError as e:
-        raise LoaderError(f"cannot attach sk_msg program to map {map_name} with PROG_ATTACH: {e.errno_name}"
+        raise LoaderError(f"cannot attach {kind} program to map {map_name} with PROG_ATTACH: {e.errno_name}"
                           + ("; another program is attached through a link" if e.errno == errno.EBUSY else "")) from e
     if old:
         old_fd = txn.fd(sc.prog_get_fd_by_id(old[0]))
-        txn.add(lambda: sc.prog_attach(old_fd, map_fd, ATTACH_SK_MSG_VERDICT))
+        txn.add(lambda: sc.prog_attach(old_fd, map_fd, at))
     else:
-        txn.add(lambda: sc.prog_detach(prog_fd, map_fd, ATTACH_SK_MSG_VERDICT))
+        txn.add(lambda: sc.prog_detach(prog_fd, map_fd, at))
 
 
 def _detach_link_pin(sc, path: str) -> None:
@@ -746,7 +783,8 @@ def detach_by_scan(sc, journal: dict, pin_dir: str | None) -> list[str]:
             info = LinkInfo.from_bytes(sc.link_info(lfd))
             at_point = ((info.target_kind == "cgroup" and info.cgroup_id in cg_ids)
                         or (info.target_kind == "map" and info.map_id in sock_map_ids))
-            if info.attached and at_point and ours(info.prog_id, True):
+            # links on interfaces (xdp, tcx): only by program id (an ifindex may be another namespace's device)
+            if info.attached and ours(info.prog_id, at_point):
                 try:
                     sc.link_detach(lfd)
                     done.append(f"link {info.id} (prog {info.prog_id})")
@@ -791,12 +829,14 @@ def detach_by_scan(sc, journal: dict, pin_dir: str | None) -> list[str]:
             map_fds.append(sc.map_get_fd_by_id(mid))
         except BpfSyscallError:
             pass
+    map_attach_types = sorted({p.attach_type for p in PROG_TYPES.values() if p.attach == "map"})
     for mfd in map_fds:
         try:
-            for pid in sc.prog_query(mfd, ATTACH_SK_MSG_VERDICT)["prog_ids"]:
-                if ours(pid, True):
-                    _legacy_detach(sc, pid, mfd, ATTACH_SK_MSG_VERDICT)
-                    done.append(f"prog {pid} from sockmap")
+            for at in map_attach_types:
+                for pid in sc.prog_query(mfd, at)["prog_ids"]:
+                    if ours(pid, True):
+                        _legacy_detach(sc, pid, mfd, at)
+                        done.append(f"prog {pid} from sockmap")
         except BpfSyscallError:
             pass
         finally:

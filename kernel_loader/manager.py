@@ -12,7 +12,7 @@ import struct
 
 from . import pins as _pins
 from . import syscall as _syscall
-from .attach import ATTACH_SK_MSG_VERDICT
+from .attach import ATTACH_TYPE_NAMES, PROG_TYPES
 from .kinfo import LinkInfo, ProgInfo
 from .btf import sum_values
 from .errors import BpfSyscallError, LoaderError
@@ -21,6 +21,8 @@ from pybpfgen.target.maps import MAP_SOCKHASH, MAP_SOCKMAP
 from .pins import DEFAULT_PIN_ROOT
 
 CGROUP2_SUPER_MAGIC = 0x63677270
+# the attach types of programs on sock maps (sk_msg verdict, sk_skb stream parser / verdict)
+MAP_ATTACH_TYPES = sorted({p.attach_type for p in PROG_TYPES.values() if p.attach == "map"})
 DECODE_MAX_ENTRIES = 64
 
 
@@ -168,7 +170,7 @@ def _visible(entries: list[str]) -> list[str]:
 
 
 def _legacy_links(sc, maps: list[dict], progs: list[dict], links: list[dict]) -> list[dict]:
-    """sk_msg programs attached to our sockmaps with PROG_ATTACH (no link)."""
+    """sk_msg / sk_skb programs attached to our sockmaps with PROG_ATTACH (no link)."""
     linked = {ln["prog_id"] for ln in links}
     by_id = {p["id"]: p["name"] for p in progs}
     out = []
@@ -180,17 +182,18 @@ def _legacy_links(sc, maps: list[dict], progs: list[dict], links: list[dict]) ->
         except BpfSyscallError:
             continue
         try:
-            q = sc.prog_query(fd, ATTACH_SK_MSG_VERDICT)
+            queries = [(at, sc.prog_query(fd, at)) for at in MAP_ATTACH_TYPES]
         except BpfSyscallError:
             continue
         finally:
             sc.close(fd)
-        for pid, lid in zip(q["prog_ids"], q["link_ids"]):
-            if lid or pid in linked:
-                continue
-            out.append({"name": by_id.get(pid, f"prog{pid}"), "id": None, "type": "legacy", "type_id": 0,
-                        "prog_id": pid, "attach_type": "sk_msg_verdict", "attached": True, "pin": None,
-                        "target": {"kind": "map", "map_id": m["id"], "map_name": m["pin_name"]}})
+        for at, q in queries:
+            for pid, lid in zip(q["prog_ids"], q["link_ids"]):
+                if lid or pid in linked:
+                    continue
+                out.append({"name": by_id.get(pid, f"prog{pid}"), "id": None, "type": "legacy", "type_id": 0,
+                            "prog_id": pid, "attach_type": ATTACH_TYPE_NAMES.get(at, str(at)), "attached": True,
+                            "pin": None, "target": {"kind": "map", "map_id": m["id"], "map_name": m["pin_name"]}})
     return out
 
 

@@ -30,7 +30,8 @@ __all__ = [
     "Hash", "LRUHash", "PerCPUHash", "LRUPerCPUHash", "Array", "PerCPUArray", "LPMTrie", "SockHash", "SockMap", "RingBuf",
     "SkStorage",
     "sock_ops", "sk_msg", "socket_filter", "cgroup_skb_ingress", "cgroup_skb_egress", "syscall",
-    "SockOps", "SkMsg", "SkBuff",
+    "sk_skb_stream_parser", "sk_skb_stream_verdict", "xdp", "tc_ingress", "tc_egress",
+    "SockOps", "SkMsg", "SkBuff", "XdpMd",
     "bpf_printk", "atomic_add", "atomic_fetch_add", "atomic_xchg", "atomic_cmpxchg",
     "BPF_F_NO_PREALLOC", "BPF_SK_STORAGE_GET_F_CREATE", "BPF_RB_NO_WAKEUP", "BPF_RB_FORCE_WAKEUP",
     "BPF_SOCK_OPS_RTO_CB_FLAG", "BPF_SOCK_OPS_RETRANS_CB_FLAG", "BPF_SOCK_OPS_STATE_CB_FLAG",
@@ -40,6 +41,10 @@ __all__ = [
     "bpf_sock_hash_update", "bpf_msg_redirect_hash",
     "SK_PASS", "SK_DROP", "BPF_ANY", "BPF_NOEXIST", "BPF_EXIST", "BPF_F_INGRESS",
     "AF_INET", "AF_INET6",
+    "XDP_ABORTED", "XDP_DROP", "XDP_PASS", "XDP_TX", "XDP_REDIRECT",
+    "TC_ACT_UNSPEC", "TC_ACT_OK", "TC_ACT_RECLASSIFY", "TC_ACT_SHOT", "TC_ACT_PIPE", "TC_ACT_STOLEN",
+    "TC_ACT_QUEUED", "TC_ACT_REPEAT", "TC_ACT_REDIRECT", "TC_ACT_TRAP", "TCX_NEXT", "TCX_PASS", "TCX_DROP",
+    "TCX_REDIRECT",
     "BPF_SOCK_OPS_VOID", "BPF_SOCK_OPS_TIMEOUT_INIT", "BPF_SOCK_OPS_RWND_INIT",
     "BPF_SOCK_OPS_TCP_CONNECT_CB", "BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB",
     "BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB", "BPF_SOCK_OPS_NEEDS_ECN",
@@ -470,8 +475,11 @@ class SkMsg:
 
 @_context
 class SkBuff:
-    """Context of a socket_filter or cgroup_skb program (``struct __sk_buff``). Ports are in host byte order,
-    IPv4 addresses in network byte order."""
+    """Context of a socket_filter, cgroup_skb, tc or sk_skb program (``struct __sk_buff``). Ports are in host
+    byte order, IPv4/IPv6 addresses in network byte order. Which fields a program type may read and write is the
+    kernel's (target/contexts.py): tc programs may not read the socket fields (family .. local_port), sk_skb
+    programs may not read ``mark``; tc programs may write ``mark``, ``priority``, ``tc_index``, ``tc_classid``,
+    ``queue_mapping``. ``data``/``data_end``/``data_meta`` are packet pointers."""
 
     len: u32
     pkt_type: u32
@@ -486,11 +494,34 @@ class SkBuff:
     ifindex: u32
     tc_index: u32
     hash: u32
+    tc_classid: u32
+    data: u32
+    data_end: u32
+    napi_id: u32
     family: u32
     remote_ip4: u32
     local_ip4: u32
+    remote_ip6: list[u32]  # u32[4]
+    local_ip6: list[u32]  # u32[4]
     remote_port: u32
     local_port: u32
+    data_meta: u32
+    wire_len: u32
+    gso_segs: u32
+    gso_size: u32
+
+
+@_context
+class XdpMd:
+    """Context of an XDP program (``struct xdp_md``): ``data``/``data_end``/``data_meta`` are packet pointers;
+    ``ingress_ifindex`` and ``rx_queue_index`` say where the packet arrived."""
+
+    data: u32
+    data_end: u32
+    data_meta: u32
+    ingress_ifindex: u32
+    rx_queue_index: u32
+    egress_ifindex: u32
 
 
 F = TypeVar("F", bound=Callable)
@@ -530,6 +561,51 @@ def cgroup_skb_egress(fn: F) -> F:
     """Declare a cgroup_skb program on the egress of a cgroup (attached to it; runs on every packet its sockets
     send). Return 1 to let the packet through, 0 to drop it (the sender's call fails with EPERM)."""
     fn.__pybpfgen_progtype__ = "cgroup_skb_egress"  # type: ignore[attr-defined]
+    return fn
+
+
+def sk_skb_stream_parser(map: SockMap | SockHash) -> Callable[[F], F]:
+    """Declare an sk_skb stream parser attached to ``map`` (a SockMap or SockHash): runs on the data its sockets
+    receive and returns the length of the next message (``ctx.len``: all of it), 0 to wait for more data."""
+
+    def deco(fn: F) -> F:
+        fn.__pybpfgen_progtype__ = "sk_skb_stream_parser"  # type: ignore[attr-defined]
+        fn.__pybpfgen_map__ = map  # type: ignore[attr-defined]
+        return fn
+
+    return deco
+
+
+def sk_skb_stream_verdict(map: SockMap | SockHash) -> Callable[[F], F]:
+    """Declare an sk_skb stream verdict attached to ``map`` (a SockMap or SockHash): runs on each message its
+    sockets receive; SK_PASS delivers it (or redirects it after ``bpf_sk_redirect_map``), SK_DROP drops it."""
+
+    def deco(fn: F) -> F:
+        fn.__pybpfgen_progtype__ = "sk_skb_stream_verdict"  # type: ignore[attr-defined]
+        fn.__pybpfgen_map__ = map  # type: ignore[attr-defined]
+        return fn
+
+    return deco
+
+
+def xdp(fn: F) -> F:
+    """Declare an XDP program (attached to a network interface: ``pybpfgen load --ifname DEV``); runs on every
+    packet the interface receives, before the kernel's stack. Return XDP_PASS, XDP_DROP, XDP_TX, ..."""
+    fn.__pybpfgen_progtype__ = "xdp"  # type: ignore[attr-defined]
+    return fn
+
+
+def tc_ingress(fn: F) -> F:
+    """Declare a tc program on the ingress of a network interface (a tcx link: ``pybpfgen load --ifname DEV``).
+    Return TC_ACT_OK to let the packet through, TC_ACT_SHOT to drop it, TCX_NEXT to let the next program decide."""
+    fn.__pybpfgen_progtype__ = "tc_ingress"  # type: ignore[attr-defined]
+    return fn
+
+
+def tc_egress(fn: F) -> F:
+    """Declare a tc program on the egress of a network interface (a tcx link: ``pybpfgen load --ifname DEV``).
+    Return TC_ACT_OK to let the packet through, TC_ACT_SHOT to drop it, TCX_NEXT to let the next program decide."""
+    fn.__pybpfgen_progtype__ = "tc_egress"  # type: ignore[attr-defined]
     return fn
 
 
@@ -591,6 +667,27 @@ def atomic_cmpxchg(place: int, expected: int, new: int) -> int:
 
 SK_DROP = 0
 SK_PASS = 1
+# XDP program return values (enum xdp_action)
+XDP_ABORTED = 0
+XDP_DROP = 1
+XDP_PASS = 2
+XDP_TX = 3
+XDP_REDIRECT = 4
+# tc program return values (linux/pkt_cls.h TC_ACT_*; tcx: TCX_NEXT -1, TCX_PASS 0, TCX_DROP 2, TCX_REDIRECT 7)
+TC_ACT_UNSPEC = -1
+TC_ACT_OK = 0
+TC_ACT_RECLASSIFY = 1
+TC_ACT_SHOT = 2
+TC_ACT_PIPE = 3
+TC_ACT_STOLEN = 4
+TC_ACT_QUEUED = 5
+TC_ACT_REPEAT = 6
+TC_ACT_REDIRECT = 7
+TC_ACT_TRAP = 8
+TCX_NEXT = -1
+TCX_PASS = 0
+TCX_DROP = 2
+TCX_REDIRECT = 7
 BPF_ANY = 0
 BPF_NOEXIST = 1
 BPF_EXIST = 2
@@ -635,26 +732,52 @@ from .lang_helpers import (  # noqa: E402
     bpf_trace_printk as bpf_trace_printk,
     bpf_get_prandom_u32 as bpf_get_prandom_u32,
     bpf_get_smp_processor_id as bpf_get_smp_processor_id,
+    bpf_skb_store_bytes as bpf_skb_store_bytes,
+    bpf_l3_csum_replace as bpf_l3_csum_replace,
+    bpf_l4_csum_replace as bpf_l4_csum_replace,
     bpf_tail_call as bpf_tail_call,
+    bpf_clone_redirect as bpf_clone_redirect,
     bpf_get_current_pid_tgid as bpf_get_current_pid_tgid,
     bpf_get_current_uid_gid as bpf_get_current_uid_gid,
     bpf_get_current_comm as bpf_get_current_comm,
     bpf_get_cgroup_classid as bpf_get_cgroup_classid,
+    bpf_skb_vlan_push as bpf_skb_vlan_push,
+    bpf_skb_vlan_pop as bpf_skb_vlan_pop,
     bpf_perf_event_read as bpf_perf_event_read,
+    bpf_redirect as bpf_redirect,
+    bpf_get_route_realm as bpf_get_route_realm,
     bpf_perf_event_output as bpf_perf_event_output,
     bpf_get_stackid as bpf_get_stackid,
+    bpf_skb_get_tunnel_opt as bpf_skb_get_tunnel_opt,
+    bpf_skb_set_tunnel_opt as bpf_skb_set_tunnel_opt,
+    bpf_skb_change_proto as bpf_skb_change_proto,
+    bpf_skb_change_type as bpf_skb_change_type,
+    bpf_skb_under_cgroup as bpf_skb_under_cgroup,
+    bpf_get_hash_recalc as bpf_get_hash_recalc,
     bpf_get_current_task as bpf_get_current_task,
     bpf_current_task_under_cgroup as bpf_current_task_under_cgroup,
+    bpf_skb_change_tail as bpf_skb_change_tail,
+    bpf_skb_pull_data as bpf_skb_pull_data,
+    bpf_set_hash_invalid as bpf_set_hash_invalid,
     bpf_get_numa_node_id as bpf_get_numa_node_id,
+    bpf_skb_change_head as bpf_skb_change_head,
+    bpf_xdp_adjust_head as bpf_xdp_adjust_head,
     bpf_get_socket_cookie as bpf_get_socket_cookie,
     bpf_get_socket_uid as bpf_get_socket_uid,
+    bpf_set_hash as bpf_set_hash,
+    bpf_skb_adjust_room as bpf_skb_adjust_room,
+    bpf_redirect_map as bpf_redirect_map,
+    bpf_sk_redirect_map as bpf_sk_redirect_map,
     bpf_sock_map_update as bpf_sock_map_update,
+    bpf_xdp_adjust_meta as bpf_xdp_adjust_meta,
     bpf_sock_ops_cb_flags_set as bpf_sock_ops_cb_flags_set,
     bpf_msg_redirect_map as bpf_msg_redirect_map,
     bpf_msg_apply_bytes as bpf_msg_apply_bytes,
     bpf_msg_cork_bytes as bpf_msg_cork_bytes,
     bpf_msg_pull_data as bpf_msg_pull_data,
+    bpf_xdp_adjust_tail as bpf_xdp_adjust_tail,
     bpf_get_stack as bpf_get_stack,
+    bpf_sk_redirect_hash as bpf_sk_redirect_hash,
     bpf_skb_cgroup_id as bpf_skb_cgroup_id,
     bpf_get_current_cgroup_id as bpf_get_current_cgroup_id,
     bpf_skb_ancestor_cgroup_id as bpf_skb_ancestor_cgroup_id,
@@ -671,20 +794,28 @@ from .lang_helpers import (  # noqa: E402
     bpf_jiffies64 as bpf_jiffies64,
     bpf_get_netns_cookie as bpf_get_netns_cookie,
     bpf_get_current_ancestor_cgroup_id as bpf_get_current_ancestor_cgroup_id,
+    bpf_sk_assign as bpf_sk_assign,
     bpf_ktime_get_boot_ns as bpf_ktime_get_boot_ns,
     bpf_sk_cgroup_id as bpf_sk_cgroup_id,
     bpf_sk_ancestor_cgroup_id as bpf_sk_ancestor_cgroup_id,
     bpf_ringbuf_output as bpf_ringbuf_output,
     bpf_ringbuf_query as bpf_ringbuf_query,
+    bpf_csum_level as bpf_csum_level,
     bpf_load_hdr_opt as bpf_load_hdr_opt,
     bpf_store_hdr_opt as bpf_store_hdr_opt,
     bpf_reserve_hdr_opt as bpf_reserve_hdr_opt,
+    bpf_skb_cgroup_classid as bpf_skb_cgroup_classid,
+    bpf_redirect_peer as bpf_redirect_peer,
     bpf_ktime_get_coarse_ns as bpf_ktime_get_coarse_ns,
     bpf_sys_bpf as bpf_sys_bpf,
     bpf_btf_find_by_name_kind as bpf_btf_find_by_name_kind,
     bpf_sys_close as bpf_sys_close,
     bpf_get_branch_snapshot as bpf_get_branch_snapshot,
     bpf_trace_vprintk as bpf_trace_vprintk,
+    bpf_xdp_get_buff_len as bpf_xdp_get_buff_len,
+    bpf_xdp_load_bytes as bpf_xdp_load_bytes,
+    bpf_xdp_store_bytes as bpf_xdp_store_bytes,
+    bpf_skb_set_tstamp as bpf_skb_set_tstamp,
     bpf_map_lookup_percpu_elem as bpf_map_lookup_percpu_elem,
     bpf_ktime_get_tai_ns as bpf_ktime_get_tai_ns,
 )
@@ -695,26 +826,52 @@ __all__ += [
     'bpf_trace_printk',
     'bpf_get_prandom_u32',
     'bpf_get_smp_processor_id',
+    'bpf_skb_store_bytes',
+    'bpf_l3_csum_replace',
+    'bpf_l4_csum_replace',
     'bpf_tail_call',
+    'bpf_clone_redirect',
     'bpf_get_current_pid_tgid',
     'bpf_get_current_uid_gid',
     'bpf_get_current_comm',
     'bpf_get_cgroup_classid',
+    'bpf_skb_vlan_push',
+    'bpf_skb_vlan_pop',
     'bpf_perf_event_read',
+    'bpf_redirect',
+    'bpf_get_route_realm',
     'bpf_perf_event_output',
     'bpf_get_stackid',
+    'bpf_skb_get_tunnel_opt',
+    'bpf_skb_set_tunnel_opt',
+    'bpf_skb_change_proto',
+    'bpf_skb_change_type',
+    'bpf_skb_under_cgroup',
+    'bpf_get_hash_recalc',
     'bpf_get_current_task',
     'bpf_current_task_under_cgroup',
+    'bpf_skb_change_tail',
+    'bpf_skb_pull_data',
+    'bpf_set_hash_invalid',
     'bpf_get_numa_node_id',
+    'bpf_skb_change_head',
+    'bpf_xdp_adjust_head',
     'bpf_get_socket_cookie',
     'bpf_get_socket_uid',
+    'bpf_set_hash',
+    'bpf_skb_adjust_room',
+    'bpf_redirect_map',
+    'bpf_sk_redirect_map',
     'bpf_sock_map_update',
+    'bpf_xdp_adjust_meta',
     'bpf_sock_ops_cb_flags_set',
     'bpf_msg_redirect_map',
     'bpf_msg_apply_bytes',
     'bpf_msg_cork_bytes',
     'bpf_msg_pull_data',
+    'bpf_xdp_adjust_tail',
     'bpf_get_stack',
+    'bpf_sk_redirect_hash',
     'bpf_skb_cgroup_id',
     'bpf_get_current_cgroup_id',
     'bpf_skb_ancestor_cgroup_id',
@@ -731,20 +888,28 @@ __all__ += [
     'bpf_jiffies64',
     'bpf_get_netns_cookie',
     'bpf_get_current_ancestor_cgroup_id',
+    'bpf_sk_assign',
     'bpf_ktime_get_boot_ns',
     'bpf_sk_cgroup_id',
     'bpf_sk_ancestor_cgroup_id',
     'bpf_ringbuf_output',
     'bpf_ringbuf_query',
+    'bpf_csum_level',
     'bpf_load_hdr_opt',
     'bpf_store_hdr_opt',
     'bpf_reserve_hdr_opt',
+    'bpf_skb_cgroup_classid',
+    'bpf_redirect_peer',
     'bpf_ktime_get_coarse_ns',
     'bpf_sys_bpf',
     'bpf_btf_find_by_name_kind',
     'bpf_sys_close',
     'bpf_get_branch_snapshot',
     'bpf_trace_vprintk',
+    'bpf_xdp_get_buff_len',
+    'bpf_xdp_load_bytes',
+    'bpf_xdp_store_bytes',
+    'bpf_skb_set_tstamp',
     'bpf_map_lookup_percpu_elem',
     'bpf_ktime_get_tai_ns',
 ]

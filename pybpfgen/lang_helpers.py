@@ -26,7 +26,7 @@ def bpf_map_lookup_elem(map: Any, key: Any) -> Optional[Any]:
 
     Perform a lookup in map for an entry associated to key.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): map (map), key (key).
     """
     return _simulate('map_lookup_elem', map, key)
@@ -40,7 +40,7 @@ def bpf_map_update_elem(map: Any, key: Any, value: Any, flags: int = 0) -> int:
 
     Add or update the value of the entry associated to key in map with value.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): map (map), key (key), value (value), flags (u64).
     """
     return _simulate('map_update_elem', map, key, value, flags)
@@ -54,7 +54,7 @@ def bpf_map_delete_elem(map: Any, key: Any) -> int:
 
     Delete entry with key from map.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): map (map), key (key).
     """
     return _simulate('map_delete_elem', map, key)
@@ -69,7 +69,7 @@ def bpf_ktime_get_ns() -> int:
     Return the time elapsed since system boot, in nanoseconds. Does not include time the system was
     suspended. See: clock_gettime (CLOCK_MONOTONIC)
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     """
     return _simulate('ktime_get_ns')
 
@@ -85,7 +85,7 @@ def bpf_trace_printk(fmt: str, arg1: int = 0, arg2: int = 0, arg3: int = 0) -> i
     can take up to three additional u64 arguments (as an eBPF helpers, the total number of arguments
     is limited to five).
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): fmt (fmt), arg1 (u64), arg2 (u64), arg3 (u64).
     """
     return _simulate('trace_printk', fmt, arg1, arg2, arg3)
@@ -99,7 +99,7 @@ def bpf_get_prandom_u32() -> int:
 
     Get a pseudo-random number.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     """
     return _simulate('get_prandom_u32')
 
@@ -114,12 +114,60 @@ def bpf_get_smp_processor_id() -> int:
     disabled, which means that the SMP processor id is stable during all the execution of the
     program.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     """
     return _simulate('get_smp_processor_id')
 
 
 bpf_get_smp_processor_id.__bpf_helper__ = 'get_smp_processor_id'  # type: ignore[attr-defined]
+
+
+def bpf_skb_store_bytes(skb: Any, offset: int, from_: Any, flags: int = 0) -> int:
+    """``long bpf_skb_store_bytes(struct sk_buff *skb, u32 offset, const void *from, u32 len, u64 flags)`` (helper 9)
+
+    Store len bytes from address from into the packet associated to skb, at offset. flags are a
+    combination of BPF_F_RECOMPUTE_CSUM (automatically recompute the checksum for the packet after
+    storing the bytes) and BPF_F_INVALIDATE_HASH (set skb ->hash, skb ->swhash and skb ->l4hash to
+    0).
+
+    Program types: sk_skb_stream_parser, sk_skb_stream_verdict, tc_ingress, tc_egress.
+    Arguments (pybpfgen kinds): skb (ctx), offset (u64), from_ (data), flags (u64).
+    """
+    return _simulate('skb_store_bytes', skb, offset, from_, flags)
+
+
+bpf_skb_store_bytes.__bpf_helper__ = 'skb_store_bytes'  # type: ignore[attr-defined]
+
+
+def bpf_l3_csum_replace(skb: Any, offset: int, from_: int, to: int, size: int) -> int:
+    """``long bpf_l3_csum_replace(struct sk_buff *skb, u32 offset, u64 from, u64 to, u64 size)`` (helper 10)
+
+    Recompute the layer 3 (e.g. IP) checksum for the packet associated to skb. Computation is
+    incremental, so the helper must know the former value of the header field that was modified
+    (from), the new value of this field (to), and the number of bytes (2 or 4) for this field,
+    stored in size.
+
+    Program types: tc_ingress, tc_egress.
+    Arguments (pybpfgen kinds): skb (ctx), offset (u64), from_ (u64), to (u64), size (u64).
+    """
+    return _simulate('l3_csum_replace', skb, offset, from_, to, size)
+
+
+bpf_l3_csum_replace.__bpf_helper__ = 'l3_csum_replace'  # type: ignore[attr-defined]
+
+
+def bpf_l4_csum_replace(skb: Any, offset: int, from_: int, to: int, flags: int = 0) -> int:
+    """``long bpf_l4_csum_replace(struct sk_buff *skb, u32 offset, u64 from, u64 to, u64 flags)`` (helper 11)
+
+    Recompute the layer 4 (e.g. TCP, UDP or ICMP) checksum for the packet associated to skb.
+
+    Program types: tc_ingress, tc_egress.
+    Arguments (pybpfgen kinds): skb (ctx), offset (u64), from_ (u64), to (u64), flags (u64).
+    """
+    return _simulate('l4_csum_replace', skb, offset, from_, to, flags)
+
+
+bpf_l4_csum_replace.__bpf_helper__ = 'l4_csum_replace'  # type: ignore[attr-defined]
 
 
 def bpf_tail_call(ctx: Any, prog_array_map: Any, index: int) -> int:
@@ -129,7 +177,7 @@ def bpf_tail_call(ctx: Any, prog_array_map: Any, index: int) -> int:
     eBPF program. The same stack frame is used (but values on stack and in registers for the caller
     are not accessible to the callee).
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): ctx (ctx), prog_array_map (map), index (u64).
     """
     return _simulate('tail_call', ctx, prog_array_map, index)
@@ -138,12 +186,29 @@ def bpf_tail_call(ctx: Any, prog_array_map: Any, index: int) -> int:
 bpf_tail_call.__bpf_helper__ = 'tail_call'  # type: ignore[attr-defined]
 
 
+def bpf_clone_redirect(skb: Any, ifindex: int, flags: int = 0) -> int:
+    """``long bpf_clone_redirect(struct sk_buff *skb, u32 ifindex, u64 flags)`` (helper 13)
+
+    Clone and redirect the packet associated to skb to another net device of index ifindex. Both
+    ingress and egress interfaces can be used for redirection. The BPF_F_INGRESS value in flags is
+    used to make the distinction (ingress path is selected if the flag is present, egress path
+    otherwise).
+
+    Program types: tc_ingress, tc_egress.
+    Arguments (pybpfgen kinds): skb (ctx), ifindex (u64), flags (u64).
+    """
+    return _simulate('clone_redirect', skb, ifindex, flags)
+
+
+bpf_clone_redirect.__bpf_helper__ = 'clone_redirect'  # type: ignore[attr-defined]
+
+
 def bpf_get_current_pid_tgid() -> int:
     """``u64 bpf_get_current_pid_tgid(void)`` (helper 14)
 
     Get the current pid and tgid.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     """
     return _simulate('get_current_pid_tgid')
 
@@ -156,7 +221,7 @@ def bpf_get_current_uid_gid() -> int:
 
     Get the current uid and gid.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     """
     return _simulate('get_current_uid_gid')
 
@@ -172,7 +237,7 @@ def bpf_get_current_comm(buf: Any) -> int:
     strictly positive. On success, the helper makes sure that the buf is NUL-terminated. On failure,
     it is filled with zeroes.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): buf (data).
     """
     return _simulate('get_current_comm', buf)
@@ -186,13 +251,43 @@ def bpf_get_cgroup_classid(skb: Any) -> int:
 
     Retrieve the classid for the current task, i.e. for the net_cls cgroup to which skb belongs.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): skb (ctx).
     """
     return _simulate('get_cgroup_classid', skb)
 
 
 bpf_get_cgroup_classid.__bpf_helper__ = 'get_cgroup_classid'  # type: ignore[attr-defined]
+
+
+def bpf_skb_vlan_push(skb: Any, vlan_proto: int, vlan_tci: int) -> int:
+    """``long bpf_skb_vlan_push(struct sk_buff *skb, __be16 vlan_proto, u16 vlan_tci)`` (helper 18)
+
+    Push a vlan_tci (VLAN tag control information) of protocol vlan_proto to the packet associated
+    to skb, then update the checksum. Note that if vlan_proto is different from ETH_P_8021Q and
+    ETH_P_8021AD, it is considered to be ETH_P_8021Q.
+
+    Program types: tc_ingress, tc_egress.
+    Arguments (pybpfgen kinds): skb (ctx), vlan_proto (u64), vlan_tci (u64).
+    """
+    return _simulate('skb_vlan_push', skb, vlan_proto, vlan_tci)
+
+
+bpf_skb_vlan_push.__bpf_helper__ = 'skb_vlan_push'  # type: ignore[attr-defined]
+
+
+def bpf_skb_vlan_pop(skb: Any) -> int:
+    """``long bpf_skb_vlan_pop(struct sk_buff *skb)`` (helper 19)
+
+    Pop a VLAN header from the packet associated to skb.
+
+    Program types: tc_ingress, tc_egress.
+    Arguments (pybpfgen kinds): skb (ctx).
+    """
+    return _simulate('skb_vlan_pop', skb)
+
+
+bpf_skb_vlan_pop.__bpf_helper__ = 'skb_vlan_pop'  # type: ignore[attr-defined]
 
 
 def bpf_perf_event_read(map: Any, flags: int = 0) -> int:
@@ -202,13 +297,44 @@ def bpf_perf_event_read(map: Any, flags: int = 0) -> int:
     BPF_MAP_TYPE_PERF_EVENT_ARRAY. The nature of the perf event counter is selected when map is
     updated with perf event file descriptors.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): map (map), flags (u64).
     """
     return _simulate('perf_event_read', map, flags)
 
 
 bpf_perf_event_read.__bpf_helper__ = 'perf_event_read'  # type: ignore[attr-defined]
+
+
+def bpf_redirect(ifindex: int, flags: int = 0) -> int:
+    """``long bpf_redirect(u32 ifindex, u64 flags)`` (helper 23)
+
+    Redirect the packet to another net device of index ifindex. This helper is somewhat similar to
+    bpf_clone_redirect (), except that the packet is not cloned, which provides increased
+    performance.
+
+    Program types: xdp, tc_ingress, tc_egress.
+    Arguments (pybpfgen kinds): ifindex (u64), flags (u64).
+    """
+    return _simulate('redirect', ifindex, flags)
+
+
+bpf_redirect.__bpf_helper__ = 'redirect'  # type: ignore[attr-defined]
+
+
+def bpf_get_route_realm(skb: Any) -> int:
+    """``u32 bpf_get_route_realm(struct sk_buff *skb)`` (helper 24)
+
+    Retrieve the realm or the route, that is to say the tclassid field of the destination for the
+    skb.
+
+    Program types: tc_ingress, tc_egress.
+    Arguments (pybpfgen kinds): skb (ctx).
+    """
+    return _simulate('get_route_realm', skb)
+
+
+bpf_get_route_realm.__bpf_helper__ = 'get_route_realm'  # type: ignore[attr-defined]
 
 
 def bpf_perf_event_output(ctx: Any, map: Any, flags: int, data: Any) -> int:
@@ -219,7 +345,7 @@ def bpf_perf_event_output(ctx: Any, map: Any, flags: int, data: Any) -> int:
     PERF_SAMPLE_RAW as sample_type, PERF_TYPE_SOFTWARE as type, and PERF_COUNT_SW_BPF_OUTPUT as
     config.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): ctx (ctx), map (map), flags (u64), data (data).
     """
     return _simulate('perf_event_output', ctx, map, flags, data)
@@ -244,12 +370,105 @@ def bpf_get_stackid(ctx: Any, map: Any, flags: int = 0) -> int:
 bpf_get_stackid.__bpf_helper__ = 'get_stackid'  # type: ignore[attr-defined]
 
 
+def bpf_skb_get_tunnel_opt(skb: Any, opt: Any) -> int:
+    """``long bpf_skb_get_tunnel_opt(struct sk_buff *skb, void *opt, u32 size)`` (helper 29)
+
+    Retrieve tunnel options metadata for the packet associated to skb, and store the raw tunnel
+    option data to the buffer opt of size.
+
+    Program types: tc_ingress, tc_egress.
+    Arguments (pybpfgen kinds): skb (ctx), opt (data).
+    """
+    return _simulate('skb_get_tunnel_opt', skb, opt)
+
+
+bpf_skb_get_tunnel_opt.__bpf_helper__ = 'skb_get_tunnel_opt'  # type: ignore[attr-defined]
+
+
+def bpf_skb_set_tunnel_opt(skb: Any, opt: Any) -> int:
+    """``long bpf_skb_set_tunnel_opt(struct sk_buff *skb, void *opt, u32 size)`` (helper 30)
+
+    Set tunnel options metadata for the packet associated to skb to the option data contained in the
+    raw buffer opt of size.
+
+    Program types: tc_ingress, tc_egress.
+    Arguments (pybpfgen kinds): skb (ctx), opt (data).
+    """
+    return _simulate('skb_set_tunnel_opt', skb, opt)
+
+
+bpf_skb_set_tunnel_opt.__bpf_helper__ = 'skb_set_tunnel_opt'  # type: ignore[attr-defined]
+
+
+def bpf_skb_change_proto(skb: Any, proto: int, flags: int = 0) -> int:
+    """``long bpf_skb_change_proto(struct sk_buff *skb, __be16 proto, u64 flags)`` (helper 31)
+
+    Change the protocol of the skb to proto. Currently supported are transition from IPv4 to IPv6,
+    and from IPv6 to IPv4. The helper takes care of the groundwork for the transition, including
+    resizing the socket buffer.
+
+    Program types: tc_ingress, tc_egress.
+    Arguments (pybpfgen kinds): skb (ctx), proto (u64), flags (u64).
+    """
+    return _simulate('skb_change_proto', skb, proto, flags)
+
+
+bpf_skb_change_proto.__bpf_helper__ = 'skb_change_proto'  # type: ignore[attr-defined]
+
+
+def bpf_skb_change_type(skb: Any, type: int) -> int:
+    """``long bpf_skb_change_type(struct sk_buff *skb, u32 type)`` (helper 32)
+
+    Change the packet type for the packet associated to skb. This comes down to setting skb
+    ->pkt_type to type, except the eBPF program does not have a write access to skb ->pkt_type
+    beside this helper. Using a helper here allows for graceful handling of errors.
+
+    Program types: tc_ingress, tc_egress.
+    Arguments (pybpfgen kinds): skb (ctx), type (u64).
+    """
+    return _simulate('skb_change_type', skb, type)
+
+
+bpf_skb_change_type.__bpf_helper__ = 'skb_change_type'  # type: ignore[attr-defined]
+
+
+def bpf_skb_under_cgroup(skb: Any, map: Any, index: int) -> int:
+    """``long bpf_skb_under_cgroup(struct sk_buff *skb, struct bpf_map *map, u32 index)`` (helper 33)
+
+    Check whether skb is a descendant of the cgroup2 held by map of type BPF_MAP_TYPE_CGROUP_ARRAY,
+    at index.
+
+    Program types: tc_ingress, tc_egress.
+    Arguments (pybpfgen kinds): skb (ctx), map (map), index (u64).
+    """
+    return _simulate('skb_under_cgroup', skb, map, index)
+
+
+bpf_skb_under_cgroup.__bpf_helper__ = 'skb_under_cgroup'  # type: ignore[attr-defined]
+
+
+def bpf_get_hash_recalc(skb: Any) -> int:
+    """``u32 bpf_get_hash_recalc(struct sk_buff *skb)`` (helper 34)
+
+    Retrieve the hash of the packet, skb ->hash. If it is not set, in particular if the hash was
+    cleared due to mangling, recompute this hash. Later accesses to the hash can be done directly
+    with skb ->hash.
+
+    Program types: tc_ingress, tc_egress.
+    Arguments (pybpfgen kinds): skb (ctx).
+    """
+    return _simulate('get_hash_recalc', skb)
+
+
+bpf_get_hash_recalc.__bpf_helper__ = 'get_hash_recalc'  # type: ignore[attr-defined]
+
+
 def bpf_get_current_task() -> int:
     """``u64 bpf_get_current_task(void)`` (helper 35)
 
     Get the current task.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     """
     return _simulate('get_current_task')
 
@@ -263,7 +482,7 @@ def bpf_current_task_under_cgroup(map: Any, index: int) -> int:
     Check whether the probe is being run is the context of a given subset of the cgroup2 hierarchy.
     The cgroup2 to test is held by map of type BPF_MAP_TYPE_CGROUP_ARRAY, at index.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): map (map), index (u64).
     """
     return _simulate('current_task_under_cgroup', map, index)
@@ -272,17 +491,95 @@ def bpf_current_task_under_cgroup(map: Any, index: int) -> int:
 bpf_current_task_under_cgroup.__bpf_helper__ = 'current_task_under_cgroup'  # type: ignore[attr-defined]
 
 
+def bpf_skb_change_tail(skb: Any, len: int, flags: int = 0) -> int:
+    """``long bpf_skb_change_tail(struct sk_buff *skb, u32 len, u64 flags)`` (helper 38)
+
+    Resize (trim or grow) the packet associated to skb to the new len. The flags are reserved for
+    future usage, and must be left at zero.
+
+    Program types: sk_skb_stream_parser, sk_skb_stream_verdict, tc_ingress, tc_egress.
+    Arguments (pybpfgen kinds): skb (ctx), len (u64), flags (u64).
+    """
+    return _simulate('skb_change_tail', skb, len, flags)
+
+
+bpf_skb_change_tail.__bpf_helper__ = 'skb_change_tail'  # type: ignore[attr-defined]
+
+
+def bpf_skb_pull_data(skb: Any, len: int) -> int:
+    """``long bpf_skb_pull_data(struct sk_buff *skb, u32 len)`` (helper 39)
+
+    Pull in non-linear data in case the skb is non-linear and not all of len are part of the linear
+    section. Make len bytes from skb readable and writable. If a zero value is passed for len, then
+    all bytes in the linear part of skb will be made readable and writable.
+
+    Program types: sk_skb_stream_parser, sk_skb_stream_verdict, tc_ingress, tc_egress.
+    Arguments (pybpfgen kinds): skb (ctx), len (u64).
+    """
+    return _simulate('skb_pull_data', skb, len)
+
+
+bpf_skb_pull_data.__bpf_helper__ = 'skb_pull_data'  # type: ignore[attr-defined]
+
+
+def bpf_set_hash_invalid(skb: Any) -> int:
+    """``void bpf_set_hash_invalid(struct sk_buff *skb)`` (helper 41)
+
+    Invalidate the current skb ->hash. It can be used after mangling on headers through direct
+    packet access, in order to indicate that the hash is outdated and to trigger a recalculation the
+    next time the kernel tries to access this hash or when the bpf_get_hash_recalc () helper is
+    called.
+
+    Program types: tc_ingress, tc_egress.
+    Arguments (pybpfgen kinds): skb (ctx).
+    """
+    return _simulate('set_hash_invalid', skb)
+
+
+bpf_set_hash_invalid.__bpf_helper__ = 'set_hash_invalid'  # type: ignore[attr-defined]
+
+
 def bpf_get_numa_node_id() -> int:
     """``long bpf_get_numa_node_id(void)`` (helper 42)
 
     Return the id of the current NUMA node.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     """
     return _simulate('get_numa_node_id')
 
 
 bpf_get_numa_node_id.__bpf_helper__ = 'get_numa_node_id'  # type: ignore[attr-defined]
+
+
+def bpf_skb_change_head(skb: Any, len: int, flags: int = 0) -> int:
+    """``long bpf_skb_change_head(struct sk_buff *skb, u32 len, u64 flags)`` (helper 43)
+
+    Grows headroom of packet associated to skb and adjusts the offset of the MAC header accordingly,
+    adding len bytes of space. It automatically extends and reallocates memory as required.
+
+    Program types: sk_skb_stream_parser, sk_skb_stream_verdict, tc_ingress, tc_egress.
+    Arguments (pybpfgen kinds): skb (ctx), len (u64), flags (u64).
+    """
+    return _simulate('skb_change_head', skb, len, flags)
+
+
+bpf_skb_change_head.__bpf_helper__ = 'skb_change_head'  # type: ignore[attr-defined]
+
+
+def bpf_xdp_adjust_head(xdp_md: Any, delta: int) -> int:
+    """``long bpf_xdp_adjust_head(struct xdp_buff *xdp_md, int delta)`` (helper 44)
+
+    Adjust (move) xdp_md ->data by delta bytes. Note that it is possible to use a negative value for
+    delta. This helper can be used to prepare the packet for pushing or popping headers.
+
+    Program types: xdp.
+    Arguments (pybpfgen kinds): xdp_md (ctx), delta (u64).
+    """
+    return _simulate('xdp_adjust_head', xdp_md, delta)
+
+
+bpf_xdp_adjust_head.__bpf_helper__ = 'xdp_adjust_head'  # type: ignore[attr-defined]
 
 
 def bpf_get_socket_cookie(skb: Any) -> int:
@@ -292,7 +589,7 @@ def bpf_get_socket_cookie(skb: Any) -> int:
     kernel) of this socket. If no cookie has been set yet, generate a new cookie. Once generated,
     the socket cookie remains stable for the life of the socket.
 
-    Program types: sock_ops, socket_filter, cgroup_skb_ingress, cgroup_skb_egress.
+    Program types: sock_ops, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, tc_ingress, tc_egress.
     Arguments (pybpfgen kinds): skb (ctx).
     """
     return _simulate('get_socket_cookie', skb)
@@ -306,13 +603,73 @@ def bpf_get_socket_uid(skb: Any) -> int:
 
     Get the owner UID of the socked associated to skb.
 
-    Program types: socket_filter, cgroup_skb_ingress, cgroup_skb_egress.
+    Program types: socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, tc_ingress, tc_egress.
     Arguments (pybpfgen kinds): skb (ctx).
     """
     return _simulate('get_socket_uid', skb)
 
 
 bpf_get_socket_uid.__bpf_helper__ = 'get_socket_uid'  # type: ignore[attr-defined]
+
+
+def bpf_set_hash(skb: Any, hash: int) -> int:
+    """``long bpf_set_hash(struct sk_buff *skb, u32 hash)`` (helper 48)
+
+    Set the full hash for skb (set the field skb ->hash) to value hash.
+
+    Program types: tc_ingress, tc_egress.
+    Arguments (pybpfgen kinds): skb (ctx), hash (u64).
+    """
+    return _simulate('set_hash', skb, hash)
+
+
+bpf_set_hash.__bpf_helper__ = 'set_hash'  # type: ignore[attr-defined]
+
+
+def bpf_skb_adjust_room(skb: Any, len_diff: int, mode: int, flags: int = 0) -> int:
+    """``long bpf_skb_adjust_room(struct sk_buff *skb, s32 len_diff, u32 mode, u64 flags)`` (helper 50)
+
+    Grow or shrink the room for data in the packet associated to skb by len_diff, and according to
+    the selected mode.
+
+    Program types: sk_skb_stream_parser, sk_skb_stream_verdict, tc_ingress, tc_egress.
+    Arguments (pybpfgen kinds): skb (ctx), len_diff (u64), mode (u64), flags (u64).
+    """
+    return _simulate('skb_adjust_room', skb, len_diff, mode, flags)
+
+
+bpf_skb_adjust_room.__bpf_helper__ = 'skb_adjust_room'  # type: ignore[attr-defined]
+
+
+def bpf_redirect_map(map: Any, key: int, flags: int = 0) -> int:
+    """``long bpf_redirect_map(struct bpf_map *map, u32 key, u64 flags)`` (helper 51)
+
+    Redirect the packet to the endpoint referenced by map at index key.
+
+    Program types: xdp.
+    Arguments (pybpfgen kinds): map (map), key (u64), flags (u64).
+    """
+    return _simulate('redirect_map', map, key, flags)
+
+
+bpf_redirect_map.__bpf_helper__ = 'redirect_map'  # type: ignore[attr-defined]
+
+
+def bpf_sk_redirect_map(skb: Any, map: Any, key: int, flags: int = 0) -> int:
+    """``long bpf_sk_redirect_map(struct sk_buff *skb, struct bpf_map *map, u32 key, u64 flags)`` (helper 52)
+
+    Redirect the packet to the socket referenced by map (of type BPF_MAP_TYPE_SOCKMAP) at index key.
+    Both ingress and egress interfaces can be used for redirection. The BPF_F_INGRESS value in flags
+    is used to make the distinction (ingress path is selected if the flag is present, egress path
+    otherwise).
+
+    Program types: sk_skb_stream_parser, sk_skb_stream_verdict.
+    Arguments (pybpfgen kinds): skb (ctx), map (map), key (u64), flags (u64).
+    """
+    return _simulate('sk_redirect_map', skb, map, key, flags)
+
+
+bpf_sk_redirect_map.__bpf_helper__ = 'sk_redirect_map'  # type: ignore[attr-defined]
 
 
 def bpf_sock_map_update(skops: Any, map: Any, key: Any, flags: int = 0) -> int:
@@ -328,6 +685,22 @@ def bpf_sock_map_update(skops: Any, map: Any, key: Any, flags: int = 0) -> int:
 
 
 bpf_sock_map_update.__bpf_helper__ = 'sock_map_update'  # type: ignore[attr-defined]
+
+
+def bpf_xdp_adjust_meta(xdp_md: Any, delta: int) -> int:
+    """``long bpf_xdp_adjust_meta(struct xdp_buff *xdp_md, int delta)`` (helper 54)
+
+    Adjust the address pointed by xdp_md ->data_meta by delta (which can be positive or negative).
+    Note that this operation modifies the address stored in xdp_md ->data, so the latter must be
+    loaded only after the helper has been called.
+
+    Program types: xdp.
+    Arguments (pybpfgen kinds): xdp_md (ctx), delta (u64).
+    """
+    return _simulate('xdp_adjust_meta', xdp_md, delta)
+
+
+bpf_xdp_adjust_meta.__bpf_helper__ = 'xdp_adjust_meta'  # type: ignore[attr-defined]
 
 
 def bpf_sock_ops_cb_flags_set(bpf_sock: Any, argval: int) -> int:
@@ -407,6 +780,21 @@ def bpf_msg_pull_data(msg: Any, start: int, end: int, flags: int = 0) -> int:
 bpf_msg_pull_data.__bpf_helper__ = 'msg_pull_data'  # type: ignore[attr-defined]
 
 
+def bpf_xdp_adjust_tail(xdp_md: Any, delta: int) -> int:
+    """``long bpf_xdp_adjust_tail(struct xdp_buff *xdp_md, int delta)`` (helper 65)
+
+    Adjust (move) xdp_md ->data_end by delta bytes. It is possible to both shrink and grow the
+    packet tail. Shrink done via delta being a negative integer.
+
+    Program types: xdp.
+    Arguments (pybpfgen kinds): xdp_md (ctx), delta (u64).
+    """
+    return _simulate('xdp_adjust_tail', xdp_md, delta)
+
+
+bpf_xdp_adjust_tail.__bpf_helper__ = 'xdp_adjust_tail'  # type: ignore[attr-defined]
+
+
 def bpf_get_stack(ctx: Any, buf: Any, flags: int = 0) -> int:
     """``long bpf_get_stack(void *ctx, void *buf, u32 size, u64 flags)`` (helper 67)
 
@@ -455,6 +843,22 @@ def bpf_msg_redirect_hash(msg: Any, map: Any, key: Any, flags: int = 0) -> int:
 bpf_msg_redirect_hash.__bpf_helper__ = 'msg_redirect_hash'  # type: ignore[attr-defined]
 
 
+def bpf_sk_redirect_hash(skb: Any, map: Any, key: Any, flags: int = 0) -> int:
+    """``long bpf_sk_redirect_hash(struct sk_buff *skb, struct bpf_map *map, void *key, u64 flags)`` (helper 72)
+
+    This helper is used in programs implementing policies at the skb socket level. If the sk_buff
+    skb is allowed to pass (i.e. if the verdict eBPF program returns SK_PASS), redirect it to the
+    socket referenced by map (of type BPF_MAP_TYPE_SOCKHASH) using hash key.
+
+    Program types: sk_skb_stream_parser, sk_skb_stream_verdict.
+    Arguments (pybpfgen kinds): skb (ctx), map (map), key (key), flags (u64).
+    """
+    return _simulate('sk_redirect_hash', skb, map, key, flags)
+
+
+bpf_sk_redirect_hash.__bpf_helper__ = 'sk_redirect_hash'  # type: ignore[attr-defined]
+
+
 def bpf_skb_cgroup_id(skb: Any) -> int:
     """``u64 bpf_skb_cgroup_id(struct sk_buff *skb)`` (helper 79)
 
@@ -462,7 +866,7 @@ def bpf_skb_cgroup_id(skb: Any) -> int:
     bpf_get_cgroup_classid () helper for cgroup v1 by providing a tag resp. identifier that can be
     matched on or used for map lookups e.g. to implement policy.
 
-    Program types: cgroup_skb_ingress, cgroup_skb_egress.
+    Program types: cgroup_skb_ingress, cgroup_skb_egress, tc_ingress, tc_egress.
     Arguments (pybpfgen kinds): skb (ctx).
     """
     return _simulate('skb_cgroup_id', skb)
@@ -476,7 +880,7 @@ def bpf_get_current_cgroup_id() -> int:
 
     Get the current cgroup id based on the cgroup within which the current task is running.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     """
     return _simulate('get_current_cgroup_id')
 
@@ -492,7 +896,7 @@ def bpf_skb_ancestor_cgroup_id(skb: Any, ancestor_level: int) -> int:
     If ancestor_level == level of cgroup associated with skb, then return value will be same as that
     of bpf_skb_cgroup_id ().
 
-    Program types: cgroup_skb_ingress, cgroup_skb_egress.
+    Program types: cgroup_skb_ingress, cgroup_skb_egress, tc_ingress, tc_egress.
     Arguments (pybpfgen kinds): skb (ctx), ancestor_level (u64).
     """
     return _simulate('skb_ancestor_cgroup_id', skb, ancestor_level)
@@ -506,7 +910,7 @@ def bpf_map_push_elem(map: Any, value: Any, flags: int = 0) -> int:
 
     Push an element value in map.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): map (map), value (value), flags (u64).
     """
     return _simulate('map_push_elem', map, value, flags)
@@ -520,7 +924,7 @@ def bpf_map_pop_elem(map: Any, value: Any) -> int:
 
     Pop an element from map.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): map (map), value (value).
     """
     return _simulate('map_pop_elem', map, value)
@@ -534,7 +938,7 @@ def bpf_map_peek_elem(map: Any, value: Any) -> int:
 
     Get an element from map without removing it.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): map (map), value (value).
     """
     return _simulate('map_peek_elem', map, value)
@@ -579,7 +983,7 @@ def bpf_skb_ecn_set_ce(skb: Any) -> int:
     Set ECN (Explicit Congestion Notification) field of IP header to CE (Congestion Encountered) if
     current value is ECT (ECN Capable Transport). Otherwise, do nothing. Works with IPv6 and IPv4.
 
-    Program types: cgroup_skb_ingress, cgroup_skb_egress.
+    Program types: cgroup_skb_ingress, cgroup_skb_egress, tc_ingress, tc_egress.
     Arguments (pybpfgen kinds): skb (ctx).
     """
     return _simulate('skb_ecn_set_ce', skb)
@@ -593,7 +997,7 @@ def bpf_sk_storage_get(map: Any, sk: Any, value: Any, flags: int = 0) -> Optiona
 
     Get a bpf-local-storage from a sk.
 
-    Program types: sock_ops, sk_msg, cgroup_skb_ingress, cgroup_skb_egress, syscall.
+    Program types: sock_ops, sk_msg, cgroup_skb_ingress, cgroup_skb_egress, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): map (map), sk (sock), value (value), flags (u64).
     """
     return _simulate('sk_storage_get', map, sk, value, flags)
@@ -607,7 +1011,7 @@ def bpf_sk_storage_delete(map: Any, sk: Any) -> int:
 
     Delete a bpf-local-storage from a sk.
 
-    Program types: sock_ops, sk_msg, cgroup_skb_ingress, cgroup_skb_egress, syscall.
+    Program types: sock_ops, sk_msg, cgroup_skb_ingress, cgroup_skb_egress, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): map (map), sk (sock).
     """
     return _simulate('sk_storage_delete', map, sk)
@@ -622,7 +1026,7 @@ def bpf_send_signal(sig: int) -> int:
     Send signal sig to the process of the current task. The signal may be delivered to any of this
     process's threads.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): sig (u64).
     """
     return _simulate('send_signal', sig)
@@ -636,7 +1040,7 @@ def bpf_send_signal_thread(sig: int) -> int:
 
     Send signal sig to the thread corresponding to the current task.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): sig (u64).
     """
     return _simulate('send_signal_thread', sig)
@@ -650,7 +1054,7 @@ def bpf_jiffies64() -> int:
 
     Obtain the 64bit jiffies
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     """
     return _simulate('jiffies64')
 
@@ -666,7 +1070,7 @@ def bpf_get_netns_cookie(ctx: Any) -> int:
     global identifier that can be assumed unique. If ctx is NULL, then the helper returns the cookie
     for the initial network namespace.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, tc_ingress, tc_egress.
     Arguments (pybpfgen kinds): ctx (ctx).
     """
     return _simulate('get_netns_cookie', ctx)
@@ -682,7 +1086,7 @@ def bpf_get_current_ancestor_cgroup_id(ancestor_level: int) -> int:
     ancestor_level. The root cgroup is at ancestor_level zero and each step down the hierarchy
     increments the level.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): ancestor_level (u64).
     """
     return _simulate('get_current_ancestor_cgroup_id', ancestor_level)
@@ -691,13 +1095,28 @@ def bpf_get_current_ancestor_cgroup_id(ancestor_level: int) -> int:
 bpf_get_current_ancestor_cgroup_id.__bpf_helper__ = 'get_current_ancestor_cgroup_id'  # type: ignore[attr-defined]
 
 
+def bpf_sk_assign(skb: Any, sk: Any, flags: int = 0) -> int:
+    """``long bpf_sk_assign(struct sk_buff *skb, void *sk, u64 flags)`` (helper 124)
+
+    Helper is overloaded depending on BPF program type. This description applies to
+    BPF_PROG_TYPE_SCHED_CLS and BPF_PROG_TYPE_SCHED_ACT programs.
+
+    Program types: tc_ingress, tc_egress.
+    Arguments (pybpfgen kinds): skb (ctx), sk (sock), flags (u64).
+    """
+    return _simulate('sk_assign', skb, sk, flags)
+
+
+bpf_sk_assign.__bpf_helper__ = 'sk_assign'  # type: ignore[attr-defined]
+
+
 def bpf_ktime_get_boot_ns() -> int:
     """``u64 bpf_ktime_get_boot_ns(void)`` (helper 125)
 
     Return the time elapsed since system boot, in nanoseconds. Does include the time the system was
     suspended. See: clock_gettime (CLOCK_BOOTTIME)
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     """
     return _simulate('ktime_get_boot_ns')
 
@@ -743,7 +1162,7 @@ def bpf_ringbuf_output(ringbuf: Any, data: Any, flags: int = 0) -> int:
     no notification of new data availability is sent. If BPF_RB_FORCE_WAKEUP is specified in flags,
     notification of new data availability is sent unconditionally.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): ringbuf (map), data (data), flags (u64).
     """
     return _simulate('ringbuf_output', ringbuf, data, flags)
@@ -757,13 +1176,29 @@ def bpf_ringbuf_query(ringbuf: Any, flags: int = 0) -> int:
 
     Query various characteristics of provided ring buffer.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): ringbuf (map), flags (u64).
     """
     return _simulate('ringbuf_query', ringbuf, flags)
 
 
 bpf_ringbuf_query.__bpf_helper__ = 'ringbuf_query'  # type: ignore[attr-defined]
+
+
+def bpf_csum_level(skb: Any, level: int) -> int:
+    """``long bpf_csum_level(struct sk_buff *skb, u64 level)`` (helper 135)
+
+    Change the skbs checksum level by one layer up or down, or reset it entirely to none in order to
+    have the stack perform checksum validation. The level is applicable to the following protocols:
+    TCP, UDP, GRE, SCTP, FCOE.
+
+    Program types: tc_ingress, tc_egress.
+    Arguments (pybpfgen kinds): skb (ctx), level (u64).
+    """
+    return _simulate('csum_level', skb, level)
+
+
+bpf_csum_level.__bpf_helper__ = 'csum_level'  # type: ignore[attr-defined]
 
 
 def bpf_load_hdr_opt(skops: Any, searchby_res: Any, flags: int = 0) -> int:
@@ -810,13 +1245,45 @@ def bpf_reserve_hdr_opt(skops: Any, len: int, flags: int = 0) -> int:
 bpf_reserve_hdr_opt.__bpf_helper__ = 'reserve_hdr_opt'  # type: ignore[attr-defined]
 
 
+def bpf_skb_cgroup_classid(skb: Any) -> int:
+    """``u64 bpf_skb_cgroup_classid(struct sk_buff *skb)`` (helper 151)
+
+    See bpf_get_cgroup_classid () for the main description. This helper differs from
+    bpf_get_cgroup_classid () in that the cgroup v1 net_cls class is retrieved only from the skb's
+    associated socket instead of the current process.
+
+    Program types: tc_ingress, tc_egress.
+    Arguments (pybpfgen kinds): skb (ctx).
+    """
+    return _simulate('skb_cgroup_classid', skb)
+
+
+bpf_skb_cgroup_classid.__bpf_helper__ = 'skb_cgroup_classid'  # type: ignore[attr-defined]
+
+
+def bpf_redirect_peer(ifindex: int, flags: int = 0) -> int:
+    """``long bpf_redirect_peer(u32 ifindex, u64 flags)`` (helper 155)
+
+    Redirect the packet to another net device of index ifindex. This helper is somewhat similar to
+    bpf_redirect (), except that the redirection happens to the ifindex' peer device and the netns
+    switch takes place from ingress to ingress without going through the CPU's backlog queue.
+
+    Program types: tc_ingress, tc_egress.
+    Arguments (pybpfgen kinds): ifindex (u64), flags (u64).
+    """
+    return _simulate('redirect_peer', ifindex, flags)
+
+
+bpf_redirect_peer.__bpf_helper__ = 'redirect_peer'  # type: ignore[attr-defined]
+
+
 def bpf_ktime_get_coarse_ns() -> int:
     """``u64 bpf_ktime_get_coarse_ns(void)`` (helper 160)
 
     Return a coarse-grained version of the time elapsed since system boot, in nanoseconds. Does not
     include time the system was suspended.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress.
     """
     return _simulate('ktime_get_coarse_ns')
 
@@ -873,7 +1340,7 @@ def bpf_get_branch_snapshot(entries: Any, flags: int = 0) -> int:
     after the helper is called. Therefore, the user need to filter branch entries based on the
     actual use case.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): entries (data), flags (u64).
     """
     return _simulate('get_branch_snapshot', entries, flags)
@@ -888,7 +1355,7 @@ def bpf_trace_vprintk(fmt: str, data: Any) -> int:
     Behaves like bpf_trace_printk () helper, but takes an array of u64 to format and can handle more
     format args as a result.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): fmt (fmt), data (data).
     """
     return _simulate('trace_vprintk', fmt, data)
@@ -897,12 +1364,70 @@ def bpf_trace_vprintk(fmt: str, data: Any) -> int:
 bpf_trace_vprintk.__bpf_helper__ = 'trace_vprintk'  # type: ignore[attr-defined]
 
 
+def bpf_xdp_get_buff_len(xdp_md: Any) -> int:
+    """``u64 bpf_xdp_get_buff_len(struct xdp_buff *xdp_md)`` (helper 188)
+
+    Get the total size of a given xdp buff (linear and paged area)
+
+    Program types: xdp.
+    Arguments (pybpfgen kinds): xdp_md (ctx).
+    """
+    return _simulate('xdp_get_buff_len', xdp_md)
+
+
+bpf_xdp_get_buff_len.__bpf_helper__ = 'xdp_get_buff_len'  # type: ignore[attr-defined]
+
+
+def bpf_xdp_load_bytes(xdp_md: Any, offset: int, buf: Any) -> int:
+    """``long bpf_xdp_load_bytes(struct xdp_buff *xdp_md, u32 offset, void *buf, u32 len)`` (helper 189)
+
+    This helper is provided as an easy way to load data from a xdp buffer. It can be used to load
+    len bytes from offset from the frame associated to xdp_md, into the buffer pointed by buf.
+
+    Program types: xdp.
+    Arguments (pybpfgen kinds): xdp_md (ctx), offset (u64), buf (data).
+    """
+    return _simulate('xdp_load_bytes', xdp_md, offset, buf)
+
+
+bpf_xdp_load_bytes.__bpf_helper__ = 'xdp_load_bytes'  # type: ignore[attr-defined]
+
+
+def bpf_xdp_store_bytes(xdp_md: Any, offset: int, buf: Any) -> int:
+    """``long bpf_xdp_store_bytes(struct xdp_buff *xdp_md, u32 offset, void *buf, u32 len)`` (helper 190)
+
+    Store len bytes from buffer buf into the frame associated to xdp_md, at offset.
+
+    Program types: xdp.
+    Arguments (pybpfgen kinds): xdp_md (ctx), offset (u64), buf (data).
+    """
+    return _simulate('xdp_store_bytes', xdp_md, offset, buf)
+
+
+bpf_xdp_store_bytes.__bpf_helper__ = 'xdp_store_bytes'  # type: ignore[attr-defined]
+
+
+def bpf_skb_set_tstamp(skb: Any, tstamp: int, tstamp_type: int) -> int:
+    """``long bpf_skb_set_tstamp(struct sk_buff *skb, u64 tstamp, u32 tstamp_type)`` (helper 192)
+
+    Change the __sk_buff->tstamp_type to tstamp_type and set tstamp to the __sk_buff->tstamp
+    together.
+
+    Program types: tc_ingress, tc_egress.
+    Arguments (pybpfgen kinds): skb (ctx), tstamp (u64), tstamp_type (u64).
+    """
+    return _simulate('skb_set_tstamp', skb, tstamp, tstamp_type)
+
+
+bpf_skb_set_tstamp.__bpf_helper__ = 'skb_set_tstamp'  # type: ignore[attr-defined]
+
+
 def bpf_map_lookup_percpu_elem(map: Any, key: Any, cpu: int) -> Optional[Any]:
     """``void *bpf_map_lookup_percpu_elem(struct bpf_map *map, const void *key, u32 cpu)`` (helper 195)
 
     Perform a lookup in percpu map for an entry associated to key on cpu.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): map (map), key (key), cpu (u64).
     """
     return _simulate('map_lookup_percpu_elem', map, key, cpu)
@@ -918,7 +1443,7 @@ def bpf_ktime_get_tai_ns() -> int:
     clock does not experience discontinuities and backwards jumps caused by NTP inserting leap
     seconds as CLOCK_REALTIME does.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     """
     return _simulate('ktime_get_tai_ns')
 
@@ -931,26 +1456,52 @@ __all__ = [
     'bpf_trace_printk',
     'bpf_get_prandom_u32',
     'bpf_get_smp_processor_id',
+    'bpf_skb_store_bytes',
+    'bpf_l3_csum_replace',
+    'bpf_l4_csum_replace',
     'bpf_tail_call',
+    'bpf_clone_redirect',
     'bpf_get_current_pid_tgid',
     'bpf_get_current_uid_gid',
     'bpf_get_current_comm',
     'bpf_get_cgroup_classid',
+    'bpf_skb_vlan_push',
+    'bpf_skb_vlan_pop',
     'bpf_perf_event_read',
+    'bpf_redirect',
+    'bpf_get_route_realm',
     'bpf_perf_event_output',
     'bpf_get_stackid',
+    'bpf_skb_get_tunnel_opt',
+    'bpf_skb_set_tunnel_opt',
+    'bpf_skb_change_proto',
+    'bpf_skb_change_type',
+    'bpf_skb_under_cgroup',
+    'bpf_get_hash_recalc',
     'bpf_get_current_task',
     'bpf_current_task_under_cgroup',
+    'bpf_skb_change_tail',
+    'bpf_skb_pull_data',
+    'bpf_set_hash_invalid',
     'bpf_get_numa_node_id',
+    'bpf_skb_change_head',
+    'bpf_xdp_adjust_head',
     'bpf_get_socket_cookie',
     'bpf_get_socket_uid',
+    'bpf_set_hash',
+    'bpf_skb_adjust_room',
+    'bpf_redirect_map',
+    'bpf_sk_redirect_map',
     'bpf_sock_map_update',
+    'bpf_xdp_adjust_meta',
     'bpf_sock_ops_cb_flags_set',
     'bpf_msg_redirect_map',
     'bpf_msg_apply_bytes',
     'bpf_msg_cork_bytes',
     'bpf_msg_pull_data',
+    'bpf_xdp_adjust_tail',
     'bpf_get_stack',
+    'bpf_sk_redirect_hash',
     'bpf_skb_cgroup_id',
     'bpf_get_current_cgroup_id',
     'bpf_skb_ancestor_cgroup_id',
@@ -967,20 +1518,28 @@ __all__ = [
     'bpf_jiffies64',
     'bpf_get_netns_cookie',
     'bpf_get_current_ancestor_cgroup_id',
+    'bpf_sk_assign',
     'bpf_ktime_get_boot_ns',
     'bpf_sk_cgroup_id',
     'bpf_sk_ancestor_cgroup_id',
     'bpf_ringbuf_output',
     'bpf_ringbuf_query',
+    'bpf_csum_level',
     'bpf_load_hdr_opt',
     'bpf_store_hdr_opt',
     'bpf_reserve_hdr_opt',
+    'bpf_skb_cgroup_classid',
+    'bpf_redirect_peer',
     'bpf_ktime_get_coarse_ns',
     'bpf_sys_bpf',
     'bpf_btf_find_by_name_kind',
     'bpf_sys_close',
     'bpf_get_branch_snapshot',
     'bpf_trace_vprintk',
+    'bpf_xdp_get_buff_len',
+    'bpf_xdp_load_bytes',
+    'bpf_xdp_store_bytes',
+    'bpf_skb_set_tstamp',
     'bpf_map_lookup_percpu_elem',
     'bpf_ktime_get_tai_ns',
 ]

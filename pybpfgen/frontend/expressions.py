@@ -246,6 +246,10 @@ class Expressions(CheckerBase):
             if declared is not None and pt.name in declared.unreadable_in:
                 raise self.error(node, f"a {pt.name} program cannot read `{pt.ctx_class}.{node.attr}`: "
                                        f"{declared.unreadable_in[pt.name]}", f"fields it can read: {known}")
+            if declared is not None and declared.packet:
+                raise self.error(node, f"`{pt.ctx_class}.{node.attr}` is a packet pointer, not an integer",
+                                 "the verifier refuses arithmetic on packet pointers as numbers; "
+                                 f"integer fields: {known}")
             raise self.error(node, f"{pt.ctx_class} has no field `{node.attr}`", f"fields: {known}")
         return f
 

@@ -486,10 +486,11 @@ class ModuleBuilder:
         attach_map = None
         if pt.needs_map:
             if len(call_args) != 1:
-                raise UserError(dloc, f"@{progtype} needs the SockHash it attaches to", f"write `@{progtype}(socks)`")
+                raise UserError(dloc, f"@{progtype} needs the sock map (a SockHash or SockMap) it attaches to",
+                                f"write `@{progtype}(socks)`")
             msym = self.resolve(call_args[0])
-            if msym is None or msym.kind != "map" or msym.value.kind != "sockhash":
-                raise UserError(self.loc(call_args[0]), f"@{progtype} must name a SockHash declared above")
+            if msym is None or msym.kind != "map" or msym.value.kind not in ("sockhash", "sockmap"):
+                raise UserError(self.loc(call_args[0]), f"@{progtype} must name a SockHash or SockMap declared above")
             attach_map = msym.value
         elif call_args or isinstance(fn.decorator_list[0], ast.Call):
             raise UserError(dloc, f"@{progtype} takes no arguments", f"write `@{progtype}` on its own")

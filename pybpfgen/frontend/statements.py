@@ -15,18 +15,22 @@ from . import constructs
 from .operators import ARITH
 from ..target.progtypes import PROG_TYPES
 
+# what a return value outside a program type's range (target/progtypes.py ``returns``) should be instead, by the
+# prefix of the program type's name
+RETURN_HINTS = {
+    "cgroup_skb": "return 1 to let the packet through, 0 to drop it",
+    "xdp": "return XDP_PASS, XDP_DROP, XDP_TX, XDP_REDIRECT or XDP_ABORTED",
+    "tc_": "return TC_ACT_OK to let the packet through, TC_ACT_SHOT to drop it, TCX_NEXT to let the next program "
+          "decide",
+    "sk_skb_stream_verdict": "return SK_PASS to deliver the data (or redirect it), SK_DROP to drop it",
+    "sock_ops": "return 1; 0 makes the kernel ignore `ctx.reply`, a callback's answer",
+    "sk_msg": "return SK_PASS (deliver or redirect the message) or SK_DROP",
+}
+
 if TYPE_CHECKING:
     from .base import CheckerBase
 else:
     CheckerBase = object  # the typed base of the mixins is for the type checker only (base.py)
-
-
-# what a program type's return values mean, for the message of a return outside them (by name prefix)
-RETURN_HINTS = {
-    "cgroup_skb": "return 1 to let the packet through, 0 to drop it",
-    "sock_ops": "return 1; 0 makes the kernel ignore `ctx.reply`, a callback's answer",
-    "sk_msg": "return SK_PASS (deliver or redirect the message) or SK_DROP",
-}
 
 
 def value_range(e: N.Expr) -> tuple[int, int] | None:

@@ -180,6 +180,7 @@ class FunctionLowering(Memory, HelperCalls):
             rt = self.fn.function_type.return_type
             if rt != ir.VoidType():
                 self.ret_slot = self.alloca_b.alloca(rt, name="retval")
+                self.ret_slot.align = 8  # see alloca: a spill the verifier tracks at -O0
         return self.ret_bb
 
     def new_block(self, name: str) -> ir.Block:
@@ -197,6 +198,11 @@ class FunctionLowering(Memory, HelperCalls):
     def alloca(self, t: T.Type, name: str = "") -> ir.Value:
         slot = self.alloca_b.alloca(llvm_type(t), name=name)
         slot.align = max(t.align, 1)
+        if T.is_memory(t):  # a struct/array slot aligned to its size (up to 8): zero-filled with the widest stores
+            while slot.align < 8 and slot.align * 2 <= t.size:
+                slot.align *= 2
+        else:  # a scalar left on the stack (-O0) in its own 8-byte slot: the verifier tracks only aligned spills
+            slot.align = 8
         slot.type = PTR  # use it as an opaque pointer (field stores go through byte offsets)
         return slot
 

@@ -74,9 +74,11 @@ class Memory(LoweringBase):
     def init_memory(self, dst: ir.Value, value: N.Expr) -> None:
         """Write a struct or array value into memory at ``dst``."""
         t = value.type
+        # a stack slot may be aligned more than its type (codegen.alloca): wider zeroing stores
+        align = max(t.align, dst.align) if isinstance(dst, ir.AllocaInstr) and dst.align else t.align
         if isinstance(value, N.StructInit):
             assert isinstance(t, T.StructT)  # a StructInit's type is its struct
-            self.memset0(dst, t.size, t.align)
+            self.memset0(dst, t.size, align)
             for f in t.fields:
                 v = value.values.get(f.name)
                 if v is not None:
@@ -84,7 +86,7 @@ class Memory(LoweringBase):
             return
         if isinstance(value, N.ArrayInit):
             assert isinstance(t, T.ArrayT)  # an ArrayInit's type is its array type
-            self.memset0(dst, t.size, t.align)
+            self.memset0(dst, t.size, align)
             for i, v in enumerate(value.values):
                 self.store_at(self.b.gep(dst, [I64(i * t.elem.size)], source_etype=I8), v)
             return

@@ -1,6 +1,6 @@
 """The context structs of the program types: the one table of their fields.
 
-:mod:`pybpfgen.lang`'s context classes (``SockOps``, ``SkMsg``, ``SkBuff``) take their struct from here,
+:mod:`pybpfgen.lang`'s context classes (``SockOps``, ``SkMsg``, ``SkBuff``, ``XdpMd``) take their struct from here,
 :mod:`.progtypes` builds the compiler's context fields from it, and :mod:`pybpfgen.testing` lays out its
 simulated contexts with it. Offsets are those of the kernel UAPI ``linux/bpf.h``;
 tests/compiler/test_contexts.py checks every one against the running kernel's BTF and checks that the
@@ -9,7 +9,7 @@ DSL classes declare exactly these fields.
 Plain data with no imports and plain classes (a NamedTuple class costs ~0.3 ms to create), so that importing
 :mod:`pybpfgen.lang` stays cheap.
 
-A field is ``(name, offset, type, convert, writable, doc, c_name, unreadable_in)``:
+A field is ``(name, offset, type, convert, writable, doc, c_name, unreadable_in, packet)``:
 
 - ``type``: ``"u32"``, ``"u64"`` or ``"u32[4]"`` (an IPv6 address: four words in network byte order), or a
   socket pointer: ``"sock"`` (the verifier's PTR_TO_SOCKET, never null) or ``"sock?"`` (PTR_TO_SOCKET_OR_NULL,
@@ -18,21 +18,33 @@ A field is ``(name, offset, type, convert, writable, doc, c_name, unreadable_in)
   its upper 16 bits), ``"bswap16"`` when it gives one in the low 16 bits (``bpf_sock.dst_port``): programs see
   every port in host byte order;
 - ``c_name``: the member in the kernel's struct when it differs (``"args[0]"``: element 0 of ``args``);
+- ``writable``: True (every program type that may read it may write it), False, or the tuple of program types
+  whose programs may write it (``__sk_buff.mark``: cgroup_skb and tc, not sk_skb);
 - ``unreadable_in``: program types whose programs the verifier does not let read it, with the reason
-  (``invalid bpf_context access``); tests/compiler/test_contexts.py probes every field in the running kernel.
+  (``invalid bpf_context access``); tests/compiler/test_contexts.py probes every field in the running kernel,
+  reads and writes;
+- ``packet``: ``"data"``, ``"data_end"`` or ``"data_meta"`` for the fields the verifier turns into packet
+  pointers (``PTR_TO_PACKET``, ``PTR_TO_PACKET_END``, ``PTR_TO_PACKET_META``) when they are loaded: they are not
+  integers, so the compiler's integer fields leave them out (``progtypes.ctx_fields``) and packet access reads
+  them.
 """
 from __future__ import annotations
 
 
 class Field:
-    __slots__ = ("name", "offset", "type", "convert", "writable", "doc", "c_name", "unreadable_in")
+    __slots__ = ("name", "offset", "type", "convert", "writable", "doc", "c_name", "unreadable_in", "packet")
 
     def __init__(self, name: str, offset: int, type: str = "u32", convert: str | None = None,
-                 writable: bool = False, doc: str = "", c_name: str | None = None,
-                 unreadable_in: dict[str, str] | None = None):
+                 writable: bool | tuple[str, ...] = False, doc: str = "", c_name: str | None = None,
+                 unreadable_in: dict[str, str] | None = None, packet: str = ""):
         self.name, self.offset, self.type, self.convert = name, offset, type, convert
         self.writable, self.doc, self.c_name = writable, doc, c_name
         self.unreadable_in = unreadable_in or {}  # program type -> why the verifier refuses the read
+        self.packet = packet  # "data" | "data_end" | "data_meta": a packet pointer once loaded; "": an integer
+
+    def writable_in(self, progtype: str) -> bool:
+        """Whether a ``progtype`` program may write this field."""
+        return progtype in self.writable if isinstance(self.writable, tuple) else self.writable
 
     def __repr__(self) -> str:
         return f"Field({self.name!r}, {self.offset}, {self.type!r})"
@@ -58,8 +70,21 @@ _REMOTE_IP6 = "IPv6 peer address, 4 words in network byte order"
 _LOCAL_IP6 = "IPv6 local address, 4 words in network byte order"
 _REMOTE_PORT = "peer port, host byte order"
 _LOCAL_PORT = "local port, host byte order"
-_SOCKET_FILTER_NO_SK = {"socket_filter": "the verifier lets a socket filter read the packet's fields, not its socket's "
-                                         "(family .. local_port are for cgroup_skb, sk_skb and tc programs)"}
+_TC = ("tc_ingress", "tc_egress")
+_SK_SKB = ("sk_skb_stream_parser", "sk_skb_stream_verdict")
+_CGROUP_SKB = ("cgroup_skb_ingress", "cgroup_skb_egress")
+
+
+def _only(why: str, *progtypes: str) -> dict[str, str]:
+    return {p: why for p in progtypes}
+
+
+# the packet's socket (family .. local_port): cgroup_skb and sk_skb programs may read it, socket filters and tc not
+_NO_SK = _only("the verifier lets socket_filter and tc programs read the packet, not its socket (family .. "
+               "local_port are for cgroup_skb and sk_skb programs)", "socket_filter", *_TC)
+_NO_PKT_SOCKET = _only("a socket filter reads the packet with bpf_skb_load_bytes, not through packet pointers",
+                       "socket_filter")
+_TC_ONLY = "only tc programs may read it"
 
 SOCK_OPS = Context("SockOps", "bpf_sock_ops", 224, (
     Field("op", 0, doc="which callback: BPF_SOCK_OPS_*"),
@@ -96,19 +121,44 @@ SK_MSG = Context("SkMsg", "sk_msg_md", 80, (
 ))
 
 SK_BUFF = Context("SkBuff", "__sk_buff", 192, (
-    Field("len", 0), Field("pkt_type", 4), Field("mark", 8), Field("queue_mapping", 12), Field("protocol", 16),
-    Field("vlan_present", 20), Field("vlan_tci", 24), Field("vlan_proto", 28), Field("priority", 32),
-    Field("ingress_ifindex", 36), Field("ifindex", 40), Field("tc_index", 44), Field("hash", 68),
-    # the packet's socket: the kernel lets cgroup_skb, sk_skb and tc programs read these, not socket filters
-    Field("family", 88, doc=_FAMILY, unreadable_in=_SOCKET_FILTER_NO_SK),
-    Field("remote_ip4", 92, doc=_REMOTE_IP4, unreadable_in=_SOCKET_FILTER_NO_SK),
-    Field("local_ip4", 96, doc=_LOCAL_IP4, unreadable_in=_SOCKET_FILTER_NO_SK),
-    Field("remote_port", 132, convert="bswap32", doc=_REMOTE_PORT, unreadable_in=_SOCKET_FILTER_NO_SK),
-    Field("local_port", 136, doc=_LOCAL_PORT, unreadable_in=_SOCKET_FILTER_NO_SK),
+    Field("len", 0), Field("pkt_type", 4),
+    Field("mark", 8, writable=(*_CGROUP_SKB, *_TC),
+          unreadable_in=_only("sk_skb programs cannot read the mark", *_SK_SKB)),
+    Field("queue_mapping", 12, writable=_TC), Field("protocol", 16),
+    Field("vlan_present", 20), Field("vlan_tci", 24), Field("vlan_proto", 28),
+    Field("priority", 32, writable=(*_CGROUP_SKB, *_TC, *_SK_SKB)),
+    Field("ingress_ifindex", 36), Field("ifindex", 40), Field("tc_index", 44, writable=(*_TC, *_SK_SKB)),
+    Field("hash", 68),
+    Field("tc_classid", 72, writable=_TC, unreadable_in=_only(_TC_ONLY, "socket_filter", *_CGROUP_SKB, *_SK_SKB)),
+    Field("data", 76, packet="data", doc="start of the packet data", unreadable_in=_NO_PKT_SOCKET),
+    Field("data_end", 80, packet="data_end", doc="end of the packet data", unreadable_in=_NO_PKT_SOCKET),
+    Field("napi_id", 84),
+    Field("family", 88, doc=_FAMILY, unreadable_in=_NO_SK),
+    Field("remote_ip4", 92, doc=_REMOTE_IP4, unreadable_in=_NO_SK),
+    Field("local_ip4", 96, doc=_LOCAL_IP4, unreadable_in=_NO_SK),
+    Field("remote_ip6", 100, "u32[4]", doc=_REMOTE_IP6, unreadable_in=_NO_SK),
+    Field("local_ip6", 116, "u32[4]", doc=_LOCAL_IP6, unreadable_in=_NO_SK),
+    Field("remote_port", 132, convert="bswap32", doc=_REMOTE_PORT, unreadable_in=_NO_SK),
+    Field("local_port", 136, doc=_LOCAL_PORT, unreadable_in=_NO_SK),
+    Field("data_meta", 140, packet="data_meta", doc="start of the metadata before the packet data",
+          unreadable_in=_only(_TC_ONLY, "socket_filter", *_CGROUP_SKB, *_SK_SKB)),
+    Field("wire_len", 160, doc="the packet's length on the wire",
+          unreadable_in=_only(_TC_ONLY, "socket_filter", *_CGROUP_SKB, *_SK_SKB)),
+    Field("gso_segs", 164), Field("gso_size", 176),
+))
+
+XDP_MD = Context("XdpMd", "xdp_md", 24, (
+    Field("data", 0, packet="data", doc="start of the packet data"),
+    Field("data_end", 4, packet="data_end", doc="end of the packet data"),
+    Field("data_meta", 8, packet="data_meta", doc="start of the metadata before the packet data"),
+    Field("ingress_ifindex", 12, doc="the interface the packet arrived on"),
+    Field("rx_queue_index", 16, doc="its receive queue"),
+    Field("egress_ifindex", 20, doc="the interface a devmap redirect sends it to",
+          unreadable_in=_only("only XDP programs run from a devmap (BPF_XDP_DEVMAP) may read it", "xdp")),
 ))
 
 # by the DSL class name
-CONTEXTS: dict[str, Context] = {c.dsl_class: c for c in (SOCK_OPS, SK_MSG, SK_BUFF)}
+CONTEXTS: dict[str, Context] = {c.dsl_class: c for c in (SOCK_OPS, SK_MSG, SK_BUFF, XDP_MD)}
 
 # what a program reads through a socket pointer (``ctx.sk``: the verifier's PTR_TO_SOCKET, ``struct bpf_sock``);
 # not a program's context, but the same kind of table (tests/compiler/test_contexts.py checks it the same ways)

@@ -39,7 +39,9 @@ class ProgType:
         self.prog_type = prog_type  # BPF_PROG_TYPE_*
         self.attach_type = attach_type  # BPF_* attach type (PROG_LOAD's expected_attach_type, LINK_CREATE's)
         self.prog_flags = prog_flags  # PROG_LOAD flags (BPF_F_SLEEPABLE)
-        self.attach = attach  # what the loader attaches it to with a bpf_link: "cgroup" | "map" | None (not attached)
+        # what the loader attaches it to with a bpf_link: "cgroup" (--cgroup), "map" (the sock map named in the
+        # decorator), "netdev" (a network interface: --ifname) or None (not attached, only pinned)
+        self.attach = attach
         self.needs_map = needs_map  # attached to a sockmap/sockhash named in the decorator
         self.context = ctx  # None: the context is a user-defined Struct (syscall)
         self.returns = returns  # (lo, hi): the return values the kernel accepts, checked at compile time
@@ -66,10 +68,10 @@ def ctx_fields(ctx: contexts.Context, progtype: str) -> dict[str, CtxField]:
              "sock?": (OPT_SOCK, 64)}
     out = {}
     for f in ctx.fields:
-        if progtype in f.unreadable_in:
+        if progtype in f.unreadable_in or f.packet:  # packet pointers are not integers: packet access reads them
             continue
         typ, bits = types[f.type]
-        out[f.name] = CtxField(f.name, f.offset, typ, bits, f.convert, f.writable, f.doc)
+        out[f.name] = CtxField(f.name, f.offset, typ, bits, f.convert, f.writable_in(progtype), f.doc)
     return out
 
 
@@ -94,6 +96,20 @@ PROG_TYPES: dict[str, ProgType] = {
                                    attach="cgroup", returns=(0, 1)),
     "cgroup_skb_egress": ProgType("cgroup_skb_egress", "cgroup_skb/egress", 8, 1, contexts.SK_BUFF,
                                   attach="cgroup", returns=(0, 1)),
+    # BPF_PROG_TYPE_SK_SKB on a sock map's BPF_SK_SKB_STREAM_PARSER / _VERDICT: the parser returns the length of
+    # the next message (any value: a length, 0 for "more data", negative to drop), the verdict SK_PASS or SK_DROP
+    "sk_skb_stream_parser": ProgType("sk_skb_stream_parser", "sk_skb/stream_parser", 14, 4, contexts.SK_BUFF,
+                                     attach="map", needs_map=True),
+    "sk_skb_stream_verdict": ProgType("sk_skb_stream_verdict", "sk_skb/stream_verdict", 14, 5, contexts.SK_BUFF,
+                                      attach="map", needs_map=True, returns=(0, 1)),
+    # BPF_PROG_TYPE_XDP on BPF_XDP: XDP_ABORTED 0, XDP_DROP 1, XDP_PASS 2, XDP_TX 3, XDP_REDIRECT 4
+    "xdp": ProgType("xdp", "xdp", 6, 37, contexts.XDP_MD, attach="netdev", returns=(0, 4)),
+    # BPF_PROG_TYPE_SCHED_CLS on BPF_TCX_INGRESS / _EGRESS (tcx links, Linux 6.6+): TC_ACT_UNSPEC -1 (TCX_NEXT:
+    # the next program decides) .. TC_ACT_TRAP 8; TC_ACT_OK 0 passes the packet, TC_ACT_SHOT 2 drops it
+    "tc_ingress": ProgType("tc_ingress", "tcx/ingress", 3, 46, contexts.SK_BUFF, attach="netdev", returns=(-1, 8),
+                           aliases=("tc/ingress",)),
+    "tc_egress": ProgType("tc_egress", "tcx/egress", 3, 47, contexts.SK_BUFF, attach="netdev", returns=(-1, 8),
+                          aliases=("tc/egress",)),
     # the context of a syscall program is a user-defined Struct (see CtxT.struct_t); BPF_F_SLEEPABLE is required
     "syscall": ProgType("syscall", "syscall", 31, 0, None, prog_flags=BPF_F_SLEEPABLE),
 }
@@ -126,4 +142,5 @@ PROG_TYPE_NAMES: dict[int, str] = {
     **{p.prog_type: p.name for p in PROG_TYPES.values()},
     3: "sched_cls", 6: "xdp", 8: "cgroup_skb", 14: "sk_skb", 17: "raw_tracepoint", 26: "tracing"}
 ATTACH_TYPE_NAMES: dict[int, str] = {0: "cgroup_inet_ingress", 1: "cgroup_inet_egress", 3: "cgroup_sock_ops",
-                                     7: "sk_msg_verdict"}
+                                     4: "sk_skb_stream_parser", 5: "sk_skb_stream_verdict", 7: "sk_msg_verdict",
+                                     37: "xdp", 38: "sk_skb_verdict", 46: "tcx_ingress", 47: "tcx_egress"}

@@ -2,8 +2,8 @@
 
 The DSL's context classes (pybpfgen.lang) declare exactly the table's fields; every field a program type may
 read compiles to a load at its offset, and reading one it may not is a located error; the offsets and sizes
-are the running kernel's (its BTF, /sys/kernel/btf/vmlinux), and so is which program type may read which field
-(as root: one load per field through the verifier).
+are the running kernel's (its BTF, /sys/kernel/btf/vmlinux), and so is which program type may read and write
+which field (as root: one load and one store per field and program type through the verifier).
 """
 import os
 import struct
@@ -35,16 +35,22 @@ def test_every_context_class_is_a_program_type():
     assert set(PROGTYPE) == set(contexts.CONTEXTS)
     for cls_name, progtype in PROGTYPE.items():
         assert PROG_TYPES[progtype].context is contexts.CONTEXTS[cls_name]
-        assert set(PROG_TYPES[progtype].fields) == {f.name for f in contexts.CONTEXTS[cls_name].fields
-                                                    if progtype not in f.unreadable_in}
+    for pt in PROG_TYPES.values():
+        if pt.context is None:
+            continue
+        # the compiler's integer fields: every readable field but the packet pointers (packet access reads those)
+        assert set(pt.fields) == {f.name for f in pt.context.fields if pt.name not in f.unreadable_in and not f.packet}
+        assert {n for n, f in pt.fields.items() if f.writable} == \
+            {f.name for f in pt.context.fields if f.name in pt.fields and f.writable_in(pt.name)}
 
 
 def _readable(ctx: contexts.Context):
-    return [f for f in ctx.fields if PROGTYPE[ctx.dsl_class] not in f.unreadable_in]
+    return [f for f in ctx.fields if PROGTYPE[ctx.dsl_class] not in f.unreadable_in and not f.packet]
 
 
 def _reads_every_field(ctx: contexts.Context) -> str:
-    decorator = {"SockOps": "@sock_ops", "SkMsg": "@sk_msg(socks)", "SkBuff": "@socket_filter"}[ctx.dsl_class]
+    decorator = {"SockOps": "@sock_ops", "SkMsg": "@sk_msg(socks)", "SkBuff": "@socket_filter",
+                 "XdpMd": "@xdp"}[ctx.dsl_class]
     lines = ["socks = SockHash(key=u32, max_entries=4)", "", "", decorator, f"def p(ctx: {ctx.dsl_class}) -> int:",
              "    x: u64 = 0"]
     for f in _readable(ctx):
@@ -95,11 +101,12 @@ def test_a_socket_filter_cannot_read_the_socket_fields(compile_src):
     c = compile_src(SOCKET_FILTER)
     assert not c.result.output
     got = [(d.loc.line, d.loc.col, d.message) for d in c.errors]
-    why = contexts.SK_BUFF.fields[-1].unreadable_in["socket_filter"]
+    why = next(f for f in contexts.SK_BUFF.fields if f.name == "family").unreadable_in["socket_filter"]
     assert got == [(5, 7, f"a socket_filter program cannot read `SkBuff.family`: {why}"),
                    (7, 7, f"a socket_filter program cannot read `SkBuff.remote_port`: {why}"),
                    (9, 7, f"a socket_filter program cannot read `SkBuff.remote_ip4`: {why}")]
-    assert c.errors[0].hint.startswith("fields it can read: hash, ifindex,") and "family" not in c.errors[0].hint
+    assert c.errors[0].hint.startswith("fields it can read: gso_segs, gso_size, hash, ifindex,")
+    assert "family" not in c.errors[0].hint
 
 
 # ==================================================================== the kernel's BTF
@@ -148,13 +155,17 @@ def test_offsets_match_the_kernel_btf(vmlinux, name):
 
 
 # ==================================================================== the kernel's verifier
-def _probe(pt, offset: int, width: int) -> str | None:
-    """Load ``r2 = *(u<width> *)(r1 + offset); r0 = 0; exit`` as a ``pt`` program: None, or the verifier log."""
+def _probe(pt, offset: int, width: int, write: bool = False) -> str | None:
+    """Load ``r2 = *(u<width> *)(r1 + offset); r0 = 0; exit`` (``write``: ``*(u<width> *)(r1 + offset) = 0``) as a
+    ``pt`` program: None, or the verifier log."""
     from kernel_loader.errors import BpfSyscallError
     from kernel_loader.syscall import Syscall
 
     size = {4: 0x00, 8: 0x18}[width]
-    insns = struct.pack("<BBhi", 0x61 | size, (1 << 4) | 2, offset, 0)  # LDX MEM
+    if write:
+        insns = struct.pack("<BBhi", 0x62 | size, 1, offset, 0)  # ST MEM
+    else:
+        insns = struct.pack("<BBhi", 0x61 | size, (1 << 4) | 2, offset, 0)  # LDX MEM
     insns += struct.pack("<BBhi", 0xB7, 0, 0, 0) + struct.pack("<BBhi", 0x95, 0, 0, 0)  # r0 = 0; exit
     sc = Syscall()
     try:
@@ -172,11 +183,19 @@ def test_the_kernel_lets_each_program_type_read_exactly_its_fields(progtype):
     name = pt.ctx_class
     assert pt.context is not None
     for f in pt.context.fields:
-        log = _probe(pt, f.offset, SIZE[f.type] if f.type != "u32[4]" else 4)
+        width = SIZE[f.type] if f.type != "u32[4]" else 4
+        log = _probe(pt, f.offset, width)
         if pt.name in f.unreadable_in:
             assert log is not None and "invalid bpf_context access" in log, f"{name}.{f.name} is readable now"
         else:
             assert log is None, f"{name}.{f.name}: {log}"
+        log = _probe(pt, f.offset, width, write=True)
+        if any(g.offset == f.offset and g.writable_in(pt.name) for g in pt.context.fields):  # a union (reply, args[0])
+            continue
+        if f.writable_in(pt.name) and pt.name not in f.unreadable_in:
+            assert log is None, f"{pt.name}: {name}.{f.name} is not writable: {log}"
+        else:
+            assert log is not None, f"{pt.name}: {name}.{f.name} is writable now"
 
 
 # ==================================================================== struct bpf_sock, through a socket pointer

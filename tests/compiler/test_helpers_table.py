@@ -56,7 +56,9 @@ def test_allowed_program_types():
     assert "syscall" not in HELPERS["get_socket_cookie"].progtypes
     assert {"sock_ops", "socket_filter"} <= HELPERS["get_socket_cookie"].progtypes
     assert {"sock_ops", "sk_msg"} <= HELPERS["get_netns_cookie"].progtypes
-    assert HELPERS["skb_cgroup_id"].progtypes == {"cgroup_skb_ingress", "cgroup_skb_egress"}
+    assert HELPERS["skb_cgroup_id"].progtypes == {"cgroup_skb_ingress", "cgroup_skb_egress", "tc_ingress", "tc_egress"}
+    assert HELPERS["sk_redirect_map"].progtypes == {"sk_skb_stream_parser", "sk_skb_stream_verdict"}
+    assert HELPERS["xdp_adjust_head"].progtypes == HELPERS["xdp_load_bytes"].progtypes == {"xdp"}
 
 
 def test_every_helper_is_well_formed():
@@ -79,7 +81,7 @@ def test_unsupported_helpers_are_kept_with_a_reason():
     assert set(UNSUPPORTED) & set(HELPERS) == set()
     assert len(HELPERS) + len(UNSUPPORTED) >= len(helpers_table.TABLE)
     assert UNSUPPORTED["sk_release"] == "argument `void *sock` has no pybpfgen kind"
-    assert "no program type" in UNSUPPORTED["xdp_adjust_head"]  # an XDP-only helper
+    assert "no program type" in UNSUPPORTED["lwt_push_encap"]  # an LWT-only helper
     assert helper_name(86) == "sk_release"  # the disassembler names unsupported helpers too
     assert DOCS["sk_release"].signature.startswith("long bpf_sk_release(")
 

@@ -601,9 +601,9 @@ def netns_pids(ns: str) -> list[int]:
 
 
 @contextlib.contextmanager
-def netns_pair(prefix: str = "pbg"):
+def netns_pair(prefix: str = "pbg", ip_a: str = NET_A_IP, ip_b: str = NET_B_IP):
     tag = secrets.token_hex(3)
-    pair = NetnsPair(a=f"{prefix}-{tag}-a", b=f"{prefix}-{tag}-b",
+    pair = NetnsPair(a=f"{prefix}-{tag}-a", b=f"{prefix}-{tag}-b", ip_a=ip_a, ip_b=ip_b,
                      veth_a=f"{prefix}{tag}a", veth_b=f"{prefix}{tag}b")
     created: list[str] = []
     try:
@@ -627,6 +627,31 @@ def netns_pair(prefix: str = "pbg"):
     finally:
         for ns in reversed(created):
             destroy_netns(ns)
+
+
+_CLONE_NEWNET = 0x40000000
+
+
+@contextlib.contextmanager
+def in_netns(ns: str):
+    """Run this thread in network namespace ``ns`` (``ip netns`` name) meanwhile; only the network namespace
+    changes (bpffs and cgroups stay visible, unlike ``ip netns exec``). Sockets created inside stay in ``ns``."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    home = os.open("/proc/self/ns/net", os.O_RDONLY)
+    try:
+        target = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+        try:
+            if libc.setns(target, _CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), f"setns into netns {ns} failed")
+        finally:
+            os.close(target)
+        try:
+            yield
+        finally:
+            if libc.setns(home, _CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns back into the test's network namespace failed")
+    finally:
+        os.close(home)
 
 
 # --------------------------------------------------------------------------

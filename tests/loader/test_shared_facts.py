@@ -18,9 +18,14 @@ def test_the_values_did_not_change():
         "socket_filter": ("socket", 1, 0, 0, None), "syscall": ("syscall", 31, 0, 0x10, None)}
     for section, kind in (("sockops", "sock_ops"), ("sockops/x", "sock_ops"), ("sk_msg", "sk_msg"),
                           ("socket", "socket_filter"), ("socket/1", "socket_filter"), ("syscall", "syscall"),
-                          ("cgroup_skb/egress", "cgroup_skb_egress"), ("cgroup_skb/ingress", "cgroup_skb_ingress")):
+                          ("cgroup_skb/egress", "cgroup_skb_egress"), ("cgroup_skb/ingress", "cgroup_skb_ingress"),
+                          ("xdp", "xdp"), ("xdp/veth0", "xdp"), ("tcx/ingress", "tc_ingress"),
+                          ("tc/ingress", "tc_ingress"), ("tcx/egress", "tc_egress"),
+                          ("sk_skb/stream_parser", "sk_skb_stream_parser"),
+                          ("sk_skb/stream_verdict", "sk_skb_stream_verdict")):
         assert progtypes.by_section(section).name == kind, section
-    assert progtypes.by_section("xdp") is None and progtypes.by_section("sockopsx") is None
+    assert progtypes.by_section("xdpx") is None and progtypes.by_section("sockopsx") is None
+    assert progtypes.by_section("sk_skb") is None and progtypes.by_section("tc") is None
     for alias, kind in (("sockops", "sock_ops"), ("socket", "socket_filter"), ("socket_filter", "socket_filter")):
         assert progtypes.by_name(alias).name == kind
     assert (attach.ATTACH_CGROUP_SOCK_OPS, attach.ATTACH_SK_MSG_VERDICT) == (3, 7)
