@@ -91,6 +91,7 @@ SOCK_PREAMBLE = ["s = ctx.sk", "if s is None:", "    return {ret}"]
 UNCALLABLE = {
     "sk_cgroup_id": "takes a socket, and the only program types that may call it (cgroup_skb) have no `sk`",
     "sk_ancestor_cgroup_id": "takes a socket, and the only program types that may call it (cgroup_skb) have no `sk`",
+    "sk_assign": "takes a socket, and the only program types that may call it (tc) have no `sk`",
 }
 
 
