@@ -280,6 +280,10 @@ def format_status(st: dict) -> str:
                 tgt = f"cgroup {t.get('path') or '#' + str(t.get('cgroup_id'))}"
             elif t.get("kind") == "map":
                 tgt = f"map {t.get('map_name') or ''} (id {t.get('map_id')})"
+            elif t.get("kind") == "interface":
+                tgt = f"interface {t.get('ifname') or '#' + str(t.get('ifindex'))}"
+                if ln.get("attach_type"):
+                    tgt += f" ({ln['attach_type']})"
             else:
                 tgt = "-"
             state = "" if ln.get("attached", True) else "  DETACHED"

@@ -19,7 +19,7 @@ Everything here is real Python, so editors and type checkers understand it::
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import Any, Callable, Generic, NoReturn, Optional, TypeVar
+from typing import Any, Callable, Generic, NoReturn, Optional, TypeVar, overload
 
 from .target.contexts import CONTEXTS as _CONTEXTS, SOCK as _SOCK
 from .target.maps import BY_CLASS as _MAP_KINDS
@@ -236,8 +236,12 @@ class LPMTrie(_Map):
     ``BPF_F_NO_PREALLOC`` is added to the flags (the kernel requires it)."""
 
 
+_E = TypeVar("_E")
+_R = TypeVar("_R")
+
+
 @_map_kind
-class RingBuf:
+class RingBuf(Generic[_E]):
     """``BPF_MAP_TYPE_RINGBUF``: a ring buffer of ``max_entries`` bytes (a power of 2, multiple of
     the page size) that programs write records into, with ``output(value)`` (a copy) or
     ``ev = reserve(Event)`` / ``submit(ev)`` (in place). ``event=``: the records' type (a Struct, an
@@ -246,13 +250,27 @@ class RingBuf:
 
     map_type = 0  # BPF_MAP_TYPE_*: set by @_map_kind
 
-    def __init__(self, *, max_entries: int, event: Any = None):
+    # (for type checkers and editors: RingBuf(event=Event) is a RingBuf[Event], whose reserve() is an
+    # Optional[Event], so that a misspelt field of a reservation is reported; the compiler checks the rest)
+    @overload
+    def __init__(self: "RingBuf[Any]", *, max_entries: int) -> None: ...
+
+    @overload
+    def __init__(self, *, max_entries: int, event: type[_E]) -> None: ...
+
+    def __init__(self, *, max_entries: int, event: Any = None) -> None:
         self.max_entries = max_entries
         self.event = event
 
     def output(self, value: Any, flags: int = 0) -> int:
         """``bpf_ringbuf_output``: copy ``value`` (a struct or integer) into the ring buffer."""
         _compiled_only("RingBuf.output")
+
+    @overload
+    def reserve(self, event: type[_R]) -> Optional[_R]: ...
+
+    @overload
+    def reserve(self) -> Optional[_E]: ...
 
     def reserve(self, event: Any = None) -> Any:
         """``bpf_ringbuf_reserve``: room for one record in the ring buffer, or None when it is full. Check it

@@ -39,8 +39,8 @@ from .target.contexts import SOCK
 from .target.maps import BY_KIND as MAP_KINDS
 from .target.progtypes import PROG_TYPES
 
-__all__ = ["load", "Module", "Context", "Socket", "context", "sock_ops", "sk_msg", "skb", "cgroup_skb", "SimMap",
-           "encode", "decode", "NotSimulated"]
+__all__ = ["load", "Module", "Context", "Socket", "context", "sock_ops", "sk_msg", "skb", "cgroup_skb", "xdp", "tc",
+           "sk_skb", "SimMap", "encode", "decode", "NotSimulated"]
 
 SK_PASS, SK_DROP = 1, 0
 ENOENT, EEXIST, E2BIG = 2, 17, 7
@@ -137,6 +137,7 @@ class Context:
     def __init__(self, progtype: str, data: bytes, **attrs: Any):
         self.progtype = progtype
         self.mem = bytearray(data)
+        self.frame = bytearray()  # a packet program's packet (``data=``; testing.xdp, tc, sk_skb, context)
         self.redirect: tuple | None = None  # (map name, key bytes, flags) after msg_redirect_*
         self.cb_flags: int | None = None
         sock = attrs.get("socket")
@@ -213,6 +214,8 @@ def context(progtype: str, **fields: Any) -> Context:
     if pt is None or pt.context is None:
         known = ", ".join(n for n, p in PROG_TYPES.items() if p.context is not None)
         raise ValueError(f"no kernel context for program type {progtype!r}; one of: {known}")
+    if "data" in fields:  # the packet of a packet program
+        return _with_frame(progtype, fields, "len" in pt.fields)
     return _ctx(progtype, fields)
 
 
@@ -240,6 +243,43 @@ def cgroup_skb(direction: str = "egress", **fields: Any) -> Context:
     if direction not in ("ingress", "egress"):
         raise ValueError(f"direction is 'ingress' or 'egress', not {direction!r}")
     return _ctx(f"cgroup_skb_{direction}", fields)
+
+
+def _with_frame(progtype: str, fields: dict, len_field: bool) -> Context:
+    """A context whose packet is ``data=`` (bytes): kept as ``ctx.frame``; ``len`` follows it unless given."""
+    frame = bytes(fields.pop("data", b""))
+    if len_field:
+        fields.setdefault("len", len(frame))
+    ctx = _ctx(progtype, fields)
+    ctx.frame = bytearray(frame)
+    return ctx
+
+
+def xdp(**fields: Any) -> Context:
+    """A ``struct xdp_md`` context: ``data=b"..."`` is the frame from its Ethernet header (what
+    ``bpf_xdp_load_bytes`` reads and ``bpf_xdp_store_bytes`` writes, ``bpf_xdp_get_buff_len`` its length);
+    ``ingress_ifindex=``, ``rx_queue_index=``."""
+    return _with_frame("xdp", fields, False)
+
+
+def tc(direction: str = "ingress", **fields: Any) -> Context:
+    """A ``struct __sk_buff`` context for tc programs (``direction``: "ingress" or "egress"): ``data=b"..."`` is
+    the frame from its Ethernet header (``len`` follows it unless given); ``protocol=0x0008`` is IPv4 (network
+    byte order, as the kernel gives it); ``cgroup_id=N``: what bpf_skb_cgroup_id returns. Fields the program writes
+    (``mark``, ``priority``, ...) are read back with ``ctx.field(name)``."""
+    if direction not in ("ingress", "egress"):
+        raise ValueError(f"direction is 'ingress' or 'egress', not {direction!r}")
+    return _with_frame(f"tc_{direction}", fields, True)
+
+
+def sk_skb(kind: str = "verdict", **fields: Any) -> Context:
+    """A ``struct __sk_buff`` context for sk_skb programs (``kind``: "verdict" or "parser"): ``data=b"..."`` is the
+    stream data received (``len`` follows it unless given), the socket fields (``family``, ``local_port``, ...)
+    are the receiving socket's. After ``bpf_sk_redirect_hash``/``_map`` found its socket, ``ctx.redirect`` is
+    ``(map name, key bytes, flags)``."""
+    if kind not in ("verdict", "parser"):
+        raise ValueError(f"kind is 'verdict' or 'parser', not {kind!r}")
+    return _with_frame(f"sk_skb_stream_{kind}", fields, True)
 
 
 # ================================================================= maps
@@ -721,7 +761,7 @@ class _Frame:
             assert m is not None  # map helpers take a map
             ctx = self.value(args[0])
             return m._update(self.arg_bytes(args[2]), ctx.socket, self.value(args[3]))
-        if name in ("msg_redirect_hash", "msg_redirect_map"):
+        if name in ("msg_redirect_hash", "msg_redirect_map", "sk_redirect_hash", "sk_redirect_map"):
             assert m is not None  # map helpers take a map
             ctx = self.value(args[0])
             # msg_redirect_hash takes a pointer to the key; msg_redirect_map a u32 index by value
@@ -776,6 +816,21 @@ class _Frame:
             return getattr(self.ctx_obj, "cgroup_id", 0)
         if name == "skb_cgroup_id":  # the cgroup of the packet's socket: testing.cgroup_skb(..., cgroup_id=N)
             return getattr(self.value(args[0]), "cgroup_id", 0)
+        if name in ("xdp_load_bytes", "xdp_store_bytes"):  # (ctx, offset, buf): the frame of testing.xdp(data=...)
+            frame = self.value(args[0]).frame
+            off, buf = self.value(args[1]), args[2]
+            assert isinstance(buf, N.AddrOf)  # a "data" argument: a struct or array, its size passed with it
+            n = buf.value.type.size
+            if off < 0 or off + n > len(frame):
+                return -14  # -EFAULT: outside the packet
+            if name == "xdp_store_bytes":
+                frame[off:off + n] = self.memory(buf.value)
+            else:
+                p = self.address(buf.value)
+                p.buf[p.off:p.off + n] = frame[off:off + n]
+            return 0
+        if name == "xdp_get_buff_len":
+            return len(self.value(args[0]).frame)
         raise NotSimulated(f"{e.loc}: bpf_{name} is not simulated by pybpfgen.testing; test this path on the "
                            "kernel (pybpfgen load, or BPF_PROG_TEST_RUN)")
 

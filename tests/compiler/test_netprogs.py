@@ -2,11 +2,15 @@
 and write), the compile-time check of their return values and their object sections. The kernel tests are
 tests/loader/test_netprogs_kernel.py and the gallery's (tests/examples/test_xdp_drop_counter.py,
 tests/examples/test_sk_skb_verdict.py)."""
+import os
+
 import pytest
 
 from kernel_loader.elf import parse_object
 from pybpfgen import lang
 from pybpfgen.target.progtypes import PROG_TYPES, by_name, by_section
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 ALL = """
     socks = SockMap(max_entries=8)
@@ -197,3 +201,66 @@ def test_the_context_class_is_checked(compile_src):
             return XDP_PASS
         """)
     assert c.messages == ["the context of a xdp program is XdpMd"]
+
+
+# ==================================================================== pybpfgen.testing
+def _udp_frame(dport: int, payload: bytes = b"x" * 10, proto: int = 17, frag: int = 0, ihl: int = 5) -> bytes:
+    import struct
+    eth = b"\xff" * 12 + b"\x08\x00"
+    ip = bytes([0x40 | ihl, 0]) + struct.pack("!HHHBBH", 4 * ihl + 8 + len(payload), 1, frag, 64, proto, 0)
+    ip += b"\x7f\x00\x00\x01" * 2 + b"\x01" * (4 * ihl - 20)
+    return eth + ip + struct.pack("!HHHH", 40000, dport, 8 + len(payload), 0) + payload
+
+
+def test_testing_runs_the_xdp_gallery_example_on_frames():
+    from pybpfgen import testing
+    mod = testing.load(f"{ROOT}/examples/gallery/xdp_drop_counter.py")
+    mod.map("blocked").update(6379, {"packets": 0, "bytes": 0})
+    xdp_pass, xdp_drop = lang.XDP_PASS, lang.XDP_DROP
+    runs = [(_udp_frame(6379), xdp_drop), (_udp_frame(6379, proto=6), xdp_drop), (_udp_frame(80), xdp_pass),
+            (_udp_frame(6379, proto=1), xdp_pass), (_udp_frame(6379, frag=8), xdp_pass),
+            (_udp_frame(6379, ihl=6), xdp_drop), (_udp_frame(6379)[:36], xdp_pass), (b"", xdp_pass)]
+    for frame, want in runs:
+        assert mod.run("drop_blocked_ports", testing.xdp(data=frame)) == want, frame
+    drops = [f for f, want in runs if want == xdp_drop]
+    assert mod.map("blocked").lookup(6379) == {"packets": len(drops), "bytes": sum(map(len, drops))}
+
+
+def test_testing_tc_and_sk_skb_contexts():
+    from pybpfgen import testing
+    path = f"{ROOT}/examples/gallery/sk_skb_verdict.py"
+    mod = testing.load(path)
+    mod.map("echo_ports").update(7007, 0)
+    lo = 0x0100007F
+    conn = dict(family=2, local_ip4=lo, remote_ip4=lo, local_port=7007, remote_port=40000)
+    assert mod.run("add_echo_sockets", testing.sock_ops(op=5, **conn)) == 1 and len(mod.map("socks")) == 1
+    skb = testing.sk_skb(data=b"hello", **conn)
+    assert mod.run("echo", skb) == lang.SK_PASS and skb.redirect is not None and skb.redirect[0] == "socks"
+    assert mod.map("echo_ports").lookup(7007) == 5
+    other = testing.sk_skb(data=b"hello", **{**conn, "remote_port": 40001})   # not in the sockhash
+    assert mod.run("echo", other) == lang.SK_DROP and other.redirect is None
+    with pytest.raises(ValueError, match="kind is 'verdict' or 'parser'"):
+        testing.sk_skb("verdit")
+
+
+TC_MARK = """
+@tc_egress
+def mark_big(skb: SkBuff) -> int:
+    if skb.protocol == 0x0008 and skb.len > 100:
+        skb.mark = 7
+        return TC_ACT_SHOT
+    return TC_ACT_OK
+"""
+
+
+def test_testing_tc_context_writes_and_len(tmp_path):
+    from pybpfgen import testing
+    path = tmp_path / "tcmark.py"
+    path.write_text("from pybpfgen.lang import *\n" + TC_MARK)
+    mod = testing.load(str(path))
+    big = testing.tc("egress", data=b"\0" * 200, protocol=0x0008)
+    assert mod.run("mark_big", big) == lang.TC_ACT_SHOT and big.field("mark") == 7 and big.field("len") == 200
+    small = testing.tc("egress", data=b"\0" * 50, protocol=0x0008)
+    assert mod.run("mark_big", small) == lang.TC_ACT_OK and small.field("mark") == 0
+    with pytest.raises(ValueError, match="direction is 'ingress' or 'egress'"):
+        testing.tc("sideways")

@@ -304,6 +304,7 @@ def p(ctx: SockOps) -> int:
     ("class Big(Struct):\n    b: u8[4096]\nbad = RingBuf(event=Big, max_entries=4096)",
      "a Big record (4096 bytes and an 8-byte header) does not fit in a RingBuf of 4096 bytes"),
     ("bad = RingBuf(event=Event, max_entries=4096, value=u32)", "unknown map parameter `value`"),
+    ("bad = RingBuf(event=bool, max_entries=4096)", "a RingBuf event is a Struct, an integer or an array, not bool"),
 ])
 def test_declaration_errors(compile_src, decl, message):
     c = compile_src(PRELUDE + decl + "\n")
@@ -335,3 +336,20 @@ def p(ctx: SockOps) -> int:
     mod = testing.load(c.path)
     mod.run("p", testing.sock_ops(srtt_us=5))
     assert [e["port"] for e in mod.map("events").events()] == [0, 2, 3]
+
+
+def test_type_checkers_see_a_reservation_as_its_event(tmp_path):
+    """RingBuf(event=E).reserve() is Optional[E] for mypy (and editors): a misspelt field is reported."""
+    pytest.importorskip("mypy", reason="mypy is in the test extra (pip install -e '.[test]')")
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    example = os.path.join(root, "examples", "gallery", "rtt_events.py")
+    bad = tmp_path / "rtt_bad.py"
+    bad.write_text(open(example).read().replace("ev.snd_cwnd = ctx.snd_cwnd", "ev.snd_cwd = ctx.snd_cwnd"))
+    r = subprocess.run([sys.executable, "-m", "mypy", "--no-incremental", "--config-file",
+                        os.path.join(root, "pyproject.toml"), example, str(bad)], capture_output=True, text=True,
+                       cwd=root)
+    assert r.returncode == 1 and r.stdout.count("error:") == 1, r.stdout + r.stderr
+    assert '"RttEvent" has no attribute "snd_cwd"' in r.stdout

@@ -120,3 +120,21 @@ def test_rtt_events_streams_the_connections_rtt(tmp_path, pin_root, child_cgroup
         assert r.returncode == 1 and "0 of 1 records in 1 s" in r.stderr, (r.stdout, r.stderr)
     finally:
         kl.unload(res.name, pin_root=str(pin_root))
+
+
+def test_libbpf_loads_the_object_with_its_recorded_event_type(tmp_path, pin_root):
+    """The record type in the ring buffer's definition (`struct RttEvent (*type)[27]`) does not disturb libbpf:
+    bpftool loads the object and creates the ring buffer (key and value sizes 0)."""
+    import shutil
+    bpftool = shutil.which("bpftool")
+    if bpftool is None:
+        pytest.skip("bpftool is not installed (scripts/setup.sh installs it)")
+    obj = compile_file(EXAMPLE, str(tmp_path)).output
+    r = subprocess.run([bpftool, "prog", "loadall", obj, str(pin_root / "libbpf"), "pinmaps", str(pin_root / "maps")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([bpftool, "-j", "map", "show", "pinned", str(pin_root / "maps" / "events")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    m = json.loads(r.stdout)
+    assert (m["type"], m["bytes_key"], m["bytes_value"], m["max_entries"]) == ("ringbuf", 0, 0, 1 << 16), m

@@ -105,3 +105,42 @@ def test_drops_and_counts_packets_to_blocked_ports(tmp_path, pin_root):
         finally:
             for s in socks:
                 s.close()
+
+
+def _frame(dport: int, payload: bytes = b"x" * 10, proto: int = 17, frag: int = 0, ihl: int = 5,
+           ethertype: bytes = b"\x08\x00") -> bytes:
+    import struct
+    ip = bytes([0x40 | ihl, 0]) + struct.pack("!HHHBBH", 4 * ihl + 8 + len(payload), 1, frag, 64, proto, 0)
+    ip += socket.inet_aton(IP_B) + socket.inet_aton(IP_A) + b"\x01" * (4 * ihl - 20)
+    return b"\x02" * 12 + ethertype + ip + struct.pack("!HHHH", 40000, dport, 8 + len(payload), 0) + payload
+
+
+def test_the_kernel_and_pybpfgen_testing_agree(tmp_path, pin_root):
+    """The same frames through the loaded program (BPF_PROG_TEST_RUN) and through pybpfgen.testing: the same
+    verdicts and the same counters."""
+    import kharness as kh
+    from kernel_loader.syscall import Syscall
+    from pybpfgen import testing
+    obj = _compile(tmp_path)
+    frames = [_frame(UDP_BLOCKED), _frame(UDP_BLOCKED, proto=6), _frame(UDP_OPEN), _frame(UDP_BLOCKED, proto=1),
+              _frame(UDP_BLOCKED, frag=8), _frame(UDP_BLOCKED, frag=0x4000), _frame(UDP_BLOCKED, ihl=7),
+              _frame(UDP_BLOCKED, ethertype=b"\x86\xdd"), _frame(UDP_BLOCKED)[:36], _frame(UDP_BLOCKED)[:14],
+              _frame(UDP_BLOCKED, payload=b"y" * 1000)]
+    sim = testing.load(EXAMPLE)
+    sim.map("blocked").update(UDP_BLOCKED, {"packets": 0, "bytes": 0})
+    with kh.netns_pair("pbgxe", ip_a=IP_A, ip_b=IP_B) as pair:
+        with kh.in_netns(pair.a):
+            [res] = kl.load(obj, pin_root=pin_root, ifname=pair.veth_a)
+        mapapi.map_set(res.name, "blocked", UDP_BLOCKED, {"packets": 0, "bytes": 0}, pin_root=pin_root)
+        sc = Syscall()
+        fd = sc.obj_get(res.programs["drop_blocked_ports"].pin)
+        try:
+            for f in frames:
+                k_rv, _ = sc.prog_test_run(fd, data=f)
+                assert k_rv == sim.run("drop_blocked_ports", testing.xdp(data=f)), f
+        finally:
+            sc.close(fd)
+        got = mapapi.map_get(res.name, "blocked", UDP_BLOCKED, pin_root=pin_root)
+        assert got == sim.map("blocked").lookup(UDP_BLOCKED)
+        assert got["packets"] == 5                     # UDP, TCP, options, the first fragment, the big one
+        kl.unload(res.name, pin_root=pin_root)

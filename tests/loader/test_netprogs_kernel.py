@@ -165,6 +165,10 @@ def test_tcx_ingress_drops_and_counts_egress_counts_on_a_veth(tmp_path, pin_root
     links = {ln["name"]: ln for ln in st["objects"][0]["links"]}
     assert {n: (ln["type"], ln["attach_type"], ln["attached"]) for n, ln in links.items()} == {
         "drop_big": ("tcx", "tcx_ingress", True), "count_out": ("tcx", "tcx_egress", True)}
+    with kh.in_netns(veth.a):                  # the text status names the interface (in its namespace)
+        text = subprocess.run([sys.executable, "-m", "pybpfgen", "status", res.name, "--pin-root", pin_root],
+                              capture_output=True, text=True, cwd=REPO, timeout=120).stdout
+    assert f"-> interface {veth.veth_a} (tcx_ingress)" in text and f"-> interface {veth.veth_a} (tcx_egress)" in text
 
     # loading again (from any namespace: the interface is remembered) replaces the programs in their links
     with kh.in_netns(veth.a):
@@ -244,3 +248,33 @@ def test_interface_errors_are_one_clear_line(tmp_path, pin_root):
         assert r.returncode == 1, r
         assert r.stderr.strip().splitlines() == [f"pybpfgen: error: {message}"], r.stderr
     assert not os.listdir(pin_root) if os.path.isdir(pin_root) else True
+
+
+def test_sk_skb_legacy_prog_attach_before_sockmap_links(tmp_path, pin_root, monkeypatch):
+    """Kernels before 6.10 have no sockmap links: the parser and the verdict are attached with PROG_ATTACH to the
+    map (each on its own attach type), shown by status as legacy, replaced by the next load and detached by unload
+    (checked with PROG_QUERY on the map we hold open)."""
+    from kernel_loader import features
+    from kernel_loader.syscall import Syscall
+    monkeypatch.setenv("PYBPFGEN_LOADER_DISABLE", "sk_msg_link")
+    features.clear_cache()
+    try:
+        obj = _compile(tmp_path, "skskb", SK_SKB)
+        [res] = kl.load(obj, pin_root=pin_root)
+        assert {p.attach_mode for p in res.programs.values()} == {"legacy"}
+        links = kl.status(pin_root=pin_root, name=res.name)["objects"][0]["links"]
+        assert sorted((ln["type"], ln["attach_type"], ln["prog_id"]) for ln in links) == [
+            ("legacy", "sk_skb_stream_parser", res.programs["parser"].id),
+            ("legacy", "sk_skb_stream_verdict", res.programs["verdict"].id)]
+        sc = Syscall()
+        mfd = sc.obj_get(os.path.join(pin_root, "skskb", "maps", "socks"))
+        try:
+            [again] = kl.load(obj, pin_root=pin_root)
+            assert sc.prog_query(mfd, 4)["prog_ids"] == [again.programs["parser"].id]
+            assert sc.prog_query(mfd, 5)["prog_ids"] == [again.programs["verdict"].id]
+            kl.unload(res.name, pin_root=pin_root)
+            assert sc.prog_query(mfd, 4)["prog_ids"] == [] and sc.prog_query(mfd, 5)["prog_ids"] == []
+        finally:
+            sc.close(mfd)
+    finally:
+        features.clear_cache()
