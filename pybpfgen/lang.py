@@ -33,23 +33,8 @@ __all__ = [
     "sk_skb_stream_parser", "sk_skb_stream_verdict", "xdp", "tc_ingress", "tc_egress",
     "SockOps", "SkMsg", "SkBuff", "XdpMd",
     "bpf_printk", "atomic_add", "atomic_fetch_add", "atomic_xchg", "atomic_cmpxchg",
-    "BPF_F_NO_PREALLOC", "BPF_SK_STORAGE_GET_F_CREATE", "BPF_RB_NO_WAKEUP", "BPF_RB_FORCE_WAKEUP",
-    "BPF_SOCK_OPS_RTO_CB_FLAG", "BPF_SOCK_OPS_RETRANS_CB_FLAG", "BPF_SOCK_OPS_STATE_CB_FLAG",
-    "BPF_SOCK_OPS_RTT_CB_FLAG", "BPF_TCP_ESTABLISHED", "BPF_TCP_CLOSE", "BPF_TCP_CLOSE_WAIT",
-    "BPF_TCP_FIN_WAIT1", "BPF_TCP_LAST_ACK", "IPPROTO_TCP", "IPPROTO_MPTCP",
     "bpf_map_lookup_elem", "bpf_map_update_elem", "bpf_map_delete_elem",
     "bpf_sock_hash_update", "bpf_msg_redirect_hash",
-    "SK_PASS", "SK_DROP", "BPF_ANY", "BPF_NOEXIST", "BPF_EXIST", "BPF_F_INGRESS",
-    "AF_INET", "AF_INET6",
-    "XDP_ABORTED", "XDP_DROP", "XDP_PASS", "XDP_TX", "XDP_REDIRECT",
-    "TC_ACT_UNSPEC", "TC_ACT_OK", "TC_ACT_RECLASSIFY", "TC_ACT_SHOT", "TC_ACT_PIPE", "TC_ACT_STOLEN",
-    "TC_ACT_QUEUED", "TC_ACT_REPEAT", "TC_ACT_REDIRECT", "TC_ACT_TRAP", "TCX_NEXT", "TCX_PASS", "TCX_DROP",
-    "TCX_REDIRECT",
-    "BPF_SOCK_OPS_VOID", "BPF_SOCK_OPS_TIMEOUT_INIT", "BPF_SOCK_OPS_RWND_INIT",
-    "BPF_SOCK_OPS_TCP_CONNECT_CB", "BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB",
-    "BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB", "BPF_SOCK_OPS_NEEDS_ECN",
-    "BPF_SOCK_OPS_BASE_RTT", "BPF_SOCK_OPS_RTO_CB", "BPF_SOCK_OPS_RETRANS_CB",
-    "BPF_SOCK_OPS_STATE_CB", "BPF_SOCK_OPS_TCP_LISTEN_CB", "BPF_SOCK_OPS_RTT_CB",
 ]
 
 # ----------------------------------------------------------------- integer types
@@ -438,6 +423,47 @@ def _context(cls: _C) -> _C:
     return cls
 
 
+class View:
+    """``n`` bytes of a message or packet, proved present: what ``ctx.bytes(offset, n)`` gives after its None check
+    (docs/language.md, "Packet and message bytes"). Offsets are constants below ``n``, checked at compile time."""
+
+    def __getitem__(self, i: int) -> int:
+        """Byte ``i`` (a u8)."""
+        raise NotImplementedError("views exist in compiled programs and in pybpfgen.testing")
+
+    def __setitem__(self, i: int, value: int) -> None:
+        """Write byte ``i`` (program types that may write their packet data: sk_msg)."""
+        raise NotImplementedError("views exist in compiled programs and in pybpfgen.testing")
+
+    def u8(self, offset: int) -> int:
+        """The byte at ``offset``."""
+        raise NotImplementedError
+
+    def u16(self, offset: int) -> int:
+        """The u16 at ``offset``, in the host's byte order (``u16be``: network byte order)."""
+        raise NotImplementedError
+
+    def u32(self, offset: int) -> int:
+        """The u32 at ``offset``, in the host's byte order (``u32be``: network byte order)."""
+        raise NotImplementedError
+
+    def u64(self, offset: int) -> int:
+        """The u64 at ``offset``, in the host's byte order (``u64be``: network byte order)."""
+        raise NotImplementedError
+
+    def u16be(self, offset: int) -> int:
+        """The big-endian (network order) u16 at ``offset``."""
+        raise NotImplementedError
+
+    def u32be(self, offset: int) -> int:
+        """The big-endian (network order) u32 at ``offset``: ``0x47455420`` for ``b"GET "``."""
+        raise NotImplementedError
+
+    def u64be(self, offset: int) -> int:
+        """The big-endian (network order) u64 at ``offset``."""
+        raise NotImplementedError
+
+
 @_context
 class SockOps:
     """Context of a sock_ops program (``struct bpf_sock_ops``). Ports are in host byte order,
@@ -478,8 +504,11 @@ class SockOps:
 @_context
 class SkMsg:
     """Context of an sk_msg program (``struct sk_msg_md``). Ports are in host byte order,
-    IPv4/IPv6 addresses in network byte order."""
+    IPv4/IPv6 addresses in network byte order. ``data``/``data_end`` are packet pointers: read the message's bytes
+    with ``msg.bytes(offset, n)``."""
 
+    data: u64
+    data_end: u64
     family: u32
     remote_ip4: u32
     local_ip4: u32
@@ -489,6 +518,11 @@ class SkMsg:
     local_port: u32
     size: u32
     sk: Sock
+
+    def bytes(self, offset: int, n: int) -> Optional[View]:
+        """``n`` bytes of the message at ``offset`` from its data (after ``bpf_msg_pull_data(msg, start, end)``:
+        from byte ``start``), or None when the data ends before them. Check it for None before reading."""
+        raise NotImplementedError("views exist in compiled programs and in pybpfgen.testing")
 
 
 @_context
@@ -528,6 +562,12 @@ class SkBuff:
     gso_segs: u32
     gso_size: u32
 
+    def bytes(self, offset: int, n: int) -> Optional[View]:
+        """``n`` bytes of the packet at ``offset`` from its data (cgroup_skb: the IP header, read-only; tc: the
+        Ethernet header, sk_skb: the stream's data, both writable), or None when the linear data ends before them.
+        Check it for None before reading."""
+        raise NotImplementedError("views exist in compiled programs and in pybpfgen.testing")
+
 
 @_context
 class XdpMd:
@@ -540,6 +580,11 @@ class XdpMd:
     ingress_ifindex: u32
     rx_queue_index: u32
     egress_ifindex: u32
+
+    def bytes(self, offset: int, n: int) -> Optional[View]:
+        """``n`` bytes of the frame at ``offset`` from its data (the Ethernet header), or None when it ends before
+        them (readable and writable). Check it for None before reading."""
+        raise NotImplementedError("views exist in compiled programs and in pybpfgen.testing")
 
 
 F = TypeVar("F", bound=Callable)
@@ -681,67 +726,61 @@ def atomic_cmpxchg(place: int, expected: int, new: int) -> int:
     return _compiled_only("atomic_cmpxchg")
 
 
-# ----------------------------------------------------------------- constants (linux/bpf.h, linux/socket.h)
+# ----------------------------------------------------------------- constants
+# the kernel's constants (linux/bpf.h, linux/socket.h, linux/tcp.h, ...): one table, pybpfgen/target/constants.py
+# listed, for type checkers and editors (tests/compiler/test_constants.py checks that the lists are whole)
+from .target.constants import (  # noqa: E402
+    SK_PASS, SK_DROP, XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT, TC_ACT_UNSPEC, TC_ACT_OK,
+    TC_ACT_RECLASSIFY, TC_ACT_SHOT, TC_ACT_PIPE, TC_ACT_STOLEN, TC_ACT_QUEUED, TC_ACT_REPEAT, TC_ACT_REDIRECT,
+    TC_ACT_TRAP, TCX_NEXT, TCX_PASS, TCX_DROP, TCX_REDIRECT, BPF_ANY, BPF_NOEXIST, BPF_EXIST, BPF_F_INGRESS, BPF_F_NO_PREALLOC, BPF_SK_STORAGE_GET_F_CREATE, BPF_RB_NO_WAKEUP,
+    BPF_RB_FORCE_WAKEUP, BPF_SOCK_OPS_VOID, BPF_SOCK_OPS_TIMEOUT_INIT, BPF_SOCK_OPS_RWND_INIT,
+    BPF_SOCK_OPS_TCP_CONNECT_CB, BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB,
+    BPF_SOCK_OPS_NEEDS_ECN, BPF_SOCK_OPS_BASE_RTT, BPF_SOCK_OPS_RTO_CB, BPF_SOCK_OPS_RETRANS_CB,
+    BPF_SOCK_OPS_STATE_CB, BPF_SOCK_OPS_TCP_LISTEN_CB, BPF_SOCK_OPS_RTT_CB, BPF_SOCK_OPS_PARSE_HDR_OPT_CB,
+    BPF_SOCK_OPS_HDR_OPT_LEN_CB, BPF_SOCK_OPS_WRITE_HDR_OPT_CB, BPF_SOCK_OPS_TSTAMP_SCHED_CB,
+    BPF_SOCK_OPS_TSTAMP_SND_SW_CB, BPF_SOCK_OPS_TSTAMP_SND_HW_CB, BPF_SOCK_OPS_TSTAMP_ACK_CB,
+    BPF_SOCK_OPS_TSTAMP_SENDMSG_CB, BPF_SOCK_OPS_RTO_CB_FLAG, BPF_SOCK_OPS_RETRANS_CB_FLAG,
+    BPF_SOCK_OPS_STATE_CB_FLAG, BPF_SOCK_OPS_RTT_CB_FLAG, BPF_SOCK_OPS_PARSE_ALL_HDR_OPT_CB_FLAG,
+    BPF_SOCK_OPS_PARSE_UNKNOWN_HDR_OPT_CB_FLAG, BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG, BPF_SOCK_OPS_ALL_CB_FLAGS,
+    BPF_TCP_ESTABLISHED, BPF_TCP_SYN_SENT, BPF_TCP_SYN_RECV, BPF_TCP_FIN_WAIT1, BPF_TCP_FIN_WAIT2,
+    BPF_TCP_TIME_WAIT, BPF_TCP_CLOSE, BPF_TCP_CLOSE_WAIT, BPF_TCP_LAST_ACK, BPF_TCP_LISTEN, BPF_TCP_CLOSING,
+    BPF_TCP_NEW_SYN_RECV, BPF_TCP_BOUND_INACTIVE, AF_UNSPEC, AF_UNIX, AF_INET, AF_INET6, AF_NETLINK, AF_PACKET,
+    AF_VSOCK, AF_XDP, IPPROTO_IP, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_IPV6, IPPROTO_ICMPV6,
+    IPPROTO_MPTCP, SOL_IP, SOL_SOCKET, SOL_TCP, SOL_IPV6, SO_REUSEADDR, SO_SNDBUF, SO_RCVBUF, SO_KEEPALIVE,
+    SO_PRIORITY, SO_REUSEPORT, SO_RCVLOWAT, SO_BINDTODEVICE, SO_MARK, SO_MAX_PACING_RATE, SO_BINDTOIFINDEX,
+    SO_TXREHASH, TCP_NODELAY, TCP_MAXSEG, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_SYNCNT,
+    TCP_WINDOW_CLAMP, TCP_CONGESTION, TCP_THIN_LINEAR_TIMEOUTS, TCP_USER_TIMEOUT, TCP_NOTSENT_LOWAT,
+    TCP_SAVE_SYN, TCP_BPF_IW, TCP_BPF_SNDCWND_CLAMP, TCP_BPF_DELACK_MAX, TCP_BPF_RTO_MIN,
+    TCP_BPF_SOCK_OPS_CB_FLAGS, TCP_CA_NAME_MAX, IP_TOS, IPV6_TCLASS, IPV6_AUTOFLOWLABEL,
+)
 
-SK_DROP = 0
-SK_PASS = 1
-# XDP program return values (enum xdp_action)
-XDP_ABORTED = 0
-XDP_DROP = 1
-XDP_PASS = 2
-XDP_TX = 3
-XDP_REDIRECT = 4
-# tc program return values (linux/pkt_cls.h TC_ACT_*; tcx: TCX_NEXT -1, TCX_PASS 0, TCX_DROP 2, TCX_REDIRECT 7)
-TC_ACT_UNSPEC = -1
-TC_ACT_OK = 0
-TC_ACT_RECLASSIFY = 1
-TC_ACT_SHOT = 2
-TC_ACT_PIPE = 3
-TC_ACT_STOLEN = 4
-TC_ACT_QUEUED = 5
-TC_ACT_REPEAT = 6
-TC_ACT_REDIRECT = 7
-TC_ACT_TRAP = 8
-TCX_NEXT = -1
-TCX_PASS = 0
-TCX_DROP = 2
-TCX_REDIRECT = 7
-BPF_ANY = 0
-BPF_NOEXIST = 1
-BPF_EXIST = 2
-BPF_F_INGRESS = 1
-AF_INET = 2
-AF_INET6 = 10
-
-BPF_SOCK_OPS_VOID = 0
-BPF_SOCK_OPS_TIMEOUT_INIT = 1
-BPF_SOCK_OPS_RWND_INIT = 2
-BPF_SOCK_OPS_TCP_CONNECT_CB = 3
-BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB = 4
-BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB = 5
-BPF_SOCK_OPS_NEEDS_ECN = 6
-BPF_SOCK_OPS_BASE_RTT = 7
-BPF_SOCK_OPS_RTO_CB = 8
-BPF_SOCK_OPS_RETRANS_CB = 9
-BPF_SOCK_OPS_STATE_CB = 10
-BPF_SOCK_OPS_TCP_LISTEN_CB = 11
-BPF_SOCK_OPS_RTT_CB = 12
-
-BPF_F_NO_PREALLOC = 1
-BPF_SK_STORAGE_GET_F_CREATE = 1
-BPF_RB_NO_WAKEUP = 1
-BPF_RB_FORCE_WAKEUP = 2
-BPF_SOCK_OPS_RTO_CB_FLAG = 1
-BPF_SOCK_OPS_RETRANS_CB_FLAG = 2
-BPF_SOCK_OPS_STATE_CB_FLAG = 4
-BPF_SOCK_OPS_RTT_CB_FLAG = 8
-BPF_TCP_ESTABLISHED = 1
-BPF_TCP_FIN_WAIT1 = 4
-BPF_TCP_CLOSE = 7
-BPF_TCP_CLOSE_WAIT = 8
-BPF_TCP_LAST_ACK = 9
-IPPROTO_TCP = 6
-IPPROTO_MPTCP = 262
+__all__ += [
+    "SK_PASS", "SK_DROP", "XDP_ABORTED", "XDP_DROP", "XDP_PASS", "XDP_TX", "XDP_REDIRECT", "TC_ACT_UNSPEC",
+    "TC_ACT_OK", "TC_ACT_RECLASSIFY", "TC_ACT_SHOT", "TC_ACT_PIPE", "TC_ACT_STOLEN", "TC_ACT_QUEUED",
+    "TC_ACT_REPEAT", "TC_ACT_REDIRECT", "TC_ACT_TRAP", "TCX_NEXT", "TCX_PASS", "TCX_DROP", "TCX_REDIRECT", "BPF_ANY", "BPF_NOEXIST", "BPF_EXIST", "BPF_F_INGRESS",
+    "BPF_F_NO_PREALLOC", "BPF_SK_STORAGE_GET_F_CREATE", "BPF_RB_NO_WAKEUP", "BPF_RB_FORCE_WAKEUP", "BPF_SOCK_OPS_VOID",
+    "BPF_SOCK_OPS_TIMEOUT_INIT", "BPF_SOCK_OPS_RWND_INIT", "BPF_SOCK_OPS_TCP_CONNECT_CB",
+    "BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB", "BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB", "BPF_SOCK_OPS_NEEDS_ECN",
+    "BPF_SOCK_OPS_BASE_RTT", "BPF_SOCK_OPS_RTO_CB", "BPF_SOCK_OPS_RETRANS_CB", "BPF_SOCK_OPS_STATE_CB",
+    "BPF_SOCK_OPS_TCP_LISTEN_CB", "BPF_SOCK_OPS_RTT_CB", "BPF_SOCK_OPS_PARSE_HDR_OPT_CB",
+    "BPF_SOCK_OPS_HDR_OPT_LEN_CB", "BPF_SOCK_OPS_WRITE_HDR_OPT_CB", "BPF_SOCK_OPS_TSTAMP_SCHED_CB",
+    "BPF_SOCK_OPS_TSTAMP_SND_SW_CB", "BPF_SOCK_OPS_TSTAMP_SND_HW_CB", "BPF_SOCK_OPS_TSTAMP_ACK_CB",
+    "BPF_SOCK_OPS_TSTAMP_SENDMSG_CB", "BPF_SOCK_OPS_RTO_CB_FLAG", "BPF_SOCK_OPS_RETRANS_CB_FLAG",
+    "BPF_SOCK_OPS_STATE_CB_FLAG", "BPF_SOCK_OPS_RTT_CB_FLAG", "BPF_SOCK_OPS_PARSE_ALL_HDR_OPT_CB_FLAG",
+    "BPF_SOCK_OPS_PARSE_UNKNOWN_HDR_OPT_CB_FLAG", "BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG",
+    "BPF_SOCK_OPS_ALL_CB_FLAGS", "BPF_TCP_ESTABLISHED", "BPF_TCP_SYN_SENT", "BPF_TCP_SYN_RECV",
+    "BPF_TCP_FIN_WAIT1", "BPF_TCP_FIN_WAIT2", "BPF_TCP_TIME_WAIT", "BPF_TCP_CLOSE", "BPF_TCP_CLOSE_WAIT",
+    "BPF_TCP_LAST_ACK", "BPF_TCP_LISTEN", "BPF_TCP_CLOSING", "BPF_TCP_NEW_SYN_RECV", "BPF_TCP_BOUND_INACTIVE",
+    "AF_UNSPEC", "AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK", "AF_PACKET", "AF_VSOCK", "AF_XDP",
+    "IPPROTO_IP", "IPPROTO_ICMP", "IPPROTO_TCP", "IPPROTO_UDP", "IPPROTO_IPV6", "IPPROTO_ICMPV6",
+    "IPPROTO_MPTCP", "SOL_IP", "SOL_SOCKET", "SOL_TCP", "SOL_IPV6", "SO_REUSEADDR", "SO_SNDBUF", "SO_RCVBUF",
+    "SO_KEEPALIVE", "SO_PRIORITY", "SO_REUSEPORT", "SO_RCVLOWAT", "SO_BINDTODEVICE", "SO_MARK",
+    "SO_MAX_PACING_RATE", "SO_BINDTOIFINDEX", "SO_TXREHASH", "TCP_NODELAY", "TCP_MAXSEG", "TCP_KEEPIDLE",
+    "TCP_KEEPINTVL", "TCP_KEEPCNT", "TCP_SYNCNT", "TCP_WINDOW_CLAMP", "TCP_CONGESTION",
+    "TCP_THIN_LINEAR_TIMEOUTS", "TCP_USER_TIMEOUT", "TCP_NOTSENT_LOWAT", "TCP_SAVE_SYN", "TCP_BPF_IW",
+    "TCP_BPF_SNDCWND_CLAMP", "TCP_BPF_DELACK_MAX", "TCP_BPF_RTO_MIN", "TCP_BPF_SOCK_OPS_CB_FLAGS",
+    "TCP_CA_NAME_MAX", "IP_TOS", "IPV6_TCLASS", "IPV6_AUTOFLOWLABEL",
+]
 
 # one function per kernel helper, generated from the UAPI (pybpfgen/lang_helpers.py). Listed explicitly so
 # that type checkers and editors see them; tests/compiler/test_helpers_table.py keeps the list in sync.
@@ -765,6 +804,7 @@ from .lang_helpers import (  # noqa: E402
     bpf_redirect as bpf_redirect,
     bpf_get_route_realm as bpf_get_route_realm,
     bpf_perf_event_output as bpf_perf_event_output,
+    bpf_skb_load_bytes as bpf_skb_load_bytes,
     bpf_get_stackid as bpf_get_stackid,
     bpf_skb_get_tunnel_opt as bpf_skb_get_tunnel_opt,
     bpf_skb_set_tunnel_opt as bpf_skb_set_tunnel_opt,
@@ -783,11 +823,13 @@ from .lang_helpers import (  # noqa: E402
     bpf_get_socket_cookie as bpf_get_socket_cookie,
     bpf_get_socket_uid as bpf_get_socket_uid,
     bpf_set_hash as bpf_set_hash,
+    bpf_setsockopt as bpf_setsockopt,
     bpf_skb_adjust_room as bpf_skb_adjust_room,
     bpf_redirect_map as bpf_redirect_map,
     bpf_sk_redirect_map as bpf_sk_redirect_map,
     bpf_sock_map_update as bpf_sock_map_update,
     bpf_xdp_adjust_meta as bpf_xdp_adjust_meta,
+    bpf_getsockopt as bpf_getsockopt,
     bpf_sock_ops_cb_flags_set as bpf_sock_ops_cb_flags_set,
     bpf_msg_redirect_map as bpf_msg_redirect_map,
     bpf_msg_apply_bytes as bpf_msg_apply_bytes,
@@ -795,6 +837,7 @@ from .lang_helpers import (  # noqa: E402
     bpf_msg_pull_data as bpf_msg_pull_data,
     bpf_xdp_adjust_tail as bpf_xdp_adjust_tail,
     bpf_get_stack as bpf_get_stack,
+    bpf_skb_load_bytes_relative as bpf_skb_load_bytes_relative,
     bpf_sk_redirect_hash as bpf_sk_redirect_hash,
     bpf_skb_cgroup_id as bpf_skb_cgroup_id,
     bpf_get_current_cgroup_id as bpf_get_current_cgroup_id,
@@ -859,6 +902,7 @@ __all__ += [
     'bpf_redirect',
     'bpf_get_route_realm',
     'bpf_perf_event_output',
+    'bpf_skb_load_bytes',
     'bpf_get_stackid',
     'bpf_skb_get_tunnel_opt',
     'bpf_skb_set_tunnel_opt',
@@ -877,11 +921,13 @@ __all__ += [
     'bpf_get_socket_cookie',
     'bpf_get_socket_uid',
     'bpf_set_hash',
+    'bpf_setsockopt',
     'bpf_skb_adjust_room',
     'bpf_redirect_map',
     'bpf_sk_redirect_map',
     'bpf_sock_map_update',
     'bpf_xdp_adjust_meta',
+    'bpf_getsockopt',
     'bpf_sock_ops_cb_flags_set',
     'bpf_msg_redirect_map',
     'bpf_msg_apply_bytes',
@@ -889,6 +935,7 @@ __all__ += [
     'bpf_msg_pull_data',
     'bpf_xdp_adjust_tail',
     'bpf_get_stack',
+    'bpf_skb_load_bytes_relative',
     'bpf_sk_redirect_hash',
     'bpf_skb_cgroup_id',
     'bpf_get_current_cgroup_id',

@@ -354,6 +354,21 @@ def bpf_perf_event_output(ctx: Any, map: Any, flags: int, data: Any) -> int:
 bpf_perf_event_output.__bpf_helper__ = 'perf_event_output'  # type: ignore[attr-defined]
 
 
+def bpf_skb_load_bytes(skb: Any, offset: int, to: Any, len: int) -> int:
+    """``long bpf_skb_load_bytes(const void *skb, u32 offset, void *to, u32 len)`` (helper 26)
+
+    This helper was provided as an easy way to load data from a packet. It can be used to load len
+    bytes from offset from the packet associated to skb, into the buffer pointed by to.
+
+    Program types: socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, tc_ingress, tc_egress.
+    Arguments (pybpfgen kinds): skb (ctx), offset (u64), to (buf), len (len).
+    """
+    return _simulate('skb_load_bytes', skb, offset, to, len)
+
+
+bpf_skb_load_bytes.__bpf_helper__ = 'skb_load_bytes'  # type: ignore[attr-defined]
+
+
 def bpf_get_stackid(ctx: Any, map: Any, flags: int = 0) -> int:
     """``long bpf_get_stackid(void *ctx, struct bpf_map *map, u64 flags)`` (helper 27)
 
@@ -626,6 +641,23 @@ def bpf_set_hash(skb: Any, hash: int) -> int:
 bpf_set_hash.__bpf_helper__ = 'set_hash'  # type: ignore[attr-defined]
 
 
+def bpf_setsockopt(bpf_socket: Any, level: int, optname: int, optval: int | str) -> int:
+    """``long bpf_setsockopt(void *bpf_socket, int level, int optname, void *optval, int optlen)`` (helper 49)
+
+    Emulate a call to setsockopt() on the socket associated to bpf_socket, which must be a full
+    socket. The level at which the option resides and the name optname of the option must be
+    specified, see setsockopt(2) for more information. The option value of length optlen is pointed
+    by optval.
+
+    Program types: sock_ops.
+    Arguments (pybpfgen kinds): bpf_socket (bpf_socket), level (u64), optname (u64), optval (optval).
+    """
+    return _simulate('setsockopt', bpf_socket, level, optname, optval)
+
+
+bpf_setsockopt.__bpf_helper__ = 'setsockopt'  # type: ignore[attr-defined]
+
+
 def bpf_skb_adjust_room(skb: Any, len_diff: int, mode: int, flags: int = 0) -> int:
     """``long bpf_skb_adjust_room(struct sk_buff *skb, s32 len_diff, u32 mode, u64 flags)`` (helper 50)
 
@@ -701,6 +733,24 @@ def bpf_xdp_adjust_meta(xdp_md: Any, delta: int) -> int:
 
 
 bpf_xdp_adjust_meta.__bpf_helper__ = 'xdp_adjust_meta'  # type: ignore[attr-defined]
+
+
+def bpf_getsockopt(bpf_socket: Any, level: int, optname: int) -> Optional[Any]:
+    """``long bpf_getsockopt(void *bpf_socket, int level, int optname, void *optval, int optlen)`` (helper 57)
+
+    Emulate a call to getsockopt() on the socket associated to bpf_socket, which must be a full
+    socket. The level at which the option resides and the name optname of the option must be
+    specified, see getsockopt(2) for more information. The retrieved value is stored in the
+    structure pointed by opval and of length optlen.
+
+    Program types: sock_ops.
+    Arguments (pybpfgen kinds): bpf_socket (bpf_socket), level (u64), optname (u64).
+    Returns the option's value (``Optional[Ref[...]]``: None when the call fails; see docs/language.md).
+    """
+    return _simulate('getsockopt', bpf_socket, level, optname)
+
+
+bpf_getsockopt.__bpf_helper__ = 'getsockopt'  # type: ignore[attr-defined]
 
 
 def bpf_sock_ops_cb_flags_set(bpf_sock: Any, argval: int) -> int:
@@ -809,6 +859,23 @@ def bpf_get_stack(ctx: Any, buf: Any, flags: int = 0) -> int:
 
 
 bpf_get_stack.__bpf_helper__ = 'get_stack'  # type: ignore[attr-defined]
+
+
+def bpf_skb_load_bytes_relative(skb: Any, offset: int, to: Any, len: int, start_header: int) -> int:
+    """``long bpf_skb_load_bytes_relative(const void *skb, u32 offset, void *to, u32 len, u32 start_header)`` (helper 68)
+
+    This helper is similar to bpf_skb_load_bytes () in that it provides an easy way to load len
+    bytes from offset from the packet associated to skb, into the buffer pointed by to. The
+    difference to bpf_skb_load_bytes () is that a fifth argument start_header exists in order to
+    select a base offset to start from.
+
+    Program types: socket_filter, cgroup_skb_ingress, cgroup_skb_egress, tc_ingress, tc_egress.
+    Arguments (pybpfgen kinds): skb (ctx), offset (u64), to (buf), len (len), start_header (u64).
+    """
+    return _simulate('skb_load_bytes_relative', skb, offset, to, len, start_header)
+
+
+bpf_skb_load_bytes_relative.__bpf_helper__ = 'skb_load_bytes_relative'  # type: ignore[attr-defined]
 
 
 def bpf_sock_hash_update(skops: Any, map: Any, key: Any, flags: int = 0) -> int:
@@ -1471,6 +1538,7 @@ __all__ = [
     'bpf_redirect',
     'bpf_get_route_realm',
     'bpf_perf_event_output',
+    'bpf_skb_load_bytes',
     'bpf_get_stackid',
     'bpf_skb_get_tunnel_opt',
     'bpf_skb_set_tunnel_opt',
@@ -1489,11 +1557,13 @@ __all__ = [
     'bpf_get_socket_cookie',
     'bpf_get_socket_uid',
     'bpf_set_hash',
+    'bpf_setsockopt',
     'bpf_skb_adjust_room',
     'bpf_redirect_map',
     'bpf_sk_redirect_map',
     'bpf_sock_map_update',
     'bpf_xdp_adjust_meta',
+    'bpf_getsockopt',
     'bpf_sock_ops_cb_flags_set',
     'bpf_msg_redirect_map',
     'bpf_msg_apply_bytes',
@@ -1501,6 +1571,7 @@ __all__ = [
     'bpf_msg_pull_data',
     'bpf_xdp_adjust_tail',
     'bpf_get_stack',
+    'bpf_skb_load_bytes_relative',
     'bpf_sk_redirect_hash',
     'bpf_skb_cgroup_id',
     'bpf_get_current_cgroup_id',

@@ -34,15 +34,21 @@ from .diagnostics import CompileError
 from .frontend.module import parse_module
 from .ir import nodes as N
 from .ir import semantics
+from . import simpackets
 from .ir import types as T
+from .target import sockopts as SOCKOPTS
 from .target.contexts import SOCK
 from .target.maps import BY_KIND as MAP_KINDS
 from .target.progtypes import PROG_TYPES
 
-__all__ = ["load", "Module", "Context", "Socket", "context", "sock_ops", "sk_msg", "skb", "cgroup_skb", "xdp", "tc",
-           "sk_skb", "SimMap", "encode", "decode", "NotSimulated"]
+__all__ = ["load", "Module", "Context", "Socket", "sock_ops", "sk_msg", "skb", "cgroup_skb", "xdp", "tc", "sk_skb",
+           "context", "SimMap", "SimulationError", "NotSimulated", "encode", "decode"]
 
 SK_PASS, SK_DROP = 1, 0
+
+
+class SimulationError(Exception):
+    """A program did something the simulation cannot answer (the message says what to give it)."""
 ENOENT, EEXIST, E2BIG = 2, 17, 7
 
 
@@ -111,6 +117,8 @@ class Socket:
     def __init__(self, cookie: int | None = None, **fields: Any):
         self.cookie = next(_cookies) if cookie is None else cookie
         self.storage: dict[str, bytearray] = {}  # SkStorage map name -> this socket's value (bytes)
+        # its options as bpf_setsockopt left them and bpf_getsockopt reads them: (level, optname) -> int or name
+        self.sockopts: dict[tuple[int, int], int | str] = {}
         self.closed = False
         # what programs read through the pointer (struct bpf_sock): ports in host order, IPv4 addresses as the
         # kernel's u32 (network order), IPv6 addresses as 4 such words
@@ -134,10 +142,9 @@ class Socket:
 class Context:
     """A program context: the kernel's struct as bytes, plus what helpers record."""
 
-    def __init__(self, progtype: str, data: bytes, **attrs: Any):
+    def __init__(self, progtype: str, mem: bytes, **attrs: Any):
         self.progtype = progtype
-        self.mem = bytearray(data)
-        self.frame = bytearray()  # a packet program's packet (``data=``; testing.xdp, tc, sk_skb, context)
+        self.mem = bytearray(mem)  # the context struct
         self.redirect: tuple | None = None  # (map name, key bytes, flags) after msg_redirect_*
         self.cb_flags: int | None = None
         sock = attrs.get("socket")
@@ -147,9 +154,20 @@ class Context:
         # full socket)
         self.socket = attrs.pop("socket", None) or Socket(self.cookie)
         self.sk: Socket | None = attrs.pop("sk", self.socket if isinstance(self.socket, Socket) else Socket(self.cookie))
+        # the packet or message bytes (``data=``): what ctx.bytes() views and the data helpers read
+        self.payload = simpackets.Payload(attrs.pop("data", b""), attrs.pop("linear", None))
+        # sockopts={(SOL_TCP, TCP_MAXSEG): 1400}: options of the socket that bpf_getsockopt reads (kept on the
+        # testing.Socket: per simulated socket; on the context when a test gives another object as its socket)
+        self._sockopts = self.socket.sockopts if isinstance(self.socket, Socket) else {}
+        self._sockopts.update(attrs.pop("sockopts", {}))
         self.printk: list[str] = []
         for k, v in attrs.items():
             setattr(self, k, v)
+
+    @property
+    def sockopts(self) -> dict[tuple[int, int], int | str]:
+        """The options of the context's socket (:attr:`Socket.sockopts`)."""
+        return self._sockopts
 
     def field(self, name: str) -> int:
         f = PROG_TYPES[self.progtype].fields[name]
@@ -170,6 +188,10 @@ CONTEXT_INPUTS: dict[str, str] = {
     "socket": "what a sockmap/sockhash stores for this context",
     "cgroup_id": "what bpf_skb_cgroup_id / bpf_get_current_cgroup_id return",
     "pid_tgid": "what bpf_get_current_pid_tgid returns",
+    "sk": "the context's socket (`ctx.sk`): None for a sock_ops callback without a full socket",
+    "data": "the packet's or message's bytes",
+    "linear": "how many of the packet's bytes are directly readable",
+    "sockopts": "the socket's options, as bpf_getsockopt reads them",
 }
 
 
@@ -191,6 +213,11 @@ def _ctx(progtype: str, values: dict) -> Context:
     assert pt.context is not None  # the kernel's context structs (syscall contexts are user Structs)
     mem = bytearray(pt.context.size)
     extra = {}
+    data = values.get("data")
+    if isinstance(data, (bytes, bytearray)):  # the message's size / the packet's length follow its bytes
+        for length in ("size", "len"):
+            if length in fields and length not in values:
+                values = {**values, length: len(data)}
     for k, v in values.items():
         f = fields.get(k)
         if f is None or T.is_sock(f.type):  # a socket pointer is the Context's `sk`, not bytes
@@ -207,51 +234,57 @@ def _ctx(progtype: str, values: dict) -> Context:
     return Context(progtype, bytes(mem), **extra)
 
 
-def context(progtype: str, **fields: Any) -> Context:
-    """The context of any program type of ``target/progtypes.py`` whose context is a kernel struct
-    (``context("sock_ops", op=4)`` is ``sock_ops(op=4)``). Unknown fields are a TypeError."""
-    pt = PROG_TYPES.get(progtype)
-    if pt is None or pt.context is None:
-        known = ", ".join(n for n, p in PROG_TYPES.items() if p.context is not None)
-        raise ValueError(f"no kernel context for program type {progtype!r}; one of: {known}")
-    if "data" in fields:  # the packet of a packet program
-        return _with_frame(progtype, fields, "len" in pt.fields)
-    return _ctx(progtype, fields)
-
-
 def sock_ops(**fields: Any) -> Context:
     """A ``struct bpf_sock_ops`` context. Give ports in host byte order (as programs see them) and
     IPv4 addresses as the kernel's u32 (network byte order): 127.0.0.1 is ``0x0100007F``.
     Also ``cookie=``, ``netns_cookie=``, ``socket=`` (a :class:`Socket`; a new one by default) for the helpers;
-    ``ctx.sk`` is that socket, or None with ``sk=None`` (a request socket, not a full one)."""
+    ``ctx.sk`` is that socket, or None with ``sk=None`` (a request socket, not a full one). ``sockopts=`` (a dict
+    ``{(SOL_TCP, TCP_NODELAY): 1, (SOL_TCP, TCP_CONGESTION): "cubic"}``) gives the socket's options, which
+    bpf_getsockopt reads and bpf_setsockopt changes (read them after a run in ``ctx.sockopts``)."""
     return _ctx("sock_ops", fields)
 
 
 def sk_msg(**fields: Any) -> Context:
-    """A ``struct sk_msg_md`` context (see :func:`sock_ops` for the conventions); ``msg.sk`` is its ``socket=``."""
+    """A ``struct sk_msg_md`` context (see :func:`sock_ops` for the conventions); ``msg.sk`` is its ``socket=``.
+    ``data=b"..."``: the message's bytes (``size`` follows unless given); ``linear=N``: only its first N bytes are
+    between ``data`` and ``data_end`` until ``bpf_msg_pull_data`` (pybpfgen/simpackets.py)."""
     return _ctx("sk_msg", fields)
 
 
 def skb(**fields: Any) -> Context:
-    """A ``struct __sk_buff`` context for socket_filter programs."""
+    """A ``struct __sk_buff`` context for socket_filter programs; ``data=b"..."``: the packet's bytes (what
+    ``bpf_skb_load_bytes`` reads; ``len`` follows unless given)."""
     return _ctx("socket_filter", fields)
+
+
+def context(progtype: str, **fields: Any) -> Context:
+    """A context for a program of any type of the table (``testing.context("xdp", data=frame)``,
+    ``testing.context("tc_ingress", data=frame, len=60)``), with the conventions of :func:`sock_ops`; ``data=``
+    gives its packet bytes (pybpfgen/simpackets.py)."""
+    if progtype not in PROG_TYPES or PROG_TYPES[progtype].context is None:
+        raise ValueError(f"no program type {progtype!r} with a kernel context; one of: "
+                         + ", ".join(p.name for p in PROG_TYPES.values() if p.context is not None))
+    return _ctx(progtype, fields)
 
 
 def cgroup_skb(direction: str = "egress", **fields: Any) -> Context:
     """A ``struct __sk_buff`` context for cgroup_skb programs (``direction``: "ingress" or "egress"); they may
-    also read the packet's socket (family, addresses, ports). ``cgroup_id=N``: what bpf_skb_cgroup_id returns."""
+    also read the packet's socket (family, addresses, ports). ``cgroup_id=N``: what bpf_skb_cgroup_id returns;
+    ``data=b"..."``: the packet from its IP header on (``skb.bytes()``, ``bpf_skb_load_bytes``; ``len`` follows
+    unless given), ``linear=N``: only its first N bytes are directly readable."""
     if direction not in ("ingress", "egress"):
         raise ValueError(f"direction is 'ingress' or 'egress', not {direction!r}")
     return _ctx(f"cgroup_skb_{direction}", fields)
 
 
 def _with_frame(progtype: str, fields: dict, len_field: bool) -> Context:
-    """A context whose packet is ``data=`` (bytes): kept as ``ctx.frame``; ``len`` follows it unless given."""
+    """A context whose packet is ``data=`` (bytes): its payload (what views read, pybpfgen/simpackets.py), also
+    ``ctx.frame`` (the same bytearray: what the xdp helpers read and write); ``len`` follows it unless given."""
     frame = bytes(fields.pop("data", b""))
     if len_field:
         fields.setdefault("len", len(frame))
-    ctx = _ctx(progtype, fields)
-    ctx.frame = bytearray(frame)
+    ctx = _ctx(progtype, {**fields, "data": frame})
+    ctx.frame = ctx.payload.buf  # type: ignore[attr-defined]
     return ctx
 
 
@@ -568,6 +601,11 @@ class _Frame:
             raise NotImplementedError(type(s).__name__)
 
     def store(self, target: N.Expr, value: N.Expr) -> None:
+        if isinstance(target, N.PacketLoad):
+            p = self.value(target.view)
+            assert isinstance(target.type, T.IntT)
+            simpackets.store(p.buf, p.off + target.offset, target.type.bits, target.big_endian, self.value(value))
+            return
         if isinstance(target, N.CtxLoad):
             f = target.field
             self.ctx_mem(target.ctx)[f.offset:f.offset + 4] = (self.value(value) & 0xFFFFFFFF).to_bytes(4, "little")
@@ -692,6 +730,14 @@ class _Frame:
             return (p is not None) if e.negate else (p is None)
         if isinstance(e, N.HelperCall):
             return self.helper(e)
+        if isinstance(e, N.PacketView):
+            payload = self.vals[e.ctx].payload
+            at = payload.view(self.value(e.offset), e.n)
+            return None if at is None else Ptr(payload.buf, at)
+        if isinstance(e, N.PacketLoad):
+            p = self.value(e.view)
+            assert isinstance(t, T.IntT)
+            return simpackets.load(p.buf, p.off + e.offset, t.bits, e.big_endian)
         if isinstance(e, N.Call):
             return self.call(e)
         if isinstance(e, (N.AtomicRMW, N.AtomicCmpXchg)):
@@ -807,6 +853,20 @@ class _Frame:
         if name == "sock_ops_cb_flags_set":
             self.value(args[0]).cb_flags = self.value(args[1])
             return 0
+        if name in ("msg_pull_data", "msg_push_data", "msg_pop_data"):
+            return getattr(simpackets, name)(self.value(args[0]), *(self.value(a) for a in args[1:]))
+        if name == "skb_load_bytes":
+            buf = args[2]
+            assert isinstance(buf, N.AddrOf)
+            skb, offset, length = self.value(args[0]), self.value(args[1]), self.value(args[3])
+            place = buf.value
+            if isinstance(place, N.VarRef) and not T.is_memory(place.type):  # an integer local: held as an int
+                tmp = bytearray(place.type.size)
+                rc = simpackets.skb_load_bytes(skb, offset, tmp, 0, length)
+                self.vals[place.var] = decode(place.type, tmp)
+                return rc
+            to = self.address(place)
+            return simpackets.skb_load_bytes(skb, offset, to.buf, to.off, length)
         if name in ("msg_apply_bytes", "msg_cork_bytes"):
             setattr(self.value(args[0]), name[4:], self.value(args[1]))
             return 0
@@ -816,6 +876,8 @@ class _Frame:
             return getattr(self.ctx_obj, "cgroup_id", 0)
         if name == "skb_cgroup_id":  # the cgroup of the packet's socket: testing.cgroup_skb(..., cgroup_id=N)
             return getattr(self.value(args[0]), "cgroup_id", 0)
+        if name in ("setsockopt", "getsockopt"):
+            return self.sockopt(e)
         if name in ("xdp_load_bytes", "xdp_store_bytes"):  # (ctx, offset, buf): the frame of testing.xdp(data=...)
             frame = self.value(args[0]).frame
             off, buf = self.value(args[1]), args[2]
@@ -833,6 +895,31 @@ class _Frame:
             return len(self.value(args[0]).frame)
         raise NotSimulated(f"{e.loc}: bpf_{name} is not simulated by pybpfgen.testing; test this path on the "
                            "kernel (pybpfgen load, or BPF_PROG_TEST_RUN)")
+
+    def sockopt(self, e: N.HelperCall) -> Any:
+        """bpf_setsockopt records the value in the context's ``sockopts``; bpf_getsockopt reads it back (the
+        compiler has checked the option and the value's type)."""
+        ctx, level, optname = self.value(e.args[0]), self.value(e.args[1]), self.value(e.args[2])
+        key = (level, optname)
+        if e.helper.name == "setsockopt":
+            a = e.args[3]
+            if isinstance(a, N.FormatString):  # a name: TCP_CONGESTION
+                ctx.sockopts[key] = a.data[:-1].decode()
+            else:
+                assert isinstance(a, N.AddrOf)  # an int option's value (frontend/helper_calls.py)
+                ctx.sockopts[key] = self.value(a.value)
+            return 0
+        o = SOCKOPTS.lookup(level, optname)
+        assert o is not None and isinstance(e.type, T.OptRefT)  # the compiler checked the option
+        if key not in ctx.sockopts:
+            raise SimulationError(
+                f"bpf_getsockopt({SOCKOPTS.LEVELS[level]}, {o.name}): the simulated socket has no value for "
+                f"{o.name}; give one: testing.{ctx.progtype}(..., sockopts={{({SOCKOPTS.LEVELS[level]}, {o.name}): "
+                f"{'1' if o.kind == 'int' else repr('cubic')}}})")
+        v = ctx.sockopts[key]
+        if o.kind == "str":
+            return Ptr(bytearray(str(v).encode()[:o.size - 1].ljust(o.size, b"\0")))
+        return Ptr(bytearray(encode(e.type.target, v)))
 
 
 def load(path: str) -> Module:

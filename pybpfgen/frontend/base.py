@@ -40,6 +40,7 @@ class CheckerBase:
     reserve_lines: dict[N.Var, int]
     release_lines: dict[N.Var, int]
     reported: set[N.Var]
+    stale_why: dict[N.Var, str]  # packet view -> the call that made it stale
 
     # ------------------------------------------------------------ body.BodyChecker
     @abstractmethod
@@ -66,6 +67,9 @@ class CheckerBase:
 
     @abstractmethod
     def index(self, node: ast.Subscript) -> N.Expr: ...
+
+    @abstractmethod
+    def bounded(self, idx: N.Expr, n: int) -> bool: ...
 
     @abstractmethod
     def array_literal(self, node: ast.List | ast.Tuple, t: T.ArrayT) -> N.Expr: ...
@@ -145,6 +149,40 @@ class CheckerBase:
 
     @abstractmethod
     def reservation_attribute(self, base: N.Expr, node: ast.Attribute) -> N.Expr | None: ...
+
+    # ------------------------------------------------------------ packets.Packets
+    @abstractmethod
+    def ctx_method(self, f: ast.Attribute, node: ast.Call, ctx: N.Var) -> N.Expr: ...
+
+    @abstractmethod
+    def view_index(self, v: N.Expr, node: ast.Subscript) -> N.Expr: ...
+
+    @abstractmethod
+    def view_method(self, var: N.Var, node: ast.Call) -> N.Expr: ...
+
+    @abstractmethod
+    def view_store_target(self, e: N.PacketLoad, node: ast.AST) -> N.Expr: ...
+
+    @abstractmethod
+    def stale_view(self, var: N.Var, node: ast.AST) -> None: ...
+
+    @abstractmethod
+    def packet_moved(self, why: str) -> None: ...
+
+    @abstractmethod
+    def function_moves_packet(self, fn: N.Function, seen: set | None = None) -> str | None: ...
+
+    @abstractmethod
+    def loop_packet_flow(self, body: list[ast.stmt], head: Flow) -> Flow: ...
+
+    @abstractmethod
+    def check_arg_rules(self, h: N.Helper, what: str, out: list[N.Expr]) -> None: ...
+
+    @abstractmethod
+    def buffer_arg(self, a: ast.expr | None, what: str, param: str) -> N.Expr: ...
+
+    @abstractmethod
+    def length_arg(self, a: ast.expr | None, buf: N.Expr, what: str, param: str, node: ast.AST) -> N.Expr: ...
 
     # ------------------------------------------------------------ conversions.Conversions
     @abstractmethod

@@ -3,8 +3,8 @@
 :class:`BodyChecker` checks one program or DSL function; each concept is a module of its own, mixed in here:
 :mod:`.statements` (statements, assignment targets), :mod:`.flow` (definite assignment and None-narrowing per
 path), :mod:`.expressions`, :mod:`.operators`, :mod:`.conversions` (C integer conversions), :mod:`.calls`,
-:mod:`.atomics`, :mod:`.helper_calls` (helpers and map methods; their tables are in ``target/``) and
-:mod:`.ringbuf` (ring buffer reservations).
+:mod:`.atomics`, :mod:`.helper_calls` (helpers and map methods; their tables are in ``target/``),
+:mod:`.ringbuf` (ring buffer reservations) and :mod:`.packets` (checked views of packet and message bytes).
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from .expressions import Expressions
 from .flow import Flow
 from .helper_calls import HelperCalls
 from .operators import Operators
+from .packets import Packets
 from .ringbuf import RingBufs
 from .statements import Statements
 
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from .module import ModuleBuilder
 
 
-class BodyChecker(Statements, Expressions, Operators, Calls, Atomics, HelperCalls, RingBufs, Conversions):
+class BodyChecker(Statements, Expressions, Operators, Calls, Atomics, HelperCalls, RingBufs, Packets, Conversions):
     """Checks one program or DSL function. ``func`` is a :class:`N.Program` or :class:`N.Function`."""
 
     def __init__(self, mb: ModuleBuilder, func: N.Program | N.Function) -> None:
@@ -46,6 +47,7 @@ class BodyChecker(Statements, Expressions, Operators, Calls, Atomics, HelperCall
         self.reserve_lines: dict[N.Var, int] = {}  # reservation -> line of its last reserve()
         self.release_lines: dict[N.Var, int] = {}  # reservation -> line of its last submit() / discard()
         self.reported: set[N.Var] = set()  # reservations with an error reported: not again where paths end
+        self.stale_why: dict[N.Var, str] = {}  # packet view -> the call that made it stale (frontend/packets.py)
 
     def loc(self, node: ast.AST) -> Loc:
         return Loc.of(self.mb.path, node)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from ..ir import nodes as N
 from ..ir import types as T
-from ..target.helpers import HELPERS
+from ..target.helpers import HELPERS, UNSUPPORTED
 from .. import lang
 from . import constructs
 from . import symbols as S
@@ -33,6 +33,13 @@ class Calls(CheckerBase):
             if kw.arg is None:
                 raise self.error(kw.value, "`**` unpacking is not supported in BPF programs",
                                  "pass each argument by name")
+        if isinstance(f, ast.Attribute):
+            ctx = self.ctx_var(f.value)
+            if ctx is not None and as_ctx(ctx.type).struct_t is None:
+                return self.ctx_method(f, node, ctx)  # ctx.bytes(offset, n)
+            view = self.vars.get(f.value.id) if isinstance(f.value, ast.Name) else None
+            if view is not None and T.packet_of(view.type) is not None:
+                return self.view_method(view, node)  # view.u32be(offset)
         if isinstance(f, ast.Attribute) and self.ctx_var(f.value) is None:
             base_sym = self.mb.resolve(f.value) if isinstance(f.value, (ast.Name, ast.Attribute)) else None
             if isinstance(f.value, ast.Name) and f.value.id in self.vars:
@@ -68,6 +75,10 @@ class Calls(CheckerBase):
         if isinstance(f, ast.Name) and f.id in RAW_RESERVATION:
             raise self.error(node, f"`{f.id}` is called through the RingBuf's methods, which check the "
                              "verifier's rules for reservations", RAW_RESERVATION[f.id])
+        name = f.id if isinstance(f, ast.Name) else (f.attr if isinstance(f, ast.Attribute) else "")
+        if name.startswith("bpf_") and name[4:] in UNSUPPORTED:  # a kernel helper: say why pybpfgen has not got it
+            raise self.error(node, f"`{name}` is a kernel helper that pybpfgen cannot call yet: "
+                             f"{UNSUPPORTED[name[4:]]}", "docs/language.md, \"Helpers\", lists what it can call")
         raise self.error(node, f"`{ast.unparse(f)}` cannot be called in a BPF program",
                          "call a map method, a bpf_* helper, a function of this module, an integer type (cast) "
                          "or a Struct (constructor)")
@@ -119,7 +130,11 @@ class Calls(CheckerBase):
                 args.append(self.convert(self.expr(a), p.type, a))
         if fn not in self.func.calls:
             self.func.calls.append(fn)
-        return N.Call(self.loc(node), fn.ret, fn, args)
+        call = N.Call(self.loc(node), fn.ret, fn, args)
+        why = self.function_moves_packet(fn)
+        if why is not None:
+            self.packet_moved(why)
+        return call
 
     def printk(self, node: ast.Call) -> N.Expr:
         """``bpf_printk("fmt", a, b)``: bpf_trace_printk with a format checked here."""

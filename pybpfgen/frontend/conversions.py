@@ -61,6 +61,11 @@ class Conversions(CheckerBase):
                 return N.Cast(v.loc, t, v)
             raise self.error(node, f"cannot implicitly convert {src} to {t}: values may be lost",
                              f"write `{t}({ast.unparse(node)})` to convert explicitly")
+        ps, pt = T.packet_of(src), T.packet_of(t)
+        if ps is not None and pt is not None and ps.n != pt.n:
+            raise self.error(node, f"`{ast.unparse(node)}` is a view of {ps.n} bytes, where one of {pt.n} bytes is "
+                                   "expected: a view's size is part of its type",
+                             "give views of different sizes different names")
         if isinstance(src, T.OptRefT) and isinstance(t, T.RefT):
             shown = ast.unparse(node)
             raise self.error(node, f"`{shown}` may be None here", f"check it first: `if {shown} is not None:`")

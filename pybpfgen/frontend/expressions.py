@@ -104,6 +104,8 @@ class Expressions(CheckerBase):
                     raise self.error(node.slice, f"index {i} is out of range for {f.type}")
                 return N.CtxLoad(loc, f.type.elem, ctx, f, index=i)
         base = self.expr(node.value)
+        if T.packet_of(base.type) is not None:
+            return self.view_index(base, node)
         if isinstance(base, N.SockLoad) and isinstance(base.type, T.ArrayT):  # sk.src_ip6[i]: a constant index
             i = self.mb.consts.eval(node.slice) if not isinstance(node.slice, ast.Name) or \
                 node.slice.id not in self.vars else None
@@ -163,6 +165,8 @@ class Expressions(CheckerBase):
                 self.check_not_broken(node)
                 raise self.error(node, f"`{node.id}` may be used before it is assigned",
                                  "assign it on every path before this line")
+            if var in self.flow.stale:
+                self.stale_view(var, node)
             self.check_reservation_use(var, node)
             ref = N.VarRef(loc, var.type, var)
             if T.is_optional(var.type) and var in self.flow.nonnull:
@@ -209,6 +213,10 @@ class Expressions(CheckerBase):
         base = self.expr(node.value)
         if isinstance(base.type, T.StructT):
             return self.field(base, node)
+        if T.packet_of(base.type) is not None:
+            raise self.error(node, f"a view has no attribute `{node.attr}`",
+                             f"read its bytes with `{ast.unparse(node.value)}[i]` or `{ast.unparse(node.value)}"
+                             ".u32be(offset)` (u8, u16, u32, u64, u16be, u32be, u64be)")
         rf = self.reservation_attribute(base, node)
         if rf is not None:
             return rf
@@ -269,7 +277,8 @@ class Expressions(CheckerBase):
             if t.ring is not None:
                 raise self.error(node, f"`{shown}` may be None here: reserving fails when the ring buffer is full",
                                  f"check it first: `if {shown} is None: return ...`")
-            raise self.error(node, f"`{shown}` may be None here: a map lookup finds nothing when the key is absent",
+            why = t.why or "a map lookup finds nothing when the key is absent"
+            raise self.error(node, f"`{shown}` may be None here: {why}",
                              f"check it first: `if {shown} is not None:` (or return early when it is None)")
         assert isinstance(t, T.RefT)  # callers pass a Ref or an OptRef
         volatile = isinstance(base, N.GlobalRef) and base.decl.readonly

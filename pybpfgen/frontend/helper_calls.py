@@ -5,12 +5,14 @@ from __future__ import annotations
 import ast
 from typing import TYPE_CHECKING
 
-from ..diagnostics import UserError
-
 from ..ir import nodes as N
 from ..ir import types as T
+from ..diagnostics import UserError
+from ..target import constants as K
 from ..target import maps as MAPS
-from ..target.helpers import HELPERS, NULLABLE_VALUE, OPTIONAL_FLAGS, dsl_param_names
+from ..target import sockopts as SO
+from ..target.helpers import C_ARGS, DOCS, HELPERS, NULLABLE_VALUE, OPTIONAL_FLAGS
+from ..target.packets import CHANGES_PACKET_DATA
 from .conversions import SOCK_MAY_BE_NONE, sock_check_hint
 
 if TYPE_CHECKING:
@@ -25,6 +27,21 @@ def _described(t: T.Type) -> str:
     if isinstance(t, T.ArrayT):
         return f"the array {t}"
     return str(t)
+
+
+def param_names(h: N.Helper) -> list[str]:
+    """The DSL parameter names of a helper: its C prototype's (``bpf_msg_pull_data``: msg, start, end, flags)."""
+    from .packets import c_param_names
+
+    cnames = c_param_names(h.name) if h.name in DOCS else []
+    names: list[str] = []
+    ci = 0
+    for k in h.params:
+        n = cnames[ci] if ci < len(cnames) and cnames[ci].isidentifier() else f"arg{len(names) + 1}"
+        if k != "optout":  # an optout buffer is the compiler's: no DSL argument
+            names.append(n if n not in names else f"{n}{len(names) + 1}")
+        ci += C_ARGS[k]
+    return names
 
 
 class HelperCalls(CheckerBase):
@@ -114,14 +131,13 @@ class HelperCalls(CheckerBase):
     def raw_helper(self, h: N.Helper, node: ast.Call) -> N.Expr:
         """``bpf_<helper>(...)``: arguments follow the helper's parameter kinds."""
         what = f"`bpf_{h.name}()`"
-        names = dsl_param_names(h)
-        required = len(names) - (1 if h.params and h.params[-1] == "u64" and h.name in OPTIONAL_FLAGS else 0)
-        if "fmt" in h.params:  # bpf_trace_printk(fmt, arg1..arg3): the integers may be left out
-            required = h.params.index("fmt") + 1
+        kinds = [k for k in h.params if k != "optout"]  # an optout buffer is the compiler's: no DSL argument
+        names = param_names(h)
+        required = len(kinds) - (1 if kinds and kinds[-1] == "u64" and h.name in OPTIONAL_FLAGS else 0)
         args = self.args_of(node, names, required, what)
         decl = None
         prepared: list = []
-        for kind, a in zip(h.params, args):
+        for kind, a in zip(kinds, args):
             if kind == "map":
                 assert a is not None  # only a trailing flags argument is optional
                 mref = self.expr(a)
@@ -148,15 +164,22 @@ class HelperCalls(CheckerBase):
             if expected is not None and decl.kind not in expected:
                 raise self.error(node, f"{what} needs a {' or '.join(expected)} map, not the {decl.kind} `{decl.name}`")
         out: list[N.Expr] = []
-        for kind, a, pname in zip(h.params, args, names):
+        opt = self.sockopt(h, what, node, args) if "optval" in h.params or "optout" in h.params else None
+        for kind, a, pname in zip([k for k in h.params if k != "optout"], args, names):
             if kind == "map":
                 out.append(a if isinstance(a, N.MapRef) else self.expr(a))
-            elif kind == "ctx":
+            elif kind in ("ctx", "bpf_socket"):
                 v = self.expr(a)
                 if not isinstance(v, N.CtxRef):
+                    if kind == "bpf_socket":
+                        raise self.error(a, f"argument `{pname}` of {what} is the socket: the program's context, "
+                                            f"not {v.type}", "pass the program's context parameter")
                     raise self.error(a, f"argument `{pname}` of {what} is the program's context, not {v.type}",
                                      "pass the program's context parameter")
                 out.append(v)
+            elif kind == "optval":
+                assert opt is not None  # set above for helpers with an optval parameter
+                out.append(self.sockopt_value(opt, h, a, node))
             elif kind == "sock":
                 out.append(self.sock_arg(a, what, node))
             elif kind == "value" and h.name in NULLABLE_VALUE and \
@@ -190,6 +213,10 @@ class HelperCalls(CheckerBase):
                     raise self.error(a, f"argument `{pname}` of {what} is a struct, array or integer (its address "
                                         f"and size are passed), not {v.type}")
                 out.append(N.AddrOf(v.loc, v.type, v))
+            elif kind == "buf":
+                out.append(self.buffer_arg(a, what, "to"))
+            elif kind == "len":
+                out.append(self.length_arg(a, out[-1], what, "len", node))
             elif kind == "u64":
                 if a is None:
                     out.append(N.Const(self.loc(node), T.U64, 0, literal=False))
@@ -202,9 +229,16 @@ class HelperCalls(CheckerBase):
                 raise self.error(node, f"{what} cannot be called yet: pybpfgen cannot pass its argument `{pname}` "
                                        f"(a `{kind}`)", "bpf_printk(\"format\", ...) writes formatted text"
                                  if kind == "fmt" else None)
+        self.check_arg_rules(h, what, out)
+        if h.name in CHANGES_PACKET_DATA:
+            self.packet_moved(f"`bpf_{h.name}()` (line {self.loc(node).line})")
         if h.ret == "ptr":
             assert decl is not None  # the helpers returning a pointer are map lookups and local storage gets
             rt: T.Type = T.OptRefT(decl.value)
+        elif h.ret == "optref":
+            assert opt is not None  # set above for helpers with an optout parameter
+            rt = T.OptRefT(sockopt_type(opt), why=f"bpf_{h.name} fails (returns None) when the socket "
+                           "cannot give the option, e.g. before the connection is established")
         elif h.ret == "u64":
             rt = T.U64
         else:
@@ -227,3 +261,89 @@ class HelperCalls(CheckerBase):
                              f"pass the context's socket: `{shown}.sk`")
         raise self.error(a, f"{what} takes a socket, not a value of type {v.type}",
                          "pass `ctx.sk` (sk_msg), or a local holding sock_ops' `ctx.sk` checked for None")
+
+    # -------------------------------------------------------------- socket options (target/sockopts.py)
+    def sockopt(self, h: N.Helper, what: str, node: ast.AST, args: list) -> SO.SockOpt:
+        """The option a bpf_setsockopt/bpf_getsockopt call names: its level and optname arguments must be
+        constants, and the kernel must accept the pair (it refuses the others with -EINVAL at run time)."""
+        kinds = [k for k in h.params if k != "optout"]
+        i = kinds.index("u64")
+        level_a, name_a = args[i], args[i + 1]
+        assert level_a is not None and name_a is not None  # required: args_of checked them
+        setting = "optval" in h.params
+        level = self.sockopt_const(level_a, what, "level", "SOL_SOCKET, SOL_TCP, SOL_IP or SOL_IPV6")
+        lname = SO.LEVELS.get(level)
+        if lname is None:
+            raise self.error(level_a, f"{shown_const(level_a, level)} is not a socket option level "
+                             f"bpf_{h.name} accepts", "use SOL_SOCKET, SOL_TCP, SOL_IP or SOL_IPV6")
+        optname = self.sockopt_const(name_a, what, "optname", "TCP_NODELAY, SO_SNDBUF, ...")
+        shown = name_a.id if isinstance(name_a, ast.Name) else (
+            name_a.attr if isinstance(name_a, ast.Attribute) else ast.unparse(name_a))
+        named = [o for o in SO.OPTIONS.values() if o.name == shown and K.VALUES.get(shown) == optname]
+        if named and named[0].level != level:
+            right = SO.LEVELS[named[0].level]
+            rest = ", ..." if setting else ""
+            raise self.error(name_a, f"{shown} is a {right} option, not a {lname} one",
+                             f"pass {right} as the level: `bpf_{h.name}(ctx, {right}, {shown}{rest})`")
+        o = SO.lookup(level, optname)
+        accepted = ", ".join(SO.names_for(level, setting))
+        if o is None:
+            raise self.error(name_a, f"{shown_const(name_a, optname)} is not a {lname} option bpf_{h.name} "
+                             "accepts", f"{lname} options it accepts: {accepted}")
+        if not (o.can_set if setting else o.can_get):
+            raise self.error(name_a, f"{o.name} can only be {'read' if setting else 'set'}: the kernel's "
+                             f"bpf_{h.name} refuses it", f"{lname} options it accepts: {accepted}")
+        return o
+
+    def sockopt_const(self, a: ast.expr, what: str, param: str, examples: str) -> int:
+        if isinstance(a, ast.Name) and a.id in self.vars:
+            value = None
+        else:
+            try:
+                value = self.mb.consts.eval(a)
+            except UserError:
+                value = None
+        if value is None:
+            raise self.error(a, f"argument `{param}` of {what} must be a constant ({examples})",
+                             "socket options are checked at compile time: write the constant itself")
+        return value
+
+    def sockopt_value(self, o: SO.SockOpt, h: N.Helper, a: ast.expr | None, node: ast.AST) -> N.Expr:
+        """The value of ``bpf_setsockopt``: an int option's integer, spilled to the stack as a C int, or a string
+        option's constant name (stored on the stack with its NUL)."""
+        assert a is not None  # required: args_of checked it
+        is_str = isinstance(a, ast.Constant) and isinstance(a.value, str)
+        if o.kind == "int":
+            if is_str:
+                raise self.error(a, f"{o.name} takes an integer, not a string",
+                                 f"e.g. `bpf_{h.name}(ctx, {SO.LEVELS[o.level]}, {o.name}, 1)`")
+            v = self.expr(a)
+            if not isinstance(v.type, (T.IntT, T.BoolT)):
+                raise self.error(a, f"{o.name} takes an integer, not {v.type}")
+            # a C int parameter: any integer of 32 bits or fewer (a u32 such as a mark keeps its bits, as in C);
+            # a wider one needs an explicit conversion
+            c = self.cast(v, T.I32) if isinstance(v.type, T.IntT) and v.type.bits <= 32 else self.convert(v, T.I32, a)
+            return N.AddrOf(c.loc, c.type, c)
+        if not is_str:
+            self.expr(a)  # its own errors first
+            raise self.error(a, f"{o.name} takes a name as a constant string, not an integer",
+                             f'e.g. `bpf_{h.name}(ctx, {SO.LEVELS[o.level]}, {o.name}, "cubic")`'
+                             if o.name == "TCP_CONGESTION" else "e.g. \"eth0\"")
+        assert isinstance(a, ast.Constant) and isinstance(a.value, str)
+        name = a.value
+        if not name or not name.isascii() or "\0" in name or len(name) > o.size - 1:
+            raise self.error(a, f"{o.name} takes a name of 1 to {o.size - 1} ASCII characters, not {name!r}")
+        if o.name == "TCP_CONGESTION" and name == "cdg":
+            raise self.error(a, "the kernel refuses to switch to cdg from BPF (bpf_setsockopt returns -ENOTSUPP)",
+                             "choose another algorithm (see /proc/sys/net/ipv4/tcp_available_congestion_control)")
+        return N.FormatString(self.loc(a), T.NONE, name.encode() + b"\0")
+
+
+def shown_const(a: ast.expr, value: int) -> str:
+    text = ast.unparse(a)
+    return f"`{text}`" if text == str(value) else f"`{text}` ({value})"
+
+
+def sockopt_type(o: SO.SockOpt) -> T.Type:
+    """What bpf_getsockopt writes for an option: a C int (i32), or a NUL-terminated name (u8[size])."""
+    return T.I32 if o.kind == "int" else T.ArrayT(T.U8, o.size)

@@ -228,6 +228,7 @@ class Statements(CheckerBase):
         # what is known at the top of every iteration: nothing about names the body assigns
         head = start_flow.replace(start_flow.defined | {var},
                                   frozenset(v for v in start_flow.nonnull if v.name not in assigned))
+        head = self.loop_packet_flow(s.body, head)  # views the body makes stale are stale at every iteration
         self.loop_depth += 1
         self.loop_vars[var] = stop
         self.loop_reserved.append(start_flow.reserved)
@@ -245,12 +246,13 @@ class Statements(CheckerBase):
             self.loop_reserved.pop()
         out.append(N.For(loc, var, start, stop, step, body))
         after = start_flow.replace(start_flow.defined, head.nonnull)  # (reservations: as before the loop)
+        after = Flow(after.defined, after.nonnull, after.reserved, after.released, head.stale)
         self.flow = after
         return after
 
     def check_if(self, s: ast.If, out: list[N.Stmt]) -> Flow | None:
-        start = self.flow
         cond = self.condition(s.test)
+        start = self.flow  # after the condition (a helper called in it may have made packet views stale)
         t_facts, f_facts = facts(cond)
         t_null, f_null = null_facts(cond)
         then, out_t = self.check_block(s.body, start.with_nonnull(t_facts).with_null(t_null))
@@ -374,6 +376,8 @@ class Statements(CheckerBase):
                 return fg
         if isinstance(node, ast.Subscript):
             e = self.index(node)
+            if isinstance(e, N.PacketLoad):
+                return self.view_store_target(e, node)
             if not is_place(e):
                 raise self.error(node, "cannot assign to an element of a temporary value")
             self.check_not_param(e, node)

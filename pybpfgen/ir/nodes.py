@@ -206,6 +206,24 @@ class FormatString(Expr):
     data: bytes
 
 
+class PacketView(Expr):
+    """``ctx.bytes(offset, n)``: a pointer to ``n`` bytes of the context's packet data at ``offset`` from its
+    ``data``, or None when they end beyond ``data_end`` (type ``OptRefT(PacketT(n))``)."""
+
+    ctx: Var
+    offset: Expr  # u64: a constant or a provably bounded value
+    n: int
+
+
+class PacketLoad(Expr):
+    """``view[i]`` / ``view.u32be(off)``: an integer at a constant offset inside a checked view (also the
+    target of ``view[i] = v``)."""
+
+    view: Expr  # of type RefT(PacketT)
+    offset: int
+    big_endian: bool = False
+
+
 class ByteSwap(Expr):
     value: Expr
 

@@ -136,21 +136,48 @@ class RefT(Type, frozen=True):
     align = 8
 
     def __str__(self) -> str:
-        return f"Ref[{self.target}]"
+        return str(self.target) if isinstance(self.target, PacketT) else f"Ref[{self.target}]"
 
 
 class OptRefT(Type, frozen=True):
-    """The result of a map lookup or of a ring buffer reservation (``ring``): a pointer that may be None."""
+    """The result of a map lookup, of a ring buffer reservation (``ring``) or of bpf_getsockopt (``why``): a pointer
+    that may be None."""
 
     target: Type
     ring: str | None = None
+    why: str = ""  # why it may be None, for the error on a use before the check ("": a map lookup)
 
 
     size = 8
     align = 8
 
     def __str__(self) -> str:
+        if isinstance(self.target, PacketT):
+            return f"{self.target} | None"
         return f"Optional[Ref[{self.target}]]"
+
+
+class PacketT(Type, frozen=True):
+    """``n`` bytes of a context's packet data (a message, a packet) that a range check proved present: what a
+    view points to (``OptRefT(PacketT)`` before its check, ``RefT(PacketT)`` after; frontend/packets.py)."""
+
+    n: int
+    writable: bool
+    what: str  # "the message", "the packet": for messages
+    progtype: str
+
+    size = 8
+    align = 8
+
+    def __str__(self) -> str:
+        return f"bytes[{self.n}]"
+
+
+def packet_of(t: "Type") -> "PacketT | None":
+    """The packet bytes a view type (checked or not) points to."""
+    if isinstance(t, (RefT, OptRefT)) and isinstance(t.target, PacketT):
+        return t.target
+    return None
 
 
 class SockT(Type, frozen=True):

@@ -25,6 +25,7 @@ class LoweringBase:
     slots: dict[N.Var, ir.Value]  # locals -> their stack slots
     params: dict[N.Var, ir.Value]  # parameters -> their LLVM arguments
     loop_vars: set[N.Var]  # loop variables (passed to helpers through a copy)
+    passthrough_seq: int  # the last llvm.bpf.passthrough sequence number
 
     # ------------------------------------------------------------ codegen.FunctionLowering
     @abstractmethod
@@ -32,6 +33,9 @@ class LoweringBase:
 
     @abstractmethod
     def ctx_arg(self, var: N.Var) -> ir.Value: ...
+
+    @abstractmethod
+    def intrinsic(self, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function: ...
 
     @abstractmethod
     def ctx_memory_base(self, var: N.Var) -> ir.Value: ...

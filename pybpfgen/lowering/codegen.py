@@ -23,6 +23,7 @@ from ..target.progtypes import PROG_TYPES
 from .debuginfo import DebugInfo
 from .helper_calls import HelperCalls
 from .memory import Memory
+from .packets import Packets
 from .types import I1, I8, I32, I64, PTR, llvm_type
 
 DATA_LAYOUT = "e-m:e-p:64:64-i64:64-i128:128-n32:64-S128"
@@ -111,7 +112,7 @@ def loop_variables(stmts: list[N.Stmt]) -> set[N.Var]:
     return out
 
 
-class FunctionLowering(Memory, HelperCalls):
+class FunctionLowering(Memory, HelperCalls, Packets):
     """Lowers one program or DSL function into the llvmlite function ``fn`` (memory and helper calls are
     the mixins of :mod:`.memory` and :mod:`.helper_calls`)."""
 
@@ -303,6 +304,9 @@ class FunctionLowering(Memory, HelperCalls):
             tmp = self.pointer_to(value)
             self.copy_scalars(self.address(target), tmp, target.type)
             return
+        if isinstance(target, N.PacketLoad):
+            self.packet_store(target, value)
+            return
         if isinstance(target, N.CtxLoad):
             ptr = self.b.gep(self.ctx_arg(target.ctx), [I64(target.field.offset)], source_etype=I8)
             self.b.store(self.value(value), ptr)
@@ -374,6 +378,10 @@ class FunctionLowering(Memory, HelperCalls):
             return b.icmp_unsigned("!=" if e.negate else "==", p, ir.Constant(PTR, None))
         if isinstance(e, N.HelperCall):
             return self.helper_call(e)
+        if isinstance(e, N.PacketView):
+            return self.packet_view(e)
+        if isinstance(e, N.PacketLoad):
+            return self.packet_load(e)
         if isinstance(e, N.AtomicRMW):
             ptr = self.address(e.place)
             # a discarded result (atomic_add) is a relaxed add, which the BPF backend emits as the non-fetching

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING
 import llvmlite.ir as ir
 
 from ..ir import nodes as N
+from ..ir import types as T
 from ..ir.places import in_ctx
-from .types import I8, I64, PTR
+from .types import I8, I32, I64, PTR
 
 if TYPE_CHECKING:
     from .base import LoweringBase
@@ -39,7 +40,7 @@ class HelperCalls(LoweringBase):
                 assert isinstance(a, N.MapRef)
                 args.append(self.symbols[id(a.map)])
                 types.append(PTR)
-            elif kind == "ctx":
+            elif kind in ("ctx", "bpf_socket"):
                 assert isinstance(a, N.CtxRef)
                 args.append(self.ctx_arg(a.var))
                 types.append(PTR)
@@ -60,6 +61,17 @@ class HelperCalls(LoweringBase):
                 assert isinstance(a, N.AddrOf)
                 args += [self.memory_arg(a.value), I64(a.value.type.size)]
                 types += [PTR, I64]
+            elif kind == "buf":  # a place the helper fills: its own address (never a copy)
+                assert isinstance(a, N.AddrOf)
+                args.append(self.pointer_to(a.value))
+                types.append(PTR)
+            elif kind == "optval" and isinstance(a, N.AddrOf):  # an int option: the C int on the stack, 4
+                args += [self.memory_arg(a.value), I32(a.value.type.size)]
+                types += [PTR, I32]
+            elif kind == "optval":  # a string option: the NUL-terminated name on the stack, and its length
+                assert isinstance(a, N.FormatString)
+                args += [self.words_on_stack(a.data), I32(len(a.data))]
+                types += [PTR, I32]
             elif kind == "fmt":  # a constant string on the stack, and its size
                 assert isinstance(a, N.FormatString)
                 arr = ir.ArrayType(I8, len(a.data))
@@ -71,8 +83,30 @@ class HelperCalls(LoweringBase):
             else:
                 args.append(self.value(a))
                 types.append(I64)
+        if h.ret == "optref":  # the buffer the helper fills, or NULL when it failed
+            assert isinstance(e.type, T.OptRefT) and h.params[len(e.args)] == "optout"
+            buf = self.alloca(e.type.target)
+            args += [buf, I32(e.type.target.size)]
+            types += [PTR, I32]
+            rc = self.b.call(HelperCallee(h.id, ir.FunctionType(I64, types)), args)
+            ok = self.b.icmp_signed("==", rc, I64(0))
+            return self.b.select(ok, buf, ir.Constant(PTR, None))
         ret = PTR if h.ret == "ptr" else I64
         return self.b.call(HelperCallee(h.id, ir.FunctionType(ret, types)), args)
+
+    def words_on_stack(self, data: bytes) -> ir.Value:
+        """``data`` zero-padded to whole words and stored a word at a time (one or two instructions per 8 bytes,
+        where a byte array would take two per byte)."""
+        wt = I32 if len(data) <= 4 else I64
+        n = wt.width // 8
+        padded = data + bytes(-len(data) % n)
+        slot = self.alloca_b.alloca(ir.ArrayType(wt, len(padded) // n))
+        slot.align = 8
+        slot.type = PTR
+        for i in range(0, len(padded), n):
+            p = self.b.gep(slot, [I64(i // n)], source_etype=wt) if i else slot
+            self.b.store(ir.Constant(wt, int.from_bytes(padded[i:i + n], "little")), p).align = n
+        return slot
 
     def memory_arg(self, v: N.Expr) -> ir.Value:
         """A pointer to ``v`` for a helper to read or write. The verifier does not let helpers access the context

@@ -27,6 +27,10 @@ A field is ``(name, offset, type, convert, writable, doc, c_name, unreadable_in,
   pointers (``PTR_TO_PACKET``, ``PTR_TO_PACKET_END``, ``PTR_TO_PACKET_META``) when they are loaded: they are not
   integers, so the compiler's integer fields leave them out (``progtypes.ctx_fields``) and packet access reads
   them.
+
+A context with packet pointers (``data``/``data_end``: sk_msg's message, an skb's packet, XDP's frame, a
+sockopt's option value) gets its :class:`PacketData` from those two fields (their offsets and width); programs
+reach the bytes through checked views (``ctx.bytes(offset, n)``, see pybpfgen/frontend/packets.py).
 """
 from __future__ import annotations
 
@@ -50,17 +54,46 @@ class Field:
         return f"Field({self.name!r}, {self.offset}, {self.type!r})"
 
 
-class Context:
-    __slots__ = ("dsl_class", "c_struct", "size", "fields")
+class PacketData:
+    """Where a context keeps its packet pointers: the members holding the first byte (``data``) and the end
+    (``data_end``) of the bytes a program may access directly, and their width (``__bpf_md_ptr`` members are
+    64-bit pointers; ``struct __sk_buff``'s and ``struct xdp_md``'s are u32 the verifier rewrites). Which
+    program types may use them, and whether they may write, is :attr:`.progtypes.ProgType.packet`."""
 
-    def __init__(self, dsl_class: str, c_struct: str, size: int, fields: tuple[Field, ...]):
+    __slots__ = ("data", "data_end", "bits", "what", "c_data", "c_data_end")
+
+    def __init__(self, data: int, data_end: int, bits: int, what: str, c_data: str = "data",
+                 c_data_end: str = "data_end"):
+        self.data, self.data_end, self.bits = data, data_end, bits  # offsets in the context, load width
+        self.what = what  # in messages: "the message", "the packet", "the option value"
+        self.c_data, self.c_data_end = c_data, c_data_end  # the members' names in the kernel's struct
+
+    def __repr__(self) -> str:
+        return f"PacketData({self.c_data}@{self.data}, {self.c_data_end}@{self.data_end}, {self.bits})"
+
+
+class Context:
+    __slots__ = ("dsl_class", "c_struct", "size", "fields", "packet")
+
+    def __init__(self, dsl_class: str, c_struct: str, size: int, fields: tuple[Field, ...],
+                 packet_what: str = "the packet"):
         self.dsl_class = dsl_class  # the pybpfgen.lang class: "SockOps"
         self.c_struct = c_struct  # "bpf_sock_ops"
         self.size = size  # sizeof(struct c_struct)
         self.fields = fields
+        # its data/data_end packet pointers (``ctx.bytes(...)``), from its fields marked packet="data"/"data_end"
+        self.packet = _packet_data(fields, packet_what)
 
     def __repr__(self) -> str:
         return f"Context({self.dsl_class!r}, {self.c_struct!r})"
+
+
+def _packet_data(fields: tuple[Field, ...], what: str) -> PacketData | None:
+    data = next((f for f in fields if f.packet == "data"), None)
+    end = next((f for f in fields if f.packet == "data_end"), None)
+    if data is None or end is None:
+        return None
+    return PacketData(data.offset, end.offset, 64 if data.type == "u64" else 32, what, data.name, end.name)
 
 
 _FAMILY = "AF_INET or AF_INET6"
@@ -109,6 +142,8 @@ SOCK_OPS = Context("SockOps", "bpf_sock_ops", 224, (
 ))
 
 SK_MSG = Context("SkMsg", "sk_msg_md", 80, (
+    Field("data", 0, "u64", packet="data", doc="start of the message's data (a packet pointer)"),
+    Field("data_end", 8, "u64", packet="data_end", doc="end of the message's data (a packet pointer)"),
     Field("family", 16, doc=_FAMILY),
     Field("remote_ip4", 20, doc=_REMOTE_IP4),
     Field("local_ip4", 24, doc=_LOCAL_IP4),
@@ -118,7 +153,7 @@ SK_MSG = Context("SkMsg", "sk_msg_md", 80, (
     Field("local_port", 64, doc=_LOCAL_PORT),
     Field("size", 68, doc="bytes in this message"),
     Field("sk", 72, "sock", doc="the sending socket"),
-))
+), packet_what="the message")
 
 SK_BUFF = Context("SkBuff", "__sk_buff", 192, (
     Field("len", 0), Field("pkt_type", 4),

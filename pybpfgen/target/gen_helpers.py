@@ -38,6 +38,7 @@ import struct
 import sys
 from dataclasses import dataclass
 
+from .packets import LOAD_BYTES
 from .progtypes import PROG_TYPES
 from typing import cast
 
@@ -68,6 +69,9 @@ SCALAR_TYPES = {
 }
 SIGNED_RET = {"long", "int", "s64", "s32", "__s64", "__s32"}
 UNSIGNED_RET = {"u64", "u32", "u16", "u8", "__u64", "__u32"}
+# helpers whose `void *optval, int optlen` is written by the helper (an option value read back: "optout")
+# rather than read by it ("optval")
+OUT_BUFFERS = {"getsockopt"}
 SIZE_NAME = re.compile(r"^(size|len|.*_size|.*_len|size_of_.*|.*_sz)$")
 
 
@@ -228,13 +232,24 @@ def encode(sig: Signature) -> tuple[str, tuple[str, ...]]:
             if base == "struct bpf_map" or (base == "void" and p.name in ("ringbuf", "map")):
                 kinds.append("map")
                 has_map = True
-            elif (base.startswith("struct ") and base[7:] in CTX_STRUCTS) or (base == "void" and p.name == "ctx"):
+            elif base == "void" and p.name == "bpf_socket":
+                if i != 0:
+                    raise Unsupported(f"socket pointer `{p.name}` is not the first argument")
+                kinds.append("bpf_socket")
+            elif base == "void" and p.name == "optval" and nxt is not None and nxt.name == "optlen":
+                kinds.append("optout" if sig.name in OUT_BUFFERS else "optval")
+                i += 1
+            elif (base.startswith("struct ") and base[7:] in CTX_STRUCTS) or (base == "void" and p.name in ("ctx", "skb")):
                 if i != 0:
                     raise Unsupported(f"context pointer `{p.name}` is not the first argument")
                 kinds.append("ctx")
             elif base == "char" and p.name == "fmt" and nxt is not None and not nxt.is_ptr and nxt.base in SCALAR_TYPES \
                     and SIZE_NAME.match(nxt.name):
                 kinds.append("fmt")
+                i += 1
+            elif sig.name in LOAD_BYTES and p.name == LOAD_BYTES[sig.name][0] and nxt is not None \
+                    and nxt.name == LOAD_BYTES[sig.name][1]:
+                kinds += ["buf", "len"]  # a buffer of the program's that the helper fills, and how many bytes
                 i += 1
             elif p.name == "sk" and (base == "void" or base == "struct bpf_sock"):
                 if sig.name in NEEDS_ACQUIRED_SOCKET:
@@ -261,7 +276,9 @@ def encode(sig: Signature) -> tuple[str, tuple[str, ...]]:
         else:
             raise Unsupported("variadic arguments")
     ret = sig.ret.replace(" ", "")
-    if ret == "void*":
+    if "optout" in kinds:
+        rk = "optref"
+    elif ret == "void*":
         if has_map and ("key" in kinds or "sock" in kinds):
             rk = "ptr"
         else:
@@ -336,7 +353,7 @@ def probe_ctx(entries: list["Entry"]) -> dict[str, tuple[str, ...]]:
     sc = Syscall()
     out: dict[str, tuple[str, ...]] = {}
     for e in entries:
-        if e.params[:1] != ("ctx",):
+        if e.params[:1] not in (("ctx",), ("bpf_socket",)):
             continue
         bad = []
         for p in e.progtypes:
@@ -457,15 +474,25 @@ def render(entries: list[Entry], meta: dict[str, str]) -> str:
 
 def py_params(e: Entry) -> list[tuple[str, str, str | None]]:
     """(name, annotation, default) of the DSL function for a supported helper."""
-    from .helpers import param_names  # the compiler names the parameters the same way (keyword arguments)
-
-    names = param_names(e.signature, e.params)
-    ann = {"ctx": "Any", "map": "Any", "key": "Any", "value": "Any", "sock": "Any", "u64": "int", "data": "Any",
-           "fmt": "str"}
+    sig = next(sig for sig, _ in _docs_cache[e.name] if sig.text == e.signature)
+    names: list[str] = []
+    ci = 0
+    for kind in e.params:
+        if ci < len(sig.params):
+            n = sig.params[ci].name or f"arg{len(names) + 1}"
+        else:  # the variadic arguments after a format string
+            n = f"arg{len(names) - e.params.index('fmt')}"
+        if keyword.iskeyword(n) or n in names:
+            n += "_"
+        names.append(n)
+        ci += 2 if kind in ("data", "fmt", "optval", "optout") else 1
+    ann = {"ctx": "Any", "map": "Any", "key": "Any", "value": "Any", "sock": "Any", "bpf_socket": "Any", "u64": "int",
+           "data": "Any", "fmt": "str", "optval": "int | str", "buf": "Any", "len": "int"}
     required = len(e.params)
     while required and e.params[required - 1] == "u64" and (names[required - 1] == "flags" or "fmt" in e.params):
         required -= 1
-    return [(n, ann[k], None if i < required else "0") for i, (k, n) in enumerate(zip(e.params, names))]
+    return [(n, ann[k], None if i < required else "0") for i, (k, n) in enumerate(zip(e.params, names))
+            if k != "optout"]  # written by the helper: the DSL function returns it
 
 
 _docs_cache: dict[str, list] = {}
@@ -507,13 +534,15 @@ def render_lang(entries: list[Entry], meta: dict[str, str]) -> str:
             continue
         params = py_params(e)
         sig = ", ".join(f"{n}: {a}" + (f" = {d}" if d is not None else "") for n, a, d in params)
-        ret = "Optional[Any]" if e.ret == "ptr" else "int"
+        ret = "Optional[Any]" if e.ret in ("ptr", "optref") else "int"
         doc = [f"``{e.signature}`` (helper {e.id})", ""]
         doc += textwrap.wrap(e.summary, 96, break_on_hyphens=False, break_long_words=False)
         doc += ["", "Program types: " + ", ".join(e.progtypes) + "."]
         if e.params:
-            doc += ["Arguments (pybpfgen kinds): " + ", ".join(f"{n} ({k})" for (n, _, _), k in zip(params, e.params))
-                    + "."]
+            doc += ["Arguments (pybpfgen kinds): " + ", ".join(
+                f"{n} ({k})" for (n, _, _), k in zip(params, [k for k in e.params if k != "optout"])) + "."]
+        if e.ret == "optref":
+            doc += ["Returns the option's value (``Optional[Ref[...]]``: None when the call fails; see docs/language.md)."]
         out += ["", "",
                 f"def bpf_{e.name}({sig}) -> {ret}:",
                 _docstring(doc),

@@ -16,29 +16,40 @@ Parameter kinds (``Helper.params``; one kind per DSL argument, in order):
 ``"u64"``    any integer, zero-extended to 64 bits (trailing ``u64`` arguments may be omitted: 0);
 ``"data"``   pointer to a Struct/array value in memory, *followed in C by its size*, which the
              compiler supplies: one DSL argument, two C arguments (pointer, sizeof);
+``"buf"``    a buffer of the program's the helper writes (a local variable or a map value: an array, struct or
+             integer; target/packets.py ``LOAD_BYTES``), followed by
+``"len"``    how many bytes it writes there: a constant from 1 to the buffer's size (checked at compile time);
 ``"fmt"``    a constant format string: two C arguments (pointer to the NUL-terminated string in
-             ``.rodata``, its size including the NUL).
+             ``.rodata``, its size including the NUL);
+``"bpf_socket"`` the socket a socket-option helper acts on (C ``void *bpf_socket``): in the DSL, the
+             program's context, for the program types whose kernel passes the context (sock_ops, cgroup
+             sock_addr); the probe leaves out those that want another pointer (``CTX_MISMATCH``);
+``"optval"`` a socket option's value, typed by the option (the two preceding constant arguments, level and
+             optname, looked up in :mod:`.sockopts`): an integer (spilled to the stack as a C ``int``) or a
+             constant name (``TCP_CONGESTION``); two C arguments (pointer, length);
+``"optout"`` a buffer the helper writes an option's value into: no DSL argument; the compiler supplies a
+             stack buffer of the option's type (two C arguments: pointer, length).
 
 Return kinds (``Helper.ret``): ``"i64"`` (an int or a negative errno), ``"u64"`` (an unsigned value:
-ids, cookies, times), ``"ptr"`` (a map value or NULL: ``Optional[Ref[value]]``).
+ids, cookies, times), ``"ptr"`` (a map value or NULL: ``Optional[Ref[value]]``), ``"optref"`` (the
+``"optout"`` buffer when the helper returned 0, else None: ``Optional[Ref[option type]]``).
 
 Helpers whose C arguments do not fit these kinds, or that no supported program type may call,
 are not in :data:`HELPERS`; :data:`UNSUPPORTED` says why.
 """
 from __future__ import annotations
 
-import keyword
-import re
-
 from ..ir._records import Record
 
 from ..ir.nodes import Helper
 from . import helpers_table as _table
 
-PARAM_KINDS = ("ctx", "map", "key", "value", "sock", "u64", "data", "fmt")
-RET_KINDS = ("i64", "u64", "ptr")
+PARAM_KINDS = ("ctx", "map", "key", "value", "sock", "u64", "data", "fmt", "bpf_socket", "optval", "optout", "buf",
+               "len")
+RET_KINDS = ("i64", "u64", "ptr", "optref")
 # how many C arguments (registers r1..r5) each parameter kind takes
-C_ARGS = {"ctx": 1, "map": 1, "key": 1, "value": 1, "sock": 1, "u64": 1, "data": 2, "fmt": 2}
+C_ARGS = {"ctx": 1, "map": 1, "key": 1, "value": 1, "sock": 1, "u64": 1, "data": 2, "fmt": 2, "bpf_socket": 1,
+          "optval": 2, "optout": 2, "buf": 1, "len": 1}
 
 
 class HelperDoc(Record, frozen=True):
@@ -51,7 +62,8 @@ class HelperDoc(Record, frozen=True):
 
 # helpers whose last argument (flags) may be left out of a raw ``bpf_<helper>(...)`` call: 0
 OPTIONAL_FLAGS = frozenset({"map_update_elem", "sock_hash_update", "msg_redirect_hash", "sock_map_update",
-                            "msg_redirect_map", "ringbuf_output", "sk_storage_get"})
+                            "msg_redirect_map", "ringbuf_output", "sk_storage_get", "msg_pull_data", "msg_push_data",
+                            "msg_pop_data"})
 
 # helpers whose ``value`` argument may be None (a NULL pointer: ARG_PTR_TO_MAP_VALUE_OR_NULL)
 NULLABLE_VALUE = frozenset({"sk_storage_get"})
@@ -79,41 +91,6 @@ PROBED_PROGTYPES = _table.PROBED_PROGTYPES
 def helper_name(helper_id: int) -> str | None:
     """The kernel's name (without ``bpf_``) of helper ``helper_id``, supported or not."""
     return NAMES_BY_ID.get(helper_id)
-
-
-_C_PARAM = re.compile(r"^(.*?[\s*])(\w+)$")
-
-
-def param_names(signature: str, kinds: tuple[str, ...]) -> list[str]:
-    """The names of a helper's DSL parameters (those of its ``lang_helpers`` function), from its C signature:
-    one name per kind, a ``data``/``fmt`` pointer-and-size pair named by its pointer, a format's variadic
-    arguments ``arg1``..``arg3``, a Python keyword or a repeated name followed by ``_``."""
-    inner = signature[signature.find("(") + 1:signature.rfind(")")]
-    c_names = []
-    for a in inner.split(","):
-        a = a.strip()
-        if a in ("", "void", "..."):
-            continue
-        m = _C_PARAM.match(a)
-        c_names.append(m.group(2) if m else "")
-    names: list[str] = []
-    ci = 0
-    for kind in kinds:
-        if ci < len(c_names):
-            n = c_names[ci] or f"arg{len(names) + 1}"
-        else:  # the variadic arguments after a format string
-            n = f"arg{len(names) - kinds.index('fmt')}" if "fmt" in kinds else f"arg{len(names) + 1}"
-        if keyword.iskeyword(n) or n in names:
-            n += "_"
-        names.append(n)
-        ci += 2 if kind in ("data", "fmt") else 1
-    return names
-
-
-def dsl_param_names(h: Helper) -> list[str]:
-    """The DSL parameter names of a supported helper (see :func:`param_names`)."""
-    doc = DOCS.get(h.name)
-    return param_names(doc.signature, h.params) if doc else list(h.params)
 
 
 def c_arg_count(h: Helper) -> int:

@@ -27,11 +27,11 @@ BPF_F_SLEEPABLE = 1 << 4
 
 class ProgType:
     __slots__ = ("name", "ctx_class", "c_struct", "section", "prog_type", "attach_type", "prog_flags", "attach",
-                 "needs_map", "context", "returns", "aliases", "_fields")
+                 "needs_map", "context", "returns", "aliases", "packet", "_fields")
 
     def __init__(self, name: str, section: str, prog_type: int, attach_type: int, ctx: contexts.Context | None,
                  attach: str | None = None, needs_map: bool = False, prog_flags: int = 0,
-                 returns: tuple[int, int] | None = None, aliases: tuple[str, ...] = ()):
+                 returns: tuple[int, int] | None = None, aliases: tuple[str, ...] = (), packet: str | None = None):
         self.name = name  # DSL name: "sock_ops"; the loader's kind of program
         self.ctx_class = ctx.dsl_class if ctx else ""  # DSL annotation: "SockOps"; "": a user-defined Struct
         self.c_struct = ctx.c_struct if ctx else ""  # "bpf_sock_ops"
@@ -46,6 +46,9 @@ class ProgType:
         self.context = ctx  # None: the context is a user-defined Struct (syscall)
         self.returns = returns  # (lo, hi): the return values the kernel accepts, checked at compile time
         self.aliases = aliases  # other spellings of the type in an object's .pybpfgen section / ELF section
+        # direct access to its context's packet data (contexts.PacketData) the verifier allows: "read",
+        # "write" (read and write) or None (none: the kernel's may_access_direct_pkt_data)
+        self.packet = packet
         self._fields: dict[str, CtxField] | None = None
 
     def __repr__(self) -> str:
@@ -89,27 +92,28 @@ PROG_TYPES: dict[str, ProgType] = {
     # sock_ops: the verifier accepts 0 or 1 (its default range); sk_msg: SK_DROP or SK_PASS (the kernel reads any
     # other value as SK_DROP, silently: the compiler rejects it)
     "sock_ops": ProgType("sock_ops", "sockops", 13, 3, contexts.SOCK_OPS, attach="cgroup", returns=(0, 1)),
-    "sk_msg": ProgType("sk_msg", "sk_msg", 16, 7, contexts.SK_MSG, attach="map", needs_map=True, returns=(0, 1)),
+    "sk_msg": ProgType("sk_msg", "sk_msg", 16, 7, contexts.SK_MSG, attach="map", needs_map=True, packet="write",
+                       returns=(0, 1)),
     "socket_filter": ProgType("socket_filter", "socket", 1, 0, contexts.SK_BUFF, aliases=("socket",)),
     # BPF_PROG_TYPE_CGROUP_SKB on BPF_CGROUP_INET_INGRESS / _EGRESS: 1 lets the packet through, 0 drops it
     "cgroup_skb_ingress": ProgType("cgroup_skb_ingress", "cgroup_skb/ingress", 8, 0, contexts.SK_BUFF,
-                                   attach="cgroup", returns=(0, 1)),
+                                   attach="cgroup", returns=(0, 1), packet="read"),
     "cgroup_skb_egress": ProgType("cgroup_skb_egress", "cgroup_skb/egress", 8, 1, contexts.SK_BUFF,
-                                  attach="cgroup", returns=(0, 1)),
+                                  attach="cgroup", returns=(0, 1), packet="read"),
     # BPF_PROG_TYPE_SK_SKB on a sock map's BPF_SK_SKB_STREAM_PARSER / _VERDICT: the parser returns the length of
     # the next message (any value: a length, 0 for "more data", negative to drop), the verdict SK_PASS or SK_DROP
     "sk_skb_stream_parser": ProgType("sk_skb_stream_parser", "sk_skb/stream_parser", 14, 4, contexts.SK_BUFF,
-                                     attach="map", needs_map=True),
+                                     attach="map", needs_map=True, packet="write"),
     "sk_skb_stream_verdict": ProgType("sk_skb_stream_verdict", "sk_skb/stream_verdict", 14, 5, contexts.SK_BUFF,
-                                      attach="map", needs_map=True, returns=(0, 1)),
+                                      attach="map", needs_map=True, returns=(0, 1), packet="write"),
     # BPF_PROG_TYPE_XDP on BPF_XDP: XDP_ABORTED 0, XDP_DROP 1, XDP_PASS 2, XDP_TX 3, XDP_REDIRECT 4
-    "xdp": ProgType("xdp", "xdp", 6, 37, contexts.XDP_MD, attach="netdev", returns=(0, 4)),
+    "xdp": ProgType("xdp", "xdp", 6, 37, contexts.XDP_MD, attach="netdev", returns=(0, 4), packet="write"),
     # BPF_PROG_TYPE_SCHED_CLS on BPF_TCX_INGRESS / _EGRESS (tcx links, Linux 6.6+): TC_ACT_UNSPEC -1 (TCX_NEXT:
     # the next program decides) .. TC_ACT_TRAP 8; TC_ACT_OK 0 passes the packet, TC_ACT_SHOT 2 drops it
     "tc_ingress": ProgType("tc_ingress", "tcx/ingress", 3, 46, contexts.SK_BUFF, attach="netdev", returns=(-1, 8),
-                           aliases=("tc/ingress",)),
+                           aliases=("tc/ingress",), packet="write"),
     "tc_egress": ProgType("tc_egress", "tcx/egress", 3, 47, contexts.SK_BUFF, attach="netdev", returns=(-1, 8),
-                          aliases=("tc/egress",)),
+                          aliases=("tc/egress",), packet="write"),
     # the context of a syscall program is a user-defined Struct (see CtxT.struct_t); BPF_F_SLEEPABLE is required
     "syscall": ProgType("syscall", "syscall", 31, 0, None, prog_flags=BPF_F_SLEEPABLE),
 }

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pybpfgen.target.helpers import HELPERS, dsl_param_names
+from pybpfgen.frontend.helper_calls import param_names
+from pybpfgen.target.helpers import HELPERS
 from pybpfgen.target.progtypes import PROG_TYPES
 
 SOCKS = "socks = SockHash(key=u32, max_entries=16)\n"
@@ -90,7 +91,7 @@ def test_helper_parameters_are_named_as_in_pybpfgen_lang():
     for name, h in HELPERS.items():
         fn = getattr(generated, f"bpf_{name}", None)
         if fn is not None:
-            assert dsl_param_names(h) == list(inspect.signature(fn).parameters), name
+            assert param_names(h) == list(inspect.signature(fn).parameters), name
 
 
 def test_helper_arguments_by_keyword_use_those_names(compile_src):
