@@ -165,6 +165,11 @@ class Context:
             setattr(self, k, v)
 
     @property
+    def frame(self) -> bytearray:
+        """A packet program's packet: what the xdp helpers read and write (the payload's bytes)."""
+        return self.payload.buf
+
+    @property
     def sockopts(self) -> dict[tuple[int, int], int | str]:
         """The options of the context's socket (:attr:`Socket.sockopts`)."""
         return self._sockopts
@@ -283,9 +288,7 @@ def _with_frame(progtype: str, fields: dict, len_field: bool) -> Context:
     frame = bytes(fields.pop("data", b""))
     if len_field:
         fields.setdefault("len", len(frame))
-    ctx = _ctx(progtype, {**fields, "data": frame})
-    ctx.frame = ctx.payload.buf  # type: ignore[attr-defined]
-    return ctx
+    return _ctx(progtype, {**fields, "data": frame})
 
 
 def xdp(**fields: Any) -> Context:

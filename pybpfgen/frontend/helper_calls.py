@@ -3,6 +3,7 @@ argument by its parameter kind (target/helpers.py), and the program types allowe
 from __future__ import annotations
 
 import ast
+import keyword
 from typing import TYPE_CHECKING
 
 from ..ir import nodes as N
@@ -37,9 +38,16 @@ def param_names(h: N.Helper) -> list[str]:
     names: list[str] = []
     ci = 0
     for k in h.params:
-        n = cnames[ci] if ci < len(cnames) and cnames[ci].isidentifier() else f"arg{len(names) + 1}"
+        if ci < len(cnames) and cnames[ci].isidentifier():
+            n = cnames[ci]
+        elif "fmt" in h.params:  # the variadic arguments after a format string: arg1..
+            n = f"arg{len(names) - h.params.index('fmt')}"
+        else:
+            n = f"arg{len(names) + 1}"
+        if keyword.iskeyword(n) or n in names:  # as the generated functions of lang_helpers.py name it
+            n += "_"
         if k != "optout":  # an optout buffer is the compiler's: no DSL argument
-            names.append(n if n not in names else f"{n}{len(names) + 1}")
+            names.append(n)
         ci += C_ARGS[k]
     return names
 

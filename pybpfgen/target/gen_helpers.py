@@ -33,6 +33,7 @@ import argparse
 import textwrap
 import hashlib
 import os
+import keyword
 import re
 import struct
 import sys

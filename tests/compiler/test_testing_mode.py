@@ -83,6 +83,17 @@ ARGUMENT = {
     "data": "d",
     "fmt": '"x %d"',
     "sock": "s",  # the context's socket, checked for None (SOCK_PREAMBLE)
+    "bpf_socket": "ctx",
+    "buf": "b",  # a u8[16] local
+    "len": "16",
+    "optval": "1",
+}
+# kinds the compiler supplies itself (no DSL argument)
+IMPLICIT = {"optout"}
+# arguments the compiler checks against a table: a valid one per helper (the others follow ARGUMENT)
+SPECIAL = {
+    "setsockopt": "ctx, SOL_TCP, TCP_NODELAY, 1",
+    "getsockopt": "ctx, SOL_TCP, TCP_NODELAY",
 }
 SOCK_PREAMBLE = ["s = ctx.sk", "if s is None:", "    return {ret}"]
 
@@ -107,7 +118,7 @@ def _exported_helpers() -> list[tuple[str, str]]:
 def _programs(helper: str):
     """Source texts of modules calling ``helper`` (one per program type and map kind it may take)."""
     h = HELPERS[helper]
-    missing = [k for k in h.params if k not in ARGUMENT]
+    missing = [k for k in h.params if k not in ARGUMENT and k not in IMPLICIT]
     assert not missing, f"bpf_{helper} takes parameter kind(s) {missing}: add them to ARGUMENT in {__file__}"
     kinds = KINDS if "map" in h.params else KINDS[:1]
     progtypes = sorted(h.progtypes or PROG_TYPES, key=lambda p: PROG_TYPES[p].context is None)
@@ -115,9 +126,13 @@ def _programs(helper: str):
         pt = PROG_TYPES[progtype]
         for kind in kinds:
             decl, key = _map_decl(kind)
-            args = [ARGUMENT[k].format(key=key) for k in h.params]
+            ints = iter(["0", "4"])  # offsets and lengths: start 0, length or end 4 (pull, push, pop data)
+            args = [next(ints, "0") if k == "u64" else ARGUMENT[k].format(key=key)
+                    for k in h.params if k not in IMPLICIT]
             if h.params and h.params[0] == "fmt":
                 args = args[:2]  # the format takes one integer
+            if helper in SPECIAL:
+                args = [SPECIAL[helper]]
             ret = 1 if pt.returns is None else pt.returns[1]
             deco = f"@{progtype}(socks)" if pt.needs_map else f"@{progtype}"
             ctx_t = pt.ctx_class or "Args"
@@ -141,6 +156,7 @@ def _programs(helper: str):
                 {deco}
                 def prog(ctx: {ctx_t}) -> int:
                     d = Data(1, 2)
+                    b: u8[16] = []
                     PREAMBLE
                     bpf_{helper}({', '.join(args)})
                     return {ret}
@@ -166,6 +182,8 @@ def test_every_exported_helper_is_simulated_or_named_as_not(name, helper, tmp_pa
         ctx = b"\0" * 8 if PROG_TYPES[progtype].context is None else testing.context(progtype)
         try:
             mod.run("prog", ctx)
+        except testing.SimulationError as e:  # simulated, and it says what input the test must give
+            assert "\n" not in str(e) and "give" in str(e), str(e)
         except testing.NotSimulated as e:
             msg = str(e)
             assert f"{name} is not simulated" in msg and "\n" not in msg, msg
