@@ -129,6 +129,12 @@ class LinkInfo(Record, eq=True):
         return ATTACH_TYPE_NAMES.get(self.attach_type, str(self.attach_type))
 
     @property
+    def has_attach_type(self) -> bool:
+        """Whether the kernel's info of this link type says its attach type (an xdp link's does not)."""
+        t = _TARGETS.get(self.type_name)
+        return t is not None and "attach_type" in t[1]
+
+    @property
     def target_kind(self) -> str | None:
         """"cgroup", "map", "ifindex", "netns", or None (a link type whose target is not decoded)."""
         t = _TARGETS.get(self.type_name)

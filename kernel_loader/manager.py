@@ -56,7 +56,7 @@ def _link_status(sc, name: str, path: str, map_names: dict[int, str]) -> dict:
         sc.close(fd)
     out = {"name": name, "id": i.id, "type": i.type_name, "type_id": i.type, "prog_id": i.prog_id, "pin": path}
     kind = i.target_kind
-    if kind is not None and kind != "netns":
+    if kind is not None and kind != "netns" and i.has_attach_type:
         out["attach_type"] = i.attach_type_name
     if kind == "cgroup":
         out["target"] = {"kind": "cgroup", "cgroup_id": i.cgroup_id,

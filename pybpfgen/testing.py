@@ -49,7 +49,7 @@ SK_PASS, SK_DROP = 1, 0
 
 class SimulationError(Exception):
     """A program did something the simulation cannot answer (the message says what to give it)."""
-ENOENT, EEXIST, E2BIG = 2, 17, 7
+ENOENT, EEXIST, E2BIG, EINVAL = 2, 17, 7, 22
 
 
 # ================================================================= values <-> bytes
@@ -901,9 +901,12 @@ class _Frame:
 
     def sockopt(self, e: N.HelperCall) -> Any:
         """bpf_setsockopt records the value in the context's ``sockopts``; bpf_getsockopt reads it back (the
-        compiler has checked the option and the value's type)."""
+        compiler has checked the option and the value's type). Without a full socket (``sk=None``: a request
+        socket, as in BPF_SOCK_OPS_TIMEOUT_INIT) both fail, as in the kernel: -EINVAL, and None."""
         ctx, level, optname = self.value(e.args[0]), self.value(e.args[1]), self.value(e.args[2])
         key = (level, optname)
+        if getattr(ctx, "sk", True) is None:
+            return -EINVAL if e.helper.name == "setsockopt" else None
         if e.helper.name == "setsockopt":
             a = e.args[3]
             if isinstance(a, N.FormatString):  # a name: TCP_CONGESTION

@@ -168,3 +168,11 @@ def test_a_helper_pybpfgen_cannot_call_says_why(compile_src):
     assert d.message == ("`bpf_sk_release` is a kernel helper that pybpfgen cannot call yet: "
                          f"{UNSUPPORTED['sk_release']}"), d.format()
     assert "cannot be called in a BPF program" not in d.message
+
+
+def test_without_a_full_socket_both_fail_as_in_the_kernel(compile_src):
+    c = compile_src(TUNE, name="tune")
+    mod = testing.load(c.path)
+    ctx = testing.sock_ops(op=K.BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, local_port=9000, remote_port=40000, sk=None)
+    assert mod.run("tune", ctx) == 1  # bpf_setsockopt returns -EINVAL: the program returns early
+    assert ctx.sockopts == {} and ctx.field("reply") == 0

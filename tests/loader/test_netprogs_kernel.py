@@ -199,6 +199,7 @@ def test_xdp_link_on_a_veth_and_one_xdp_program_per_interface(tmp_path, pin_root
     assert not os.path.exists(os.path.join(pin_root, "xdpother"))
     [link] = kl.status(pin_root=pin_root, name=res.name)["objects"][0]["links"]
     assert (link["type"], link["attached"], link["target"]["kind"]) == ("xdp", True, "interface")
+    assert "attach_type" not in link          # an xdp link's info has none (BPF_XDP is implied)
     rx, tx = _udp(veth.a, (IP_A, 0)), _udp(veth.b, (IP_B, 0))
     try:
         for i in range(3):
@@ -278,3 +279,18 @@ def test_sk_skb_legacy_prog_attach_before_sockmap_links(tmp_path, pin_root, monk
             sc.close(mfd)
     finally:
         features.clear_cache()
+
+
+def test_interface_gone_before_unload(tmp_path, pin_root):
+    """The namespace (and its veth) destroyed while the program is attached: status says the link is detached
+    (ifindex 0), unload still removes everything."""
+    import kharness as kh
+    obj = _compile(tmp_path, "xdpgone", XDP)
+    with kh.netns_pair("pbgng", ip_a="198.18.41.5", ip_b="198.18.41.6") as pair:
+        with kh.in_netns(pair.a):
+            [res] = kl.load(obj, pin_root=pin_root, ifname=pair.veth_a)
+    [link] = kl.status(pin_root=pin_root, name=res.name)["objects"][0]["links"]
+    assert (link["attached"], link["target"]) == (False, {"kind": "interface", "ifindex": 0, "ifname": None})
+    assert kl.unload(res.name, pin_root=pin_root) == [res.name]
+    assert not os.path.exists(os.path.join(pin_root, res.name))
+    assert not kh.link_exists(res.programs["count_all"].link_id)

@@ -89,3 +89,37 @@ def test_every_option_of_the_table_is_accepted_by_the_kernel(tmp_path, pin_root,
         if o.can_get and got[2 * i + 1] != 1:
             refused[f"get {o.name}"] = {0: "not run", 2: "None"}.get(got[2 * i + 1], got[2 * i + 1])
     assert not refused, refused
+
+
+def _allowed_cgroup_types():
+    from pybpfgen.target.helpers import HELPERS
+    from pybpfgen.target.progtypes import PROG_TYPES
+
+    return sorted(p for p in HELPERS["setsockopt"].progtypes if PROG_TYPES[p].attach == "cgroup")
+
+
+@pytest.mark.parametrize("progtype", _allowed_cgroup_types())
+def test_every_program_type_the_table_allows_loads_and_attaches(tmp_path, pin_root, child_cgroup, progtype):
+    """The socket argument is the program's context in every program type the helper table lets call the
+    helpers (sock_ops, and the cgroup sock_addr hooks once they are program types): the verifier agrees."""
+    from pybpfgen.target.progtypes import PROG_TYPES
+
+    pt = PROG_TYPES[progtype]
+    ret = pt.returns[1] if pt.returns else 1
+    src = tmp_path / "one.py"
+    src.write_text(textwrap.dedent(f"""
+        from pybpfgen.lang import *
+
+
+        @{progtype}
+        def one(ctx: {pt.ctx_class}) -> int:
+            bpf_setsockopt(ctx, SOL_SOCKET, SO_MARK, 7)
+            m = bpf_getsockopt(ctx, SOL_SOCKET, SO_MARK)
+            if m is None:
+                return {ret}
+            return {ret}
+        """))
+    r = compile_file(str(src), str(tmp_path / "out"))
+    assert r.output, [d.format() for d in r.diagnostics]
+    [res] = kl.load(r.output, cgroup=child_cgroup, pin_root=pin_root)
+    assert {p.attach_mode for p in res.programs.values()} == {"link"}
