@@ -30,8 +30,11 @@ __all__ = [
     "Hash", "LRUHash", "PerCPUHash", "LRUPerCPUHash", "Array", "PerCPUArray", "LPMTrie", "SockHash", "SockMap", "RingBuf",
     "SkStorage",
     "sock_ops", "sk_msg", "socket_filter", "cgroup_skb_ingress", "cgroup_skb_egress", "syscall",
+    "cgroup_connect4", "cgroup_connect6", "cgroup_sendmsg4", "cgroup_sendmsg6", "cgroup_recvmsg4", "cgroup_recvmsg6",
+    "cgroup_getpeername4", "cgroup_getpeername6", "cgroup_getsockname4", "cgroup_getsockname6",
+    "cgroup_bind4", "cgroup_bind6", "cgroup_getsockopt", "cgroup_setsockopt",
     "sk_skb_stream_parser", "sk_skb_stream_verdict", "xdp", "tc_ingress", "tc_egress",
-    "SockOps", "SkMsg", "SkBuff", "XdpMd",
+    "SockOps", "SkMsg", "SkBuff", "XdpMd", "SockAddr", "SockOpt",
     "bpf_printk", "atomic_add", "atomic_fetch_add", "atomic_xchg", "atomic_cmpxchg",
     "bpf_map_lookup_elem", "bpf_map_update_elem", "bpf_map_delete_elem",
     "bpf_sock_hash_update", "bpf_msg_redirect_hash",
@@ -587,6 +590,42 @@ class XdpMd:
         raise NotImplementedError("views exist in compiled programs and in pybpfgen.testing")
 
 
+@_context
+class SockAddr:
+    """Context of the cgroup sock_addr programs (``struct bpf_sock_addr``): the address an application passes
+    to connect(), sendmsg() or bind(), or will see from getpeername(), getsockname() or recvmsg(). The program
+    may change it: ``user_ip4``/``user_ip6`` (network byte order) and ``user_port`` (host byte order, like every
+    port), and a sendmsg program the source address ``msg_src_ip4``/``msg_src_ip6``. An IPv4 hook (``*4``) reads
+    the IPv4 fields only, an IPv6 hook the IPv6 ones."""
+
+    user_family: u32
+    user_ip4: u32
+    user_ip6: list[u32]  # u32[4]
+    user_port: u32
+    family: u32
+    type: u32
+    protocol: u32
+    msg_src_ip4: u32
+    msg_src_ip6: list[u32]  # u32[4]
+    sk: Sock
+
+
+@_context
+class SockOpt:
+    """Context of cgroup getsockopt/setsockopt programs (``struct bpf_sockopt``): the option's ``level``,
+    ``optname`` and ``optlen``, and for getsockopt the kernel's result ``retval``. A setsockopt program may
+    change ``level``, ``optname`` and ``optlen`` (-1: the kernel skips its setsockopt), a getsockopt program
+    ``optlen`` and ``retval``."""
+
+    sk: Sock
+    optval: u64  # packet pointers: the option's bytes (not integers programs may read)
+    optval_end: u64
+    level: i32
+    optname: i32
+    optlen: i32
+    retval: i32
+
+
 F = TypeVar("F", bound=Callable)
 
 
@@ -625,6 +664,97 @@ def cgroup_skb_egress(fn: F) -> F:
     send). Return 1 to let the packet through, 0 to drop it (the sender's call fails with EPERM)."""
     fn.__pybpfgen_progtype__ = "cgroup_skb_egress"  # type: ignore[attr-defined]
     return fn
+
+
+def _progtype(fn: F, progtype: str) -> F:
+    fn.__pybpfgen_progtype__ = progtype  # type: ignore[attr-defined]
+    return fn
+
+
+# cgroup sock_addr hooks: the context is SockAddr; each is attached (a bpf_link) to the cgroup of `load --cgroup`
+def cgroup_connect4(fn: F) -> F:
+    """Declare a program run on connect() of an IPv4 socket in the cgroup (TCP, or UDP), before the kernel
+    connects: it may change the destination (``user_ip4``, ``user_port``). Return 1 to let connect() proceed,
+    0 to refuse it (EPERM)."""
+    return _progtype(fn, "cgroup_connect4")
+
+
+def cgroup_connect6(fn: F) -> F:
+    """Declare a program run on connect() of an IPv6 socket in the cgroup: it may change the destination
+    (``user_ip6``, ``user_port``). Return 1 to let connect() proceed, 0 to refuse it (EPERM)."""
+    return _progtype(fn, "cgroup_connect6")
+
+
+def cgroup_sendmsg4(fn: F) -> F:
+    """Declare a program run on every sendmsg()/sendto() of an unconnected IPv4 UDP socket in the cgroup: it
+    may change the destination and the source (``msg_src_ip4``). Return 1 to send, 0 to refuse (EPERM)."""
+    return _progtype(fn, "cgroup_sendmsg4")
+
+
+def cgroup_sendmsg6(fn: F) -> F:
+    """Declare a program run on every sendmsg()/sendto() of an unconnected IPv6 UDP socket in the cgroup (see
+    :func:`cgroup_sendmsg4`)."""
+    return _progtype(fn, "cgroup_sendmsg6")
+
+
+def cgroup_recvmsg4(fn: F) -> F:
+    """Declare a program run on recvmsg()/recvfrom() of an IPv4 UDP socket in the cgroup: it may change the
+    source address the application sees. Return 1."""
+    return _progtype(fn, "cgroup_recvmsg4")
+
+
+def cgroup_recvmsg6(fn: F) -> F:
+    """Declare a program run on recvmsg()/recvfrom() of an IPv6 UDP socket in the cgroup (see
+    :func:`cgroup_recvmsg4`). Return 1."""
+    return _progtype(fn, "cgroup_recvmsg6")
+
+
+def cgroup_getpeername4(fn: F) -> F:
+    """Declare a program run on getpeername() of an IPv4 socket in the cgroup: it may change the peer address
+    the application sees (show it the address it connected to, not the one a connect4 program chose). Return 1."""
+    return _progtype(fn, "cgroup_getpeername4")
+
+
+def cgroup_getpeername6(fn: F) -> F:
+    """Declare a program run on getpeername() of an IPv6 socket in the cgroup (see
+    :func:`cgroup_getpeername4`). Return 1."""
+    return _progtype(fn, "cgroup_getpeername6")
+
+
+def cgroup_getsockname4(fn: F) -> F:
+    """Declare a program run on getsockname() of an IPv4 socket in the cgroup: it may change the local address
+    the application sees. Return 1."""
+    return _progtype(fn, "cgroup_getsockname4")
+
+
+def cgroup_getsockname6(fn: F) -> F:
+    """Declare a program run on getsockname() of an IPv6 socket in the cgroup. Return 1."""
+    return _progtype(fn, "cgroup_getsockname6")
+
+
+def cgroup_bind4(fn: F) -> F:
+    """Declare a program run on bind() of an IPv4 socket in the cgroup: it may change the address bound to.
+    Return 1 to let bind() proceed, 0 to refuse it (EPERM), 3 to also skip the CAP_NET_BIND_SERVICE check."""
+    return _progtype(fn, "cgroup_bind4")
+
+
+def cgroup_bind6(fn: F) -> F:
+    """Declare a program run on bind() of an IPv6 socket in the cgroup (see :func:`cgroup_bind4`)."""
+    return _progtype(fn, "cgroup_bind6")
+
+
+# cgroup sockopt hooks: the context is SockOpt
+def cgroup_getsockopt(fn: F) -> F:
+    """Declare a program run after the kernel's getsockopt() for sockets in the cgroup: it may change the
+    result (``retval``, ``optlen``). Return 1 to let the call return, 0 to make it fail with EPERM."""
+    return _progtype(fn, "cgroup_getsockopt")
+
+
+def cgroup_setsockopt(fn: F) -> F:
+    """Declare a program run before the kernel's setsockopt() for sockets in the cgroup: it may change the
+    option (``level``, ``optname``, ``optlen``; ``optlen = -1``: the kernel skips it and the call succeeds).
+    Return 1 to let the call proceed, 0 to make it fail with EPERM."""
+    return _progtype(fn, "cgroup_setsockopt")
 
 
 def sk_skb_stream_parser(map: SockMap | SockHash) -> Callable[[F], F]:
@@ -745,7 +875,7 @@ from .target.constants import (  # noqa: E402
     BPF_TCP_ESTABLISHED, BPF_TCP_SYN_SENT, BPF_TCP_SYN_RECV, BPF_TCP_FIN_WAIT1, BPF_TCP_FIN_WAIT2,
     BPF_TCP_TIME_WAIT, BPF_TCP_CLOSE, BPF_TCP_CLOSE_WAIT, BPF_TCP_LAST_ACK, BPF_TCP_LISTEN, BPF_TCP_CLOSING,
     BPF_TCP_NEW_SYN_RECV, BPF_TCP_BOUND_INACTIVE, AF_UNSPEC, AF_UNIX, AF_INET, AF_INET6, AF_NETLINK, AF_PACKET,
-    AF_VSOCK, AF_XDP, IPPROTO_IP, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_IPV6, IPPROTO_ICMPV6,
+    AF_VSOCK, AF_XDP, SOCK_STREAM, SOCK_DGRAM, IPPROTO_IP, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_IPV6, IPPROTO_ICMPV6,
     IPPROTO_MPTCP, SOL_IP, SOL_SOCKET, SOL_TCP, SOL_IPV6, SO_REUSEADDR, SO_SNDBUF, SO_RCVBUF, SO_KEEPALIVE,
     SO_PRIORITY, SO_REUSEPORT, SO_RCVLOWAT, SO_BINDTODEVICE, SO_MARK, SO_MAX_PACING_RATE, SO_BINDTOIFINDEX,
     SO_TXREHASH, TCP_NODELAY, TCP_MAXSEG, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_SYNCNT,
@@ -772,7 +902,7 @@ __all__ += [
     "BPF_TCP_FIN_WAIT1", "BPF_TCP_FIN_WAIT2", "BPF_TCP_TIME_WAIT", "BPF_TCP_CLOSE", "BPF_TCP_CLOSE_WAIT",
     "BPF_TCP_LAST_ACK", "BPF_TCP_LISTEN", "BPF_TCP_CLOSING", "BPF_TCP_NEW_SYN_RECV", "BPF_TCP_BOUND_INACTIVE",
     "AF_UNSPEC", "AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK", "AF_PACKET", "AF_VSOCK", "AF_XDP",
-    "IPPROTO_IP", "IPPROTO_ICMP", "IPPROTO_TCP", "IPPROTO_UDP", "IPPROTO_IPV6", "IPPROTO_ICMPV6",
+    "SOCK_STREAM", "SOCK_DGRAM", "IPPROTO_IP", "IPPROTO_ICMP", "IPPROTO_TCP", "IPPROTO_UDP", "IPPROTO_IPV6", "IPPROTO_ICMPV6",
     "IPPROTO_MPTCP", "SOL_IP", "SOL_SOCKET", "SOL_TCP", "SOL_IPV6", "SO_REUSEADDR", "SO_SNDBUF", "SO_RCVBUF",
     "SO_KEEPALIVE", "SO_PRIORITY", "SO_REUSEPORT", "SO_RCVLOWAT", "SO_BINDTODEVICE", "SO_MARK",
     "SO_MAX_PACING_RATE", "SO_BINDTOIFINDEX", "SO_TXREHASH", "TCP_NODELAY", "TCP_MAXSEG", "TCP_KEEPIDLE",
@@ -835,6 +965,7 @@ from .lang_helpers import (  # noqa: E402
     bpf_msg_apply_bytes as bpf_msg_apply_bytes,
     bpf_msg_cork_bytes as bpf_msg_cork_bytes,
     bpf_msg_pull_data as bpf_msg_pull_data,
+    bpf_bind as bpf_bind,
     bpf_xdp_adjust_tail as bpf_xdp_adjust_tail,
     bpf_get_stack as bpf_get_stack,
     bpf_skb_load_bytes_relative as bpf_skb_load_bytes_relative,
@@ -873,6 +1004,8 @@ from .lang_helpers import (  # noqa: E402
     bpf_sys_close as bpf_sys_close,
     bpf_get_branch_snapshot as bpf_get_branch_snapshot,
     bpf_trace_vprintk as bpf_trace_vprintk,
+    bpf_get_retval as bpf_get_retval,
+    bpf_set_retval as bpf_set_retval,
     bpf_xdp_get_buff_len as bpf_xdp_get_buff_len,
     bpf_xdp_load_bytes as bpf_xdp_load_bytes,
     bpf_xdp_store_bytes as bpf_xdp_store_bytes,
@@ -933,6 +1066,7 @@ __all__ += [
     'bpf_msg_apply_bytes',
     'bpf_msg_cork_bytes',
     'bpf_msg_pull_data',
+    'bpf_bind',
     'bpf_xdp_adjust_tail',
     'bpf_get_stack',
     'bpf_skb_load_bytes_relative',
@@ -971,6 +1105,8 @@ __all__ += [
     'bpf_sys_close',
     'bpf_get_branch_snapshot',
     'bpf_trace_vprintk',
+    'bpf_get_retval',
+    'bpf_set_retval',
     'bpf_xdp_get_buff_len',
     'bpf_xdp_load_bytes',
     'bpf_xdp_store_bytes',

@@ -26,7 +26,7 @@ def bpf_map_lookup_elem(map: Any, key: Any) -> Optional[Any]:
 
     Perform a lookup in map for an entry associated to key.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, cgroup_connect4, cgroup_connect6, cgroup_sendmsg4, cgroup_sendmsg6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_getpeername4, cgroup_getpeername6, cgroup_getsockname4, cgroup_getsockname6, cgroup_bind4, cgroup_bind6, cgroup_getsockopt, cgroup_setsockopt, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): map (map), key (key).
     """
     return _simulate('map_lookup_elem', map, key)
@@ -40,7 +40,7 @@ def bpf_map_update_elem(map: Any, key: Any, value: Any, flags: int = 0) -> int:
 
     Add or update the value of the entry associated to key in map with value.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, cgroup_connect4, cgroup_connect6, cgroup_sendmsg4, cgroup_sendmsg6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_getpeername4, cgroup_getpeername6, cgroup_getsockname4, cgroup_getsockname6, cgroup_bind4, cgroup_bind6, cgroup_getsockopt, cgroup_setsockopt, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): map (map), key (key), value (value), flags (u64).
     """
     return _simulate('map_update_elem', map, key, value, flags)
@@ -54,7 +54,7 @@ def bpf_map_delete_elem(map: Any, key: Any) -> int:
 
     Delete entry with key from map.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, cgroup_connect4, cgroup_connect6, cgroup_sendmsg4, cgroup_sendmsg6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_getpeername4, cgroup_getpeername6, cgroup_getsockname4, cgroup_getsockname6, cgroup_bind4, cgroup_bind6, cgroup_getsockopt, cgroup_setsockopt, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): map (map), key (key).
     """
     return _simulate('map_delete_elem', map, key)
@@ -69,7 +69,7 @@ def bpf_ktime_get_ns() -> int:
     Return the time elapsed since system boot, in nanoseconds. Does not include time the system was
     suspended. See: clock_gettime (CLOCK_MONOTONIC)
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, cgroup_connect4, cgroup_connect6, cgroup_sendmsg4, cgroup_sendmsg6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_getpeername4, cgroup_getpeername6, cgroup_getsockname4, cgroup_getsockname6, cgroup_bind4, cgroup_bind6, cgroup_getsockopt, cgroup_setsockopt, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     """
     return _simulate('ktime_get_ns')
 
@@ -85,7 +85,7 @@ def bpf_trace_printk(fmt: str, arg1: int = 0, arg2: int = 0, arg3: int = 0) -> i
     can take up to three additional u64 arguments (as an eBPF helpers, the total number of arguments
     is limited to five).
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, cgroup_connect4, cgroup_connect6, cgroup_sendmsg4, cgroup_sendmsg6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_getpeername4, cgroup_getpeername6, cgroup_getsockname4, cgroup_getsockname6, cgroup_bind4, cgroup_bind6, cgroup_getsockopt, cgroup_setsockopt, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): fmt (fmt), arg1 (u64), arg2 (u64), arg3 (u64).
     """
     return _simulate('trace_printk', fmt, arg1, arg2, arg3)
@@ -99,7 +99,7 @@ def bpf_get_prandom_u32() -> int:
 
     Get a pseudo-random number.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, cgroup_connect4, cgroup_connect6, cgroup_sendmsg4, cgroup_sendmsg6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_getpeername4, cgroup_getpeername6, cgroup_getsockname4, cgroup_getsockname6, cgroup_bind4, cgroup_bind6, cgroup_getsockopt, cgroup_setsockopt, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     """
     return _simulate('get_prandom_u32')
 
@@ -114,7 +114,7 @@ def bpf_get_smp_processor_id() -> int:
     disabled, which means that the SMP processor id is stable during all the execution of the
     program.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, cgroup_connect4, cgroup_connect6, cgroup_sendmsg4, cgroup_sendmsg6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_getpeername4, cgroup_getpeername6, cgroup_getsockname4, cgroup_getsockname6, cgroup_bind4, cgroup_bind6, cgroup_getsockopt, cgroup_setsockopt, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     """
     return _simulate('get_smp_processor_id')
 
@@ -177,7 +177,7 @@ def bpf_tail_call(ctx: Any, prog_array_map: Any, index: int) -> int:
     eBPF program. The same stack frame is used (but values on stack and in registers for the caller
     are not accessible to the callee).
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, cgroup_connect4, cgroup_connect6, cgroup_sendmsg4, cgroup_sendmsg6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_getpeername4, cgroup_getpeername6, cgroup_getsockname4, cgroup_getsockname6, cgroup_bind4, cgroup_bind6, cgroup_getsockopt, cgroup_setsockopt, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): ctx (ctx), prog_array_map (map), index (u64).
     """
     return _simulate('tail_call', ctx, prog_array_map, index)
@@ -208,7 +208,7 @@ def bpf_get_current_pid_tgid() -> int:
 
     Get the current pid and tgid.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, cgroup_connect4, cgroup_connect6, cgroup_sendmsg4, cgroup_sendmsg6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_getpeername4, cgroup_getpeername6, cgroup_getsockname4, cgroup_getsockname6, cgroup_bind4, cgroup_bind6, cgroup_getsockopt, cgroup_setsockopt, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     """
     return _simulate('get_current_pid_tgid')
 
@@ -221,7 +221,7 @@ def bpf_get_current_uid_gid() -> int:
 
     Get the current uid and gid.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, cgroup_connect4, cgroup_connect6, cgroup_sendmsg4, cgroup_sendmsg6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_getpeername4, cgroup_getpeername6, cgroup_getsockname4, cgroup_getsockname6, cgroup_bind4, cgroup_bind6, cgroup_getsockopt, cgroup_setsockopt, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     """
     return _simulate('get_current_uid_gid')
 
@@ -237,7 +237,7 @@ def bpf_get_current_comm(buf: Any) -> int:
     strictly positive. On success, the helper makes sure that the buf is NUL-terminated. On failure,
     it is filled with zeroes.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, cgroup_connect4, cgroup_connect6, cgroup_sendmsg4, cgroup_sendmsg6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_getpeername4, cgroup_getpeername6, cgroup_getsockname4, cgroup_getsockname6, cgroup_bind4, cgroup_bind6, cgroup_getsockopt, cgroup_setsockopt, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): buf (data).
     """
     return _simulate('get_current_comm', buf)
@@ -251,7 +251,7 @@ def bpf_get_cgroup_classid(skb: Any) -> int:
 
     Retrieve the classid for the current task, i.e. for the net_cls cgroup to which skb belongs.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, cgroup_connect4, cgroup_connect6, cgroup_sendmsg4, cgroup_sendmsg6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_getpeername4, cgroup_getpeername6, cgroup_getsockname4, cgroup_getsockname6, cgroup_bind4, cgroup_bind6, cgroup_getsockopt, cgroup_setsockopt, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): skb (ctx).
     """
     return _simulate('get_cgroup_classid', skb)
@@ -297,7 +297,7 @@ def bpf_perf_event_read(map: Any, flags: int = 0) -> int:
     BPF_MAP_TYPE_PERF_EVENT_ARRAY. The nature of the perf event counter is selected when map is
     updated with perf event file descriptors.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, cgroup_connect4, cgroup_connect6, cgroup_sendmsg4, cgroup_sendmsg6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_getpeername4, cgroup_getpeername6, cgroup_getsockname4, cgroup_getsockname6, cgroup_bind4, cgroup_bind6, cgroup_getsockopt, cgroup_setsockopt, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): map (map), flags (u64).
     """
     return _simulate('perf_event_read', map, flags)
@@ -345,7 +345,7 @@ def bpf_perf_event_output(ctx: Any, map: Any, flags: int, data: Any) -> int:
     PERF_SAMPLE_RAW as sample_type, PERF_TYPE_SOFTWARE as type, and PERF_COUNT_SW_BPF_OUTPUT as
     config.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, cgroup_connect4, cgroup_connect6, cgroup_sendmsg4, cgroup_sendmsg6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_getpeername4, cgroup_getpeername6, cgroup_getsockname4, cgroup_getsockname6, cgroup_bind4, cgroup_bind6, cgroup_getsockopt, cgroup_setsockopt, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): ctx (ctx), map (map), flags (u64), data (data).
     """
     return _simulate('perf_event_output', ctx, map, flags, data)
@@ -483,7 +483,7 @@ def bpf_get_current_task() -> int:
 
     Get the current task.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, cgroup_connect4, cgroup_connect6, cgroup_sendmsg4, cgroup_sendmsg6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_getpeername4, cgroup_getpeername6, cgroup_getsockname4, cgroup_getsockname6, cgroup_bind4, cgroup_bind6, cgroup_getsockopt, cgroup_setsockopt, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     """
     return _simulate('get_current_task')
 
@@ -497,7 +497,7 @@ def bpf_current_task_under_cgroup(map: Any, index: int) -> int:
     Check whether the probe is being run is the context of a given subset of the cgroup2 hierarchy.
     The cgroup2 to test is held by map of type BPF_MAP_TYPE_CGROUP_ARRAY, at index.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, cgroup_connect4, cgroup_connect6, cgroup_sendmsg4, cgroup_sendmsg6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_getpeername4, cgroup_getpeername6, cgroup_getsockname4, cgroup_getsockname6, cgroup_bind4, cgroup_bind6, cgroup_getsockopt, cgroup_setsockopt, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): map (map), index (u64).
     """
     return _simulate('current_task_under_cgroup', map, index)
@@ -559,7 +559,7 @@ def bpf_get_numa_node_id() -> int:
 
     Return the id of the current NUMA node.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, cgroup_connect4, cgroup_connect6, cgroup_sendmsg4, cgroup_sendmsg6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_getpeername4, cgroup_getpeername6, cgroup_getsockname4, cgroup_getsockname6, cgroup_bind4, cgroup_bind6, cgroup_getsockopt, cgroup_setsockopt, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     """
     return _simulate('get_numa_node_id')
 
@@ -604,7 +604,7 @@ def bpf_get_socket_cookie(skb: Any) -> int:
     kernel) of this socket. If no cookie has been set yet, generate a new cookie. Once generated,
     the socket cookie remains stable for the life of the socket.
 
-    Program types: sock_ops, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, tc_ingress, tc_egress.
+    Program types: sock_ops, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, cgroup_connect4, cgroup_connect6, cgroup_sendmsg4, cgroup_sendmsg6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_getpeername4, cgroup_getpeername6, cgroup_getsockname4, cgroup_getsockname6, cgroup_bind4, cgroup_bind6, sk_skb_stream_parser, sk_skb_stream_verdict, tc_ingress, tc_egress.
     Arguments (pybpfgen kinds): skb (ctx).
     """
     return _simulate('get_socket_cookie', skb)
@@ -649,7 +649,7 @@ def bpf_setsockopt(bpf_socket: Any, level: int, optname: int, optval: int | str)
     specified, see setsockopt(2) for more information. The option value of length optlen is pointed
     by optval.
 
-    Program types: sock_ops.
+    Program types: sock_ops, cgroup_connect4, cgroup_connect6, cgroup_sendmsg4, cgroup_sendmsg6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_getpeername4, cgroup_getpeername6, cgroup_getsockname4, cgroup_getsockname6, cgroup_bind4, cgroup_bind6.
     Arguments (pybpfgen kinds): bpf_socket (bpf_socket), level (u64), optname (u64), optval (optval).
     """
     return _simulate('setsockopt', bpf_socket, level, optname, optval)
@@ -743,7 +743,7 @@ def bpf_getsockopt(bpf_socket: Any, level: int, optname: int) -> Optional[Any]:
     specified, see getsockopt(2) for more information. The retrieved value is stored in the
     structure pointed by opval and of length optlen.
 
-    Program types: sock_ops.
+    Program types: sock_ops, cgroup_connect4, cgroup_connect6, cgroup_sendmsg4, cgroup_sendmsg6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_getpeername4, cgroup_getpeername6, cgroup_getsockname4, cgroup_getsockname6, cgroup_bind4, cgroup_bind6.
     Arguments (pybpfgen kinds): bpf_socket (bpf_socket), level (u64), optname (u64).
     Returns the option's value (``Optional[Ref[...]]``: None when the call fails; see docs/language.md).
     """
@@ -828,6 +828,23 @@ def bpf_msg_pull_data(msg: Any, start: int, end: int, flags: int = 0) -> int:
 
 
 bpf_msg_pull_data.__bpf_helper__ = 'msg_pull_data'  # type: ignore[attr-defined]
+
+
+def bpf_bind(ctx: Any, addr: Any) -> int:
+    """``long bpf_bind(struct bpf_sock_addr *ctx, struct sockaddr *addr, int addr_len)`` (helper 64)
+
+    Bind the socket associated to ctx to the address pointed by addr, of length addr_len. This
+    allows for making outgoing connection from the desired IP address, which can be useful for
+    example when all processes inside a cgroup should use one single IP address on a host that has
+    multiple IP configured.
+
+    Program types: cgroup_connect4, cgroup_connect6.
+    Arguments (pybpfgen kinds): ctx (ctx), addr (data).
+    """
+    return _simulate('bind', ctx, addr)
+
+
+bpf_bind.__bpf_helper__ = 'bind'  # type: ignore[attr-defined]
 
 
 def bpf_xdp_adjust_tail(xdp_md: Any, delta: int) -> int:
@@ -947,7 +964,7 @@ def bpf_get_current_cgroup_id() -> int:
 
     Get the current cgroup id based on the cgroup within which the current task is running.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, cgroup_connect4, cgroup_connect6, cgroup_sendmsg4, cgroup_sendmsg6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_getpeername4, cgroup_getpeername6, cgroup_getsockname4, cgroup_getsockname6, cgroup_bind4, cgroup_bind6, cgroup_getsockopt, cgroup_setsockopt, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     """
     return _simulate('get_current_cgroup_id')
 
@@ -977,7 +994,7 @@ def bpf_map_push_elem(map: Any, value: Any, flags: int = 0) -> int:
 
     Push an element value in map.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, cgroup_connect4, cgroup_connect6, cgroup_sendmsg4, cgroup_sendmsg6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_getpeername4, cgroup_getpeername6, cgroup_getsockname4, cgroup_getsockname6, cgroup_bind4, cgroup_bind6, cgroup_getsockopt, cgroup_setsockopt, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): map (map), value (value), flags (u64).
     """
     return _simulate('map_push_elem', map, value, flags)
@@ -991,7 +1008,7 @@ def bpf_map_pop_elem(map: Any, value: Any) -> int:
 
     Pop an element from map.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, cgroup_connect4, cgroup_connect6, cgroup_sendmsg4, cgroup_sendmsg6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_getpeername4, cgroup_getpeername6, cgroup_getsockname4, cgroup_getsockname6, cgroup_bind4, cgroup_bind6, cgroup_getsockopt, cgroup_setsockopt, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): map (map), value (value).
     """
     return _simulate('map_pop_elem', map, value)
@@ -1005,7 +1022,7 @@ def bpf_map_peek_elem(map: Any, value: Any) -> int:
 
     Get an element from map without removing it.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, cgroup_connect4, cgroup_connect6, cgroup_sendmsg4, cgroup_sendmsg6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_getpeername4, cgroup_getpeername6, cgroup_getsockname4, cgroup_getsockname6, cgroup_bind4, cgroup_bind6, cgroup_getsockopt, cgroup_setsockopt, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): map (map), value (value).
     """
     return _simulate('map_peek_elem', map, value)
@@ -1064,7 +1081,7 @@ def bpf_sk_storage_get(map: Any, sk: Any, value: Any, flags: int = 0) -> Optiona
 
     Get a bpf-local-storage from a sk.
 
-    Program types: sock_ops, sk_msg, cgroup_skb_ingress, cgroup_skb_egress, tc_ingress, tc_egress, syscall.
+    Program types: sock_ops, sk_msg, cgroup_skb_ingress, cgroup_skb_egress, cgroup_connect4, cgroup_connect6, cgroup_sendmsg4, cgroup_sendmsg6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_getpeername4, cgroup_getpeername6, cgroup_getsockname4, cgroup_getsockname6, cgroup_bind4, cgroup_bind6, cgroup_getsockopt, cgroup_setsockopt, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): map (map), sk (sock), value (value), flags (u64).
     """
     return _simulate('sk_storage_get', map, sk, value, flags)
@@ -1078,7 +1095,7 @@ def bpf_sk_storage_delete(map: Any, sk: Any) -> int:
 
     Delete a bpf-local-storage from a sk.
 
-    Program types: sock_ops, sk_msg, cgroup_skb_ingress, cgroup_skb_egress, tc_ingress, tc_egress, syscall.
+    Program types: sock_ops, sk_msg, cgroup_skb_ingress, cgroup_skb_egress, cgroup_connect4, cgroup_connect6, cgroup_sendmsg4, cgroup_sendmsg6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_getpeername4, cgroup_getpeername6, cgroup_getsockname4, cgroup_getsockname6, cgroup_bind4, cgroup_bind6, cgroup_getsockopt, cgroup_setsockopt, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): map (map), sk (sock).
     """
     return _simulate('sk_storage_delete', map, sk)
@@ -1093,7 +1110,7 @@ def bpf_send_signal(sig: int) -> int:
     Send signal sig to the process of the current task. The signal may be delivered to any of this
     process's threads.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, cgroup_connect4, cgroup_connect6, cgroup_sendmsg4, cgroup_sendmsg6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_getpeername4, cgroup_getpeername6, cgroup_getsockname4, cgroup_getsockname6, cgroup_bind4, cgroup_bind6, cgroup_getsockopt, cgroup_setsockopt, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): sig (u64).
     """
     return _simulate('send_signal', sig)
@@ -1107,7 +1124,7 @@ def bpf_send_signal_thread(sig: int) -> int:
 
     Send signal sig to the thread corresponding to the current task.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, cgroup_connect4, cgroup_connect6, cgroup_sendmsg4, cgroup_sendmsg6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_getpeername4, cgroup_getpeername6, cgroup_getsockname4, cgroup_getsockname6, cgroup_bind4, cgroup_bind6, cgroup_getsockopt, cgroup_setsockopt, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): sig (u64).
     """
     return _simulate('send_signal_thread', sig)
@@ -1121,7 +1138,7 @@ def bpf_jiffies64() -> int:
 
     Obtain the 64bit jiffies
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, cgroup_connect4, cgroup_connect6, cgroup_sendmsg4, cgroup_sendmsg6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_getpeername4, cgroup_getpeername6, cgroup_getsockname4, cgroup_getsockname6, cgroup_bind4, cgroup_bind6, cgroup_getsockopt, cgroup_setsockopt, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     """
     return _simulate('jiffies64')
 
@@ -1137,7 +1154,7 @@ def bpf_get_netns_cookie(ctx: Any) -> int:
     global identifier that can be assumed unique. If ctx is NULL, then the helper returns the cookie
     for the initial network namespace.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, tc_ingress, tc_egress.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, cgroup_connect4, cgroup_connect6, cgroup_sendmsg4, cgroup_sendmsg6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_getpeername4, cgroup_getpeername6, cgroup_getsockname4, cgroup_getsockname6, cgroup_bind4, cgroup_bind6, cgroup_getsockopt, cgroup_setsockopt, tc_ingress, tc_egress.
     Arguments (pybpfgen kinds): ctx (ctx).
     """
     return _simulate('get_netns_cookie', ctx)
@@ -1153,7 +1170,7 @@ def bpf_get_current_ancestor_cgroup_id(ancestor_level: int) -> int:
     ancestor_level. The root cgroup is at ancestor_level zero and each step down the hierarchy
     increments the level.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, cgroup_connect4, cgroup_connect6, cgroup_sendmsg4, cgroup_sendmsg6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_getpeername4, cgroup_getpeername6, cgroup_getsockname4, cgroup_getsockname6, cgroup_bind4, cgroup_bind6, cgroup_getsockopt, cgroup_setsockopt, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): ancestor_level (u64).
     """
     return _simulate('get_current_ancestor_cgroup_id', ancestor_level)
@@ -1183,7 +1200,7 @@ def bpf_ktime_get_boot_ns() -> int:
     Return the time elapsed since system boot, in nanoseconds. Does include the time the system was
     suspended. See: clock_gettime (CLOCK_BOOTTIME)
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, cgroup_connect4, cgroup_connect6, cgroup_sendmsg4, cgroup_sendmsg6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_getpeername4, cgroup_getpeername6, cgroup_getsockname4, cgroup_getsockname6, cgroup_bind4, cgroup_bind6, cgroup_getsockopt, cgroup_setsockopt, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     """
     return _simulate('ktime_get_boot_ns')
 
@@ -1229,7 +1246,7 @@ def bpf_ringbuf_output(ringbuf: Any, data: Any, flags: int = 0) -> int:
     no notification of new data availability is sent. If BPF_RB_FORCE_WAKEUP is specified in flags,
     notification of new data availability is sent unconditionally.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, cgroup_connect4, cgroup_connect6, cgroup_sendmsg4, cgroup_sendmsg6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_getpeername4, cgroup_getpeername6, cgroup_getsockname4, cgroup_getsockname6, cgroup_bind4, cgroup_bind6, cgroup_getsockopt, cgroup_setsockopt, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): ringbuf (map), data (data), flags (u64).
     """
     return _simulate('ringbuf_output', ringbuf, data, flags)
@@ -1243,7 +1260,7 @@ def bpf_ringbuf_query(ringbuf: Any, flags: int = 0) -> int:
 
     Query various characteristics of provided ring buffer.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, cgroup_connect4, cgroup_connect6, cgroup_sendmsg4, cgroup_sendmsg6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_getpeername4, cgroup_getpeername6, cgroup_getsockname4, cgroup_getsockname6, cgroup_bind4, cgroup_bind6, cgroup_getsockopt, cgroup_setsockopt, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): ringbuf (map), flags (u64).
     """
     return _simulate('ringbuf_query', ringbuf, flags)
@@ -1350,7 +1367,7 @@ def bpf_ktime_get_coarse_ns() -> int:
     Return a coarse-grained version of the time elapsed since system boot, in nanoseconds. Does not
     include time the system was suspended.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, cgroup_connect4, cgroup_connect6, cgroup_sendmsg4, cgroup_sendmsg6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_getpeername4, cgroup_getpeername6, cgroup_getsockname4, cgroup_getsockname6, cgroup_bind4, cgroup_bind6, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress.
     """
     return _simulate('ktime_get_coarse_ns')
 
@@ -1407,7 +1424,7 @@ def bpf_get_branch_snapshot(entries: Any, flags: int = 0) -> int:
     after the helper is called. Therefore, the user need to filter branch entries based on the
     actual use case.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, cgroup_connect4, cgroup_connect6, cgroup_sendmsg4, cgroup_sendmsg6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_getpeername4, cgroup_getpeername6, cgroup_getsockname4, cgroup_getsockname6, cgroup_bind4, cgroup_bind6, cgroup_getsockopt, cgroup_setsockopt, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): entries (data), flags (u64).
     """
     return _simulate('get_branch_snapshot', entries, flags)
@@ -1422,13 +1439,40 @@ def bpf_trace_vprintk(fmt: str, data: Any) -> int:
     Behaves like bpf_trace_printk () helper, but takes an array of u64 to format and can handle more
     format args as a result.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, cgroup_connect4, cgroup_connect6, cgroup_sendmsg4, cgroup_sendmsg6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_getpeername4, cgroup_getpeername6, cgroup_getsockname4, cgroup_getsockname6, cgroup_bind4, cgroup_bind6, cgroup_getsockopt, cgroup_setsockopt, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): fmt (fmt), data (data).
     """
     return _simulate('trace_vprintk', fmt, data)
 
 
 bpf_trace_vprintk.__bpf_helper__ = 'trace_vprintk'  # type: ignore[attr-defined]
+
+
+def bpf_get_retval() -> int:
+    """``int bpf_get_retval(void)`` (helper 186)
+
+    Get the BPF program's return value that will be returned to the upper layers.
+
+    Program types: cgroup_connect4, cgroup_connect6, cgroup_sendmsg4, cgroup_sendmsg6, cgroup_bind4, cgroup_bind6, cgroup_getsockopt, cgroup_setsockopt.
+    """
+    return _simulate('get_retval')
+
+
+bpf_get_retval.__bpf_helper__ = 'get_retval'  # type: ignore[attr-defined]
+
+
+def bpf_set_retval(retval: int) -> int:
+    """``int bpf_set_retval(int retval)`` (helper 187)
+
+    Set the BPF program's return value that will be returned to the upper layers.
+
+    Program types: cgroup_connect4, cgroup_connect6, cgroup_sendmsg4, cgroup_sendmsg6, cgroup_bind4, cgroup_bind6, cgroup_getsockopt, cgroup_setsockopt.
+    Arguments (pybpfgen kinds): retval (u64).
+    """
+    return _simulate('set_retval', retval)
+
+
+bpf_set_retval.__bpf_helper__ = 'set_retval'  # type: ignore[attr-defined]
 
 
 def bpf_xdp_get_buff_len(xdp_md: Any) -> int:
@@ -1494,7 +1538,7 @@ def bpf_map_lookup_percpu_elem(map: Any, key: Any, cpu: int) -> Optional[Any]:
 
     Perform a lookup in percpu map for an entry associated to key on cpu.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, cgroup_connect4, cgroup_connect6, cgroup_sendmsg4, cgroup_sendmsg6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_getpeername4, cgroup_getpeername6, cgroup_getsockname4, cgroup_getsockname6, cgroup_bind4, cgroup_bind6, cgroup_getsockopt, cgroup_setsockopt, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     Arguments (pybpfgen kinds): map (map), key (key), cpu (u64).
     """
     return _simulate('map_lookup_percpu_elem', map, key, cpu)
@@ -1510,7 +1554,7 @@ def bpf_ktime_get_tai_ns() -> int:
     clock does not experience discontinuities and backwards jumps caused by NTP inserting leap
     seconds as CLOCK_REALTIME does.
 
-    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
+    Program types: sock_ops, sk_msg, socket_filter, cgroup_skb_ingress, cgroup_skb_egress, cgroup_connect4, cgroup_connect6, cgroup_sendmsg4, cgroup_sendmsg6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_getpeername4, cgroup_getpeername6, cgroup_getsockname4, cgroup_getsockname6, cgroup_bind4, cgroup_bind6, cgroup_getsockopt, cgroup_setsockopt, sk_skb_stream_parser, sk_skb_stream_verdict, xdp, tc_ingress, tc_egress, syscall.
     """
     return _simulate('ktime_get_tai_ns')
 
@@ -1569,6 +1613,7 @@ __all__ = [
     'bpf_msg_apply_bytes',
     'bpf_msg_cork_bytes',
     'bpf_msg_pull_data',
+    'bpf_bind',
     'bpf_xdp_adjust_tail',
     'bpf_get_stack',
     'bpf_skb_load_bytes_relative',
@@ -1607,6 +1652,8 @@ __all__ = [
     'bpf_sys_close',
     'bpf_get_branch_snapshot',
     'bpf_trace_vprintk',
+    'bpf_get_retval',
+    'bpf_set_retval',
     'bpf_xdp_get_buff_len',
     'bpf_xdp_load_bytes',
     'bpf_xdp_store_bytes',

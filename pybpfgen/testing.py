@@ -42,7 +42,9 @@ from .target.maps import BY_KIND as MAP_KINDS
 from .target.progtypes import PROG_TYPES
 
 __all__ = ["load", "Module", "Context", "Socket", "sock_ops", "sk_msg", "skb", "cgroup_skb", "xdp", "tc", "sk_skb",
-           "context", "SimMap", "SimulationError", "NotSimulated", "encode", "decode"]
+           "context", "SimMap", "SimulationError", "NotSimulated", "encode", "decode", "connect4", "connect6", "sendmsg4",
+           "sendmsg6", "recvmsg4", "recvmsg6", "getpeername4", "getpeername6", "getsockname4", "getsockname6", "bind4",
+           "bind6", "getsockopt", "setsockopt"]
 
 SK_PASS, SK_DROP = 1, 0
 
@@ -161,6 +163,7 @@ class Context:
         self._sockopts = self.socket.sockopts if isinstance(self.socket, Socket) else {}
         self._sockopts.update(attrs.pop("sockopts", {}))
         self.printk: list[str] = []
+        self.optval = bytearray()  # a sockopt context's option value (testing.getsockopt(optval=...))
         for k, v in attrs.items():
             setattr(self, k, v)
 
@@ -174,10 +177,25 @@ class Context:
         """The options of the context's socket (:attr:`Socket.sockopts`)."""
         return self._sockopts
 
-    def field(self, name: str) -> int:
-        f = PROG_TYPES[self.progtype].fields[name]
+    def field(self, name: str) -> Any:
+        """A context field as the program sees it (ports in host byte order; an IPv6 address as 4 words),
+        e.g. after a run, what the program wrote into it."""
+        fields = PROG_TYPES[self.progtype].fields
+        f = fields.get(name)
+        if f is None:
+            raise AttributeError(f"a {self.progtype} context has no field {name!r} (fields: {', '.join(fields)})")
+        if T.is_sock(f.type):
+            return self.sk
+        if isinstance(f.type, T.ArrayT):
+            return [int.from_bytes(self.mem[f.offset + 4 * i:f.offset + 4 * i + 4], "little") for i in range(f.type.n)]
         raw = int.from_bytes(self.mem[f.offset:f.offset + f.load_bits // 8], "little")
-        return _bswap32(raw) if f.convert == "bswap32" else raw
+        v = _from_ctx(f, raw)
+        return f.type.wrap(v) if isinstance(f.type, T.IntT) else v
+
+    def __getattr__(self, name: str) -> Any:  # ctx.user_port: the field (only called for other names)
+        if name.startswith("__") or name not in PROG_TYPES[self.__dict__["progtype"]].fields:
+            raise AttributeError(name)
+        return self.field(name)
 
 
 def _bswap32(v: int) -> int:
@@ -212,6 +230,22 @@ def _unknown_field(progtype: str, name: str, fields: dict) -> TypeError:
     return TypeError(f"{pt.ctx_class} ({progtype}) has no field `{name}`{hint}")
 
 
+def _bswap16(v: int) -> int:
+    return ((v & 0xFF) << 8) | ((v >> 8) & 0xFF)
+
+
+def _from_ctx(f: N.CtxField, raw: int) -> int:
+    """The kernel's representation of a context field -> the program's (target/contexts.py ``convert``)."""
+    if f.convert == "bswap32":
+        return _bswap32(raw)
+    if f.convert == "bswap16":
+        return _bswap16(raw)
+    return raw
+
+
+_to_ctx = _from_ctx  # each conversion is its own inverse
+
+
 def _ctx(progtype: str, values: dict) -> Context:
     pt = PROG_TYPES[progtype]
     fields = pt.fields
@@ -234,9 +268,29 @@ def _ctx(progtype: str, values: dict) -> Context:
             for i, w in enumerate(v):
                 mem[f.offset + 4 * i:f.offset + 4 * i + 4] = (w & 0xFFFFFFFF).to_bytes(4, "little")
             continue
-        raw = _bswap32(v) if f.convert == "bswap32" else v
+        raw = _to_ctx(f, v & ((1 << f.load_bits) - 1))
         mem[f.offset:f.offset + f.load_bits // 8] = (raw & ((1 << f.load_bits) - 1)).to_bytes(f.load_bits // 8, "little")
     return Context(progtype, bytes(mem), **extra)
+
+
+# what a context may carry besides its fields: what the simulated helpers return for it
+_HELPER_ATTRS = ("cookie", "netns_cookie", "socket", "pid_tgid", "cgroup_id")
+
+
+def _checked_ctx(progtype: str, values: dict, attrs: tuple[str, ...] = _HELPER_ATTRS) -> Context:
+    """A context whose fields a program of ``progtype`` can read; any other name is an error (a misspelt field
+    would otherwise stay 0 and let a test pass for the wrong reason)."""
+    pt = PROG_TYPES[progtype]
+    assert pt.context is not None  # a kernel context struct
+    for k in values:
+        if k in pt.fields or k in attrs:
+            continue
+        declared = next((f for f in pt.context.fields if f.name == k), None)
+        if declared is not None and progtype in declared.unreadable_in:
+            raise TypeError(f"a {progtype} program cannot read {pt.ctx_class}.{k}: {declared.unreadable_in[progtype]}")
+        raise TypeError(f"{pt.ctx_class} has no field {k!r}; its fields in a {progtype} program: "
+                        f"{', '.join(pt.fields)} (and {', '.join(attrs)} for the helpers)")
+    return _ctx(progtype, values)
 
 
 def sock_ops(**fields: Any) -> Context:
@@ -280,6 +334,64 @@ def cgroup_skb(direction: str = "egress", **fields: Any) -> Context:
     if direction not in ("ingress", "egress"):
         raise ValueError(f"direction is 'ingress' or 'egress', not {direction!r}")
     return _ctx(f"cgroup_skb_{direction}", fields)
+
+
+def _sock_addr(hook: str) -> Any:
+    def make(**fields: Any) -> Context:
+        return _checked_ctx(f"cgroup_{hook}", fields)
+
+    make.__name__ = make.__qualname__ = hook
+    make.__doc__ = (f"A ``struct bpf_sock_addr`` context for ``@cgroup_{hook}`` programs. Give ``user_port`` in "
+                    "host byte order and addresses as the kernel's u32 words (network byte order: 127.0.0.1 is "
+                    "``0x0100007F``); ``user_family`` and ``family`` default to the hook's family. After a run, "
+                    "``ctx.user_ip4``, ``ctx.user_port`` ... are what the program wrote. Also ``cookie=``, "
+                    "``netns_cookie=`` for the helpers. A field the hook cannot read is an error.")
+    return make
+
+
+def _with_family(make: Any, family: int) -> Any:
+    def with_family(**fields: Any) -> Context:
+        fields.setdefault("user_family", family)
+        fields.setdefault("family", family)
+        return cast(Context, make(**fields))
+
+    with_family.__name__ = with_family.__qualname__ = make.__name__
+    with_family.__doc__ = make.__doc__
+    return with_family
+
+
+connect4 = _with_family(_sock_addr("connect4"), 2)
+connect6 = _with_family(_sock_addr("connect6"), 10)
+sendmsg4 = _with_family(_sock_addr("sendmsg4"), 2)
+sendmsg6 = _with_family(_sock_addr("sendmsg6"), 10)
+recvmsg4 = _with_family(_sock_addr("recvmsg4"), 2)
+recvmsg6 = _with_family(_sock_addr("recvmsg6"), 10)
+getpeername4 = _with_family(_sock_addr("getpeername4"), 2)
+getpeername6 = _with_family(_sock_addr("getpeername6"), 10)
+getsockname4 = _with_family(_sock_addr("getsockname4"), 2)
+getsockname6 = _with_family(_sock_addr("getsockname6"), 10)
+bind4 = _with_family(_sock_addr("bind4"), 2)
+bind6 = _with_family(_sock_addr("bind6"), 10)
+
+
+def getsockopt(optval: bytes = b"", **fields: Any) -> Context:
+    """A ``struct bpf_sockopt`` context for ``@cgroup_getsockopt`` programs: ``level``, ``optname``, ``optlen``
+    (default: ``len(optval)``), ``retval`` (what the kernel's getsockopt returned: 0 or a negative errno) and
+    the option's bytes ``optval``. After a run, ``ctx.retval``, ``ctx.optlen`` are what the program left."""
+    fields.setdefault("optlen", len(optval))
+    ctx = _checked_ctx("cgroup_getsockopt", fields)
+    ctx.optval = bytearray(optval)
+    return ctx
+
+
+def setsockopt(optval: bytes = b"", **fields: Any) -> Context:
+    """A ``struct bpf_sockopt`` context for ``@cgroup_setsockopt`` programs: ``level``, ``optname``, ``optlen``
+    (default: ``len(optval)``) and the bytes the application passes, ``optval``. After a run, ``ctx.level``,
+    ``ctx.optname``, ``ctx.optlen`` are what the program left (``optlen == -1``: the kernel skips the call)."""
+    fields.setdefault("optlen", len(optval))
+    ctx = _checked_ctx("cgroup_setsockopt", fields)
+    ctx.optval = bytearray(optval)
+    return ctx
 
 
 def _with_frame(progtype: str, fields: dict, len_field: bool) -> Context:
@@ -610,8 +722,12 @@ class _Frame:
             simpackets.store(p.buf, p.off + target.offset, target.type.bits, target.big_endian, self.value(value))
             return
         if isinstance(target, N.CtxLoad):
-            f = target.field
-            self.ctx_mem(target.ctx)[f.offset:f.offset + 4] = (self.value(value) & 0xFFFFFFFF).to_bytes(4, "little")
+            f, mem = target.field, self.ctx_mem(target.ctx)
+            if isinstance(f.type, T.ArrayT) and target.index is None:  # a whole IPv6 address
+                mem[f.offset:f.offset + f.type.size] = self.memory(value)
+                return
+            off, n = f.offset + 4 * (target.index or 0), f.load_bits // 8
+            mem[off:off + n] = (_to_ctx(f, self.value(value) & ((1 << f.load_bits) - 1))).to_bytes(n, "little")
             return
         if isinstance(target, N.VarRef) and not T.is_memory(target.type):
             self.vals[target.var] = self.value(value)
@@ -701,9 +817,7 @@ class _Frame:
         if isinstance(e, N.CtxLoad):
             f = e.field
             off = f.offset + (4 * e.index if e.index is not None else 0)
-            raw = int.from_bytes(self.ctx_mem(e.ctx)[off:off + f.load_bits // 8], "little")
-            if f.convert == "bswap32":
-                raw = _bswap32(raw)
+            raw = _from_ctx(f, int.from_bytes(self.ctx_mem(e.ctx)[off:off + f.load_bits // 8], "little"))
             return t.wrap(raw) if isinstance(t, T.IntT) else raw
         if isinstance(e, N.GlobalRef):
             return Ptr(self.mod.globals[e.decl.name])

@@ -1,27 +1,10 @@
 // C twin of xdp_drop_counter.py (same semantics), for bench/insn_count.py --gallery.
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
 
-#define ETH_P_IP_BE 0x0008
-#define IP_FRAG_OFFSET_BE 0xFF1F
 #define PROTO_TCP 6
 #define PROTO_UDP 17
-
-struct ipv4_start {
-    __u16 eth_proto;
-    __u8 ver_ihl;
-    __u8 tos;
-    __u16 tot_len;
-    __u16 id;
-    __u16 frag_off;
-    __u8 ttl;
-    __u8 protocol;
-};
-
-struct ports {
-    __u16 source;
-    __u16 dest;
-};
 
 struct dropped {
     __u64 packets;
@@ -38,17 +21,20 @@ struct {
 SEC("xdp")
 int drop_blocked_ports(struct xdp_md *ctx)
 {
-    struct ipv4_start ip = {};
-    if (bpf_xdp_load_bytes(ctx, 12, &ip, sizeof(ip)) < 0)
+    void *data = (void *)(long)ctx->data;
+    void *data_end = (void *)(long)ctx->data_end;
+    __u8 *ip = data + 12;                       /* the EtherType and the IPv4 header up to its protocol */
+    if ((void *)(ip + 12) > data_end)
         return XDP_PASS;
-    if (ip.eth_proto != ETH_P_IP_BE || (ip.protocol != PROTO_TCP && ip.protocol != PROTO_UDP))
+    __u8 proto = ip[11];
+    if (*(__u16 *)ip != bpf_htons(0x0800) || (proto != PROTO_TCP && proto != PROTO_UDP))
         return XDP_PASS;
-    if (ip.frag_off & IP_FRAG_OFFSET_BE)
+    if (*(__u16 *)(ip + 8) & bpf_htons(0x1FFF))
         return XDP_PASS;
-    struct ports ports = {};
-    if (bpf_xdp_load_bytes(ctx, 14 + (ip.ver_ihl & 0xF) * 4, &ports, sizeof(ports)) < 0)
+    __u8 *l4 = data + 14 + (ip[2] & 0xF) * 4;
+    if ((void *)(l4 + 4) > data_end)
         return XDP_PASS;
-    __u32 port = __builtin_bswap16(ports.dest);
+    __u32 port = bpf_ntohs(*(__u16 *)(l4 + 2));
     struct dropped *d = bpf_map_lookup_elem(&blocked, &port);
     if (!d)
         return XDP_PASS;

@@ -6,32 +6,15 @@ network stack sees them, and count what was dropped per port.
     pybpfgen map set xdp_drop_counter blocked 6379 '{"packets": 0, "bytes": 0}'   # block port 6379
     pybpfgen map dump xdp_drop_counter blocked                                     # what was dropped
 
-The packet's bytes are read with ``bpf_xdp_load_bytes`` (bounds-checked by the kernel: reading past the end of
-the packet fails instead of reading garbage). Ports are in host byte order in the map.
+The packet is read through views (``ctx.bytes(offset, n)``): each is None when the packet is shorter, and the
+compiler refuses a read before that check, so a short packet cannot be misread (docs/language.md, "Packet and
+message bytes"). Ports are in host byte order in the map.
 """
 from pybpfgen.lang import *
 
-ETH_P_IP = 0x0008          # htons(0x0800): the Ethernet type as it is in the packet, read as a little-endian u16
-IP_FRAG_OFFSET = 0xFF1F    # htons(0x1FFF): the fragment offset bits of frag_off
+ETH_P_IP = 0x0800
+IP_FRAG_OFFSET = 0x1FFF    # the fragment offset bits of the IPv4 header's frag_off
 UDP = 17
-
-
-class Ipv4Start(Struct):
-    """The Ethernet type and the first bytes of the IPv4 header (packet offset 12)."""
-    eth_proto: u16
-    ver_ihl: u8
-    tos: u8
-    tot_len: u16
-    id: u16
-    frag_off: u16
-    ttl: u8
-    protocol: u8
-
-
-class Ports(Struct):
-    """The start of a TCP or UDP header: both ports, network byte order."""
-    source: u16
-    dest: u16
 
 
 class Dropped(Struct):
@@ -45,18 +28,18 @@ blocked = Hash(key=u32, value=Dropped, max_entries=1024)
 
 @xdp
 def drop_blocked_ports(ctx: XdpMd) -> int:
-    ip = Ipv4Start()
-    if bpf_xdp_load_bytes(ctx, 12, ip) < 0:
-        return XDP_PASS                                  # shorter than an IPv4 header
-    if ip.eth_proto != ETH_P_IP or (ip.protocol != IPPROTO_TCP and ip.protocol != UDP):
+    ip = ctx.bytes(12, 12)               # the EtherType, then the IPv4 header up to its protocol
+    if ip is None:
         return XDP_PASS
-    if ip.frag_off & IP_FRAG_OFFSET != 0:
-        return XDP_PASS                                  # a later fragment: no ports in it
-    ports = Ports()
-    if bpf_xdp_load_bytes(ctx, 14 + u32(ip.ver_ihl & 0xF) * 4, ports) < 0:
+    proto = ip[11]
+    if ip.u16be(0) != ETH_P_IP or (proto != IPPROTO_TCP and proto != UDP):
         return XDP_PASS
-    port = u32(u16((ports.dest >> 8) | (ports.dest << 8)))   # network to host byte order
-    d = blocked.lookup(port)
+    if ip.u16be(8) & IP_FRAG_OFFSET != 0:
+        return XDP_PASS                  # a later fragment: no ports in it
+    l4 = ctx.bytes(14 + (ip[2] & 0xF) * 4, 4)   # after the IPv4 header and its options: both ports
+    if l4 is None:
+        return XDP_PASS
+    d = blocked.lookup(u32(l4.u16be(2)))
     if d is None:
         return XDP_PASS
     atomic_add(d.value.packets, 1)

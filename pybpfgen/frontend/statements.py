@@ -15,18 +15,6 @@ from . import constructs
 from .operators import ARITH
 from ..target.progtypes import PROG_TYPES
 
-# what a return value outside a program type's range (target/progtypes.py ``returns``) should be instead, by the
-# prefix of the program type's name
-RETURN_HINTS = {
-    "cgroup_skb": "return 1 to let the packet through, 0 to drop it",
-    "xdp": "return XDP_PASS, XDP_DROP, XDP_TX, XDP_REDIRECT or XDP_ABORTED",
-    "tc_": "return TC_ACT_OK to let the packet through, TC_ACT_SHOT to drop it, TCX_NEXT to let the next program "
-          "decide",
-    "sk_skb_stream_verdict": "return SK_PASS to deliver the data (or redirect it), SK_DROP to drop it",
-    "sock_ops": "return 1; 0 makes the kernel ignore `ctx.reply`, a callback's answer",
-    "sk_msg": "return SK_PASS (deliver or redirect the message) or SK_DROP",
-}
-
 if TYPE_CHECKING:
     from .base import CheckerBase
 else:
@@ -116,13 +104,14 @@ class Statements(CheckerBase):
         program's one computed `return` (lowering/codegen.py)."""
         if not isinstance(self.prog, N.Program):
             return
-        progtype = self.prog.progtype
-        rng = PROG_TYPES[progtype].returns
-        if rng is None:
+        pt = PROG_TYPES[self.prog.progtype]
+        if pt.returns is None:
             return
-        lo, hi = rng
-        allowed = " or ".join(str(x) for x in range(lo, hi + 1)) if hi - lo < 4 else f"{lo}..{hi}"
-        hint = next((h for p, h in RETURN_HINTS.items() if progtype.startswith(p)), None)
+        progtype = self.prog.progtype
+        lo, hi = pt.returns
+        allowed = (str(lo) if lo == hi else " or ".join(str(x) for x in range(lo, hi + 1)) if hi - lo < 2
+                   else f"{lo}..{hi}")
+        hint = pt.returns_hint or None
         if isinstance(v, N.Const):
             if not lo <= v.value <= hi:
                 raise self.error(node, f"a {progtype} program returns {allowed}, not {v.value}", hint)
@@ -353,8 +342,7 @@ class Statements(CheckerBase):
             ctx = self.ctx_var(node.value)
             if ctx is not None and as_ctx(ctx.type).struct_t is None:
                 f = self.ctx_field(node, ctx)
-                if not f.writable:
-                    raise self.error(node, f"context field `{node.attr}` is read-only")
+                self.check_ctx_writable(node, ctx, f)
                 return N.CtxLoad(self.loc(node), f.type, ctx, f)
             if ctx is not None:  # syscall programs: fields of the user's struct, in memory
                 return self.attribute(node)
@@ -376,6 +364,9 @@ class Statements(CheckerBase):
                 return fg
         if isinstance(node, ast.Subscript):
             e = self.index(node)
+            if isinstance(e, N.CtxLoad):  # ctx.user_ip6[i] = ...: one 32-bit store at a constant offset
+                self.check_ctx_writable(node, e.ctx, e.field)
+                return e
             if isinstance(e, N.PacketLoad):
                 return self.view_store_target(e, node)
             if not is_place(e):
@@ -385,6 +376,20 @@ class Statements(CheckerBase):
         raise self.error(node, f"cannot assign to `{ast.unparse(node)}`",
                          "assign to a local name, a struct field, an array element, `ref.value`, "
                          "or a writable context field")
+
+    def check_ctx_writable(self, node: ast.expr, ctx: N.Var, f: N.CtxField) -> None:
+        """Programs may assign only the context fields the verifier lets their program type write
+        (target/contexts.py: ``writable``)."""
+        if f.writable:
+            return
+        pt = PROG_TYPES[as_ctx(ctx.type).progtype]
+        can = sorted(n for n, x in pt.fields.items() if x.writable)
+        hint = f"fields it can write: {', '.join(can)}" if can else f"a {pt.name} program can write no context field"
+        declared = next((d for d in pt.context.fields if d.name == f.name), None) if pt.context else None
+        if declared is not None and isinstance(declared.writable, tuple):
+            raise self.error(node, f"a {pt.name} program cannot write `{pt.ctx_class}.{f.name}`: only "
+                                   f"{', '.join(declared.writable)} programs may", hint)
+        raise self.error(node, f"context field `{pt.ctx_class}.{f.name}` is read-only", hint)
 
     def check_not_param(self, place: N.Expr, node: ast.AST) -> None:
         root = place_root(place)

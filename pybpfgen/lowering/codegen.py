@@ -4,6 +4,7 @@ Rules that keep the output verifier-friendly:
 - every local lives in an alloca in the entry block (LLVM's O2 pipeline promotes them);
 - context fields are read with full-width loads wrapped in ``llvm.bpf.passthrough``
   so that the optimiser cannot narrow them (the verifier rejects narrow ctx loads);
+- writable context fields are stored with full-width volatile stores (never merged nor narrowed);
 - helpers are called directly through a constant ``inttoptr`` callee, which the BPF
   backend turns into ``call <id>`` (never ``callx``);
 - struct temporaries are zero-filled before their fields are stored, so padding
@@ -27,6 +28,14 @@ from .packets import Packets
 from .types import I1, I8, I32, I64, PTR, llvm_type
 
 DATA_LAYOUT = "e-m:e-p:64:64-i64:64-i128:128-n32:64-S128"
+
+
+class VolatileStore(ir.instructions.StoreInstr):
+    """``store volatile`` (llvmlite's StoreInstr cannot say it): LLVM keeps its width and never merges it."""
+
+    def descr(self, buf: list[str]) -> None:
+        super().descr(buf)
+        buf[-1] = buf[-1].replace("store ", "store volatile ", 1)
 
 
 def lower_module(module: N.Module, metadata: dict | None = None) -> ir.Module:
@@ -308,8 +317,7 @@ class FunctionLowering(Memory, HelperCalls, Packets):
             self.packet_store(target, value)
             return
         if isinstance(target, N.CtxLoad):
-            ptr = self.b.gep(self.ctx_arg(target.ctx), [I64(target.field.offset)], source_etype=I8)
-            self.b.store(self.value(value), ptr)
+            self.ctx_store(target, value)
             return
         dst = self.address(target)
         if T.is_memory(target.type):
@@ -415,12 +423,40 @@ class FunctionLowering(Memory, HelperCalls, Packets):
         keep = self.intrinsic(name, ty, [I32, ty])
         self.passthrough_seq += 1
         v = self.b.call(keep, [I32(self.passthrough_seq), raw])
-        if f.convert == "bswap32":
-            v = self.b.bswap(v)
-        elif f.convert == "bswap16":  # a network-order u16 in the low half: host order, zero-extended
-            v = self.b.zext(self.b.bswap(self.b.trunc(v, ir.IntType(16))), ty)
+        v = self.ctx_convert(f, v)
         elem = f.type.elem if isinstance(f.type, T.ArrayT) else f.type
         return self.cast(v, T.IntT(f.load_bits, False), elem)
+
+    def ctx_convert(self, f: N.CtxField, v: ir.Value) -> ir.Value:
+        """The kernel's representation of a context field <-> the program's (each conversion is its own
+        inverse): a network-order port becomes a host-order one and back."""
+        if f.convert == "bswap32":
+            return self.b.bswap(v)
+        if f.convert == "bswap16":  # a network-order port in the low 16 bits
+            return self.b.zext(self.b.bswap(self.b.trunc(v, ir.IntType(16))), v.type)
+        return v
+
+    def ctx_store(self, target: N.CtxLoad, value: N.Expr) -> None:
+        """Assign a writable context field: full-width volatile stores (the verifier accepts no other size, and
+        LLVM must neither merge nor narrow them), converted back to the kernel's representation."""
+        f = target.field
+        if isinstance(f.type, T.ArrayT) and target.index is None:  # a whole IPv6 address: four words
+            src = self.pointer_to(value)
+            words = [self.b.load(self.b.gep(src, [I64(4 * i)], source_etype=I8), typ=ir.IntType(32))
+                     for i in range(f.type.n)]
+            for i, w in enumerate(words):
+                self.ctx_store_word(target.ctx, f, i, w)
+            return
+        elem = f.type.elem if isinstance(f.type, T.ArrayT) else f.type
+        v = self.cast(self.value(value), elem, T.IntT(f.load_bits, False))
+        self.ctx_store_word(target.ctx, f, target.index, v)
+
+    def ctx_store_word(self, ctx: N.Var, f: N.CtxField, index: int | None, v: ir.Value) -> None:
+        off = f.offset + (4 * index if index is not None else 0)
+        ptr = self.b.gep(self.ctx_arg(ctx), [I64(off)], source_etype=I8)
+        st = VolatileStore(self.b.block, self.ctx_convert(f, v), ptr)
+        st.align = f.load_bits // 8
+        self.b._insert(st)  # what IRBuilder.store does, with our instruction
 
     def cast(self, v: ir.Value, src: T.Type, dst: T.Type) -> ir.Value:
         if isinstance(src, T.BoolT):

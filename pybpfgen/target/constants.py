@@ -29,7 +29,7 @@ __all__ = [
     "BPF_TCP_FIN_WAIT1", "BPF_TCP_FIN_WAIT2", "BPF_TCP_TIME_WAIT", "BPF_TCP_CLOSE", "BPF_TCP_CLOSE_WAIT",
     "BPF_TCP_LAST_ACK", "BPF_TCP_LISTEN", "BPF_TCP_CLOSING", "BPF_TCP_NEW_SYN_RECV", "BPF_TCP_BOUND_INACTIVE",
     "AF_UNSPEC", "AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK", "AF_PACKET", "AF_VSOCK", "AF_XDP",
-    "IPPROTO_IP", "IPPROTO_ICMP", "IPPROTO_TCP", "IPPROTO_UDP", "IPPROTO_IPV6", "IPPROTO_ICMPV6",
+    "SOCK_STREAM", "SOCK_DGRAM", "IPPROTO_IP", "IPPROTO_ICMP", "IPPROTO_TCP", "IPPROTO_UDP", "IPPROTO_IPV6", "IPPROTO_ICMPV6",
     "IPPROTO_MPTCP", "SOL_IP", "SOL_SOCKET", "SOL_TCP", "SOL_IPV6", "SO_REUSEADDR", "SO_SNDBUF", "SO_RCVBUF",
     "SO_KEEPALIVE", "SO_PRIORITY", "SO_REUSEPORT", "SO_RCVLOWAT", "SO_BINDTODEVICE", "SO_MARK",
     "SO_MAX_PACING_RATE", "SO_BINDTOIFINDEX", "SO_TXREHASH", "TCP_NODELAY", "TCP_MAXSEG", "TCP_KEEPIDLE",
@@ -134,6 +134,10 @@ AF_PACKET = 17
 AF_VSOCK = 40
 AF_XDP = 44
 
+# ---------------------------------------------------------------- linux/net.h: socket types (SockAddr.type)
+SOCK_STREAM = 1
+SOCK_DGRAM = 2
+
 # ---------------------------------------------------------------- linux/in.h: IP protocols
 IPPROTO_IP = 0
 IPPROTO_ICMP = 1
@@ -202,6 +206,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "sock_ops callback flags": tuple(n for n in _NAMES if n.startswith("BPF_SOCK_OPS_") and n.endswith(("FLAG", "FLAGS"))),
     "TCP states": tuple(n for n in _NAMES if n.startswith("BPF_TCP_")),
     "address families": tuple(n for n in _NAMES if n.startswith("AF_")),
+    "socket types": ("SOCK_STREAM", "SOCK_DGRAM"),
     "IP protocols": tuple(n for n in _NAMES if n.startswith("IPPROTO_")),
     "socket option levels": ("SOL_IP", "SOL_SOCKET", "SOL_TCP", "SOL_IPV6"),
     "SOL_SOCKET options": tuple(n for n in _NAMES if n.startswith("SO_")),

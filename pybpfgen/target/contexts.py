@@ -1,6 +1,7 @@
 """The context structs of the program types: the one table of their fields.
 
-:mod:`pybpfgen.lang`'s context classes (``SockOps``, ``SkMsg``, ``SkBuff``, ``XdpMd``) take their struct from here,
+:mod:`pybpfgen.lang`'s context classes (``SockOps``, ``SkMsg``, ``SkBuff``, ``XdpMd``, ``SockAddr``,
+``SockOpt``) take their struct from here,
 :mod:`.progtypes` builds the compiler's context fields from it, and :mod:`pybpfgen.testing` lays out its
 simulated contexts with it. Offsets are those of the kernel UAPI ``linux/bpf.h``;
 tests/compiler/test_contexts.py checks every one against the running kernel's BTF and checks that the
@@ -11,15 +12,17 @@ Plain data with no imports and plain classes (a NamedTuple class costs ~0.3 ms t
 
 A field is ``(name, offset, type, convert, writable, doc, c_name, unreadable_in, packet)``:
 
-- ``type``: ``"u32"``, ``"u64"`` or ``"u32[4]"`` (an IPv6 address: four words in network byte order), or a
+- ``type``: ``"u32"``, ``"i32"``, ``"u64"`` or ``"u32[4]"`` (an IPv6 address: four words in network byte order), or a
   socket pointer: ``"sock"`` (the verifier's PTR_TO_SOCKET, never null) or ``"sock?"`` (PTR_TO_SOCKET_OR_NULL,
   which a program must check for None before use); read with one 64-bit load;
 - ``convert``: ``"bswap32"`` when the kernel gives a network-order port in a u32 (on little-endian hosts in
-  its upper 16 bits), ``"bswap16"`` when it gives one in the low 16 bits (``bpf_sock.dst_port``): programs see
-  every port in host byte order;
+  its upper 16 bits), ``"bswap16"`` when it gives one in the low 16 bits (``bpf_sock.dst_port``,
+  ``bpf_sock_addr.user_port``): programs see, and write (the conversion is applied back), every port in host
+  byte order;
 - ``c_name``: the member in the kernel's struct when it differs (``"args[0]"``: element 0 of ``args``);
 - ``writable``: True (every program type that may read it may write it), False, or the tuple of program types
-  whose programs may write it (``__sk_buff.mark``: cgroup_skb and tc, not sk_skb);
+  whose programs may write it (``__sk_buff.mark``: cgroup_skb and tc, not sk_skb; ``bpf_sockopt.optname``:
+  setsockopt, not getsockopt); a program assigns it (``ctx.user_port = 8080``) with one full-width store;
 - ``unreadable_in``: program types whose programs the verifier does not let read it, with the reason
   (``invalid bpf_context access``); tests/compiler/test_contexts.py probes every field in the running kernel,
   reads and writes;
@@ -192,8 +195,61 @@ XDP_MD = Context("XdpMd", "xdp_md", 24, (
           unreadable_in=_only("only XDP programs run from a devmap (BPF_XDP_DEVMAP) may read it", "xdp")),
 ))
 
+# the cgroup sock_addr hooks (program types of target/progtypes.py), by the address family of their attach type
+SOCK_ADDR_HOOKS = ("connect", "sendmsg", "recvmsg", "getpeername", "getsockname", "bind")
+SOCK_ADDR4 = tuple(f"cgroup_{h}4" for h in SOCK_ADDR_HOOKS)
+SOCK_ADDR6 = tuple(f"cgroup_{h}6" for h in SOCK_ADDR_HOOKS)
+
+
+def _sock_addr_only(progtypes: tuple[str, ...], why: str) -> dict[str, str]:
+    """``unreadable_in`` of a field that only ``progtypes`` (of the sock_addr hooks) may read."""
+    return {p: why for p in SOCK_ADDR4 + SOCK_ADDR6 if p not in progtypes}
+
+
+_IPV4_ONLY = _sock_addr_only(SOCK_ADDR4, "an IPv6 hook has no IPv4 address (use user_ip6, or the *4 hook)")
+_IPV6_ONLY = _sock_addr_only(SOCK_ADDR6, "an IPv4 hook has no IPv6 address (use user_ip4, or the *6 hook)")
+
+SOCK_ADDR = Context("SockAddr", "bpf_sock_addr", 72, (
+    Field("user_family", 0, doc="address family of the address the application passed: AF_INET or AF_INET6"),
+    Field("user_ip4", 4, writable=True, unreadable_in=_IPV4_ONLY,
+          doc="IPv4 address the application passed (connect, sendmsg, bind) or will see (getpeername, "
+              "getsockname, recvmsg), network byte order"),
+    Field("user_ip6", 8, "u32[4]", writable=True, unreadable_in=_IPV6_ONLY,
+          doc="IPv6 address the application passed or will see, 4 words in network byte order"),
+    Field("user_port", 24, convert="bswap16", writable=True,
+          doc="port the application passed or will see, host byte order"),
+    Field("family", 28, doc="the socket's address family: AF_INET or AF_INET6"),
+    Field("type", 32, doc="the socket's type: SOCK_STREAM or SOCK_DGRAM"),
+    Field("protocol", 36, doc="the socket's protocol: IPPROTO_TCP or IPPROTO_UDP"),
+    Field("msg_src_ip4", 40, writable=True, unreadable_in=_sock_addr_only(("cgroup_sendmsg4",), "only sendmsg4 sets a source"),
+          doc="IPv4 source address of a UDP message (sendmsg4), network byte order"),
+    Field("msg_src_ip6", 44, "u32[4]", writable=True,
+          unreadable_in=_sock_addr_only(("cgroup_sendmsg6",), "only sendmsg6 sets a source"),
+          doc="IPv6 source address of a UDP message (sendmsg6), 4 words in network byte order"),
+    Field("sk", 64, "sock", doc="the socket"),
+))
+
+_SOCKOPT_RETVAL = {"cgroup_setsockopt": "a setsockopt program runs before the kernel's setsockopt, there is no "
+                                        "result yet (return 0 to refuse the call)"}
+
+SOCKOPT = Context("SockOpt", "bpf_sockopt", 40, (
+    Field("sk", 0, "sock", doc="the socket"),
+    Field("optval", 8, "u64", packet="data", doc="the option's value (at most a page of it: optlen may be larger)"),
+    Field("optval_end", 16, "u64", packet="data_end", doc="the end of the option's value"),
+    # the option: only a setsockopt program may change which option the kernel sets
+    Field("level", 24, "i32", writable=("cgroup_setsockopt",),
+          doc="the option's level: SOL_SOCKET, IPPROTO_TCP, IPPROTO_IP, IPPROTO_IPV6"),
+    Field("optname", 28, "i32", writable=("cgroup_setsockopt",), doc="the option: SO_*, TCP_*, IP_*"),
+    Field("optlen", 32, "i32", writable=True,
+          doc="bytes of the option's value; setsockopt: -1 makes the kernel skip its own setsockopt (the call "
+              "succeeds and changes nothing), getsockopt: the length the application gets"),
+    Field("retval", 36, "i32", writable=True, unreadable_in=_SOCKOPT_RETVAL,
+          doc="getsockopt: what the kernel's getsockopt returned (0 or a negative errno); set it to change what "
+              "the application gets"),
+))
+
 # by the DSL class name
-CONTEXTS: dict[str, Context] = {c.dsl_class: c for c in (SOCK_OPS, SK_MSG, SK_BUFF, XDP_MD)}
+CONTEXTS: dict[str, Context] = {c.dsl_class: c for c in (SOCK_OPS, SK_MSG, SK_BUFF, XDP_MD, SOCK_ADDR, SOCKOPT)}
 
 # what a program reads through a socket pointer (``ctx.sk``: the verifier's PTR_TO_SOCKET, ``struct bpf_sock``);
 # not a program's context, but the same kind of table (tests/compiler/test_contexts.py checks it the same ways)

@@ -260,7 +260,7 @@ def encode(sig: Signature) -> tuple[str, tuple[str, ...]]:
                 kinds.append("key")
             elif has_map and base == "void" and p.name == "value":
                 kinds.append("value")
-            elif base in ("void", "char", "u8") and nxt is not None and not nxt.is_ptr and nxt.base in SCALAR_TYPES \
+            elif base in ("void", "char", "u8", "struct sockaddr") and nxt is not None and not nxt.is_ptr and nxt.base in SCALAR_TYPES \
                     and SIZE_NAME.match(nxt.name):
                 kinds.append("data")
                 i += 1

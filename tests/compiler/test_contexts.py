@@ -15,8 +15,9 @@ from pybpfgen import disasm, lang
 from pybpfgen.target import contexts
 from pybpfgen.target.progtypes import BY_CTX_CLASS, PROG_TYPES
 
-ANNOTATION = {"u32": "u32", "u64": "u64", "u32[4]": "list[u32]", "sock": "Sock", "sock?": "Optional[Sock]"}
-SIZE = {"u32": 4, "u64": 8, "u32[4]": 16, "sock": 8, "sock?": 8}
+ANNOTATION = {"u32": "u32", "i32": "i32", "u64": "u64", "u32[4]": "list[u32]", "sock": "Sock",
+              "sock?": "Optional[Sock]"}
+SIZE = {"u32": 4, "i32": 4, "u64": 8, "u32[4]": 16, "sock": 8, "sock?": 8}
 PROGTYPE = {cls: pts[0].name for cls, pts in BY_CTX_CLASS.items()}  # the first program type of each context
 VMLINUX = "/sys/kernel/btf/vmlinux"
 
@@ -50,7 +51,8 @@ def _readable(ctx: contexts.Context):
 
 def _reads_every_field(ctx: contexts.Context) -> str:
     decorator = {"SockOps": "@sock_ops", "SkMsg": "@sk_msg(socks)", "SkBuff": "@socket_filter",
-                 "XdpMd": "@xdp"}[ctx.dsl_class]
+                 "XdpMd": "@xdp", "SockAddr": f"@{PROGTYPE['SockAddr']}",
+                 "SockOpt": f"@{PROGTYPE['SockOpt']}"}[ctx.dsl_class]
     lines = ["socks = SockHash(key=u32, max_entries=4)", "", "", decorator, f"def p(ctx: {ctx.dsl_class}) -> int:",
              "    x: u64 = 0"]
     for f in _readable(ctx):
@@ -60,7 +62,7 @@ def _reads_every_field(ctx: contexts.Context) -> str:
             lines += [f"    if ctx.{f.name} is not None:", "        x += 1"]
         else:
             lines.append(f"    x += u64(ctx.{f.name})")
-    lines.append("    return i32(x)")
+    lines.append("    return i32(x & 1)")
     return "\n".join(lines) + "\n"
 
 
@@ -156,8 +158,8 @@ def test_offsets_match_the_kernel_btf(vmlinux, name):
 
 # ==================================================================== the kernel's verifier
 def _probe(pt, offset: int, width: int, write: bool = False) -> str | None:
-    """Load ``r2 = *(u<width> *)(r1 + offset); r0 = 0; exit`` (``write``: ``*(u<width> *)(r1 + offset) = 0``) as a
-    ``pt`` program: None, or the verifier log."""
+    """Load ``r2 = *(u<width> *)(r1 + offset); r0 = ret; exit`` (``write``: ``*(u<width> *)(r1 + offset) = 0``)
+    as a ``pt`` program, ``ret`` a return value it accepts: None, or the verifier log."""
     from kernel_loader.errors import BpfSyscallError
     from kernel_loader.syscall import Syscall
 
@@ -166,7 +168,8 @@ def _probe(pt, offset: int, width: int, write: bool = False) -> str | None:
         insns = struct.pack("<BBhi", 0x62 | size, 1, offset, 0)  # ST MEM
     else:
         insns = struct.pack("<BBhi", 0x61 | size, (1 << 4) | 2, offset, 0)  # LDX MEM
-    insns += struct.pack("<BBhi", 0xB7, 0, 0, 0) + struct.pack("<BBhi", 0x95, 0, 0, 0)  # r0 = 0; exit
+    ret = 0 if pt.returns is None else pt.returns[1]
+    insns += struct.pack("<BBhi", 0xB7, 0, 0, ret) + struct.pack("<BBhi", 0x95, 0, 0, 0)  # r0 = ret; exit
     sc = Syscall()
     try:
         fd = sc.prog_load(pt.prog_type, insns, "GPL", "ctxprobe", pt.attach_type, log_level=1, log_size=1 << 16)
@@ -196,6 +199,27 @@ def test_the_kernel_lets_each_program_type_read_exactly_its_fields(progtype):
             assert log is None, f"{pt.name}: {name}.{f.name} is not writable: {log}"
         else:
             assert log is not None, f"{pt.name}: {name}.{f.name} is writable now"
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("progtype", [p.name for p in PROG_TYPES.values() if p.context is not None])
+def test_the_kernel_lets_each_program_type_write_exactly_its_writable_fields(progtype):
+    """Every word of every field: a field the compiler lets a program type assign takes a full-width store in the
+    verifier (each word of an IPv6 address: ``ctx.user_ip6[3] = ...``); every other field refuses one."""
+    pt = PROG_TYPES[progtype]
+    assert pt.context is not None
+    writable_at = {f.offset for f in pt.fields.values() if f.writable}
+    for f in pt.context.fields:
+        if not (f.name in pt.fields and pt.fields[f.name].writable) and f.offset in writable_at:
+            continue  # another name of a writable field (SockOps.args0 is reply's union member)
+        words = range(4) if f.type == "u32[4]" else [0]
+        for i in words:
+            log = _probe(pt, f.offset + 4 * i, SIZE[f.type] if f.type != "u32[4]" else 4, write=True)
+            if f.name in pt.fields and pt.fields[f.name].writable:
+                assert log is None, f"{pt.ctx_class}.{f.name} in {progtype}: {log}"
+            else:
+                assert log is not None and "invalid bpf_context access" in log, \
+                    f"{pt.ctx_class}.{f.name} is writable in {progtype} now"
 
 
 # ==================================================================== struct bpf_sock, through a socket pointer

@@ -160,8 +160,9 @@ def test_in_range_returns_compile(compile_src):
     ("@xdp", "XdpMd", "return i32(ctx.data_end - ctx.data)", "`XdpMd.data_end` is a packet pointer, not an integer"),
     ("@tc_egress", "SkBuff", "return i32(ctx.data)", "`SkBuff.data` is a packet pointer, not an integer"),
     ("@sk_skb_stream_verdict(socks)", "SkBuff", "ctx.queue_mapping = 1\n            return SK_PASS",
-     "context field `queue_mapping` is read-only"),
-    ("@xdp", "XdpMd", "ctx.rx_queue_index = 1\n            return XDP_PASS", "context field `rx_queue_index` is read-only"),
+     "a sk_skb_stream_verdict program cannot write `SkBuff.queue_mapping`: only tc_ingress, tc_egress programs may"),
+    ("@xdp", "XdpMd", "ctx.rx_queue_index = 1\n            return XDP_PASS",
+     "context field `XdpMd.rx_queue_index` is read-only"),
 ])
 def test_what_a_program_type_may_not_read_or_write_is_a_located_error(compile_src, deco, ctx, body, message):
     c = compile_src(f"""
