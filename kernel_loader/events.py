@@ -52,6 +52,7 @@ class RingBufReader:
         self.decode = decode or bytes
         self.event_type: str | None = None  # the records' BTF type name (open_events), None: bytes
         self.event_picture: str | None = None  # its fields, as `pybpfgen map show` pictures a value
+        self._lock: int | None = None  # open_events: the fd of this reader's lock (_claim), released by close()
         self.mask = max_entries - 1
         page = mmap.PAGESIZE
         self._page = page
@@ -85,19 +86,33 @@ class RingBufReader:
         cons = self.consumer_pos
         while limit is None or len(out) < limit:
             prod = self.producer_pos
-            if cons >= prod:
+            if cons == prod:
                 break
+            if cons > prod or cons & 7 or prod - cons > self.size:
+                self._lost(cons, prod)
             off = cons & self.mask
             length = _U32.unpack_from(self._producer, self._page + off)[0]
             if length & BUSY_BIT:
                 break
             n = length & ~(BUSY_BIT | DISCARD_BIT)
+            if record_size(n) > prod - cons:   # not a header: the position is not at a record
+                self._lost(cons, prod)
             if not length & DISCARD_BIT:
                 start = self._page + off + HDR_SIZE
                 out.append(self.decode(bytes(self._producer[start:start + n])))
             cons += record_size(n)
             _U64.pack_into(self._consumer, 0, cons)
         return out
+
+    def _lost(self, cons: int, prod: int):
+        """The consumer position does not point at a record (another consumer wrote it meanwhile, or it was
+        damaged): records cannot be told apart any more. Skip to the producer position, which gives the buffer
+        back to the producers (with the consumer position past the producer's, every reservation would fail
+        for good), and say so."""
+        _U64.pack_into(self._consumer, 0, prod)
+        raise LoaderError(f"ring buffer {self.name or self.fd}: the consumer position ({cons}) does not point at a "
+                          f"record (producer position {prod}): another reader consumed from it at the same time? "
+                          f"skipped to the producer position; the records in between are lost")
 
     def poll(self, timeout: float | None = None, limit: int | None = None) -> list:
         """The records available now, or waiting up to ``timeout`` seconds (None: forever) for some."""
@@ -122,7 +137,9 @@ class RingBufReader:
         got = 0
         while count is None or got < count:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            recs = self.poll(left, None if count is None else count - got)
+            # one record at a time: the consumer position never runs ahead of what was yielded, so a caller that
+            # stops early (break, an exception, a closed pipe) leaves the rest in the buffer for the next reader
+            recs = self.poll(left, 1)
             for r in recs:
                 got += 1
                 yield r
@@ -132,6 +149,9 @@ class RingBufReader:
     __iter__ = read
 
     def close(self) -> None:
+        lock = self.__dict__.pop("_lock", None)
+        if lock is not None:
+            _release(lock)
         for res in ("_epoll", "_producer", "_consumer"):
             r = self.__dict__.pop(res, None)
             if r is not None:
@@ -171,6 +191,43 @@ def event_type(btfs: list, name: str):
     return None, 0
 
 
+def _claim(map_id: int, what: str) -> int:
+    """An exclusive lock on ring buffer map ``map_id`` for this reader (a ring buffer has one consumer
+    position: two readers at once would read records twice and move it back over records the producers have
+    since overwritten), held until its fd is closed. A lock file in the state directory, by map id."""
+    import fcntl
+
+    from .state import state_dir
+    d = state_dir()
+    os.makedirs(d, mode=0o700, exist_ok=True)
+    path = os.path.join(d, f"ringbuf-{map_id}.lock")
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise LoaderError(f"{what} is being read by another reader (`pybpfgen events` or open_events); a "
+                              f"ring buffer has one consumer: stop the other reader first") from None
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd  # (the previous holder removes the file when it closes: lock the file that is there)
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+def _release(fd: int) -> None:
+    """Remove the lock file while holding it (a reader that opened it meanwhile sees it gone and retries)."""
+    try:
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        if os.stat(path).st_ino == os.fstat(fd).st_ino:
+            os.unlink(path)
+    except OSError:
+        pass
+    os.close(fd)
+
+
 @_user_errors
 def open_events(object: str, map: str, pin_root: str = DEFAULT_PIN_ROOT, *, sc=None) -> RingBufReader:
     """A reader of the ring buffer ``map`` of the loaded object ``object`` (close it, or use it as a context
@@ -188,8 +245,13 @@ def open_events(object: str, map: str, pin_root: str = DEFAULT_PIN_ROOT, *, sc=N
         raise LoaderError(f"{object}/{name} is a {info.type_name}, not a ring buffer; its entries are read with "
                           f"`pybpfgen map dump {object} {name}`")
     btf, tid = m.btf(), m.event_type_id     # found by _open in the map's definition
-    fd = os.dup(m.fd)  # the reader owns its fd; the Map closes its own
     name = m.name
+    try:
+        lock = _claim(info.id, f"{object}/{name}")
+    except BaseException:
+        m.close()
+        raise
+    fd = os.dup(m.fd)  # the reader owns its fd; the Map closes its own
     m.close()
     decode = None
     if tid:
@@ -199,10 +261,12 @@ def open_events(object: str, map: str, pin_root: str = DEFAULT_PIN_ROOT, *, sc=N
         r = RingBufReader(fd, info.max_entries, decode, name, sc)
     except OSError as e:
         os.close(fd)
+        _release(lock)
         if e.errno in (errno.EPERM, errno.EACCES):
             raise
         raise LoaderError(f"{object}/{name}: cannot map the ring buffer ({errno.errorcode.get(e.errno or 0, e)})") \
             from None
+    r._lock = lock
     r.event_type = btf.type_name(tid) if tid else None
     r.event_picture = btf.describe(tid) if tid else None
     return r

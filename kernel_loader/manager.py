@@ -48,7 +48,8 @@ def _prog_status(sc, name: str, path: str) -> dict:
             "pin": path}
 
 
-def _link_status(sc, name: str, path: str, map_names: dict[int, str]) -> dict:
+def _link_status(sc, name: str, path: str, map_names: dict[int, str], netdev: tuple | None = None) -> dict:
+    """``netdev``: (ifname, ifindex) the object's journal recorded at load time, for a link on an interface."""
     fd = sc.obj_get(path)
     try:
         i = LinkInfo.from_bytes(sc.link_info(fd))
@@ -64,23 +65,16 @@ def _link_status(sc, name: str, path: str, map_names: dict[int, str]) -> dict:
     elif kind == "map":
         out["target"] = {"kind": "map", "map_id": i.map_id, "map_name": map_names.get(i.map_id)}
     elif kind == "ifindex":
-        out["target"] = {"kind": "interface", "ifindex": i.ifindex, "ifname": _ifname(i.ifindex)}
+        # an ifindex is per network namespace and the link's info does not say which: the name recorded when the
+        # object was loaded (in the namespace it was loaded in), not whatever has this index here
+        ifname = netdev[0] if netdev and i.ifindex and netdev[1] == i.ifindex else None
+        out["target"] = {"kind": "interface", "ifindex": i.ifindex, "ifname": ifname}
     elif kind == "netns":
         out["target"] = {"kind": "netns", "netns_ino": i.netns_ino}
     else:
         out["target"] = None
     out["attached"] = i.attached
     return out
-
-
-def _ifname(ifindex: int) -> str | None:
-    if not ifindex:
-        return None
-    try:
-        import socket
-        return socket.if_indextoname(ifindex)
-    except OSError:
-        return None
 
 
 from .mapapi import UNITERABLE_TYPES  # noqa: E402  RINGBUF, USER_RINGBUF, QUEUE, STACK: no keys to walk
@@ -197,6 +191,14 @@ def _legacy_links(sc, maps: list[dict], progs: list[dict], links: list[dict]) ->
     return out
 
 
+def _state_of(pin_root: str, name: str) -> dict:
+    from . import state as _state
+    try:
+        return _state.read(pin_root, name) or {}
+    except Exception:  # noqa: BLE001 - a damaged journal: status still describes the pins
+        return {}
+
+
 def _object_state(pin_root: str, name: str) -> dict:
     from . import state as _state
     j = _state.read(pin_root, name)
@@ -260,7 +262,9 @@ def status(pin_root: str = DEFAULT_PIN_ROOT, *, name: str | None = None, sc=None
             map_names = {m["id"]: m["pin_name"] for m in maps}
             progs = [_prog_status(sc, e, os.path.join(d, "progs", e))
                      for e in _visible(_pins.list_pins(pin_root, n, "progs"))]
-            links = [_link_status(sc, e, os.path.join(d, "links", e), map_names)
+            j = _state_of(pin_root, n)
+            netdev = (j.get("ifname"), j.get("ifindex")) if j.get("ifname") else None
+            links = [_link_status(sc, e, os.path.join(d, "links", e), map_names, netdev)
                      for e in _visible(_pins.list_pins(pin_root, n, "links"))]
             links += _legacy_links(sc, maps, progs, links)
             if stats_fd is not None:

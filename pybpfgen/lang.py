@@ -466,6 +466,34 @@ class View:
         """The big-endian (network order) u64 at ``offset``."""
         raise NotImplementedError
 
+    def set_u8(self, offset: int, value: int) -> None:
+        """Write the byte at ``offset`` (program types that may write their packet data)."""
+        raise NotImplementedError
+
+    def set_u16(self, offset: int, value: int) -> None:
+        """Write a u16 at ``offset`` in the host's byte order."""
+        raise NotImplementedError
+
+    def set_u32(self, offset: int, value: int) -> None:
+        """Write a u32 at ``offset`` in the host's byte order."""
+        raise NotImplementedError
+
+    def set_u64(self, offset: int, value: int) -> None:
+        """Write a u64 at ``offset`` in the host's byte order."""
+        raise NotImplementedError
+
+    def set_u16be(self, offset: int, value: int) -> None:
+        """Write a u16 at ``offset`` in network byte order (a port)."""
+        raise NotImplementedError
+
+    def set_u32be(self, offset: int, value: int) -> None:
+        """Write a u32 at ``offset`` in network byte order."""
+        raise NotImplementedError
+
+    def set_u64be(self, offset: int, value: int) -> None:
+        """Write a u64 at ``offset`` in network byte order."""
+        raise NotImplementedError
+
 
 @_context
 class SockOps:

@@ -164,6 +164,8 @@ class Context:
         self._sockopts.update(attrs.pop("sockopts", {}))
         self.printk: list[str] = []
         self.optval = bytearray()  # a sockopt context's option value (testing.getsockopt(optval=...))
+        self.bound: bytes | None = None  # the address bpf_bind bound the socket to (connect4/6)
+        self.call_retval = attrs.pop("call_retval", 0)  # what bpf_get_retval returns and bpf_set_retval sets
         for k, v in attrs.items():
             setattr(self, k, v)
 
@@ -274,7 +276,7 @@ def _ctx(progtype: str, values: dict) -> Context:
 
 
 # what a context may carry besides its fields: what the simulated helpers return for it
-_HELPER_ATTRS = ("cookie", "netns_cookie", "socket", "pid_tgid", "cgroup_id")
+_HELPER_ATTRS = ("cookie", "netns_cookie", "socket", "pid_tgid", "cgroup_id", "sockopts", "call_retval")
 
 
 def _checked_ctx(progtype: str, values: dict, attrs: tuple[str, ...] = _HELPER_ATTRS) -> Context:
@@ -377,20 +379,34 @@ bind6 = _with_family(_sock_addr("bind6"), 10)
 def getsockopt(optval: bytes = b"", **fields: Any) -> Context:
     """A ``struct bpf_sockopt`` context for ``@cgroup_getsockopt`` programs: ``level``, ``optname``, ``optlen``
     (default: ``len(optval)``), ``retval`` (what the kernel's getsockopt returned: 0 or a negative errno) and
-    the option's bytes ``optval``. After a run, ``ctx.retval``, ``ctx.optlen`` are what the program left."""
+    the option's bytes ``optval`` (what ``ctx.bytes(0, n)`` views). After a run, ``ctx.retval``, ``ctx.optlen``
+    and ``ctx.optval`` are what the program left."""
     fields.setdefault("optlen", len(optval))
-    ctx = _checked_ctx("cgroup_getsockopt", fields)
-    ctx.optval = bytearray(optval)
-    return ctx
+    fields.setdefault("call_retval", fields.get("retval", 0))  # bpf_get_retval: the kernel's result at first
+    return _sockopt_bytes(_checked_ctx("cgroup_getsockopt", fields), optval)
 
 
 def setsockopt(optval: bytes = b"", **fields: Any) -> Context:
     """A ``struct bpf_sockopt`` context for ``@cgroup_setsockopt`` programs: ``level``, ``optname``, ``optlen``
-    (default: ``len(optval)``) and the bytes the application passes, ``optval``. After a run, ``ctx.level``,
+    (default: ``len(optval)``) and the bytes the application passes, ``optval`` (what ``ctx.bytes(0, n)``
+    views). After a run, ``ctx.optval`` (its bytes), ``ctx.level``,
     ``ctx.optname``, ``ctx.optlen`` are what the program left (``optlen == -1``: the kernel skips the call)."""
     fields.setdefault("optlen", len(optval))
-    ctx = _checked_ctx("cgroup_setsockopt", fields)
-    ctx.optval = bytearray(optval)
+    return _sockopt_bytes(_checked_ctx("cgroup_setsockopt", fields), optval)
+
+
+def _constructor(progtype: str) -> str:
+    """The testing function that makes a context of ``progtype`` (``connect4`` for cgroup_connect4)."""
+    if progtype.startswith("cgroup_skb"):
+        return "cgroup_skb"
+    return progtype[len("cgroup_"):] if progtype.startswith("cgroup_") else progtype
+
+
+def _sockopt_bytes(ctx: Context, optval: bytes) -> Context:
+    """The option's bytes are the context's packet data (``ctx.bytes(0, n)`` views them); ``ctx.optval`` is that
+    buffer, so a test sees what the program wrote."""
+    ctx.payload = simpackets.Payload(bytes(optval))
+    ctx.optval = ctx.payload.buf
     return ctx
 
 
@@ -851,6 +867,10 @@ class _Frame:
             payload = self.vals[e.ctx].payload
             at = payload.view(self.value(e.offset), e.n)
             return None if at is None else Ptr(payload.buf, at)
+        if isinstance(e, N.PacketStore):
+            p = self.value(e.view)
+            simpackets.store(p.buf, p.off + e.offset, e.bits, e.big_endian, self.value(e.value))
+            return None
         if isinstance(e, N.PacketLoad):
             p = self.value(e.view)
             assert isinstance(t, T.IntT)
@@ -1010,6 +1030,17 @@ class _Frame:
             return 0
         if name == "xdp_get_buff_len":
             return len(self.value(args[0]).frame)
+        if name == "bind":  # connect4/6: the address a program binds the socket to, as bytes (a sockaddr_in/_in6)
+            addr = args[1]
+            assert isinstance(addr, N.AddrOf)  # a "data" argument: a struct, its size passed with it
+            self.value(args[0]).bound = self.memory(addr.value) if T.is_memory(addr.value.type) else \
+                encode(addr.value.type, self.value(addr.value))
+            return 0
+        if name == "get_retval":  # the error the application's call will return (0: none); set_retval changes it
+            return self.ctx_obj.call_retval
+        if name == "set_retval":
+            self.ctx_obj.call_retval = T.I32.wrap(self.value(args[0]))
+            return 0
         raise NotSimulated(f"{e.loc}: bpf_{name} is not simulated by pybpfgen.testing; test this path on the "
                            "kernel (pybpfgen load, or BPF_PROG_TEST_RUN)")
 
@@ -1034,7 +1065,7 @@ class _Frame:
         if key not in ctx.sockopts:
             raise SimulationError(
                 f"bpf_getsockopt({SOCKOPTS.LEVELS[level]}, {o.name}): the simulated socket has no value for "
-                f"{o.name}; give one: testing.{ctx.progtype}(..., sockopts={{({SOCKOPTS.LEVELS[level]}, {o.name}): "
+                f"{o.name}; give one: testing.{_constructor(ctx.progtype)}(..., sockopts={{({SOCKOPTS.LEVELS[level]}, {o.name}): "
                 f"{'1' if o.kind == 'int' else repr('cubic')}}})")
         v = ctx.sockopts[key]
         if o.kind == "str":

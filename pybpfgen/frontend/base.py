@@ -164,6 +164,13 @@ class CheckerBase:
     def view_store_target(self, e: N.PacketLoad, node: ast.AST) -> N.Expr: ...
 
     @abstractmethod
+    def view_set(self, v: N.Expr, pk: T.PacketT, var: N.Var, f: ast.Attribute, node: ast.Call) -> N.Expr: ...
+
+    @abstractmethod
+    def view_load(self, v: N.Expr, pk: T.PacketT, off: int, bits: int, be: bool, where: ast.AST,
+                  shown: str) -> N.Expr: ...
+
+    @abstractmethod
     def stale_view(self, var: N.Var, node: ast.AST) -> None: ...
 
     @abstractmethod

@@ -185,10 +185,13 @@ class Packets(CheckerBase):
         assert isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name)
         v = self.expr(f.value)
         pk = self.checked_view(v, f.value, f)
+        if f.attr.startswith("set_") and f.attr[4:] in P.VIEW_LOADS:
+            return self.view_set(v, pk, var, f, node)
         spec = P.VIEW_LOADS.get(f.attr)
         if spec is None:
             raise self.error(f, f"a view has no method `{f.attr}`",
-                             f"read it with `{var.name}[i]` or {', '.join(f'`{m}(offset)`' for m in P.VIEW_LOADS)}")
+                             f"read it with `{var.name}[i]` or {', '.join(f'`{m}(offset)`' for m in P.VIEW_LOADS)}"
+                             f"; write it with `{var.name}[i] = x` or `set_u16be(offset, x)`, ...")
         args = self.args_of(node, ["offset"], 1, f"`{ast.unparse(f)}()`")
         a = args[0]
         assert a is not None  # required: args_of checked it
@@ -198,6 +201,23 @@ class Packets(CheckerBase):
                                 "range for constant offsets only")
         bits, be = spec
         return self.view_load(v, pk, off.value, bits, be, a, var.name)
+
+    def view_set(self, v: N.Expr, pk: T.PacketT, var: N.Var, f: ast.Attribute, node: ast.Call) -> N.Expr:
+        """``view.set_u32be(offset, value)``: a store of the method's width at a constant offset."""
+        bits, be = P.VIEW_LOADS[f.attr[4:]]
+        if not pk.writable:
+            raise self.error(f, f"a {pk.progtype} program can only read {pk.what}: the verifier refuses writes to its "
+                                "packet data")
+        args = self.args_of(node, ["offset", "value"], 2, f"`{ast.unparse(f)}()`")
+        off_node, val_node = args
+        assert off_node is not None and val_node is not None  # required: args_of checked them
+        off = self.expr(off_node)
+        if not isinstance(off, N.Const):
+            raise self.error(off_node, f"`{ast.unparse(f)}()` writes at a constant offset: the verifier proves a "
+                                       "view's range for constant offsets only")
+        self.view_load(v, pk, off.value, bits, be, off_node, var.name)  # the same range check as a read
+        value = self.convert(self.expr(val_node), T.IntT(bits, False), val_node)
+        return N.PacketStore(self.loc(node), T.VOID, v, off.value, bits, value, be)
 
     def view_store_target(self, e: N.PacketLoad, node: ast.AST) -> N.Expr:
         pk = T.packet_of(e.view.type)

@@ -129,6 +129,12 @@ class RingBufs(CheckerBase):
             raise self.error(a, f"{what} takes a reservation made by `{decl.name}.reserve()`",
                              f"write `ev = {decl.name}.reserve(...)` and pass `ev`")
         name = var.name
+        # the flags are computed before the call, while the record is still reserved: `events.submit(ev, ev.flags)`
+        flags: N.Expr = N.Const(self.loc(node), T.U64, 0, literal=False)
+        if args[1] is not None:
+            fv = self.expr(args[1])
+            self.arith_operand(fv, args[1])
+            flags = self.cast(fv, T.U64)
         if var in self.flow.reserved:  # an error below is reported once: the reservation counts as released
             held, self.flow = self.flow, self.flow.release(var)
         else:
@@ -156,11 +162,6 @@ class RingBufs(CheckerBase):
                              "submit or discard it after the loop")
         h = reservation_helper(f"ringbuf_{method}")
         self.use_helper(h, what, node)
-        flags: N.Expr = N.Const(self.loc(node), T.U64, 0, literal=False)
-        if args[1] is not None:
-            fv = self.expr(args[1])
-            self.arith_operand(fv, args[1])
-            flags = self.cast(fv, T.U64)
         loc = self.loc(a)
         ref = N.Narrow(loc, T.RefT(var.type.target, decl.name), N.VarRef(loc, var.type, var))  # type: ignore[attr-defined]
         self.release_lines[var] = node.lineno

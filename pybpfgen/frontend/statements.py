@@ -178,7 +178,7 @@ class Statements(CheckerBase):
             if isinstance(s.value, ast.Constant) and isinstance(s.value.value, str):
                 return self.flow  # a string used as a comment
             v = self.expr(s.value)
-            if not isinstance(v, (N.HelperCall, N.Call, N.AtomicRMW, N.AtomicCmpXchg)):
+            if not isinstance(v, (N.HelperCall, N.Call, N.AtomicRMW, N.AtomicCmpXchg, N.PacketStore)):
                 self.mb.diags.warning(loc, "expression result is not used")
             out.append(N.ExprStmt(loc, v))
             return self.flow

@@ -224,6 +224,16 @@ class PacketLoad(Expr):
     big_endian: bool = False
 
 
+class PacketStore(Expr):
+    """``view.set_u32be(off, value)``: an integer stored at a constant offset inside a checked view (type VOID)."""
+
+    view: Expr  # of type RefT(PacketT), writable
+    offset: int
+    bits: int
+    value: Expr  # converted to an unsigned integer of ``bits``
+    big_endian: bool = False
+
+
 class ByteSwap(Expr):
     value: Expr
 

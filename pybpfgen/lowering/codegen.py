@@ -383,13 +383,18 @@ class FunctionLowering(Memory, HelperCalls, Packets):
             return self.logical(e)
         if isinstance(e, N.IsNull):
             p = self.value(e.value)
-            return b.icmp_unsigned("!=" if e.negate else "==", p, ir.Constant(PTR, None))
+            c = b.icmp_unsigned("!=" if e.negate else "==", p, ir.Constant(PTR, None))
+            keep = self.intrinsic("llvm.bpf.passthrough.i1.i1", I1, [I32, I1])
+            self.passthrough_seq += 1
+            return b.call(keep, [I32(self.passthrough_seq), c])
         if isinstance(e, N.HelperCall):
             return self.helper_call(e)
         if isinstance(e, N.PacketView):
             return self.packet_view(e)
         if isinstance(e, N.PacketLoad):
             return self.packet_load(e)
+        if isinstance(e, N.PacketStore):
+            return self.packet_set(e)
         if isinstance(e, N.AtomicRMW):
             ptr = self.address(e.place)
             # a discarded result (atomic_add) is a relaxed add, which the BPF backend emits as the non-fetching

@@ -76,6 +76,16 @@ class Packets(LoweringBase):
             v = self.b.bswap(v)
         return v
 
+    def packet_set(self, e: N.PacketStore) -> ir.Value:
+        v = self.value(e.value)
+        if e.big_endian and e.bits > 8:
+            v = self.b.bswap(v)
+        base = self.value(e.view)
+        ptr = self.b.gep(base, [I64(e.offset)], source_etype=I8) if e.offset else base
+        st = self.b.store(v, ptr)
+        st.align = e.bits // 8
+        return st
+
     def packet_store(self, target: N.PacketLoad, value: N.Expr) -> None:
         assert isinstance(target.type, T.IntT)
         v = self.value(value)

@@ -222,6 +222,35 @@ def p(msg: SkMsg) -> int:
     assert c.result.output, [d.format() for d in c.result.diagnostics]
 
 
+def test_multi_byte_writes(compile_src):
+    got = errors(compile_src, """
+@cgroup_skb_egress
+def p(skb: SkBuff) -> int:
+    ip = skb.bytes(0, 20)
+    if ip is not None:
+        ip.set_u16be(10, 0)
+    return 1
+
+
+@tc_ingress
+def t(skb: SkBuff) -> int:
+    eth = skb.bytes(0, 14)
+    if eth is None:
+        return TC_ACT_OK
+    eth.set_u32be(12, 1)
+    eth.set_u16be(12, 0x10000)
+    eth.set_u16be(12, skb.len)
+    eth.set_u16be(12, u16(skb.len))
+    return TC_ACT_OK
+""")
+    assert [(line, col) for line, col, _, _ in got] == [(7, "ip.set_u16be(10, 0)"), (16, "12, 1)"),
+                                                        (17, "0x10000)"), (18, "skb.len)")]
+    assert got[0][2].startswith("a cgroup_skb_egress program can only read the packet")
+    assert got[1][2] == "bytes 12..15 are outside the 14 bytes `eth` was checked for (0..13)"
+    assert got[2][2] == "constant 65536 does not fit in u16"
+    assert got[3][2] == "cannot implicitly convert u32 to u16: values may be lost"
+
+
 def test_writes_where_the_program_type_may_only_read(compile_src):
     line, col, msg, _ = one_error(compile_src, """
 @cgroup_skb_egress
@@ -465,6 +494,7 @@ def msg_views(msg: SkMsg) -> int:
     if hdr is None:
         return SK_PASS
     hdr[0] = hdr[1]
+    hdr.set_u16be(0, 0x4142)
     v = msg.bytes(hdr[1] & 7, 2)
     if v is not None:
         out.update(0, u64(v.u16be(0)))

@@ -23,7 +23,9 @@ BODY = """
         return i32(r)
     r = u32(eth.u16be(12)) << 8
     eth[0] = eth[13]                                   # written, then read back
-    r += u32(eth.u8(0))
+    eth.set_u16be(2, u16(eth.u16(12) + 1))
+    eth.set_u32(6, r)
+    r += u32(eth.u8(0)) + u32(eth.u16be(2)) + eth.u32be(4)
     v = {ctx}.bytes(u32(eth[13]) & 15, 4)               # a bounded variable offset
     if v is not None:
         r ^= v.u32be(0)

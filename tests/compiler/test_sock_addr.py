@@ -261,3 +261,104 @@ def test_testing_contexts_refuse_unknown_and_unreadable_fields():
     ctx = testing.getpeername4(user_ip4=LOCAL)
     with pytest.raises(AttributeError):
         _ = ctx.msg_src_ip4
+
+
+# ----------------------------------------------------------------- the option's bytes: packet views of optval
+SOCKOPT_BYTES = """
+@cgroup_getsockopt
+def fake_rcvbuf(ctx: SockOpt) -> int:
+    if ctx.level != SOL_SOCKET or ctx.optname != SO_RCVBUF or ctx.retval != 0:
+        return 1
+    v = ctx.bytes(0, 4)
+    if v is None:
+        return 1
+    v[0] = 0x00
+    v[1] = 0x10
+    v[2] = 0
+    v[3] = 0
+    return 1
+
+
+@cgroup_setsockopt
+def cap_sndbuf(ctx: SockOpt) -> int:
+    if ctx.level == SOL_SOCKET and ctx.optname == SO_SNDBUF:
+        v = ctx.bytes(0, 4)
+        if v is not None and v.u32(0) > 65536:
+            return 0
+    return 1
+"""
+
+
+def test_the_option_bytes_are_packet_data(compile_src, tmp_path):
+    """optval .. optval_end are the context's packet pointers (64-bit loads, the verifier's bounds check); views read
+    and write them, in the kernel and in pybpfgen.testing."""
+    c = compile_src(SOCKOPT_BYTES)
+    assert c.result.output and not c.errors, [d.format() for d in c.result.diagnostics]
+    obj = parse_object(c.result.output)
+    assert len(obj.programs) == 2
+    for p in obj.programs:
+        wide = {(i.off, i.code & 0x18) for i in disasm.decode(p.insns) if i.cls == disasm.LDX}
+        assert (8, 0x18) in wide and (16, 0x18) in wide, p.name  # *(u64 *)(ctx + 8), *(u64 *)(ctx + 16)
+    mod = testing.load(c.path)
+    ctx = testing.getsockopt(level=1, optname=8, retval=0, optval=bytes(4))
+    assert mod.run("fake_rcvbuf", ctx) == 1 and bytes(ctx.optval) == (4096).to_bytes(4, "little")
+    short = testing.getsockopt(level=1, optname=8, retval=0, optval=b"\1\2")  # fewer bytes: the view is None
+    assert mod.run("fake_rcvbuf", short) == 1 and bytes(short.optval) == b"\1\2"
+    assert mod.run("cap_sndbuf", testing.setsockopt(level=1, optname=7, optval=(1 << 20).to_bytes(4, "little"))) == 0
+    assert mod.run("cap_sndbuf", testing.setsockopt(level=1, optname=7, optval=(4096).to_bytes(4, "little"))) == 1
+
+
+def test_reading_the_option_without_the_check_is_a_located_error(compile_src):
+    c = compile_src("""
+        @cgroup_setsockopt
+        def p(ctx: SockOpt) -> int:
+            v = ctx.bytes(0, 4)
+            if v.u32(0) > 65536:
+                return 0
+            return 1
+        """)
+    assert len(c.errors) == 1 and c.errors[0].loc.line == 6, c.messages
+    assert c.errors[0].message.startswith("`v` may be None here"), c.messages
+
+
+HELPERS = """
+class SockaddrIn(Struct):
+    family: u16
+    port: u16
+    addr: u32
+    zero: u64
+
+
+@cgroup_connect4
+def from_local3(ctx: SockAddr) -> int:
+    if bpf_bind(ctx, SockaddrIn(AF_INET, 0, 0x0300007F)) != 0:
+        return 0
+    return 1
+
+
+@cgroup_getsockopt
+def hide_error(ctx: SockOpt) -> int:
+    if bpf_get_retval() < 0:
+        bpf_set_retval(0)
+    return 1
+"""
+
+
+def test_bind_and_retval_helpers_in_testing(compile_src):
+    """bpf_bind (connect hooks), bpf_get_retval/bpf_set_retval are callable where the kernel allows them and
+    simulated by pybpfgen.testing."""
+    c = compile_src(HELPERS)
+    assert c.result.output and not c.errors, [d.format() for d in c.result.diagnostics]
+    mod = testing.load(c.path)
+    ctx = testing.connect4(user_ip4=LOCAL, user_port=80)
+    assert mod.run("from_local3", ctx) == 1
+    assert ctx.bound == (2).to_bytes(2, "little") + bytes(2) + (0x0300007F).to_bytes(4, "little") + bytes(8)
+    failed = testing.getsockopt(level=1, optname=9999, retval=-92)
+    assert mod.run("hide_error", failed) == 1 and failed.call_retval == 0
+    c = compile_src("""
+        @cgroup_getpeername4
+        def p(ctx: SockAddr) -> int:
+            bpf_bind(ctx, u64(0))
+            return 1
+        """)
+    assert c.errors and "bpf_bind" in c.errors[0].message and "cgroup_getpeername4" in c.errors[0].message, c.messages

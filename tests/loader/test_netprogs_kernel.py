@@ -251,6 +251,32 @@ def test_interface_errors_are_one_clear_line(tmp_path, pin_root):
     assert not os.listdir(pin_root) if os.path.isdir(pin_root) else True
 
 
+def test_status_names_the_interface_of_xdp_and_tcx_links_from_any_namespace(tmp_path, pin_root, veth,
+                                                                              pybpfgen_cli):
+    """The links' info gives an ifindex, which is per network namespace: status (run here, in the test's namespace,
+    not the veth's) names the interface the object was loaded on, not whatever has that index here (before, the
+    index was looked up where status runs: an unrelated host interface, e.g. "ifb0", or none)."""
+    import kharness as kh
+    xdp_obj, tc_obj = _compile(tmp_path, "xdpst", XDP), _compile(tmp_path, "tcst", TC)
+    with kh.in_netns(veth.a):
+        [x] = kl.load(xdp_obj, pin_root=pin_root, ifname=veth.veth_a)
+        [t] = kl.load(tc_obj, pin_root=pin_root, ifname=veth.veth_a)
+        ifindex = socket.if_nametoindex(veth.veth_a)
+    try:
+        links = {ln["name"]: ln for o in kl.status(pin_root=pin_root)["objects"] for ln in o["links"]}
+        assert {n: (ln["type"], ln.get("attach_type"), ln["target"]) for n, ln in links.items()} == {
+            "count_all": ("xdp", None, {"kind": "interface", "ifindex": ifindex, "ifname": veth.veth_a}),
+            "drop_big": ("tcx", "tcx_ingress", {"kind": "interface", "ifindex": ifindex, "ifname": veth.veth_a}),
+            "count_out": ("tcx", "tcx_egress", {"kind": "interface", "ifindex": ifindex, "ifname": veth.veth_a})}
+        text = pybpfgen_cli.run("status", "--pin-root", pin_root, pin=False).stdout
+        for prog, end in (("count_all", ""), ("drop_big", " (tcx_ingress)"), ("count_out", " (tcx_egress)")):
+            line = next(ln for ln in text.splitlines() if ln.strip().startswith(prog + " ") and " -> " in ln)
+            assert line.endswith(f"-> interface {veth.veth_a}{end}"), text
+    finally:
+        kl.unload(x.name, pin_root=pin_root)
+        kl.unload(t.name, pin_root=pin_root)
+
+
 def test_sk_skb_legacy_prog_attach_before_sockmap_links(tmp_path, pin_root, monkeypatch):
     """Kernels before 6.10 have no sockmap links: the parser and the verdict are attached with PROG_ATTACH to the
     map (each on its own attach type), shown by status as legacy, replaced by the next load and detached by unload
