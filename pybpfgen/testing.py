@@ -217,6 +217,7 @@ CONTEXT_INPUTS: dict[str, str] = {
     "data": "the packet's or message's bytes",
     "linear": "how many of the packet's bytes are directly readable",
     "sockopts": "the socket's options, as bpf_getsockopt reads them",
+    "call_retval": "the error the application's call returns (what bpf_get_retval returns; 0: none)",
 }
 
 
