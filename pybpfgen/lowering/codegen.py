@@ -384,6 +384,11 @@ class FunctionLowering(Memory, HelperCalls, Packets):
         if isinstance(e, N.IsNull):
             p = self.value(e.value)
             c = b.icmp_unsigned("!=" if e.negate else "==", p, ir.Constant(PTR, None))
+            t = e.value.type
+            if isinstance(t, (T.OptRefT, T.RefT)) and isinstance(t.target, T.PacketT):
+                return c  # a packet view: LLVM must fold `view is None` back into its range check (packets.py)
+            # a helper's pointer (a lookup, a reservation): kept opaque, or LLVM folds two checks into
+            # `(a | b) == 0`, which the verifier refuses ("pointer |= pointer prohibited")
             keep = self.intrinsic("llvm.bpf.passthrough.i1.i1", I1, [I32, I1])
             self.passthrough_seq += 1
             return b.call(keep, [I32(self.passthrough_seq), c])
