@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-EINVAL, EFAULT = 22, 14
+EINVAL, EFAULT, ENOMEM = 22, 14, 12
 
 
 class Payload:
@@ -88,4 +88,14 @@ def skb_load_bytes(ctx: Any, offset: int, to: bytearray, at: int, length: int) -
         to[at:at + length] = bytes(length)
         return -EFAULT
     to[at:at + length] = p.buf[offset:offset + length]
+    return 0
+
+
+def skb_pull_data(ctx: Any, length: int) -> int:
+    """``bpf_skb_pull_data(skb, len)``: the first ``len`` bytes (0: the head as it is) become directly readable
+    (``data_end`` moves); -ENOMEM when the packet is shorter (the kernel's ``pskb_may_pull`` fails)."""
+    p: Payload = ctx.payload
+    if length > len(p.buf):
+        return -ENOMEM
+    p.end = max(p.end, p.start + length)
     return 0

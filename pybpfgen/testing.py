@@ -991,7 +991,7 @@ class _Frame:
         if name == "sock_ops_cb_flags_set":
             self.value(args[0]).cb_flags = self.value(args[1])
             return 0
-        if name in ("msg_pull_data", "msg_push_data", "msg_pop_data"):
+        if name in ("msg_pull_data", "msg_push_data", "msg_pop_data", "skb_pull_data"):
             return getattr(simpackets, name)(self.value(args[0]), *(self.value(a) for a in args[1:]))
         if name == "skb_load_bytes":
             buf = args[2]

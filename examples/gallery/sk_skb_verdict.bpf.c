@@ -49,6 +49,10 @@ int echo(struct __sk_buff *skb)
     __u64 *echoed = bpf_map_lookup_elem(&echo_ports, &lport);
     if (!echoed)
         return SK_PASS;
+    bpf_skb_pull_data(skb, 4);
+    void *data = (void *)(long)skb->data, *data_end = (void *)(long)skb->data_end;
+    if (data + 4 <= data_end && *(__u32 *)data == bpf_htonl(0x51554954))   /* "QUIT": dropped */
+        return SK_DROP;
     __sync_fetch_and_add(echoed, skb->len);
     struct sock_key key = {
         .local_ip4 = skb->local_ip4, .remote_ip4 = skb->remote_ip4, .local_port = skb->local_port,

@@ -3,8 +3,14 @@
 sock_ops puts the server side of every TCP connection to an echo port (a port listed in ``echo_ports``) into the
 sockhash ``socks``; the stream verdict program runs on the data those sockets receive and redirects it to the
 egress of the same socket: the client gets its bytes back, the server process never reads or writes them. The
-bytes echoed are counted per port. Data for a port that is not (or no longer) an echo port goes to the
-application as usual (SK_PASS).
+bytes echoed are counted per port. Data that starts with ``QUIT`` is dropped instead (read through a packet view,
+``skb.bytes(0, 4)``). Data for a port that is not (or no longer) an echo port goes to the application as usual
+(SK_PASS).
+
+The kernel runs the verdict program from the socket's data-ready callback, which needs the accepted socket: bytes
+that arrive before the server's ``accept()`` wait in the receive queue until more data arrives (then the verdict
+sees them all). A client that writes at once and waits for the echo can therefore wait until it writes again; the
+test waits until the server has accepted.
 
     pybpfgen compile examples/gallery/sk_skb_verdict.py -o build/
     pybpfgen load build/sk_skb_verdict.bpf.o --cgroup /sys/fs/cgroup/unified/echo
@@ -21,6 +27,8 @@ class SockKey(Struct):
     local_port: u32
     remote_port: u32
 
+
+QUIT = 0x51554954                          # "QUIT" in network byte order
 
 socks = SockHash(key=SockKey, value=u64, max_entries=4096)
 echo_ports = Hash(key=u32, value=u64, max_entries=64)   # local port -> bytes echoed
@@ -43,6 +51,10 @@ def echo(skb: SkBuff) -> int:
     echoed = echo_ports.lookup(skb.local_port)
     if echoed is None:
         return SK_PASS
+    bpf_skb_pull_data(skb, 4)              # the first 4 bytes into the directly readable part (if there are 4)
+    head = skb.bytes(0, 4)                 # the first bytes of what arrived (None: fewer than 4)
+    if head is not None and head.u32be(0) == QUIT:
+        return SK_DROP                     # not echoed: dropped
     atomic_add(echoed.value, skb.len)
     key = SockKey(local_ip4=skb.local_ip4, remote_ip4=skb.remote_ip4, local_port=skb.local_port,
                   remote_port=skb.remote_port)

@@ -505,6 +505,14 @@ class FunctionLowering(Memory, HelperCalls, Packets):
             zero = b.icmp_unsigned("==", r, llvm_type(t)(0))
             safe = b.select(zero, llvm_type(t)(1), r)
             q = b.udiv(l, safe) if op == "//" else b.urem(l, safe)
+            if isinstance(e.left, N.Const):
+                # `x > C // y` is the overflow check LLVM rewrites to umul.with.overflow(x, y), a 128-bit
+                # multiply the BPF backend can only lower to a __multi3 call (which BPF has not): keep the
+                # quotient opaque to the optimiser (llvm.bpf.passthrough: no instruction)
+                ty = llvm_type(t)
+                keep = self.intrinsic(f"llvm.bpf.passthrough.i{t.bits}.i{t.bits}", ty, [I32, ty])
+                self.passthrough_seq += 1
+                q = b.call(keep, [I32(self.passthrough_seq), q])
             return b.select(zero, llvm_type(t)(0) if op == "//" else l, q)
         raise InternalCompilerError(f"unknown operator {op}")
 

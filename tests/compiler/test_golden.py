@@ -19,18 +19,21 @@ REQUIRED_SECTIONS = {"license", ".maps", ".BTF", ".BTF.ext", ".pybpfgen", ".symt
 
 GOLDEN = {
     "programs/accel.py": {
-        "programs": {"accel_sockops": ("sockops", 560), "accel_redirect": ("sk_msg", 276)},
+        "programs": {"accel_sockops": ("sockops", 724), "accel_redirect": ("sk_msg", 600)},
         "maps": {  # name: (BPF map type, key BTF name, value BTF name, max_entries)
-            "socks": (18, "struct SockId", "__u64", 65536),
+            "socks": (18, "__u64", "__u64", 65536),
+            "sk_state": (24, "__s32", "struct SockState", 0),
             "pending": (9, "struct Tuple", "struct Pending", 16384),
-            "conns": (9, "struct SockId", "struct Conn", 131072),
+            "links": (2, "__u32", "struct Link", 32768),
             "policy_ports": (1, "__u32", "__u32", 1024),
             "policy_cidrs": (11, "struct Prefix", "__u32", 1024),
             "policy_tuples": (1, "struct Tuple", "__u32", 65536),
             "stats": (6, "__u32", "struct AccelStats", 1),
             "settings": (2, "__u32", "struct Settings", 1),
         },
-        "helpers": {"accel_sockops": {1, 2, 3, 59, 70, 122}, "accel_redirect": {1, 2, 61, 71, 122}},
+        # map lookup/update/delete, sk_storage_get, get_socket_cookie, sock_ops_cb_flags_set, sock_hash_update;
+        # msg_apply_bytes, msg_redirect_hash
+        "helpers": {"accel_sockops": {1, 2, 3, 46, 59, 70, 107}, "accel_redirect": {1, 61, 71, 107}},
     },
     "bench/twin/accel_twin.py": {
         "programs": {"accel_sockops": ("sockops", 40), "accel_redirect": ("sk_msg", 19)},

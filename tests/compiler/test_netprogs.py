@@ -238,6 +238,12 @@ def test_testing_tc_and_sk_skb_contexts():
     skb = testing.sk_skb(data=b"hello", **conn)
     assert mod.run("echo", skb) == lang.SK_PASS and skb.redirect is not None and skb.redirect[0] == "socks"
     assert mod.map("echo_ports").lookup(7007) == 5
+    quit_ = testing.sk_skb(data=b"QUIT now", **conn)
+    assert mod.run("echo", quit_) == lang.SK_DROP and quit_.redirect is None
+    assert mod.map("echo_ports").lookup(7007) == 5
+    # data not in the skb's head (linear=0, as TCP over loopback gives it): bpf_skb_pull_data brings it in
+    nonlinear = testing.sk_skb(data=b"QUIT now", linear=0, **conn)
+    assert mod.run("echo", nonlinear) == lang.SK_DROP
     other = testing.sk_skb(data=b"hello", **{**conn, "remote_port": 40001})   # not in the sockhash
     assert mod.run("echo", other) == lang.SK_DROP and other.redirect is None
     with pytest.raises(ValueError, match="kind is 'verdict' or 'parser'"):

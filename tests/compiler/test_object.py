@@ -11,7 +11,7 @@ from pybpfgen.driver import compile_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ACCEL_PY = os.path.join(ROOT, "programs", "accel.py")
-KNOWN_HELPERS = {1, 2, 3, 59, 61, 70, 71, 122}
+KNOWN_HELPERS = {1, 2, 3, 46, 59, 61, 70, 71, 107, 122}
 
 
 def sections(path):
@@ -51,14 +51,18 @@ def test_metadata_names_the_attach_map(accel_object):
 def test_maps_are_btf_defined_with_real_types(accel_object):
     obj = parse_object(accel_object)
     socks, ports, stats = obj.maps["socks"], obj.maps["policy_ports"], obj.maps["stats"]
-    assert (socks.type, socks.key_size, socks.value_size, socks.max_entries) == (18, 48, 8, 65536)
+    assert (socks.type, socks.key_size, socks.value_size, socks.max_entries) == (18, 8, 8, 65536)  # cookies
     assert (ports.type, ports.key_size, ports.value_size, ports.max_entries) == (1, 4, 4, 1024)
     assert (stats.type, stats.key_size, stats.value_size, stats.max_entries) == (6, 4, 48, 1)
+    st, links = obj.maps["sk_state"], obj.maps["links"]
+    assert (st.type, st.key_size, st.max_entries, st.map_flags & 1) == (24, 4, 0, 1)  # SK_STORAGE, NO_PREALLOC
+    assert (links.type, links.value_size, links.max_entries) == (2, 192, 32768)
     btf = obj.btf
-    key = btf.find("SockId")
-    assert [(m.name, m.bit_offset) for m in btf.members(key.id)] == [
-        ("netns", 0), ("local_ip", 64), ("remote_ip", 192), ("local_port", 320), ("remote_port", 352)]
-    assert btf.type_name(socks.key_type_id) == "struct SockId"
+    link = btf.find("Link")
+    # each side's published count in a cache line of its own (one side writes it per message)
+    assert [(m.name, m.bit_offset) for m in btf.members(link.id)] == [
+        ("owner", 0), ("client", 64), ("server", 128), ("inbox", 192), ("pad", 256), ("pub", 512)]
+    assert btf.type_name(socks.key_type_id) == "__u64"
     assert [m.name for m in btf.members(btf.find("AccelStats").id)][:2] == ["redirected", "missed"]
 
 

@@ -33,3 +33,21 @@ def test_mypy_catches_mistakes_in_a_policy(tmp_path):
     assert r.returncode == 1
     assert '"SockOps" has no attribute "local_prot"' in r.stdout
     assert 'Name "bpf_get_netns_cooky" is not defined' in r.stdout
+
+
+def test_arrays_of_structs_type_check_as_lists_of_the_struct(tmp_path):
+    src = tmp_path / "structs.py"
+    src.write_text("from pybpfgen.lang import *\n\n"
+                   "class Side(Struct):\n"
+                   "    sent: u64\n\n"
+                   "class Link(Struct):\n"
+                   "    pub: Side[2]\n\n"
+                   "@sock_ops\n"
+                   "def p(ctx: SockOps) -> int:\n"
+                   "    k = Link()\n"
+                   "    k.pub[1].sent = 7\n"
+                   "    k.pub[0].sant = 1\n"
+                   "    return k.pub[1].sent\n")
+    r = mypy(str(src))
+    assert r.returncode == 1
+    assert r.stdout.count("error:") == 1 and '"Side" has no attribute "sant"' in r.stdout, r.stdout

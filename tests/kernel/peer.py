@@ -30,6 +30,7 @@ import json
 import os
 import random
 import socket
+import struct
 import sys
 import threading
 import time
@@ -37,6 +38,9 @@ import time
 MIN_MSG = 1
 MAX_MSG = 256 * 1024
 ROLE_SALT = {"server": 0x5EED_0001, "client": 0x5EED_0002}
+
+
+SO_COOKIE = 57  # <asm-generic/socket.h>: the socket's cookie (what bpf_get_socket_cookie returns)
 
 
 def emit(event: str, **kw) -> None:
@@ -207,7 +211,9 @@ def main(argv=None) -> int:
                     time.sleep(0.05)
         lip, lport = sock.getsockname()[:2]
         rip, rport = sock.getpeername()[:2]
-        emit("established", local=f"{lip}:{lport}", remote=f"{rip}:{rport}", local_port=lport, remote_port=rport)
+        cookie = struct.unpack("Q", sock.getsockopt(socket.SOL_SOCKET, SO_COOKIE, 8))[0]  # its sockhash key
+        emit("established", local=f"{lip}:{lport}", remote=f"{rip}:{rport}", local_port=lport, remote_port=rport,
+             cookie=cookie)
         if not a.no_wait:
             wait_cmd("go", a.timeout)
         res = duplex(sock, a.mode, a.seed, a.bytes, a.timeout, a.recv_bytes)

@@ -6,7 +6,7 @@ namespaces created here:
 
 * families: IPv4 loopback, IPv6 loopback (``::1``), v4-mapped dual-stack (server on ``::`` with
   IPV6_V6ONLY=0, IPv4 client), IPv6 across a veth between two namespaces (2001:2::/48, RFC 5180);
-  each: data intact, the sockhash holds exactly both ends (their SockId keys), ``paired`` +1,
+  each: data intact, the sockhash holds exactly both ends (keyed by their socket cookies), ``paired`` +1,
   ``redirected`` > 0, ``missed`` == 0;
 * the CIDR policy (only a matching CIDR is accelerated; ``--side`` respected), the tuple policy (only the
   listed connection, both ends), a client whose server is outside the cgroup (never paired, intact);
@@ -193,16 +193,16 @@ def sock_id(est: dict) -> tuple[bytes, bytes, int, int]:
     return _ip16(lh), _ip16(rh), lp, rp
 
 
-def decode_sock_key(key: bytes) -> tuple[int, tuple[bytes, bytes, int, int]]:
-    netns, lip, rip, lp, rp = struct.unpack("<Q16s16sII", key)
-    return netns, (lip, rip, lp, rp)
+def decode_sock_key(key: bytes) -> int:
+    """A sockhash key: the socket's cookie (what SO_COOKIE reports to the peer process)."""
+    return struct.unpack("<Q", key)[0]
 
 
 def assert_both_ends_inserted(r: Result) -> None:
     for keys in (r.socks_established, r.socks_after):
         assert len(keys) == 2, f"sockhash should hold both ends, has {len(keys)}: {[k.hex() for k in keys]}"
-        got = {decode_sock_key(k)[1] for k in keys}
-        assert got == {sock_id(r.server_est), sock_id(r.client_est)}, (got, r.server_est, r.client_est)
+        got = {decode_sock_key(k) for k in keys}
+        assert got == {r.server_est["cookie"], r.client_est["cookie"]}, (got, r.server_est, r.client_est)
 
 
 def delta(a: dict, b: dict) -> dict:
@@ -270,8 +270,8 @@ def test_ipv4_veth_between_namespaces(accel, netns_pair):
     accel.policy("add", "--port", str(port))
     r, _ = accelerated_pair(accel, server_ns=netns_pair.a, client_ns=netns_pair.b, server_host=netns_pair.ip_a,
                             connect_host=netns_pair.ip_a, port=port)
-    netns = {decode_sock_key(k)[0] for k in r.socks_established}
-    assert len(netns) == 2, "the two ends live in two namespaces: their keys carry two netns cookies"
+    # the two ends live in two namespaces: socket cookies are unique across them, so both keys are there
+    assert {decode_sock_key(k) for k in r.socks_established} == {r.server_est["cookie"], r.client_est["cookie"]}
 
 
 # ---------------------------------------------------------------------------
@@ -307,7 +307,7 @@ def test_cidr_policy_one_end_only(accel, netns_pair):
                **_v4_veth(netns_pair))
     d = delta(c0, accel.counters())
     assert_intact(r)
-    assert [decode_sock_key(k)[1] for k in r.socks_established] == [sock_id(r.client_est)]
+    assert [decode_sock_key(k) for k in r.socks_established] == [r.client_est["cookie"]]
     assert d["paired"] == 0 and d["redirected"] == 0 and d["missed"] > 0, d
 
 
@@ -358,7 +358,7 @@ def test_server_outside_cgroup_never_paired(accel, netns_pair):
     r = duplex(server_cg=None, client_cg=accel.cgroup, inspect=accel.socks, port=port, **_v4_veth(netns_pair))
     d = delta(c0, accel.counters())
     assert_intact(r)
-    assert [decode_sock_key(k)[1] for k in r.socks_established] == [sock_id(r.client_est)]
+    assert [decode_sock_key(k) for k in r.socks_established] == [r.client_est["cookie"]]
     assert d["paired"] == 0 and d["redirected"] == 0 and d["missed"] > 0, d
     # once its data was acknowledged, the client stopped waiting and left the sockhash (still connected)
     assert r.socks_after == [] and d["released"] == 1, (d, [k.hex() for k in r.socks_after])

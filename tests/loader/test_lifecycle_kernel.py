@@ -143,7 +143,7 @@ def test_upgrade_keeps_accelerated_stream_flowing(accel_object, test_cgroup, pin
     port = free_port()
     accel.policy_add(port, pin_root=pin_root)
     lift_budget(pin_root)
-    p = start_streamer(tmp_path, test_cgroup, port, duration=3.0)
+    p = start_streamer(tmp_path, test_cgroup, port, duration=8.0)  # outlasts three upgrades on a loaded 2-CPU machine
     attached_seen = []
     stop = threading.Event()
 
@@ -330,7 +330,7 @@ def test_status_stats_measures_only_meanwhile(accel_object, test_cgroup, pin_roo
     port = free_port()
     accel.policy_add(port, pin_root=pin_root)
     lift_budget(pin_root)  # keep the one-way stream redirected, so the program runs on every write
-    p = start_streamer(tmp_path, test_cgroup, port, duration=2.0)
+    p = start_streamer(tmp_path, test_cgroup, port, duration=6.0)  # outlasts two status calls on a loaded machine
     try:
         assert json.loads(p.stdout.readline())["event"] == "ready"
         p.stdin.write("go\n")

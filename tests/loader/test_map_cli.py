@@ -50,14 +50,14 @@ def test_show_types_from_btf(loaded):
     st = kl.map_show(pin_root=root, sc=sc)
     (o,) = st["objects"]
     maps = {m["name"]: m for m in o["maps"]}
-    assert set(maps) == {"conns", "pending", "policy_cidrs", "policy_ports", "policy_tuples", "settings", "socks",
-                         "stats"}
+    assert set(maps) == {"links", "pending", "policy_cidrs", "policy_ports", "policy_tuples", "settings", "sk_state",
+                         "socks", "stats"}
     c = maps["policy_cidrs"]
     assert (c["type"], c["key_type"], c["key"], c["max_entries"], c["entries"], c["btf"]) == \
         ("lpm_trie", "struct Prefix", '{"prefixlen": u32, "addr": [u32 x 4]}', 1024, 0, "kernel")
     assert maps["stats"]["percpu"] and maps["stats"]["value_type"] == "struct AccelStats"
     # the sockhash is created without BTF: its types come from the BTF its object's programs were loaded with
-    assert (maps["socks"]["key_type"], maps["socks"]["btf"]) == ("struct SockId", "object")
+    assert (maps["socks"]["key_type"], maps["socks"]["btf"]) == ("__u64", "object")
     one = kl.map_show("accel", "settings", pin_root=root, sc=sc)["objects"][0]["maps"]
     assert [m["name"] for m in one] == ["settings"] and one[0]["value"].startswith('{"max_unanswered_msgs": u32')
     assert sc.open_fds == []
@@ -92,8 +92,8 @@ def test_set_get_dump_delete(loaded):
 @pytest.mark.parametrize("call, msg", [
     (lambda kw: kl.map_get("nosuch", "x", 1, **kw), r"object .nosuch. is not loaded under .* \(loaded: accel\)"),
     (lambda kw: kl.map_dump("accel", "nosuch", **kw),
-     r"object accel has no map 'nosuch' \(it has: conns, pending, policy_cidrs, policy_ports, policy_tuples, "
-     r"settings, socks, stats\)"),
+     r"object accel has no map 'nosuch' \(it has: links, pending, policy_cidrs, policy_ports, policy_tuples, "
+     r"settings, sk_state, socks, stats\)"),
     (lambda kw: kl.map_get("accel", "policy_ports", "x", **kw),
      r'accel/policy_ports: key "x" does not fit u32: expected an integer'),
     (lambda kw: kl.map_set("accel", "policy_ports", 1 << 40, 1, **kw),
@@ -155,7 +155,7 @@ def test_cli(cli):
 @pytest.mark.parametrize("argv, rc, msg", [
     (("get", "accel", "policy_ports", "8080"), 1, "pybpfgen: error: accel/policy_ports has no entry for key 8080"),
     (("get", "nope", "m", "1"), 1, "pybpfgen: error: object 'nope' is not loaded"),
-    (("dump", "accel", "nope"), 1, "pybpfgen: error: object accel has no map 'nope' (it has: conns,"),
+    (("dump", "accel", "nope"), 1, "pybpfgen: error: object accel has no map 'nope' (it has: links, pending,"),
     (("set", "accel", "policy_ports", "[1]", "1"), 1, 'key [1] does not fit u32: expected an integer'),
     (("get", "accel", "policy_ports", "{bad"), 2, "argument KEY: invalid KEY '{bad': expected JSON"),
     (("set", "accel", "policy_ports", "1"), 2, "the following arguments are required: VALUE"),

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -315,7 +316,12 @@ def test_interface_gone_before_unload(tmp_path, pin_root):
     with kh.netns_pair("pbgng", ip_a="198.18.41.5", ip_b="198.18.41.6") as pair:
         with kh.in_netns(pair.a):
             [res] = kl.load(obj, pin_root=pin_root, ifname=pair.veth_a)
-    [link] = kl.status(pin_root=pin_root, name=res.name)["objects"][0]["links"]
+    deadline = time.monotonic() + 60   # the kernel dismantles a namespace asynchronously (a workqueue)
+    while True:
+        [link] = kl.status(pin_root=pin_root, name=res.name)["objects"][0]["links"]
+        if not link["attached"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert (link["attached"], link["target"]) == (False, {"kind": "interface", "ifindex": 0, "ifname": None})
     assert kl.unload(res.name, pin_root=pin_root) == [res.name]
     assert not os.path.exists(os.path.join(pin_root, res.name))

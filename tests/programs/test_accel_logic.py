@@ -1,7 +1,8 @@
 """The accelerator's decisions, unit-tested in Python with pybpfgen.testing (no root, no kernel).
 
 The same program runs in the kernel in tests/kernel and tests/conformance; pybpfgen.testing interprets it with
-the kernel's semantics (tests/compiler/test_differential.py checks that the two agree)."""
+the kernel's semantics (tests/compiler/test_differential.py checks that the two agree). Each simulated socket is a
+``testing.Socket`` whose cookie is what ``bpf_get_socket_cookie`` returns and which carries its ``sk_state``."""
 import os
 
 import pytest
@@ -15,6 +16,8 @@ STATE_CB_FLAG, RTT_CB_FLAG = 4, 8
 AF_INET, AF_INET6 = 2, 10
 SK_PASS = 1
 V4MAPPED = [0, 0, 0xFFFF0000]
+MODE_REDIRECT, MODE_TCP, MODE_SETTLED = 2, 3, 4
+INBOX_OPEN, INBOX_FED, INBOX_SEALED = 0, 1, 2
 
 
 @pytest.fixture
@@ -24,26 +27,45 @@ def mod():
     return m
 
 
-def client(port=40000, sport=6379, netns=1, isn=1000, peer_isn=5000, ip=LO, rip=LO, **kw):
-    return testing.sock_ops(op=ACTIVE, family=AF_INET, local_ip4=ip, remote_ip4=rip, local_port=port,
-                            remote_port=sport, snd_nxt=isn + 1, rcv_nxt=peer_isn + 1, netns_cookie=netns,
-                            socket=("client", netns, port), **kw)
+class Conn:
+    """One TCP connection's two simulated sockets and the contexts their programs see."""
 
+    def __init__(self, port=40000, sport=6379, netns=1, isn=1000, peer_isn=5000, ip=LO, rip=LO):
+        self.port, self.sport, self.netns, self.isn, self.peer_isn, self.ip, self.rip = \
+            port, sport, netns, isn, peer_isn, ip, rip
+        self.c, self.s = testing.Socket(), testing.Socket()
 
-def server(port=40000, sport=6379, netns=1, isn=1000, peer_isn=5000, ip=LO, rip=LO, **kw):
-    return testing.sock_ops(op=PASSIVE, family=AF_INET, local_ip4=rip, remote_ip4=ip, local_port=sport,
-                            remote_port=port, snd_nxt=peer_isn + 1, rcv_nxt=isn + 1, netns_cookie=netns,
-                            socket=("server", netns, sport), **kw)
+    def _ops(self, sock, **kw):
+        return testing.sock_ops(family=AF_INET, netns_cookie=self.netns, cookie=sock.cookie, socket=sock, **kw)
 
+    def client(self, **kw):
+        return self._ops(self.c, op=ACTIVE, local_ip4=self.ip, remote_ip4=self.rip, local_port=self.port,
+                         remote_port=self.sport, snd_nxt=self.isn + 1, rcv_nxt=self.peer_isn + 1, **kw)
 
-def msg_from_client(port=40000, sport=6379, netns=1, size=64):
-    return testing.sk_msg(family=AF_INET, local_ip4=LO, remote_ip4=LO, local_port=port, remote_port=sport,
-                          size=size, netns_cookie=netns)
+    def server(self, isn=None, **kw):
+        isn = self.isn if isn is None else isn
+        return self._ops(self.s, op=PASSIVE, local_ip4=self.rip, remote_ip4=self.ip, local_port=self.sport,
+                         remote_port=self.port, snd_nxt=self.peer_isn + 1, rcv_nxt=isn + 1, **kw)
 
+    def rtt(self, sock):
+        return self._ops(sock, op=RTT, **self._tuple(sock))
 
-def msg_from_server(port=40000, sport=6379, netns=1, size=64):
-    return testing.sk_msg(family=AF_INET, local_ip4=LO, remote_ip4=LO, local_port=sport, remote_port=port,
-                          size=size, netns_cookie=netns)
+    def close(self, sock):
+        return self._ops(sock, op=STATE, args1=7, **self._tuple(sock))  # BPF_TCP_CLOSE
+
+    def _tuple(self, sock):
+        if sock is self.c:
+            return dict(local_ip4=self.ip, remote_ip4=self.rip, local_port=self.port, remote_port=self.sport)
+        return dict(local_ip4=self.rip, remote_ip4=self.ip, local_port=self.sport, remote_port=self.port)
+
+    def msg(self, sock, size=64):
+        return testing.sk_msg(family=AF_INET, size=size, netns_cookie=self.netns, cookie=sock.cookie, socket=sock,
+                              **self._tuple(sock))
+
+    def establish(self, mod):
+        mod.run("accel_sockops", self.client())
+        mod.run("accel_sockops", self.server())
+        return self
 
 
 def stats(mod):
@@ -57,217 +79,263 @@ def target_of(mod, m):
     return mod.map("socks").data[m.redirect[1]]
 
 
+def send(mod, conn, sock, size=64):
+    m = conn.msg(sock, size)
+    assert mod.run("accel_redirect", m) == SK_PASS  # whatever happens
+    return m
+
+
+def in_socks(mod, sock):
+    return any(v is sock for v in mod.map("socks").data.values())
+
+
+def state(mod, sock):
+    return mod.map("sk_state").lookup(sock)
+
+
 def test_pairing_and_redirect_both_ways(mod):
-    assert mod.run("accel_sockops", client()) == 1
-    assert mod.run("accel_sockops", server()) == 1
+    k = Conn()
+    c, s = k.client(), k.server()
+    assert mod.run("accel_sockops", c) == 1 and mod.run("accel_sockops", s) == 1
     assert len(mod.map("socks")) == 2 and stats(mod)["paired"] == 1
-    m = msg_from_client()
-    assert mod.run("accel_redirect", m) == SK_PASS
-    assert target_of(mod, m) == ("server", 1, 6379) and m.redirect[2] == 1  # BPF_F_INGRESS
-    r = msg_from_server()
-    mod.run("accel_redirect", r)
-    assert target_of(mod, r) == ("client", 1, 40000)
+    assert len(mod.map("pending")) == 0  # the handshake's entry is consumed
+    assert state(mod, k.s)["peer"] == k.c.cookie  # the server knows its peer at once; the client at its first message
+    m = send(mod, k, k.c)
+    assert target_of(mod, m) is k.s and m.redirect[2] == 1  # BPF_F_INGRESS
+    assert state(mod, k.c)["peer"] == k.s.cookie and state(mod, k.c)["joined"] == 1
+    r = send(mod, k, k.s)
+    assert target_of(mod, r) is k.c
     assert stats(mod)["redirected"] == 2 and stats(mod)["missed"] == 0
+    link = mod.map("links").lookup(state(mod, k.s)["link"])
+    assert link["inbox"] == [INBOX_FED, INBOX_FED] and link["owner"] & 0xFFFFFFFF == 2  # two references
 
 
 def test_ports_outside_the_policy_are_left_alone(mod):
-    mod.run("accel_sockops", client(sport=8080))
-    mod.run("accel_sockops", server(sport=8080))
+    Conn(sport=8080).establish(mod)
     assert len(mod.map("socks")) == 0 and len(mod.map("pending")) == 0
 
 
 def test_server_with_mismatched_sequence_numbers_is_not_paired(mod):
-    mod.run("accel_sockops", client())
-    mod.run("accel_sockops", server(isn=999))  # not the client's peer
+    k = Conn()
+    mod.run("accel_sockops", k.client())
+    mod.run("accel_sockops", k.server(isn=999))  # not the client's peer
     assert stats(mod)["paired"] == 0 and stats(mod)["refused"] == 1
     assert len(mod.map("socks")) == 1  # the client only
+    assert send(mod, k, k.c).redirect is None
 
 
 def test_identical_tuples_in_two_namespaces_never_cross(mod):
     # namespace 1: both ends; namespace 2: the client only (its server is outside the cgroup)
-    mod.run("accel_sockops", client(netns=1, isn=1000))
-    mod.run("accel_sockops", server(netns=1, isn=1000))
-    mod.run("accel_sockops", client(netns=2, isn=7777, peer_isn=8888))
-    m2 = msg_from_client(netns=2)
-    mod.run("accel_redirect", m2)
+    a = Conn(netns=1, isn=1000).establish(mod)
+    b = Conn(netns=2, isn=7777, peer_isn=8888)
+    mod.run("accel_sockops", b.client())  # same tuple: a's entry was consumed by a's pairing, so b waits
+    m2 = send(mod, b, b.c)
     assert m2.redirect is None  # namespace 2's client is never redirected into namespace 1's server
-    m1 = msg_from_client(netns=1)
-    mod.run("accel_redirect", m1)
-    assert target_of(mod, m1) == ("server", 1, 6379)
+    m1 = send(mod, a, a.c)
+    assert target_of(mod, m1) is a.s
 
 
 def test_two_clients_waiting_under_one_tuple_pair_with_nobody(mod):
-    mod.run("accel_sockops", client(netns=1, isn=1000))
-    mod.run("accel_sockops", client(netns=2, isn=2000))  # same 4-tuple from another namespace
-    mod.run("accel_sockops", server(netns=1, isn=1000))
+    a, b = Conn(netns=1, isn=1000), Conn(netns=2, isn=2000)
+    mod.run("accel_sockops", a.client())
+    mod.run("accel_sockops", b.client())  # same 4-tuple from another namespace: refused, not inserted
+    mod.run("accel_sockops", a.server())  # the waiting entry is ambiguous now
     assert stats(mod)["paired"] == 0 and stats(mod)["refused"] == 2
+    assert not in_socks(mod, b.c) and not in_socks(mod, a.s)
+    assert send(mod, a, a.c).redirect is None
 
 
 def test_a_connection_that_sends_before_pairing_keeps_the_tcp_path(mod):
-    mod.run("accel_sockops", client())
-    early = msg_from_client()
-    mod.run("accel_redirect", early)
+    k = Conn()
+    mod.run("accel_sockops", k.client())
+    early = send(mod, k, k.c)
     assert early.redirect is None and stats(mod)["missed"] == 1
-    mod.run("accel_sockops", server())  # would pair now, but the client already chose the TCP path
-    later = msg_from_client()
-    mod.run("accel_redirect", later)
+    # it withdrew from `pending`: its server, established now, is not paired and never inserted
+    assert mod.map("pending").lookup({"local_ip": V4MAPPED + [LO], "remote_ip": V4MAPPED + [LO],
+                                      "local_port": 40000, "remote_port": 6379})["state"] == 2  # WITHDRAWN
+    mod.run("accel_sockops", k.server())
+    assert stats(mod)["paired"] == 0 and not in_socks(mod, k.s)
+    later = send(mod, k, k.c)
     assert later.redirect is None  # sticky: never TCP first and redirect after
-    # nobody ever redirects to either end, so both left the sockhash (and its slower send path)
-    assert len(mod.map("socks")) == 0
-    assert stats(mod)["paired"] == 0 and stats(mod)["released"] == 2
-    back = msg_from_server()
-    mod.run("accel_redirect", back)
-    assert back.redirect is None
+    rtt = k.rtt(k.c)
+    mod.run("accel_sockops", rtt)  # nothing was ever redirected to it: it leaves the sockhash
+    assert len(mod.map("socks")) == 0 and len(mod.map("pending")) == 0
+    assert stats(mod)["released"] == 1 and rtt.cb_flags == STATE_CB_FLAG
 
 
 def test_unanswered_budget_moves_a_one_way_stream_to_tcp_for_good(mod):
-    mod.run("accel_sockops", client())
-    mod.run("accel_sockops", server())
-    for _ in range(256):
-        m = msg_from_client()
-        mod.run("accel_redirect", m)
-        assert m.redirect is not None
-    m = msg_from_client()
-    mod.run("accel_redirect", m)
-    assert m.redirect is None and stats(mod)["demoted"] == 1
-    back = msg_from_server()
-    mod.run("accel_redirect", back)  # the server had never redirected: it was fixed on the TCP path
-    assert back.redirect is None
-    m = msg_from_client()
-    mod.run("accel_redirect", m)
-    assert m.redirect is None  # an answer does not bring it back
+    k = Conn().establish(mod)
+    sent = 0
+    while send(mod, k, k.c).redirect is not None:
+        sent += 1
+        assert sent <= 256
+    # 7 windows of 32 in a row with no answer: between 7/8 of the budget and the budget
+    assert sent == 224 and stats(mod)["demoted"] == 1 and state(mod, k.c)["mode"] == MODE_TCP
+    back = send(mod, k, k.s)  # the server never redirected: the client sealed its own inbox when it was demoted
+    assert back.redirect is None and state(mod, k.s)["mode"] == MODE_TCP
+    assert send(mod, k, k.c).redirect is None  # an answer does not bring it back
     assert len(mod.map("socks")) == 2
-    rtt = rtt_sample(port=40000, sport=6379)  # the client's TCP-path data is acknowledged
+    rtt = k.rtt(k.c)  # the client's TCP-path data is acknowledged
     mod.run("accel_sockops", rtt)
-    assert len(mod.map("socks")) == 1 and stats(mod)["released"] == 1
-    assert ("client", 1, 40000) not in mod.map("socks").data.values()
+    assert len(mod.map("socks")) == 1 and stats(mod)["released"] == 1 and not in_socks(mod, k.c)
     assert rtt.cb_flags == STATE_CB_FLAG  # settled: no more RTT callbacks
-
-
-def rtt_sample(port, sport, netns=1):
-    return testing.sock_ops(op=RTT, family=AF_INET, local_ip4=LO, remote_ip4=LO, local_port=port,
-                            remote_port=sport, netns_cookie=netns)
+    mod.run("accel_sockops", k.rtt(k.s))  # the server's inbox was fed: it stays, its queue may hold bytes
+    assert in_socks(mod, k.s) and stats(mod)["released"] == 1 and state(mod, k.s)["mode"] == MODE_SETTLED
 
 
 def test_a_client_whose_server_never_pairs_leaves_the_sockhash_after_it_spoke(mod):
     """Its server is outside the cgroup or the policy (or on another host): once the client has sent on the TCP
     path, it stops waiting and leaves the sockhash; a server that shows up later stays unpaired."""
-    mod.run("accel_sockops", client())
+    k = Conn()
+    mod.run("accel_sockops", k.client())
     assert len(mod.map("socks")) == 1 and len(mod.map("pending")) == 1
-    early = msg_from_client()
-    mod.run("accel_redirect", early)
-    assert early.redirect is None
-    rtt = rtt_sample(port=40000, sport=6379)
+    assert send(mod, k, k.c).redirect is None
+    rtt = k.rtt(k.c)
     mod.run("accel_sockops", rtt)
     assert len(mod.map("socks")) == 0 and len(mod.map("pending")) == 0
     assert stats(mod)["released"] == 1 and rtt.cb_flags == STATE_CB_FLAG
-    mod.run("accel_sockops", server())  # too late: nothing to pair with
+    mod.run("accel_sockops", k.server())  # too late: nothing to pair with
     assert len(mod.map("socks")) == 0 and stats(mod)["paired"] == 0
-    back = msg_from_server()
-    mod.run("accel_redirect", back)
-    assert back.redirect is None
+    assert send(mod, k, k.s).redirect is None
 
 
-def test_a_paired_client_whose_entry_was_evicted_stays(mod):
-    """A paired client's conns entry evicted and re-created (MODE_UNPAIRED): it is no longer in `pending`, and
-    its server may have redirected to it, so it must stay in the sockhash."""
-    mod.run("accel_sockops", client())
-    mod.run("accel_sockops", server())
-    back = msg_from_server()
-    mod.run("accel_redirect", back)
-    assert target_of(mod, back) == ("client", 1, 40000)
-    ckey = next(k for k, v in mod.map("socks").data.items() if v == ("client", 1, 40000))
-    mod.map("conns").data.pop(ckey)  # the LRU evicts the client's entry
-    mod.run("accel_redirect", msg_from_client())  # re-created as MODE_UNPAIRED, TCP path
-    mod.run("accel_sockops", rtt_sample(port=40000, sport=6379))
-    assert ("client", 1, 40000) in mod.map("socks").data.values() and stats(mod)["released"] == 0
+def test_a_client_whose_server_redirected_and_closed_before_it_joined_stays(mod):
+    """The server redirected into the client and closed before the client's first message: the slot is freed, the
+    client joins nothing and takes the TCP path, and `pending` no longer proves anything (claimed and consumed):
+    its sockmap queue may hold the server's bytes, so it stays in the sockhash."""
+    k = Conn().establish(mod)
+    back = send(mod, k, k.s)
+    assert target_of(mod, back) is k.c
+    mod.run("accel_sockops", k.close(k.s))
+    idx = state(mod, k.s)["link"]
+    assert mod.map("links").lookup(idx)["owner"] == 0  # the last reference dropped: free
+    assert send(mod, k, k.c).redirect is None
+    mod.run("accel_sockops", k.rtt(k.c))
+    assert in_socks(mod, k.c) and stats(mod)["released"] == 0
 
 
 def test_a_demoted_sender_whose_peer_redirected_stays_in_the_sockhash(mod):
     """The peer's redirected messages may still sit in this socket's sockmap queue: removing it would drop
     them, so it stays (and keeps tcp_bpf's send path)."""
-    mod.run("accel_sockops", client())
-    mod.run("accel_sockops", server())
-    first = msg_from_server()
-    mod.run("accel_redirect", first)
-    assert first.redirect is not None
+    k = Conn().establish(mod)
+    assert send(mod, k, k.s).redirect is not None
     for _ in range(257):
-        mod.run("accel_redirect", msg_from_client())
+        send(mod, k, k.c)
     assert stats(mod)["demoted"] == 1
-    rtt = rtt_sample(port=40000, sport=6379)
+    rtt = k.rtt(k.c)
     mod.run("accel_sockops", rtt)
     assert len(mod.map("socks")) == 2 and stats(mod)["released"] == 0
     assert rtt.cb_flags == STATE_CB_FLAG
-    back = msg_from_server()
-    mod.run("accel_redirect", back)  # the server keeps redirecting
-    assert target_of(mod, back) == ("client", 1, 40000)
+    back = send(mod, k, k.s)  # the server keeps redirecting
+    assert target_of(mod, back) is k.c
+
+
+def test_a_peer_that_left_turns_a_first_message_to_tcp(mod):
+    """A socket whose inbox was sealed (its peer settled on the TCP path first) is never redirected into."""
+    k = Conn().establish(mod)
+    for _ in range(225):
+        send(mod, k, k.c)
+    assert stats(mod)["demoted"] == 1
+    mod.run("accel_sockops", k.rtt(k.c))
+    assert not in_socks(mod, k.c)
+    first = send(mod, k, k.s)
+    assert first.redirect is None and state(mod, k.s)["mode"] == MODE_TCP
 
 
 def test_paired_sockets_ask_for_rtt_samples_and_keep_them_while_redirecting(mod):
-    c, s = client(), server()
+    k = Conn()
+    c, s = k.client(), k.server()
     mod.run("accel_sockops", c)
     mod.run("accel_sockops", s)
     assert c.cb_flags == s.cb_flags == STATE_CB_FLAG | RTT_CB_FLAG
-    mod.run("accel_redirect", msg_from_client())
-    rtt = rtt_sample(port=40000, sport=6379)
+    send(mod, k, k.c)
+    rtt = k.rtt(k.c)
     mod.run("accel_sockops", rtt)
     assert rtt.cb_flags is None and len(mod.map("socks")) == 2
 
 
 def test_answers_reset_the_budget(mod):
-    mod.run("accel_sockops", client())
-    mod.run("accel_sockops", server())
+    k = Conn().establish(mod)
     for _ in range(1000):  # ping-pong stays accelerated however long it runs
-        a, b = msg_from_client(), msg_from_server()
-        mod.run("accel_redirect", a)
-        mod.run("accel_redirect", b)
+        a, b = send(mod, k, k.c), send(mod, k, k.s)
         assert a.redirect is not None and b.redirect is not None
+    for _ in range(20):  # and so do 200 messages answered by one, however often
+        for _ in range(200):
+            assert send(mod, k, k.c).redirect is not None
+        assert send(mod, k, k.s).redirect is not None
     assert stats(mod)["demoted"] == 0
 
 
 def test_byte_budget_and_settings(mod):
     mod.map("settings").update(0, {"max_unanswered_msgs": 0, "max_unanswered_kib": 64})
-    mod.run("accel_sockops", client())
-    mod.run("accel_sockops", server())
-    for _ in range(4):
-        m = msg_from_client(size=16384)
-        mod.run("accel_redirect", m)
-        assert m.redirect is not None
-    m = msg_from_client(size=1)
-    mod.run("accel_redirect", m)
-    assert m.redirect is None and stats(mod)["demoted"] == 1
+    k = Conn().establish(mod)
+    for _ in range(4):  # 64 KiB: each 16 KiB message spends two 8 KiB windows
+        assert send(mod, k, k.c, size=16384).redirect is not None
+    assert send(mod, k, k.c, size=1).redirect is None and stats(mod)["demoted"] == 1
 
 
-def test_state_is_forgotten_on_close(mod):
-    mod.run("accel_sockops", client())
-    mod.run("accel_sockops", server())
-    assert len(mod.map("conns")) == 2
-    close = testing.sock_ops(op=STATE, family=AF_INET, local_ip4=LO, remote_ip4=LO, local_port=40000,
-                             remote_port=6379, args1=7, netns_cookie=1)  # BPF_TCP_CLOSE
-    mod.run("accel_sockops", close)
-    assert len(mod.map("conns")) == 1
+def test_a_budget_under_eight_messages(mod):
+    mod.map("settings").update(0, {"max_unanswered_msgs": 4, "max_unanswered_kib": 0})
+    k = Conn().establish(mod)
+    sent = 0
+    while send(mod, k, k.c).redirect is not None:
+        sent += 1
+    assert sent == 3 and stats(mod)["demoted"] == 1  # windows of one message: budget - 1 .. budget
+
+
+def test_the_link_is_freed_by_the_last_close(mod):
+    k = Conn().establish(mod)
+    send(mod, k, k.c)  # the client joins
+    idx = state(mod, k.c)["link"]
+    assert mod.map("links").lookup(idx)["owner"] & 0xFFFFFFFF == 2
+    mod.run("accel_sockops", k.close(k.c))
+    assert mod.map("links").lookup(idx)["owner"] & 0xFFFFFFFF == 1
+    assert send(mod, k, k.s).redirect is not None  # the server's slot is still its own
+    mod.run("accel_sockops", k.close(k.s))
+    assert mod.map("links").lookup(idx)["owner"] == 0
+    # the next connection may claim it: slots are found from the client's cookie
+    n = Conn(port=40001, isn=3000).establish(mod)
+    assert target_of(mod, send(mod, n, n.c)) is n.s
+
+
+def test_a_waiting_client_that_closes_withdraws(mod):
+    k = Conn()
+    mod.run("accel_sockops", k.client())
+    mod.run("accel_sockops", k.close(k.c))
+    assert len(mod.map("pending")) == 0
+    mod.run("accel_sockops", k.server())
+    assert stats(mod)["paired"] == 0
+
+
+def test_no_free_slot_leaves_the_connection_on_the_tcp_path(mod):
+    k = Conn()
+    # every slot a pairing may try (8 from the client's cookie) is taken
+    for i in range(8):
+        mod.map("links").update((k.c.cookie + i) & 32767, {"owner": 5 << 32 | 1})
+    k.establish(mod)
+    assert stats(mod)["paired"] == 0 and stats(mod)["refused"] == 1 and not in_socks(mod, k.s)
+    assert send(mod, k, k.c).redirect is None
 
 
 def test_ipv6_and_v4_mapped_pair(mod):
     v6lo = [0, 0, 0, 0x01000000]  # ::1
+    c6, s6 = testing.Socket(), testing.Socket()
     c = testing.sock_ops(op=ACTIVE, family=AF_INET6, local_ip6=v6lo, remote_ip6=v6lo, local_port=40000,
-                         remote_port=6379, snd_nxt=11, rcv_nxt=21, netns_cookie=1, socket="c6")
+                         remote_port=6379, snd_nxt=11, rcv_nxt=21, cookie=c6.cookie, socket=c6)
     s = testing.sock_ops(op=PASSIVE, family=AF_INET6, local_ip6=v6lo, remote_ip6=v6lo, local_port=6379,
-                         remote_port=40000, snd_nxt=21, rcv_nxt=11, netns_cookie=1, socket="s6")
+                         remote_port=40000, snd_nxt=21, rcv_nxt=11, cookie=s6.cookie, socket=s6)
     mod.run("accel_sockops", c)
     mod.run("accel_sockops", s)
     assert stats(mod)["paired"] == 1
     # an IPv4 client and a dual-stack (AF_INET6, v4-mapped) server
-    c4 = client(port=40001, isn=3000, peer_isn=4000)
-    s6 = testing.sock_ops(op=PASSIVE, family=AF_INET6, local_ip6=V4MAPPED + [LO], remote_ip6=V4MAPPED + [LO],
-                          local_port=6379, remote_port=40001, snd_nxt=4001, rcv_nxt=3001, netns_cookie=1,
-                          socket="dual")
-    mod.run("accel_sockops", c4)
-    mod.run("accel_sockops", s6)
+    k = Conn(port=40001, isn=3000, peer_isn=4000)
+    dual = testing.sock_ops(op=PASSIVE, family=AF_INET6, local_ip6=V4MAPPED + [LO], remote_ip6=V4MAPPED + [LO],
+                            local_port=6379, remote_port=40001, snd_nxt=4001, rcv_nxt=3001, cookie=k.s.cookie,
+                            socket=k.s)
+    mod.run("accel_sockops", k.client())
+    mod.run("accel_sockops", dual)
     assert stats(mod)["paired"] == 2
-    m = msg_from_client(port=40001)
-    mod.run("accel_redirect", m)
-    assert target_of(mod, m) == "dual"
+    assert target_of(mod, send(mod, k, k.c)) is k.s
 
 
 def test_cidr_policy_sides():
@@ -275,11 +343,11 @@ def test_cidr_policy_sides():
     other = 0x0200007F  # 127.0.0.2
     # 127.0.0.2/32 as the *remote* address only
     mod.map("policy_cidrs").update({"prefixlen": 128, "addr": V4MAPPED + [other]}, 2)
-    mod.run("accel_sockops", client(rip=other))  # client -> 127.0.0.2: remote matches
+    mod.run("accel_sockops", Conn(rip=other).client())  # client -> 127.0.0.2: remote matches
     assert len(mod.map("socks")) == 1
     mod2 = testing.load(ACCEL)
     mod2.map("policy_cidrs").update({"prefixlen": 128, "addr": V4MAPPED + [other]}, 1)  # local side only
-    mod2.run("accel_sockops", client(rip=other))
+    mod2.run("accel_sockops", Conn(rip=other).client())
     assert len(mod2.map("socks")) == 0
 
 
@@ -287,8 +355,7 @@ def test_tuple_policy_selects_one_connection_both_ends():
     mod = testing.load(ACCEL)
     tup = {"local_ip": V4MAPPED + [LO], "remote_ip": V4MAPPED + [LO], "local_port": 40000, "remote_port": 6379}
     mod.map("policy_tuples").update(tup, 1)
-    mod.run("accel_sockops", client(port=40000))
-    mod.run("accel_sockops", server(port=40000))
+    Conn(port=40000).establish(mod)
     assert stats(mod)["paired"] == 1
-    mod.run("accel_sockops", client(port=40002, isn=50))  # another connection to the same server: not listed
+    mod.run("accel_sockops", Conn(port=40002, isn=50).client())  # another connection to the same server: not listed
     assert len(mod.map("pending")) == 0 and len(mod.map("socks")) == 2

@@ -1,20 +1,16 @@
-"""Review of "leaving the sockhash": the release proof must survive LRU eviction (pybpfgen.testing, no kernel).
+"""Review of "leaving the sockhash": the release proof holds whatever order the two ends' programs run in
+(pybpfgen.testing, no kernel).
 
-``MODE_TCP_ONLY`` is read by a demoted sender as proof that its peer never redirected; only the
-compare-and-swap writes it. ``conns`` is an LRU hash, so a socket that did redirect can lose its entry
-(eviction) and get a fresh one with its next message: that entry is ``MODE_UNPAIRED`` (it used to be
-``TCP_ONLY``, and the peer then released itself with the redirected bytes still unread in its sockmap queue,
-which the kernel purges when a socket leaves the sockhash). The kernel reproduction is
-tests/kernel/test_accel_release_review.py.
-"""
-import struct
-
+A socket may leave the sockhash only when its inbox (``links.inbox[side]``) is SEALED: nothing was and nothing will
+be redirected into it. The peer marks the inbox FED by compare-and-swap before its first redirect; the socket
+seals it by compare-and-swap when it settles on the TCP path. Whichever runs first wins, and the loser takes the
+safe branch (the peer keeps the TCP path, or the socket stays). The slot is never evicted and never re-created
+for a connection (its owner word holds a generation and two references), so no stale state can stand in for the
+proof — the hazard of the previous design's LRU ``conns`` entries (tests/kernel/test_accel_release_review.py)."""
 import pytest
 
-from test_accel_logic import (ACCEL, client, msg_from_client, msg_from_server, rtt_sample, server,  # noqa: F401
+from test_accel_logic import (ACCEL, INBOX_FED, INBOX_SEALED, MODE_TCP, Conn, in_socks, send, state,  # noqa: F401
                               stats, target_of, testing)
-
-MODE_REDIRECT = 1
 
 
 @pytest.fixture
@@ -24,33 +20,43 @@ def mod():
     return m
 
 
-def conns_key(mod, local_port, remote_port):
-    for k in mod.map("conns").data:
-        if struct.unpack_from("II", k, 40) == (local_port, remote_port):
-            return k
-    return None
-
-
-def mode(mod, key):
-    return struct.unpack_from("I", mod.map("conns").data[key], 48)[0]
-
-
-def test_an_evicted_redirecting_peer_is_not_taken_for_one_that_never_redirected(mod):
-    mod.run("accel_sockops", client())
-    mod.run("accel_sockops", server())
-    first = msg_from_server()  # the server redirects: it may sit unread in the client's sockmap queue
-    mod.run("accel_redirect", first)
-    assert target_of(mod, first) == ("client", 1, 40000)
-    srv_key = conns_key(mod, 6379, 40000)
-    assert mode(mod, srv_key) == MODE_REDIRECT
-    mod.map("conns").data.pop(srv_key)  # the LRU evicts the server's entry
-    again = msg_from_server()
-    mod.run("accel_redirect", again)  # no entry: a fresh one, on the TCP path
-    assert again.redirect is None  # (a fresh MODE_UNPAIRED entry: proves nothing)
-    for _ in range(257):  # the client's one-way stream outruns the budget
-        mod.run("accel_redirect", msg_from_client())
+def demote_client(mod, k):
+    while send(mod, k, k.c).redirect is not None:
+        pass
     assert stats(mod)["demoted"] == 1
-    mod.run("accel_sockops", rtt_sample(port=40000, sport=6379))
-    # the server's first message may still be in the client's sockmap queue: the client must stay
-    assert ("client", 1, 40000) in mod.map("socks").data.values(), \
-        f"the client left the sockhash (released={stats(mod)['released']}) with the server's message unread"
+
+
+def link(mod, k):
+    return mod.map("links").lookup(state(mod, k.s)["link"])
+
+
+def test_seal_first_then_the_peers_first_message_takes_the_tcp_path(mod):
+    k = Conn().establish(mod)
+    demote_client(mod, k)  # seals the client's inbox: the server had not redirected
+    assert link(mod, k)["inbox"][0] == INBOX_SEALED
+    first = send(mod, k, k.s)
+    assert first.redirect is None and state(mod, k.s)["mode"] == MODE_TCP
+    mod.run("accel_sockops", k.rtt(k.c))
+    assert not in_socks(mod, k.c)
+
+
+def test_peer_first_then_no_seal_and_the_socket_stays(mod):
+    k = Conn().establish(mod)
+    send(mod, k, k.c)
+    assert target_of(mod, send(mod, k, k.s)) is k.c  # FED before its first byte went there
+    assert link(mod, k)["inbox"][0] == INBOX_FED
+    demote_client(mod, k)
+    assert link(mod, k)["inbox"][0] == INBOX_FED  # the seal lost: it stays
+    mod.run("accel_sockops", k.rtt(k.c))
+    assert in_socks(mod, k.c) and stats(mod)["released"] == 0
+
+
+def test_a_stale_link_slot_of_another_connection_is_not_joined(mod):
+    """A slot whose owner generation or client cookie is another connection's is not this client's, even at the
+    index its own cookie points to."""
+    k = Conn()
+    mod.run("accel_sockops", k.client())
+    idx = k.c.cookie & 32767
+    gen = ((k.c.cookie + 1) & 0xFFFFFFFF | 1) << 32  # another client's generation
+    mod.map("links").update(idx, {"owner": gen | 1, "client": k.c.cookie + 1, "server": 999})
+    assert send(mod, k, k.c).redirect is None and state(mod, k.c)["joined"] == 0
