@@ -77,6 +77,7 @@ class Program(Record, eq=True):
     offset: int                 # bytes into its section
     insns: bytes
     attach_map: str | None = None   # sk_msg, sk_skb: the sockmap/sockhash to attach to
+    computed_returns: tuple[int, ...] = ()  # source lines of the returns of a computed value (when several)
 
     @property
     def insn_count(self) -> int:
@@ -265,7 +266,8 @@ def _parse(path: str, elf) -> BpfObject:
         if f.size == 0 or f.size % 8 or f.end > len(sec.data):
             raise ObjectFormatError(f"{path}: program {f.name} has a bad size {f.size}; rebuild it")
         programs.append(Program(f.name, f.section, pt.name, pt.prog_type, pt.attach_type, pt.prog_flags, f.offset,
-                                sec.data[f.offset:f.end], mp.get("attach_map")))
+                                sec.data[f.offset:f.end], mp.get("attach_map"),
+                                tuple(int(x) for x in mp.get("computed_returns", ()) if isinstance(x, int))))
     if not programs:
         raise ObjectFormatError(f"{path}: no BPF programs found")
 

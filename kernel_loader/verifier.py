@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 from pybpfgen.target.records import Record
 
+from . import complexity
 from .errors import LoaderError, _errno_name
 
 INSN_RE = re.compile(r"^(\d+): \([0-9a-f]{2}\)")
@@ -64,6 +65,18 @@ def summarize_log(log: str) -> LogSummary:
     return LogSummary(msg, lines[last_insn], insn_index, comment, text, file, line_no)
 
 
+def _source_line(path: str | None, line: int) -> str | None:
+    """Line ``line`` of the source file, if it is here (a statement without instructions has no line info)."""
+    try:
+        with open(path or "", encoding="utf-8") as f:
+            for i, text in enumerate(f, 1):
+                if i == line:
+                    return text.rstrip("\n")
+    except OSError:
+        pass
+    return None
+
+
 class VerifierError(LoaderError):
     """The kernel refused a program.  ``str()`` shows the decisive lines
     and the source location; ``.log`` has the full verifier log."""
@@ -78,7 +91,31 @@ class VerifierError(LoaderError):
         self.path = path
         self.summary = summarize_log(self.log)
         self.source_file, self.source_line, self.source_text = self._locate(linked)
+        # a complexity limit: which loop, and what bound fits (complexity.py); located at the loop
+        self.advice: str | None = None
+        found = complexity.advice("\n".join(self.summary.message), self.summary.insn_index, linked)
+        if found is not None:
+            self.advice = found[0]
+            if found[1] and found[2]:
+                self.source_file, self.source_line = found[1], found[2]
+                self.source_text = next((li.text for li in linked.line_info
+                                         if li.line == found[2] and li.text), self.source_text)
+        self._locate_return(linked)
         super().__init__(self._format())
+
+    def _locate_return(self, linked) -> None:
+        """A return value outside the program type's range is rejected at the exit instruction, which all the
+        returns share: name the returns that compute their value (from the object's .pybpfgen section)."""
+        lines = getattr(getattr(linked, "program", None), "computed_returns", ())
+        if not lines or not any("At program exit the register R0" in m for m in self.summary.message):
+            return
+        if self.source_line in lines:
+            return
+        texts = {li.line: li.text for li in linked.line_info if li.text}
+        self.source_line = lines[0]
+        self.source_text = texts.get(lines[0]) or _source_line(self.source_file, lines[0])
+        self.advice = (f"the value comes from one of the returns at lines {', '.join(map(str, lines))}: return only "
+                       "values the program type allows (compare, or return constants)")
 
     def _locate(self, linked):
         s = self.summary
@@ -94,8 +131,9 @@ class VerifierError(LoaderError):
         if self.source_file and self.source_line:
             where = f" at {self.source_file}:{self.source_line}"
         head = self.summary.message[-1] if self.summary.message else "(no verifier log)"
+        todo = self.advice or "fix the program"
         first = (f"program {self.prog_name} rejected by the kernel verifier ({self.errno_name}){where}: {head}"
-                 f"; fix the program (run with -v for the full verifier log)")
+                 f"; {todo} (run with -v for the full verifier log)")
         body = [f"    {ln}" for ln in self.summary.decisive_lines()]
         if self.source_text and self.source_file:
             body.append(f"    source: {self.source_file}:{self.source_line}: {self.source_text.strip()}")

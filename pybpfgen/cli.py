@@ -9,6 +9,7 @@ never import llvmlite.
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 from types import ModuleType, SimpleNamespace
@@ -40,16 +41,25 @@ def cmd_compile(args) -> int:
         print(f"pybpfgen: error: no BPF modules found in {' '.join(args.paths)}\n"
               "hint: a BPF module is a .py file that imports pybpfgen.lang", file=sys.stderr)
         return EXIT_USER
+    outdir, object_name = args.output, None
+    if args.output.endswith(".o") and not os.path.isdir(args.output):  # -o x.bpf.o: that file, not a directory
+        if len(sources) != 1:
+            print(f"pybpfgen: error: -o {args.output} names one object file, but {len(sources)} BPF modules were "
+                  f"found in {' '.join(args.paths)}\nhint: give an output directory (-o build/): each module becomes "
+                  "<module>.bpf.o in it", file=sys.stderr)
+            return EXIT_USER
+        outdir, object_name = os.path.dirname(args.output), os.path.basename(args.output)  # outdir "": here
     failed = 0
-    cache = None if args.check else BuildCache(args.output)
+    # no build cache next to a named object file (it would litter that directory, often the current one)
+    cache = None if args.check or object_name else BuildCache(outdir)
     worker = None if args.check else LLVMWorker()  # forked only when a module must be rebuilt
     try:
         for src in sources:
             if args.check:
                 r = check_file(src)
             else:
-                r = compile_file(src, args.output, opt=args.opt, emit_llvm=args.emit_llvm, cache=cache,
-                                 force=args.force, worker=worker)
+                r = compile_file(src, outdir, opt=args.opt, emit_llvm=args.emit_llvm, cache=cache,
+                                 force=args.force, worker=worker, object_name=object_name)
             if r.diagnostics:
                 srcs = read_sources([r])
                 for d in r.diagnostics:
@@ -130,7 +140,9 @@ def build_parser(loader: bool = True, only: str | None = None) -> "argparse.Argu
 # plain `pybpfgen compile` command line without argparse (see fast_compile_args).
 # (flags, dest, kind: "flag" | "value" | "level", default, help; None help: hidden)
 _COMPILE_OPTIONS: list[tuple[tuple[str, ...], str, str, object, str | None]] = [
-    (("-o", "--output"), "output", "value", "build", "output directory (default: build/)"),
+    (("-o", "--output"), "output", "value", "build",
+     "output directory (default: build/); a name ending in .o that is not a directory is the object file of the "
+     "one module compiled"),
     (("-O",), "opt", "level", 2, "optimisation level: -O0, -O1, -O2 (default), -O3"),
     (("--emit-llvm",), "emit_llvm", "flag", False,
      "also write the optimised LLVM IR to OUTDIR/<module>.ll (next to the object)"),
@@ -148,9 +160,9 @@ def _add_compile(sub) -> None:
 
     c = sub.add_parser(
         "compile", help="compile DSL modules to BPF objects",
-        description="Compile each BPF module under PATH to OUTDIR/<module>.bpf.o. Unchanged modules are not "
-                    "recompiled (OUTDIR/.pybpfgen-cache.json records what was built from what); --force "
-                    "rebuilds them.")
+        description="Compile each BPF module under PATH to OUTDIR/<module>.bpf.o, or one module to the file "
+                    "-o NAME.o. Unchanged modules are not recompiled (OUTDIR/.pybpfgen-cache.json records what "
+                    "was built from what); --force rebuilds them.")
     c.add_argument("paths", nargs="+", metavar="PATH", help="a .py file, or a directory searched for BPF modules")
     for flags, dest, kind, default, text in _COMPILE_OPTIONS:
         shown = argparse.SUPPRESS if text is None else text
@@ -160,7 +172,7 @@ def _add_compile(sub) -> None:
             c.add_argument(*flags, dest=dest, type=int, choices=list(_OPT_LEVELS), default=default, metavar="LEVEL",
                            help=shown)
         else:
-            c.add_argument(*flags, dest=dest, default=default, metavar=dest.upper() if dest != "output" else "OUTDIR",
+            c.add_argument(*flags, dest=dest, default=default, metavar=dest.upper() if dest != "output" else "OUTDIR|FILE.o",
                            help=shown)
     c.set_defaults(func=cmd_compile)
 

@@ -75,6 +75,10 @@ class UserError(Exception):
         self.diag = Diagnostic("error", loc, message, hint)
 
 
+class FollowOnError(UserError):
+    """An error caused by an earlier, reported one (a use of a variable whose assignment failed): not reported."""
+
+
 class InternalCompilerError(Exception):
     """A bug in pybpfgen itself (not in the user's program)."""
 

@@ -79,11 +79,18 @@ def find_sources(paths: list[str]) -> list[str]:
 # ------------------------------------------------------------------ compiling
 def metadata(module) -> dict:
     """What the loader needs beyond libbpf conventions (stored in the ``.pybpfgen`` section)."""
+    from .ir.nodes import computed_returns
     from .target.progtypes import PROG_TYPES
 
     progs = {}
     for p in module.programs:
         d = {"type": p.progtype, "section": PROG_TYPES[p.progtype].section, "line": p.loc.line}
+        if PROG_TYPES[p.progtype].returns is not None:
+            # the lines of the returns whose value the verifier checks (when it rejects one, the loader says
+            # which lines may have returned it; with one, the object's line info already points at it)
+            computed = [r.loc.line for r in computed_returns(p.body)]
+            if len(computed) > 1:
+                d["computed_returns"] = computed
         if p.attach_map is not None:
             d["attach_map"] = p.attach_map.name
         progs[p.name] = d
@@ -118,8 +125,10 @@ def check_file(path: str) -> Result:
 
 
 def compile_file(path: str, outdir: str, opt: int = 2, *, emit_llvm: bool = False,
-                 cache: BuildCache | None = None, force: bool = False, worker: LLVMWorker | None = None) -> Result:
-    """Compile one module to ``outdir/<module>.bpf.o`` (and ``<module>.ll`` with ``emit_llvm``).
+                 cache: BuildCache | None = None, force: bool = False, worker: LLVMWorker | None = None,
+                 object_name: str | None = None) -> Result:
+    """Compile one module to ``outdir/<module>.bpf.o`` (``outdir/<object_name>`` if given; and ``<module>.ll``
+    with ``emit_llvm``).
 
     With a ``cache``, a module whose source, dependencies, options, compiler and outputs are unchanged
     is not recompiled (``Result.up_to_date``) unless ``force``. With a ``worker``, LLVM runs in it
@@ -129,7 +138,9 @@ def compile_file(path: str, outdir: str, opt: int = 2, *, emit_llvm: bool = Fals
     res = Result(path)
     with open(path, "rb") as f:
         raw = f.read()
-    options = {"opt": opt, "emit_llvm": bool(emit_llvm)}
+    options: dict = {"opt": opt, "emit_llvm": bool(emit_llvm)}
+    if object_name is not None:
+        options["object"] = object_name
     if cache is not None:
         current = (compiler_stat(), compiler_fingerprint(cache.known_compiler))
         if cache.known_compiler != current:  # record it, so that the next run need not hash the compiler
@@ -200,8 +211,9 @@ def compile_file(path: str, outdir: str, opt: int = 2, *, emit_llvm: bool = Fals
         return res
 
     t1 = time.perf_counter()
-    os.makedirs(outdir, exist_ok=True)
-    out = os.path.join(outdir, module.name + OBJECT_SUFFIX)
+    if outdir:
+        os.makedirs(outdir, exist_ok=True)
+    out = os.path.join(outdir, object_name or module.name + OBJECT_SUFFIX)
     _write(out, obj)
     res.output = out
     outputs = [out]

@@ -22,6 +22,7 @@ with BPF_PROG_TEST_RUN; both must agree.
 """
 from __future__ import annotations
 
+import difflib
 import itertools
 import struct
 import time
@@ -41,7 +42,7 @@ from .target.maps import BY_KIND as MAP_KINDS
 from .target.progtypes import PROG_TYPES
 
 __all__ = ["load", "Module", "Context", "Socket", "sock_ops", "sk_msg", "skb", "cgroup_skb", "xdp", "tc", "sk_skb",
-           "context", "SimMap", "SimulationError", "encode", "decode", "connect4", "connect6", "sendmsg4",
+           "context", "SimMap", "SimulationError", "NotSimulated", "encode", "decode", "connect4", "connect6", "sendmsg4",
            "sendmsg6", "recvmsg4", "recvmsg6", "getpeername4", "getpeername6", "getsockname4", "getsockname6", "bind4",
            "bind6", "getsockopt", "setsockopt"]
 
@@ -169,6 +170,11 @@ class Context:
             setattr(self, k, v)
 
     @property
+    def frame(self) -> bytearray:
+        """A packet program's packet: what the xdp helpers read and write (the payload's bytes)."""
+        return self.payload.buf
+
+    @property
     def sockopts(self) -> dict[tuple[int, int], int | str]:
         """The options of the context's socket (:attr:`Socket.sockopts`)."""
         return self._sockopts
@@ -196,6 +202,35 @@ class Context:
 
 def _bswap32(v: int) -> int:
     return int.from_bytes((v & 0xFFFFFFFF).to_bytes(4, "little"), "big")
+
+
+# Keyword arguments of the context constructors that are not context fields: what the simulated helpers return
+# (``cookie=`` for bpf_get_socket_cookie, ...). A new input for a new simulated helper is added here; any other
+# unknown name is an error, so that a misspelt field cannot leave the real one at 0 and a test pass for the wrong reason.
+CONTEXT_INPUTS: dict[str, str] = {
+    "cookie": "what bpf_get_socket_cookie returns",
+    "netns_cookie": "what bpf_get_netns_cookie returns",
+    "socket": "what a sockmap/sockhash stores for this context",
+    "cgroup_id": "what bpf_skb_cgroup_id / bpf_get_current_cgroup_id return",
+    "pid_tgid": "what bpf_get_current_pid_tgid returns",
+    "sk": "the context's socket (`ctx.sk`): None for a sock_ops callback without a full socket",
+    "data": "the packet's or message's bytes",
+    "linear": "how many of the packet's bytes are directly readable",
+    "sockopts": "the socket's options, as bpf_getsockopt reads them",
+    "call_retval": "the error the application's call returns (what bpf_get_retval returns; 0: none)",
+}
+
+
+def _unknown_field(progtype: str, name: str, fields: dict) -> TypeError:
+    """The error for a keyword that is neither a context field of ``progtype`` nor a helper input."""
+    pt = PROG_TYPES[progtype]
+    declared = {f.name for f in pt.context.fields} if pt.context is not None else set()
+    if name in declared:  # a field of the struct that this program type may not read
+        return TypeError(f"{pt.ctx_class} field `{name}` is not readable by {progtype} programs "
+                         "(the kernel's verifier refuses the read), so it cannot be set in their context")
+    close = difflib.get_close_matches(name, list(fields) + list(CONTEXT_INPUTS), n=1, cutoff=0.6)
+    hint = f"; did you mean `{close[0]}`?" if close else f"; its fields: {', '.join(fields)}"
+    return TypeError(f"{pt.ctx_class} ({progtype}) has no field `{name}`{hint}")
 
 
 def _bswap16(v: int) -> int:
@@ -228,6 +263,8 @@ def _ctx(progtype: str, values: dict) -> Context:
     for k, v in values.items():
         f = fields.get(k)
         if f is None or T.is_sock(f.type):  # a socket pointer is the Context's `sk`, not bytes
+            if f is None and k not in CONTEXT_INPUTS:
+                raise _unknown_field(progtype, k, fields)
             extra[k] = v
             continue
         if isinstance(f.type, T.ArrayT):
@@ -380,9 +417,7 @@ def _with_frame(progtype: str, fields: dict, len_field: bool) -> Context:
     frame = bytes(fields.pop("data", b""))
     if len_field:
         fields.setdefault("len", len(frame))
-    ctx = _ctx(progtype, {**fields, "data": frame})
-    ctx.frame = ctx.payload.buf  # type: ignore[attr-defined]
-    return ctx
+    return _ctx(progtype, {**fields, "data": frame})
 
 
 def xdp(**fields: Any) -> Context:
@@ -585,6 +620,11 @@ def _prefix_equal(a: bytes, b: bytes, bits: int) -> bool:
 
 
 # ================================================================= the interpreter
+class NotSimulated(Exception):
+    """A program called a helper that pybpfgen.testing does not simulate: one line naming the helper and where
+    it was called. Test that path on the kernel (BPF_PROG_TEST_RUN or a real attachment) instead."""
+
+
 class _Return(Exception):
     def __init__(self, value):
         self.value = value
@@ -639,6 +679,8 @@ class Module:
             frame.block(prog.body)
         except _Return as r:
             return T.I32.wrap(r.value)
+        except NotSimulated as e:  # raised again here: one line, without the interpreter's frames
+            raise NotSimulated(str(e)) from None
         raise RuntimeError(f"program {program} fell off its end")  # the checker prevents this
 
     def last_ctx(self) -> Any:
@@ -906,7 +948,9 @@ class _Frame:
         if name in ("msg_redirect_hash", "msg_redirect_map", "sk_redirect_hash", "sk_redirect_map"):
             assert m is not None  # map helpers take a map
             ctx = self.value(args[0])
-            key = self.arg_bytes(args[2])
+            # msg_redirect_hash takes a pointer to the key; msg_redirect_map a u32 index by value
+            key = self.arg_bytes(args[2]) if isinstance(args[2], N.AddrOf) else \
+                (self.value(args[2]) & 0xFFFFFFFF).to_bytes(4, "little")
             flags = self.value(args[3])
             if key in m.data:
                 ctx.redirect = (m.decl.name, key, flags)
@@ -998,7 +1042,8 @@ class _Frame:
         if name == "set_retval":
             self.ctx_obj.call_retval = T.I32.wrap(self.value(args[0]))
             return 0
-        raise NotImplementedError(f"pybpfgen.testing does not simulate bpf_{name} yet")
+        raise NotSimulated(f"{e.loc}: bpf_{name} is not simulated by pybpfgen.testing; test this path on the "
+                           "kernel (pybpfgen load, or BPF_PROG_TEST_RUN)")
 
     def sockopt(self, e: N.HelperCall) -> Any:
         """bpf_setsockopt records the value in the context's ``sockopts``; bpf_getsockopt reads it back (the

@@ -35,6 +35,7 @@ class CheckerBase:
     flow: Flow
     loop_depth: int
     loop_vars: dict[N.Var, int]  # loop variable -> exclusive upper bound
+    broken: set[str]  # locals whose assignment was an error (body.BodyChecker)
     loop_reserved: list[frozenset]  # per enclosing loop: the reservations outstanding at its start
     reserve_lines: dict[N.Var, int]
     release_lines: dict[N.Var, int]
@@ -60,6 +61,9 @@ class CheckerBase:
 
     @abstractmethod
     def ctx_var(self, node: ast.expr) -> N.Var | None: ...
+
+    @abstractmethod
+    def check_not_broken(self, node: ast.Name) -> None: ...
 
     @abstractmethod
     def index(self, node: ast.Subscript) -> N.Expr: ...

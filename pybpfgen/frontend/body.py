@@ -42,6 +42,7 @@ class BodyChecker(Statements, Expressions, Operators, Calls, Atomics, HelperCall
         self.flow = Flow(frozenset(func.params), frozenset())
         self.loop_depth = 0
         self.loop_vars: dict[N.Var, int] = {}  # loop variable -> exclusive upper bound
+        self.broken: set[str] = set()  # locals whose assignment was an error: their uses are not reported again
         self.loop_reserved: list[frozenset] = []  # per enclosing loop: the reservations outstanding at its start
         self.reserve_lines: dict[N.Var, int] = {}  # reservation -> line of its last reserve()
         self.release_lines: dict[N.Var, int] = {}  # reservation -> line of its last submit() / discard()

@@ -10,6 +10,7 @@ from ..ir import nodes as N
 from ..ir import types as T
 from ..target.helpers import HELPERS, UNSUPPORTED
 from .. import lang
+from . import constructs
 from . import symbols as S
 from .expressions import as_ctx
 from .ringbuf import RAW_RESERVATION
@@ -25,6 +26,13 @@ class Calls(CheckerBase):
 
     def call(self, node: ast.Call) -> N.Expr:
         f = node.func
+        for a in node.args:
+            if isinstance(a, ast.Starred):
+                raise self.error(a, *constructs.unsupported_expression(a))
+        for kw in node.keywords:
+            if kw.arg is None:
+                raise self.error(kw.value, "`**` unpacking is not supported in BPF programs",
+                                 "pass each argument by name")
         if isinstance(f, ast.Attribute):
             ctx = self.ctx_var(f.value)
             if ctx is not None and as_ctx(ctx.type).struct_t is None:
@@ -49,7 +57,7 @@ class Calls(CheckerBase):
                     return self.struct_init(sym.value, node)
             if sym.kind == "function":
                 return self.call_function(sym.value, node)
-            if sym.kind == "lang" and sym.value is lang.bpf_printk:
+            if sym.kind == "lang" and (sym.value is lang.bpf_printk or S.helper_name(sym.value) == "trace_printk"):
                 return self.printk(node)
             if sym.kind == "lang" and sym.value in S.ATOMICS:
                 return self.atomic(sym.value, node)
@@ -149,9 +157,10 @@ class Calls(CheckerBase):
         self.use_helper(h, "bpf_printk()", node)
         data = fmt.encode() + b"\0"
         out: list[N.Expr] = [N.FormatString(self.loc(node.args[0]), T.NONE, data)]
-        for a in args:
+        for i, a in enumerate(args):
             v = self.expr(a)
-            self.arith_operand(v, a)
+            if not T.is_arith(v.type):
+                raise self.error(a, f"value {i + 1} of bpf_printk() (for `%{conv[i]}`) is an integer, not {v.type}")
             out.append(self.cast(v, T.U64))
         fixed = N.Helper(h.name, h.id, h.ret, ("fmt",) + ("u64",) * len(args), h.progtypes)
         return N.HelperCall(self.loc(node), T.I64, fixed, out)

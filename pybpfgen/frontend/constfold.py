@@ -5,6 +5,7 @@ import ast
 import operator
 
 from ..diagnostics import Loc, UserError
+from .constructs import CONSTANTS
 
 _BIN = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.FloorDiv: None, ast.Mod: None,
         ast.BitAnd: operator.and_, ast.BitOr: operator.or_, ast.BitXor: operator.xor,
@@ -19,7 +20,8 @@ class ConstEvaluator:
         loc = Loc.of(self.b.path, node)
         if isinstance(node, ast.Constant):
             if isinstance(node.value, bool) or not isinstance(node.value, int):
-                raise UserError(loc, f"module-level constants must be integers, not {type(node.value).__name__}")
+                what = CONSTANTS.get(type(node.value).__name__, (type(node.value).__name__,))[0]
+                raise UserError(loc, f"module-level constants must be integers, not {what}")
             return node.value
         if isinstance(node, (ast.Name, ast.Attribute)):
             sym = self.b.resolve(node)

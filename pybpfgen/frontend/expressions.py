@@ -6,10 +6,12 @@ from __future__ import annotations
 import ast
 from typing import TYPE_CHECKING
 
+from ..diagnostics import FollowOnError
 from ..ir import nodes as N
 from ..ir import types as T
 from ..ir.places import in_ctx as ctx_based
 from ..target.progtypes import PROG_TYPES, sock_fields
+from . import constructs
 from .operators import ARITH
 
 if TYPE_CHECKING:
@@ -53,7 +55,7 @@ class Expressions(CheckerBase):
                 return N.Const(loc, t, v)
             if v is None:
                 return N.Const(loc, T.NONE, 0)
-            raise self.error(node, f"{type(v).__name__} values are not supported in BPF programs")
+            raise self.error(node, *constructs.unsupported_expression(node))
         if isinstance(node, ast.Name):
             return self.name(node)
         if isinstance(node, ast.Attribute):
@@ -63,8 +65,7 @@ class Expressions(CheckerBase):
         if isinstance(node, ast.BinOp):
             op = ARITH.get(type(node.op))
             if op is None:
-                hint = "use `//` for integer division" if isinstance(node.op, ast.Div) else None
-                raise self.error(node, f"operator `{type(node.op).__name__}` is not supported on integers", hint)
+                raise self.error(node, *constructs.unsupported_operator(node.op))
             return self.binary(op, self.expr(node.left), self.expr(node.right), node)
         if isinstance(node, ast.UnaryOp):
             return self.unary(node)
@@ -74,10 +75,7 @@ class Expressions(CheckerBase):
             return self.compare(node)
         if isinstance(node, ast.Subscript):
             return self.index(node)
-        if isinstance(node, ast.IfExp):
-            raise self.error(node, "conditional expressions (`a if c else b`) are not supported",
-                             "use an if statement")
-        raise self.error(node, f"`{type(node).__name__}` expressions are not supported in BPF programs")
+        raise self.error(node, *constructs.unsupported_expression(node))
 
     def ctx_var(self, node: ast.expr) -> N.Var | None:
         if isinstance(node, ast.Name):
@@ -89,7 +87,7 @@ class Expressions(CheckerBase):
     def index(self, node: ast.Subscript) -> N.Expr:
         loc = self.loc(node)
         if isinstance(node.slice, ast.Slice):
-            raise self.error(node, "slices are not supported")
+            raise self.error(node.slice, *constructs.unsupported_expression(node.slice))
         # ctx.remote_ip6[i]: one 32-bit load at a constant offset
         if isinstance(node.value, ast.Attribute):
             ctx = self.ctx_var(node.value.value)
@@ -164,6 +162,7 @@ class Expressions(CheckerBase):
             if isinstance(var.type, T.CtxT):
                 return N.CtxRef(loc, var.type, var)
             if var not in self.flow.defined:
+                self.check_not_broken(node)
                 raise self.error(node, f"`{node.id}` may be used before it is assigned",
                                  "assign it on every path before this line")
             if var in self.flow.stale:
@@ -175,8 +174,14 @@ class Expressions(CheckerBase):
             return ref
         sym = self.mb.resolve(node)
         if sym is None:
+            self.check_not_broken(node)
             raise self.error(node, f"name `{node.id}` is not defined")
         return self.global_value(sym, node)
+
+    def check_not_broken(self, node: ast.Name) -> None:
+        """A name whose assignment was an error (already reported): its uses are not errors of their own."""
+        if node.id in self.broken:
+            raise FollowOnError(self.loc(node), f"`{node.id}` was not assigned: see the error at its assignment")
 
     def global_value(self, sym, node: ast.expr) -> N.Expr:
         loc = self.loc(node)

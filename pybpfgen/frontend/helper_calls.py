@@ -3,6 +3,7 @@ argument by its parameter kind (target/helpers.py), and the program types allowe
 from __future__ import annotations
 
 import ast
+import keyword
 from typing import TYPE_CHECKING
 
 from ..ir import nodes as N
@@ -21,6 +22,14 @@ else:
     CheckerBase = object  # the typed base of the mixins is for the type checker only (base.py)
 
 
+def _described(t: T.Type) -> str:
+    if isinstance(t, T.StructT):
+        return f"the struct {t}"
+    if isinstance(t, T.ArrayT):
+        return f"the array {t}"
+    return str(t)
+
+
 def param_names(h: N.Helper) -> list[str]:
     """The DSL parameter names of a helper: its C prototype's (``bpf_msg_pull_data``: msg, start, end, flags)."""
     from .packets import c_param_names
@@ -29,9 +38,16 @@ def param_names(h: N.Helper) -> list[str]:
     names: list[str] = []
     ci = 0
     for k in h.params:
-        n = cnames[ci] if ci < len(cnames) and cnames[ci].isidentifier() else f"arg{len(names) + 1}"
+        if ci < len(cnames) and cnames[ci].isidentifier():
+            n = cnames[ci]
+        elif "fmt" in h.params:  # the variadic arguments after a format string: arg1..
+            n = f"arg{len(names) - h.params.index('fmt')}"
+        else:
+            n = f"arg{len(names) + 1}"
+        if keyword.iskeyword(n) or n in names:  # as the generated functions of lang_helpers.py name it
+            n += "_"
         if k != "optout":  # an optout buffer is the compiler's: no DSL argument
-            names.append(n if n not in names else f"{n}{len(names) + 1}")
+            names.append(n)
         ci += C_ARGS[k]
     return names
 
@@ -94,18 +110,22 @@ class HelperCalls(CheckerBase):
                     raise self.error(c, "`create` is True or False", f"write `{decl.name}.get(sk, create=True)`")
                 args[i] = ast.copy_location(ast.Constant(MAPS.BPF_SK_STORAGE_GET_F_CREATE if c.value else 0), c)
         h = HELPERS[meth.helper]
-        rest = iter(args)
+        rest, given = iter(args), iter(meth.params)
         out: list = []
+        names: list[str] = []
         for k in h.params:
             name = "flags" if k == "u64" else k
             if k == "map":
                 out.append(m)
+                names.append("map")
             elif name in meth.fixed:  # supplied by the method: None (a NULL pointer) or a constant
                 fixed = meth.fixed[name]
                 out.append(None if fixed is None else ast.copy_location(ast.Constant(fixed), node))
+                names.append(name)
             else:
                 out.append(next(rest))
-        return self.helper_call(h, what, node, out, decl)
+                names.append(next(given))
+        return self.helper_call(h, what, node, out, decl, names)
 
     def map_lookup(self, m: N.MapRef, key: ast.expr, node: ast.AST) -> N.Expr:
         kind = MAPS.BY_KIND[m.map.kind]
@@ -113,7 +133,8 @@ class HelperCalls(CheckerBase):
             hint = "use redirect() to send a message to the socket under a key" if kind.value == "socket" \
                 else kind.no_method[1]
             raise self.error(node, f"looking up {m.map.kind} `{m.map.name}` is not supported in BPF programs", hint)
-        return self.helper_call(HELPERS["map_lookup_elem"], f"`{m.map.name}.lookup()`", node, [m, key], m.map)
+        return self.helper_call(HELPERS["map_lookup_elem"], f"`{m.map.name}.lookup()`", node, [m, key], m.map,
+                                ["map", "key"])
 
     def raw_helper(self, h: N.Helper, node: ast.Call) -> N.Expr:
         """``bpf_<helper>(...)``: arguments follow the helper's parameter kinds."""
@@ -129,7 +150,8 @@ class HelperCalls(CheckerBase):
                 assert a is not None  # only a trailing flags argument is optional
                 mref = self.expr(a)
                 if not isinstance(mref, N.MapRef):
-                    raise self.error(a, f"argument `map` of {what} must be a map declared at module level")
+                    raise self.error(a, f"argument `{names[len(prepared)]}` of {what} must be a map declared at "
+                                        "module level")
                 decl = mref.map
                 prepared.append(mref)
             else:
@@ -138,10 +160,12 @@ class HelperCalls(CheckerBase):
             key = args[1]
             assert key is not None  # required: args_of checked it
             return self.map_lookup(prepared[0], key, node)
-        return self.helper_call(h, what, node, prepared, decl)
+        return self.helper_call(h, what, node, prepared, decl, names)
 
-    def helper_call(self, h: N.Helper, what: str, node: ast.AST, args: list, decl: N.MapDecl | None) -> N.Expr:
-        """Type the arguments of a helper by its parameter kinds. ``args`` holds AST nodes, None, or MapRef."""
+    def helper_call(self, h: N.Helper, what: str, node: ast.AST, args: list, decl: N.MapDecl | None,
+                    names: list[str]) -> N.Expr:
+        """Type the arguments of a helper by its parameter kinds. ``args`` holds AST nodes, None, or MapRef;
+        ``names``: the parameters' names, for messages."""
         self.use_helper(h, what, node)
         if decl is not None:
             expected = MAPS.MAP_KINDS_FOR.get(h.name)
@@ -149,17 +173,17 @@ class HelperCalls(CheckerBase):
                 raise self.error(node, f"{what} needs a {' or '.join(expected)} map, not the {decl.kind} `{decl.name}`")
         out: list[N.Expr] = []
         opt = self.sockopt(h, what, node, args) if "optval" in h.params or "optout" in h.params else None
-        for kind, a in zip([k for k in h.params if k != "optout"], args):
+        for kind, a, pname in zip([k for k in h.params if k != "optout"], args, names):
             if kind == "map":
                 out.append(a if isinstance(a, N.MapRef) else self.expr(a))
             elif kind in ("ctx", "bpf_socket"):
                 v = self.expr(a)
                 if not isinstance(v, N.CtxRef):
                     if kind == "bpf_socket":
-                        raise self.error(a, f"the first argument of {what} is the socket: the program's context",
-                                         "pass the context parameter")
-                    raise self.error(a, f"the first argument of {what} is the program's context",
-                                     "pass the context parameter")
+                        raise self.error(a, f"argument `{pname}` of {what} is the socket: the program's context, "
+                                            f"not {v.type}", "pass the program's context parameter")
+                    raise self.error(a, f"argument `{pname}` of {what} is the program's context, not {v.type}",
+                                     "pass the program's context parameter")
                 out.append(v)
             elif kind == "optval":
                 assert opt is not None  # set above for helpers with an optval parameter
@@ -177,7 +201,12 @@ class HelperCalls(CheckerBase):
                 if isinstance(a, (ast.List, ast.Tuple)) and isinstance(want, T.ArrayT):
                     v = self.array_literal(a, want)
                 else:
-                    v = self.convert(self.expr(a), want, a)
+                    v = self.expr(a)
+                    try:
+                        v = self.convert(v, want, a)
+                    except UserError as e:  # say which parameter of which helper
+                        raise UserError(e.diag.loc, f"argument `{pname}` of {what}: {e.diag.message}",
+                                        e.diag.hint) from None
                 out.append(N.AddrOf(v.loc, v.type, v))
             elif kind == "data":
                 v = self.expr(a)
@@ -189,7 +218,8 @@ class HelperCalls(CheckerBase):
                                          f"output a {decl.value}, or declare another RingBuf for {v.type} records")
                     v = self.convert(v, decl.value, a)
                 if not isinstance(v.type, (T.IntT, T.StructT, T.ArrayT)):
-                    raise self.error(a, f"{what} copies a struct, array or integer, not {v.type}")
+                    raise self.error(a, f"argument `{pname}` of {what} is a struct, array or integer (its address "
+                                        f"and size are passed), not {v.type}")
                 out.append(N.AddrOf(v.loc, v.type, v))
             elif kind == "buf":
                 out.append(self.buffer_arg(a, what, "to"))
@@ -200,10 +230,13 @@ class HelperCalls(CheckerBase):
                     out.append(N.Const(self.loc(node), T.U64, 0, literal=False))
                 else:
                     v = self.expr(a)
-                    self.arith_operand(v, a)
+                    if not T.is_arith(v.type):
+                        raise self.error(a, f"argument `{pname}` of {what} is an integer, not {_described(v.type)}")
                     out.append(self.cast(v, T.U64))
             else:
-                raise self.error(node, f"{what} takes a `{kind}` argument, which pybpfgen cannot pass yet")
+                raise self.error(node, f"{what} cannot be called yet: pybpfgen cannot pass its argument `{pname}` "
+                                       f"(a `{kind}`)", "bpf_printk(\"format\", ...) writes formatted text"
+                                 if kind == "fmt" else None)
         self.check_arg_rules(h, what, out)
         if h.name in CHANGES_PACKET_DATA:
             self.packet_moved(f"`bpf_{h.name}()` (line {self.loc(node).line})")

@@ -11,6 +11,7 @@ from ..diagnostics import Diagnostics, Loc, UserError
 from ..ir import types as T
 from ..ir.nodes import Function, GlobalDecl, MapDecl, Module, Program, Var
 from ..target.progtypes import PROG_TYPES
+from . import constructs
 from . import symbols as S
 from .constfold import ConstEvaluator
 
@@ -209,7 +210,7 @@ class ModuleBuilder:
             return self.declare_assign(stmt)
         if isinstance(stmt, ast.FunctionDef):
             return self.declare_function(stmt)
-        raise UserError(self.loc(stmt), f"{type(stmt).__name__} statements are not allowed at module level in a BPF module",
+        raise UserError(self.loc(stmt), f"{constructs.statement(stmt)[0]} are not allowed at module level in a BPF module",
                         "a BPF module contains imports, constants, Struct classes, map declarations and programs")
 
     def declare_import_from(self, stmt: ast.ImportFrom) -> None:

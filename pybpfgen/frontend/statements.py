@@ -5,12 +5,13 @@ from __future__ import annotations
 import ast
 from typing import TYPE_CHECKING
 
-from ..diagnostics import Loc, UserError
+from ..diagnostics import FollowOnError, Loc, UserError
 from ..ir import nodes as N
 from ..ir import types as T
 from ..ir.places import is_place, root as place_root
 from .flow import Flow, assigned_names, facts, null_facts
 from .expressions import as_ctx
+from . import constructs
 from .operators import ARITH
 from ..target.progtypes import PROG_TYPES
 
@@ -18,6 +19,36 @@ if TYPE_CHECKING:
     from .base import CheckerBase
 else:
     CheckerBase = object  # the typed base of the mixins is for the type checker only (base.py)
+
+
+def value_range(e: N.Expr) -> tuple[int, int] | None:
+    """What a value can be, as far as its form proves it: constants, booleans, masks, remainders, `|` with a
+    constant, sums and conversions of those; None: nothing is known beyond its type."""
+    t = e.type
+    if isinstance(e, N.Const):
+        return e.value, e.value
+    if isinstance(t, T.BoolT):
+        return 0, 1
+    if not isinstance(t, T.IntT):
+        return None
+    whole = (-(1 << (t.bits - 1)), (1 << (t.bits - 1)) - 1) if t.signed else (0, (1 << t.bits) - 1)
+    r: tuple[int, int] | None = None
+    if isinstance(e, (N.Cast, N.Narrow)):
+        r = value_range(e.value)
+    elif isinstance(e, N.Binary):
+        left, right = value_range(e.left), value_range(e.right)
+        if e.op == "&" and not t.signed:
+            bounds = [x[1] for x in (left, right) if x is not None and x[0] >= 0]
+            r = (0, min(bounds)) if bounds else None
+        elif e.op == "|" and not t.signed and right is not None and right[0] == right[1] and right[0] >= 0:
+            r = (right[0], whole[1])
+        elif e.op == "%" and not t.signed and right is not None and right[0] == right[1] and right[0] > 0:
+            r = (0, right[0] - 1)
+        elif e.op == "+" and left is not None and right is not None:
+            r = (left[0] + right[0], left[1] + right[1])
+    if r is None or r[0] < whole[0] or r[1] > whole[1]:  # unknown, or it may wrap around
+        return None
+    return r
 
 
 class Statements(CheckerBase):
@@ -58,7 +89,8 @@ class Statements(CheckerBase):
             try:
                 flow = self.check_stmt(stmt, out)
             except UserError as e:
-                self.mb.diags.add(e.diag)
+                if not isinstance(e, FollowOnError):  # caused by an error reported before
+                    self.mb.diags.add(e.diag)
                 if self.mb.diags.too_many():
                     return out, None
                 # keep going with what we know; a return still ends its path
@@ -66,19 +98,28 @@ class Statements(CheckerBase):
         return out, flow
 
     def check_return_range(self, v: N.Expr, node: ast.expr) -> None:
-        """A constant return value outside the values the program type's kernel accepts is a compile error
-        (target/progtypes.py ``returns``); a computed one is left to the verifier."""
+        """A return value outside the values the program type's kernel accepts (target/progtypes.py ``returns``)
+        is a compile error when it is a constant or provably outside them (``x | 2`` from an sk_msg program); any
+        other computed value is left to the verifier, whose complaint the object's line info places on the
+        program's one computed `return` (lowering/codegen.py)."""
         if not isinstance(self.prog, N.Program):
             return
         pt = PROG_TYPES[self.prog.progtype]
-        if pt.returns is None or not isinstance(v, N.Const):
+        if pt.returns is None:
             return
+        progtype = self.prog.progtype
         lo, hi = pt.returns
-        if not lo <= v.value <= hi:
-            allowed = (str(lo) if lo == hi else " or ".join(str(x) for x in range(lo, hi + 1)) if hi - lo < 2
-                       else f"{lo}..{hi}")
-            raise self.error(node, f"a {self.prog.progtype} program returns {allowed}, not {v.value}",
-                             pt.returns_hint or None)
+        allowed = (str(lo) if lo == hi else " or ".join(str(x) for x in range(lo, hi + 1)) if hi - lo < 2
+                   else f"{lo}..{hi}")
+        hint = pt.returns_hint or None
+        if isinstance(v, N.Const):
+            if not lo <= v.value <= hi:
+                raise self.error(node, f"a {progtype} program returns {allowed}, not {v.value}", hint)
+            return
+        vr = value_range(v)
+        if vr is not None and (vr[1] < lo or vr[0] > hi):
+            shown = f"{vr[0]}" if vr[0] == vr[1] else f"{vr[0]}..{vr[1]}"
+            raise self.error(node, f"a {progtype} program returns {allowed}, but this value is always {shown}", hint)
 
     def check_stmt(self, s: ast.stmt, out: list[N.Stmt]) -> Flow | None:
         loc = self.loc(s)
@@ -128,7 +169,7 @@ class Statements(CheckerBase):
         if isinstance(s, ast.AugAssign):
             op = ARITH.get(type(s.op))
             if op is None:
-                raise self.error(s, f"operator `{ast.unparse(s).split()[1]}` is not supported")
+                raise self.error(s, *constructs.unsupported_operator(s.op, augmented=True))
             target = self.place(s.target)
             value = self.binary(op, target, self.expr(s.value), s)
             out.append(N.Assign(loc, target, self.convert(value, target.type, s, explicit=True)))
@@ -141,10 +182,7 @@ class Statements(CheckerBase):
                 self.mb.diags.warning(loc, "expression result is not used")
             out.append(N.ExprStmt(loc, v))
             return self.flow
-        if isinstance(s, ast.While):
-            raise self.error(s, "`while` loops are not supported: BPF loops must be bounded",
-                             "write `for i in range(N):` with a constant N, and `break` to leave early")
-        raise self.error(s, f"`{type(s).__name__}` statements are not supported in BPF programs")
+        raise self.error(s, *constructs.unsupported_statement(s))
 
     def check_for(self, s: ast.For, out: list[N.Stmt]) -> Flow | None:
         loc = self.loc(s)
@@ -215,6 +253,18 @@ class Statements(CheckerBase):
 
     def assign(self, target: ast.expr, value_node: ast.expr, declared: T.Type | None,
                out: list[N.Stmt], loc: Loc) -> Flow:
+        try:
+            return self.assign_checked(target, value_node, declared, out, loc)
+        except UserError:
+            if isinstance(target, ast.Name):  # its later uses would only repeat this error
+                self.broken.add(target.id)
+                var = self.vars.get(target.id)
+                if var is not None and not var.is_param:
+                    self.flow = self.flow.assign(var, False)
+            raise
+
+    def assign_checked(self, target: ast.expr, value_node: ast.expr, declared: T.Type | None,
+                       out: list[N.Stmt], loc: Loc) -> Flow:
         if isinstance(value_node, (ast.List, ast.Tuple)):
             want = declared
             if want is None and isinstance(target, ast.Name) and target.id in self.vars:
@@ -280,10 +330,12 @@ class Statements(CheckerBase):
         if isinstance(node, ast.Name):
             var = self.vars.get(node.id)
             if var is None:
+                self.check_not_broken(node)
                 raise self.error(node, f"local variable `{node.id}` is not defined")
             if var.is_param:
                 raise self.error(node, f"cannot assign to the context parameter `{node.id}`")
             if var not in self.flow.defined:
+                self.check_not_broken(node)
                 raise self.error(node, f"`{node.id}` may be used before it is assigned")
             return N.VarRef(self.loc(node), var.type, var)
         if isinstance(node, ast.Attribute):

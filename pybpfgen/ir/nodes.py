@@ -345,3 +345,14 @@ class Module(Record):
     license: str = "GPL"
 
 
+def computed_returns(stmts: list[Stmt]) -> list[Return]:
+    """The `return` statements whose value is not a constant, in source order."""
+    out: list[Return] = []
+    for s in stmts:
+        if isinstance(s, Return) and s.value is not None and not isinstance(s.value, Const):
+            out.append(s)
+        elif isinstance(s, If):
+            out += computed_returns(s.then) + computed_returns(s.orelse)
+        elif isinstance(s, For):
+            out += computed_returns(s.body)
+    return out

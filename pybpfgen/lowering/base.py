@@ -24,6 +24,7 @@ class LoweringBase:
     alloca_b: ir.IRBuilder  # the builder of the entry block's allocas
     slots: dict[N.Var, ir.Value]  # locals -> their stack slots
     params: dict[N.Var, ir.Value]  # parameters -> their LLVM arguments
+    loop_vars: set[N.Var]  # loop variables (passed to helpers through a copy)
     passthrough_seq: int  # the last llvm.bpf.passthrough sequence number
 
     # ------------------------------------------------------------ codegen.FunctionLowering

@@ -110,6 +110,17 @@ def initializer(g: N.GlobalDecl) -> ir.Constant:
     return ir.Constant(ty, g.init & ((1 << g.type.bits) - 1))
 
 
+def loop_variables(stmts: list[N.Stmt]) -> set[N.Var]:
+    out: set[N.Var] = set()
+    for s in stmts:
+        if isinstance(s, N.For):
+            out.add(s.var)
+            out |= loop_variables(s.body)
+        elif isinstance(s, N.If):
+            out |= loop_variables(s.then) | loop_variables(s.orelse)
+    return out
+
+
 class FunctionLowering(Memory, HelperCalls, Packets):
     """Lowers one program or DSL function into the llvmlite function ``fn`` (memory and helper calls are
     the mixins of :mod:`.memory` and :mod:`.helper_calls`)."""
@@ -142,6 +153,7 @@ class FunctionLowering(Memory, HelperCalls, Packets):
         # path pays an extra `goto` back to it.
         self.ret_bb: ir.Block | None = None
         self.ret_slot: ir.Value | None = None
+        self.loop_vars = loop_variables(func.body)  # passed to helpers through a copy (helper_calls.memory_arg)
 
     # ------------------------------------------------------------ plumbing
     def run(self) -> None:
@@ -159,7 +171,13 @@ class FunctionLowering(Memory, HelperCalls, Packets):
                 self.b.unreachable()  # the checker proved every path returns
         if self.ret_bb is not None:
             self.enter(self.ret_bb)  # last, after every block that returns
-            self.b.debug_metadata = self.di.location(self.sp, 0, -1)  # shared by every return
+            # shared by every return: no line of its own, unless one return computes its value and the program
+            # type's kernel checks return values (the others are constants checked at compile time): the
+            # verifier's "At program exit the register R0 ..." then names that return's line
+            computed = N.computed_returns(self.func.body) if self.is_program and \
+                PROG_TYPES[self.func.progtype].returns is not None else []
+            line, col = (computed[0].loc.line, computed[0].loc.col) if len(computed) == 1 else (0, -1)
+            self.b.debug_metadata = self.di.location(self.sp, line, col)
             if void:
                 self.b.ret_void()
             else:

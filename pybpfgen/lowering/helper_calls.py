@@ -111,8 +111,10 @@ class HelperCalls(LoweringBase):
     def memory_arg(self, v: N.Expr) -> ir.Value:
         """A pointer to ``v`` for a helper to read or write. The verifier does not let helpers access the context
         as memory (``R2 type=ctx expected=fp, ...``), so a place inside a syscall program's context struct is
-        copied to the stack first."""
-        if in_ctx(v):
+        copied to the stack first. So is a loop variable: were its own stack slot passed, the loop counter would
+        live in memory, where the verifier does not follow its value, and it would reject a bounded loop as an
+        "infinite loop detected"."""
+        if in_ctx(v) or (isinstance(v, N.VarRef) and v.var in self.loop_vars):
             tmp = self.alloca(v.type)
             self.store_at(tmp, v)
             return tmp

@@ -30,10 +30,10 @@ when the output would differ from the file).
 from __future__ import annotations
 
 import argparse
-import keyword
 import textwrap
 import hashlib
 import os
+import keyword
 import re
 import struct
 import sys

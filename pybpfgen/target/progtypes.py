@@ -118,8 +118,12 @@ def sock_fields() -> dict[str, CtxField]:
 
 
 PROG_TYPES: dict[str, ProgType] = {
-    "sock_ops": ProgType("sock_ops", "sockops", 13, 3, contexts.SOCK_OPS, attach="cgroup"),
-    "sk_msg": ProgType("sk_msg", "sk_msg", 16, 7, contexts.SK_MSG, attach="map", needs_map=True, packet="write"),
+    # sock_ops: the verifier accepts 0 or 1 (its default range); sk_msg: SK_DROP or SK_PASS (the kernel reads any
+    # other value as SK_DROP, silently: the compiler rejects it)
+    "sock_ops": ProgType("sock_ops", "sockops", 13, 3, contexts.SOCK_OPS, attach="cgroup", returns=(0, 1),
+                         returns_hint="return 1; 0 makes the kernel ignore `ctx.reply`, a callback's answer"),
+    "sk_msg": ProgType("sk_msg", "sk_msg", 16, 7, contexts.SK_MSG, attach="map", needs_map=True, packet="write",
+                       returns=(0, 1), returns_hint="return SK_PASS (deliver or redirect the message) or SK_DROP"),
     "socket_filter": ProgType("socket_filter", "socket", 1, 0, contexts.SK_BUFF, aliases=("socket",)),
     # BPF_PROG_TYPE_CGROUP_SKB on BPF_CGROUP_INET_INGRESS / _EGRESS: 1 lets the packet through, 0 drops it
     "cgroup_skb_ingress": ProgType("cgroup_skb_ingress", "cgroup_skb/ingress", 8, 0, contexts.SK_BUFF,

@@ -11,7 +11,9 @@ from pybpfgen.target.progtypes import PROG_TYPES, by_name, by_section
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-EXAMPLE = os.path.join(ROOT, "examples", "cgroup_traffic.py")
+# the gallery's cgroup_skb examples (their kernel tests: tests/examples/test_<name>.py)
+FIREWALL = os.path.join(ROOT, "examples", "gallery", "egress_firewall.py")
+BYTES = os.path.join(ROOT, "examples", "gallery", "cgroup_bytes.py")
 
 BOTH = """
     seen = Hash(key=u32, value=u64, max_entries=8)
@@ -90,15 +92,17 @@ def test_the_context_is_skbuff(compile_src):
     assert c.messages == ["the context of a cgroup_skb_ingress program is SkBuff"]
 
 
-def test_the_example_runs_in_pybpfgen_testing():
-    mod = testing.load(EXAMPLE)
-    assert mod.run("block_port", testing.cgroup_skb(remote_port=40999, len=128)) == 0
-    assert mod.run("block_port", testing.cgroup_skb("egress", remote_port=80, len=128)) == 1
+def test_the_examples_run_in_pybpfgen_testing():
+    mod = testing.load(FIREWALL)
+    mod.map("blocked").update(40999, 0)
+    assert mod.run("firewall", testing.cgroup_skb(remote_port=40999, len=128)) == 0
+    assert mod.run("firewall", testing.cgroup_skb("egress", remote_port=80, len=128)) == 1
+    assert mod.map("blocked").lookup(40999) == 1
+    mod = testing.load(BYTES)
     for n in (128, 60):
         assert mod.run("count_egress", testing.cgroup_skb(len=n, cgroup_id=7)) == 1
     assert mod.run("count_egress", testing.cgroup_skb(len=40, cgroup_id=9)) == 1
-    sent, packets = mod.map("egress_bytes"), mod.map("egress_packets")
-    assert {k: sent.lookup(k) for k in sent.keys()} == {7: 188, 9: 40}
-    assert {k: packets.lookup(k) for k in packets.keys()} == {7: 2, 9: 1}
+    t = mod.map("traffic")
+    assert {k: (t.lookup(k)["tx_bytes"], t.lookup(k)["tx_packets"]) for k in t.keys()} == {7: (188, 2), 9: (40, 1)}
     with pytest.raises(ValueError):
         testing.cgroup_skb("sideways")

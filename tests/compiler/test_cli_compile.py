@@ -236,7 +236,8 @@ def test_check_only_writes_nothing(small, tmp_path, capsys):
     bad = tmp_path / "bad.py"
     bad.write_text(SMALL.replace("ctx.op)", "ctx.opp)", 1))
     code, o, e = run("compile", bad, "-o", out, "--check", capsys=capsys)
-    assert code == 1 and "bad.py:9:" in e and "SockOps has no field `opp`" in e
+    assert code == 1 and "bad.py:8:" in e and "SockOps has no field `opp`" in e
+    assert "bad.py:9:" not in e  # `c` is not "used before it is assigned": a follow-on error is not reported
     assert "Traceback" not in e and "failed to check" in e and not out.exists()
 
 
@@ -388,3 +389,36 @@ def test_every_optimisation_level_loads_into_the_kernel(tmp_path, capsys, child_
         assert os.path.isdir(os.path.join(pin_root, name))
     finally:
         kl.unload(pin_root=pin_root)
+
+
+def test_output_file_name_writes_that_file(small, tmp_path, capsys, monkeypatch):
+    """`-o b.bpf.o` writes the object under that name, not a directory called b.bpf.o (issue 14)."""
+    target = tmp_path / "out" / "b.bpf.o"
+    code, o, e = run("compile", small, "-o", target, capsys=capsys)
+    assert code == 0, e
+    assert target.is_file() and target.read_bytes()[:4] == b"\x7fELF"
+    assert o.strip() == f"compiled {small} -> {target}"
+    assert sorted(os.listdir(target.parent)) == ["b.bpf.o"]  # no build cache next to a named file
+    monkeypatch.chdir(tmp_path)  # a bare file name: the current directory
+    code, o, e = run("compile", small, "-o", "here.o", capsys=capsys)
+    assert code == 0 and (tmp_path / "here.o").is_file() and o.strip() == f"compiled {small} -> here.o", e
+    # the fast argument path and argparse agree
+    code, o, e = run("compile", small, "--output=there.o", "-q", capsys=capsys)
+    assert code == 0 and (tmp_path / "there.o").is_file()
+
+
+def test_output_file_name_with_several_modules_is_an_error(small, tmp_path, capsys):
+    other = tmp_path / "other.py"
+    other.write_text(SMALL)
+    code, o, e = run("compile", small, other, "-o", tmp_path / "x.bpf.o", capsys=capsys)
+    assert code == 1 and not (tmp_path / "x.bpf.o").exists()
+    assert e.splitlines()[0] == (f"pybpfgen: error: -o {tmp_path / 'x.bpf.o'} names one object file, but 2 BPF "
+                                 f"modules were found in {small} {other}")
+    assert "hint: give an output directory" in e and "Traceback" not in e
+
+
+def test_output_directory_ending_in_o_stays_a_directory(small, tmp_path, capsys):
+    d = tmp_path / "objs.o"
+    d.mkdir()
+    code, o, e = run("compile", small, "-o", d, capsys=capsys)
+    assert code == 0 and (d / "small.bpf.o").is_file(), e

@@ -128,7 +128,7 @@ def test_the_old_cannot_be_called_message_is_gone(compile_src):
     ("bpf_setsockopt(ctx, SOL_TCP, x, 1)", "argument `optname` of `bpf_setsockopt()` must be a constant", None, 34),
     ("bpf_setsockopt(ctx, x, TCP_NODELAY, 1)", "argument `level` of `bpf_setsockopt()` must be a constant", None, 25),
     # the socket
-    ("bpf_setsockopt(x, SOL_TCP, TCP_NODELAY, 1)", "the first argument of `bpf_setsockopt()` is the socket", None, 20),
+    ("bpf_setsockopt(x, SOL_TCP, TCP_NODELAY, 1)", "argument `bpf_socket` of `bpf_setsockopt()` is the socket", None, 20),
 ])
 def test_typed_option_errors_are_located(compile_src, call, message, hint, col):
     d = _one_error(_call(compile_src, call))
