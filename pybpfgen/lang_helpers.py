@@ -649,7 +649,7 @@ def bpf_setsockopt(bpf_socket: Any, level: int, optname: int, optval: int | str)
     specified, see setsockopt(2) for more information. The option value of length optlen is pointed
     by optval.
 
-    Program types: sock_ops, cgroup_connect4, cgroup_connect6, cgroup_sendmsg4, cgroup_sendmsg6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_getpeername4, cgroup_getpeername6, cgroup_getsockname4, cgroup_getsockname6, cgroup_bind4, cgroup_bind6.
+    Program types: sock_ops, cgroup_connect4, cgroup_connect6, cgroup_sendmsg4, cgroup_sendmsg6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_getpeername4, cgroup_getpeername6, cgroup_getsockname4, cgroup_getsockname6, cgroup_bind4, cgroup_bind6, cgroup_setsockopt.
     Arguments (pybpfgen kinds): bpf_socket (bpf_socket), level (u64), optname (u64), optval (optval).
     """
     return _simulate('setsockopt', bpf_socket, level, optname, optval)
@@ -743,7 +743,7 @@ def bpf_getsockopt(bpf_socket: Any, level: int, optname: int) -> Optional[Any]:
     specified, see getsockopt(2) for more information. The retrieved value is stored in the
     structure pointed by opval and of length optlen.
 
-    Program types: sock_ops, cgroup_connect4, cgroup_connect6, cgroup_sendmsg4, cgroup_sendmsg6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_getpeername4, cgroup_getpeername6, cgroup_getsockname4, cgroup_getsockname6, cgroup_bind4, cgroup_bind6.
+    Program types: sock_ops, cgroup_connect4, cgroup_connect6, cgroup_sendmsg4, cgroup_sendmsg6, cgroup_recvmsg4, cgroup_recvmsg6, cgroup_getpeername4, cgroup_getpeername6, cgroup_getsockname4, cgroup_getsockname6, cgroup_bind4, cgroup_bind6, cgroup_setsockopt.
     Arguments (pybpfgen kinds): bpf_socket (bpf_socket), level (u64), optname (u64).
     Returns the option's value (``Optional[Ref[...]]``: None when the call fails; see docs/language.md).
     """

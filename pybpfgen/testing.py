@@ -1048,7 +1048,9 @@ class _Frame:
     def sockopt(self, e: N.HelperCall) -> Any:
         """bpf_setsockopt records the value in the context's ``sockopts``; bpf_getsockopt reads it back (the
         compiler has checked the option and the value's type). Without a full socket (``sk=None``: a request
-        socket, as in BPF_SOCK_OPS_TIMEOUT_INIT) both fail, as in the kernel: -EINVAL, and None."""
+        socket, as in BPF_SOCK_OPS_TIMEOUT_INIT) both fail, as in the kernel: -EINVAL, and None. Where the kernel
+        takes the context's socket (cgroup_setsockopt: ``bpf_setsockopt(ctx.sk, ...)``), the first argument is that
+        :class:`Socket`, and the options are its own."""
         ctx, level, optname = self.value(e.args[0]), self.value(e.args[1]), self.value(e.args[2])
         key = (level, optname)
         if getattr(ctx, "sk", True) is None:
@@ -1066,7 +1068,7 @@ class _Frame:
         if key not in ctx.sockopts:
             raise SimulationError(
                 f"bpf_getsockopt({SOCKOPTS.LEVELS[level]}, {o.name}): the simulated socket has no value for "
-                f"{o.name}; give one: testing.{_constructor(ctx.progtype)}(..., sockopts={{({SOCKOPTS.LEVELS[level]}, {o.name}): "
+                f"{o.name}; give one: testing.{_constructor(self.ctx_obj.progtype)}(..., sockopts={{({SOCKOPTS.LEVELS[level]}, {o.name}): "
                 f"{'1' if o.kind == 'int' else repr('cubic')}}})")
         v = ctx.sockopts[key]
         if o.kind == "str":

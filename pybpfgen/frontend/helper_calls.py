@@ -12,7 +12,7 @@ from ..diagnostics import UserError
 from ..target import constants as K
 from ..target import maps as MAPS
 from ..target import sockopts as SO
-from ..target.helpers import C_ARGS, DOCS, HELPERS, NULLABLE_VALUE, OPTIONAL_FLAGS
+from ..target.helpers import C_ARGS, DOCS, HELPERS, NULLABLE_VALUE, OPTIONAL_FLAGS, SOCKET_ARG
 from ..target.packets import CHANGES_PACKET_DATA
 from .conversions import SOCK_MAY_BE_NONE, sock_check_hint
 
@@ -176,9 +176,15 @@ class HelperCalls(CheckerBase):
         for kind, a, pname in zip([k for k in h.params if k != "optout"], args, names):
             if kind == "map":
                 out.append(a if isinstance(a, N.MapRef) else self.expr(a))
+            elif kind == "bpf_socket" and self.prog.progtype in SOCKET_ARG.get(h.name, ()):
+                out.append(self.sock_arg(a, what, node))
             elif kind in ("ctx", "bpf_socket"):
                 v = self.expr(a)
                 if not isinstance(v, N.CtxRef):
+                    if kind == "bpf_socket" and isinstance(v.type, (T.SockT, T.OptSockT)):
+                        raise self.error(a, f"argument `{pname}` of {what} is the socket: in a {self.prog.progtype} "
+                                            "program the kernel takes the program's context, not its socket",
+                                         "pass the program's context parameter")
                     if kind == "bpf_socket":
                         raise self.error(a, f"argument `{pname}` of {what} is the socket: the program's context, "
                                             f"not {v.type}", "pass the program's context parameter")

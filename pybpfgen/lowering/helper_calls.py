@@ -40,6 +40,9 @@ class HelperCalls(LoweringBase):
                 assert isinstance(a, N.MapRef)
                 args.append(self.symbols[id(a.map)])
                 types.append(PTR)
+            elif kind == "bpf_socket" and not isinstance(a, N.CtxRef):  # the context's socket (SOCKET_ARG)
+                args.append(self.value(a))
+                types.append(PTR)
             elif kind in ("ctx", "bpf_socket"):
                 assert isinstance(a, N.CtxRef)
                 args.append(self.ctx_arg(a.var))

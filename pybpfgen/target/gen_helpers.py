@@ -302,10 +302,12 @@ def _insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> 
     return struct.pack("<BBhi", code, (src << 4) | dst, off, imm)
 
 
-def probe_program(helper_id: int, keep_ctx: bool = False) -> bytes:
-    """Call the helper with r1..r5 zeroed (``keep_ctx``: r1 keeps the context pointer)."""
-    zero = b"".join(_insn(0xB7, r) for r in range(2 if keep_ctx else 1, 6))  # mov64 rN, 0
-    return zero + _insn(0x85, imm=helper_id) + _insn(0xB7, 0) + _insn(0x95)  # call; r0 = 0; exit
+def probe_program(helper_id: int, keep_ctx: bool = False, sk_offset: int | None = None) -> bytes:
+    """Call the helper with r1..r5 zeroed (``keep_ctx``: r1 keeps the context pointer; ``sk_offset``: r1 is
+    the socket the context holds there, ``r1 = *(u64 *)(r1 + sk_offset)``)."""
+    sk = b"" if sk_offset is None else _insn(0x79, 1, 1, sk_offset)  # ldxdw r1, [r1 + off]
+    zero = b"".join(_insn(0xB7, r) for r in range(2 if keep_ctx or sk else 1, 6))  # mov64 rN, 0
+    return sk + zero + _insn(0x85, imm=helper_id) + _insn(0xB7, 0) + _insn(0x95)  # call; r0 = 0; exit
 
 
 NOT_ALLOWED = re.compile(r"unknown func|invalid func|program of this type cannot use helper|"
@@ -364,6 +366,40 @@ def probe_ctx(entries: list["Entry"]) -> dict[str, tuple[str, ...]]:
                 bad.append(p)
         if bad:
             out[e.name] = tuple(bad)
+    return out
+
+
+def ctx_sk_offset(progtype: str) -> int | None:
+    """Where the program type's context holds its socket (``ctx.sk``), if it has one."""
+    from .progtypes import PROG_TYPES
+
+    pt = PROG_TYPES.get(progtype)
+    ctx = pt.context if pt is not None else None
+    fields = {f.name: f for f in ctx.fields} if ctx is not None else {}
+    return fields["sk"].offset if "sk" in fields else None
+
+
+def probe_socket_arg(entries: list["Entry"], mismatch: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    """name -> program types of ``mismatch`` where the helper's ``bpf_socket`` argument is the context's socket
+    (``ctx->sk``: the cgroup setsockopt hook's bpf_sk_setsockopt/bpf_sk_getsockopt take a socket pointer)."""
+    from kernel_loader.syscall import Syscall
+
+    sc = Syscall()
+    out: dict[str, tuple[str, ...]] = {}
+    for e in entries:
+        if e.params[:1] != ("bpf_socket",):
+            continue
+        good = []
+        for p in mismatch.get(e.name, ()):
+            off = ctx_sk_offset(p)
+            if off is None:
+                continue
+            log = _load(sc, p, probe_program(e.id, sk_offset=off)) or ""
+            # r2..r5 are zeros: the verifier refuses a later argument, once it took r1 = ctx->sk
+            if not CTX_REJECTED.search(log) and classify(log):
+                good.append(p)
+        if good:
+            out[e.name] = tuple(good)
     return out
 
 
@@ -461,6 +497,8 @@ def render(entries: list[Entry], meta: dict[str, str]) -> str:
         f"KERNEL_ONLY_HELPERS = {meta['kernel_only']!r}  # in the kernel's enum bpf_func_id, not in the header",
         "# helper -> program types that may call it but whose context is not its `ctx` argument (left out below)",
         f"CTX_MISMATCH = {meta['ctx_mismatch']!r}",
+        "# helper -> program types where its `bpf_socket` argument is the context's socket (ctx.sk), not the context",
+        f"SOCKET_ARG = {meta['socket_arg']!r}",
         "",
         "TABLE = (",
     ]
@@ -589,6 +627,7 @@ def main(argv: list[str] | None = None) -> int:
         meta["kernel"], meta["package"] = ns["KERNEL_RELEASE"], ns["UAPI_HEADER_PACKAGE"]
         meta["kernel_only"] = ns["KERNEL_ONLY_HELPERS"]
         ctx_mismatch = ns["CTX_MISMATCH"]
+        socket_arg = ns.get("SOCKET_ARG", {})
     else:
         if os.geteuid() != 0:
             print("gen_helpers: probing the kernel needs root (or pass --reuse-probes)", file=sys.stderr)
@@ -604,9 +643,13 @@ def main(argv: list[str] | None = None) -> int:
             meta["kernel_only"] = ()
         allowed = probe(ids)
         ctx_mismatch = probe_ctx(build(header_text, allowed))
+        socket_arg = probe_socket_arg(build(header_text, allowed), ctx_mismatch)
+        ctx_mismatch = {n: tuple(p for p in ps if p not in socket_arg.get(n, ())) for n, ps in ctx_mismatch.items()}
+        ctx_mismatch = {n: ps for n, ps in ctx_mismatch.items() if ps}
         meta["kernel"] = os.uname().release
         meta["package"] = header_version(args.header)
     meta["ctx_mismatch"] = dict(sorted(ctx_mismatch.items()))
+    meta["socket_arg"] = dict(sorted(socket_arg.items()))
     entries = build(header_text, allowed, ctx_mismatch)
     text = render(entries, meta)
     outputs = {args.output: text, args.lang_output: render_lang(entries, meta)}

@@ -23,7 +23,9 @@ Parameter kinds (``Helper.params``; one kind per DSL argument, in order):
              ``.rodata``, its size including the NUL);
 ``"bpf_socket"`` the socket a socket-option helper acts on (C ``void *bpf_socket``): in the DSL, the
              program's context, for the program types whose kernel passes the context (sock_ops, cgroup
-             sock_addr); the probe leaves out those that want another pointer (``CTX_MISMATCH``);
+             sock_addr); for those of :data:`SOCKET_ARG` (cgroup_setsockopt: the kernel's bpf_sk_setsockopt), the
+             context's socket ``ctx.sk`` (a ``Sock``); the probe leaves out those that want another pointer
+             (``CTX_MISMATCH``);
 ``"optval"`` a socket option's value, typed by the option (the two preceding constant arguments, level and
              optname, looked up in :mod:`.sockopts`): an integer (spilled to the stack as a C ``int``) or a
              constant name (``TCP_CONGESTION``); two C arguments (pointer, length);
@@ -67,6 +69,9 @@ OPTIONAL_FLAGS = frozenset({"map_update_elem", "sock_hash_update", "msg_redirect
 
 # helpers whose ``value`` argument may be None (a NULL pointer: ARG_PTR_TO_MAP_VALUE_OR_NULL)
 NULLABLE_VALUE = frozenset({"sk_storage_get"})
+
+# helper -> program types whose ``bpf_socket`` argument is the context's socket (``ctx.sk``), not the context
+SOCKET_ARG: dict[str, tuple[str, ...]] = dict(_table.SOCKET_ARG)
 
 DOCS: dict[str, HelperDoc] = {}
 HELPERS: dict[str, Helper] = {}

@@ -14,7 +14,9 @@ KERNEL_RELEASE = '6.18.44-fc-v1252'
 PROBED_PROGTYPES = ('sock_ops', 'sk_msg', 'socket_filter', 'cgroup_skb_ingress', 'cgroup_skb_egress', 'cgroup_connect4', 'cgroup_connect6', 'cgroup_sendmsg4', 'cgroup_sendmsg6', 'cgroup_recvmsg4', 'cgroup_recvmsg6', 'cgroup_getpeername4', 'cgroup_getpeername6', 'cgroup_getsockname4', 'cgroup_getsockname6', 'cgroup_bind4', 'cgroup_bind6', 'cgroup_getsockopt', 'cgroup_setsockopt', 'sk_skb_stream_parser', 'sk_skb_stream_verdict', 'xdp', 'tc_ingress', 'tc_egress', 'syscall')
 KERNEL_ONLY_HELPERS = ('cgrp_storage_get', 'cgrp_storage_delete')  # in the kernel's enum bpf_func_id, not in the header
 # helper -> program types that may call it but whose context is not its `ctx` argument (left out below)
-CTX_MISMATCH = {'get_func_ip': ('syscall',), 'get_socket_cookie': ('syscall',), 'getsockopt': ('cgroup_setsockopt',), 'setsockopt': ('cgroup_setsockopt',), 'skb_output': ('syscall',), 'xdp_get_buff_len': ('syscall',), 'xdp_output': ('syscall',)}
+CTX_MISMATCH = {'get_func_ip': ('syscall',), 'get_socket_cookie': ('syscall',), 'skb_output': ('syscall',), 'xdp_get_buff_len': ('syscall',), 'xdp_output': ('syscall',)}
+# helper -> program types where its `bpf_socket` argument is the context's socket (ctx.sk), not the context
+SOCKET_ARG = {'getsockopt': ('cgroup_setsockopt',), 'setsockopt': ('cgroup_setsockopt',)}
 
 TABLE = (
     (1, 'map_lookup_elem',
@@ -212,7 +214,7 @@ TABLE = (
     (49, 'setsockopt',
      'long bpf_setsockopt(void *bpf_socket, int level, int optname, void *optval, int optlen)',
      'Emulate a call to setsockopt() on the socket associated to bpf_socket, which must be a full socket. The level at which the option resides and the name optname of the option must be specified, see setsockopt(2) for more information. The option value of length optlen is pointed by optval.',
-     'i64', ('bpf_socket', 'u64', 'u64', 'optval'), ('sock_ops', 'cgroup_connect4', 'cgroup_connect6', 'cgroup_sendmsg4', 'cgroup_sendmsg6', 'cgroup_recvmsg4', 'cgroup_recvmsg6', 'cgroup_getpeername4', 'cgroup_getpeername6', 'cgroup_getsockname4', 'cgroup_getsockname6', 'cgroup_bind4', 'cgroup_bind6'), None),
+     'i64', ('bpf_socket', 'u64', 'u64', 'optval'), ('sock_ops', 'cgroup_connect4', 'cgroup_connect6', 'cgroup_sendmsg4', 'cgroup_sendmsg6', 'cgroup_recvmsg4', 'cgroup_recvmsg6', 'cgroup_getpeername4', 'cgroup_getpeername6', 'cgroup_getsockname4', 'cgroup_getsockname6', 'cgroup_bind4', 'cgroup_bind6', 'cgroup_setsockopt'), None),
     (50, 'skb_adjust_room',
      'long bpf_skb_adjust_room(struct sk_buff *skb, s32 len_diff, u32 mode, u64 flags)',
      'Grow or shrink the room for data in the packet associated to skb by len_diff, and according to the selected mode.',
@@ -244,7 +246,7 @@ TABLE = (
     (57, 'getsockopt',
      'long bpf_getsockopt(void *bpf_socket, int level, int optname, void *optval, int optlen)',
      'Emulate a call to getsockopt() on the socket associated to bpf_socket, which must be a full socket. The level at which the option resides and the name optname of the option must be specified, see getsockopt(2) for more information. The retrieved value is stored in the structure pointed by opval and of length optlen.',
-     'optref', ('bpf_socket', 'u64', 'u64', 'optout'), ('sock_ops', 'cgroup_connect4', 'cgroup_connect6', 'cgroup_sendmsg4', 'cgroup_sendmsg6', 'cgroup_recvmsg4', 'cgroup_recvmsg6', 'cgroup_getpeername4', 'cgroup_getpeername6', 'cgroup_getsockname4', 'cgroup_getsockname6', 'cgroup_bind4', 'cgroup_bind6'), None),
+     'optref', ('bpf_socket', 'u64', 'u64', 'optout'), ('sock_ops', 'cgroup_connect4', 'cgroup_connect6', 'cgroup_sendmsg4', 'cgroup_sendmsg6', 'cgroup_recvmsg4', 'cgroup_recvmsg6', 'cgroup_getpeername4', 'cgroup_getpeername6', 'cgroup_getsockname4', 'cgroup_getsockname6', 'cgroup_bind4', 'cgroup_bind6', 'cgroup_setsockopt'), None),
     (58, 'override_return',
      'long bpf_override_return(struct pt_regs *regs, u64 rc)',
      'Used for error injection, this helper uses kprobes to override the return value of the probed function, and to set it to rc. The first argument is the context regs on which the kprobe works.',

@@ -176,3 +176,52 @@ def test_without_a_full_socket_both_fail_as_in_the_kernel(compile_src):
     ctx = testing.sock_ops(op=K.BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, local_port=9000, remote_port=40000, sk=None)
     assert mod.run("tune", ctx) == 1  # bpf_setsockopt returns -EINVAL: the program returns early
     assert ctx.sockopts == {} and ctx.field("reply") == 0
+
+
+# cgroup_setsockopt: the kernel's bpf_sk_setsockopt / bpf_sk_getsockopt take the context's socket (ctx.sk), not
+# the context (helpers_table.SOCKET_ARG, probed); the kernel test: tests/loader/test_sockopt_sk_kernel.py
+NODELAY_ON_SNDBUF = """
+    @cgroup_setsockopt
+    def p(ctx: SockOpt) -> int:
+        if ctx.level == SOL_SOCKET and ctx.optname == SO_SNDBUF:
+            rc = bpf_setsockopt(ctx.sk, SOL_TCP, TCP_NODELAY, 1)
+            nd = bpf_getsockopt(ctx.sk, SOL_TCP, TCP_NODELAY)
+            if rc == 0 and nd is not None and nd.value == 1:
+                ctx.optname = SO_SNDBUF
+        return 1
+    """
+
+
+def test_the_setsockopt_hook_takes_the_contexts_socket(compile_src):
+    from pybpfgen.target.helpers import SOCKET_ARG
+    assert SOCKET_ARG["setsockopt"] == ("cgroup_setsockopt",) and SOCKET_ARG["getsockopt"] == ("cgroup_setsockopt",)
+    assert "cgroup_setsockopt" in HELPERS["setsockopt"].progtypes
+    c = compile_src(NODELAY_ON_SNDBUF)
+    assert c.result.output and not c.errors, [d.format() for d in c.result.diagnostics]
+    mod = testing.load(c.path)
+    ctx = testing.setsockopt(level=K.SOL_SOCKET, optname=K.SO_SNDBUF, optlen=4)
+    assert mod.run("p", ctx) == 1
+    assert ctx.sk.sockopts == {(K.SOL_TCP, K.TCP_NODELAY): 1}
+    other = testing.setsockopt(level=K.SOL_TCP, optname=K.TCP_NODELAY, optlen=4)
+    assert mod.run("p", other) == 1 and other.sk.sockopts == {}
+
+
+@pytest.mark.parametrize("call, progtype, ctx, message, hint, col", [
+    ("bpf_setsockopt(ctx, SOL_TCP, TCP_NODELAY, 1)", "cgroup_setsockopt", "SockOpt",
+     "takes a socket, not the program's context", "`ctx.sk`", 20),
+    ("bpf_getsockopt(ctx, SOL_TCP, TCP_NODELAY)", "cgroup_setsockopt", "SockOpt",
+     "takes a socket, not the program's context", "`ctx.sk`", 20),
+    ("bpf_setsockopt(ctx.sk, SOL_TCP, TCP_NODELAY, 1)", "cgroup_connect4", "SockAddr",
+     "the kernel takes the program's context, not its socket", "pass the program's context", 20),
+    ("bpf_setsockopt(ctx.sk, SOL_TCP, 11, 1)", "cgroup_setsockopt", "SockOpt",
+     "`11` is not a SOL_TCP option bpf_setsockopt accepts", "TCP_NODELAY", 37),
+    ('bpf_setsockopt(ctx.sk, SOL_TCP, TCP_NODELAY, "1")', "cgroup_setsockopt", "SockOpt",
+     "TCP_NODELAY takes an integer, not a string", None, 50),
+    ("bpf_setsockopt(ctx.sk, SOL_TCP, TCP_NODELAY, 1)", "cgroup_getsockopt", "SockOpt",
+     "cannot be called from a cgroup_getsockopt program", "cgroup_setsockopt", 5),
+])
+def test_which_socket_argument_errors_are_located(compile_src, call, progtype, ctx, message, hint, col):
+    d = _one_error(_call(compile_src, call, progtype, ctx))
+    assert message in d.message, d.format()
+    assert hint is None or hint in (d.hint or "") or hint in d.message, d.format()
+    assert (d.loc.line, d.loc.col + 1) == (9, col), d.format()

@@ -101,8 +101,12 @@ def _allowed_cgroup_types():
 @pytest.mark.parametrize("progtype", _allowed_cgroup_types())
 def test_every_program_type_the_table_allows_loads_and_attaches(tmp_path, pin_root, child_cgroup, progtype):
     """The socket argument is the program's context in every program type the helper table lets call the
-    helpers (sock_ops, and the cgroup sock_addr hooks once they are program types): the verifier agrees."""
+    helpers (sock_ops, the cgroup sock_addr hooks), or its socket ``ctx.sk`` where the table says so
+    (cgroup_setsockopt: SOCKET_ARG): the verifier agrees."""
+    from pybpfgen.target.helpers import SOCKET_ARG
     from pybpfgen.target.progtypes import PROG_TYPES
+
+    sk = "ctx.sk" if progtype in SOCKET_ARG["setsockopt"] else "ctx"
 
     pt = PROG_TYPES[progtype]
     ret = pt.returns[1] if pt.returns else 1
@@ -113,8 +117,8 @@ def test_every_program_type_the_table_allows_loads_and_attaches(tmp_path, pin_ro
 
         @{progtype}
         def one(ctx: {pt.ctx_class}) -> int:
-            bpf_setsockopt(ctx, SOL_SOCKET, SO_MARK, 7)
-            m = bpf_getsockopt(ctx, SOL_SOCKET, SO_MARK)
+            bpf_setsockopt({sk}, SOL_SOCKET, SO_MARK, 7)
+            m = bpf_getsockopt({sk}, SOL_SOCKET, SO_MARK)
             if m is None:
                 return {ret}
             return {ret}
