@@ -176,15 +176,19 @@ class HelperCalls(CheckerBase):
         for kind, a, pname in zip([k for k in h.params if k != "optout"], args, names):
             if kind == "map":
                 out.append(a if isinstance(a, N.MapRef) else self.expr(a))
-            elif kind == "bpf_socket" and self.prog.progtype in SOCKET_ARG.get(h.name, ()):
+            elif kind == "bpf_socket" and isinstance(self.prog, N.Program) and \
+                    self.prog.progtype in SOCKET_ARG.get(h.name, ()):
                 out.append(self.sock_arg(a, what, node))
             elif kind in ("ctx", "bpf_socket"):
                 v = self.expr(a)
                 if not isinstance(v, N.CtxRef):
                     if kind == "bpf_socket" and isinstance(v.type, (T.SockT, T.OptSockT)):
-                        raise self.error(a, f"argument `{pname}` of {what} is the socket: in a {self.prog.progtype} "
-                                            "program the kernel takes the program's context, not its socket",
-                                         "pass the program's context parameter")
+                        where = f"a {self.prog.progtype} program" if isinstance(self.prog, N.Program) else \
+                            "a function (called from a program)"
+                        raise self.error(a, f"argument `{pname}` of {what} is the socket: in {where} the kernel "
+                                            "takes the program's context, not its socket",
+                                         "pass the program's context parameter (`ctx.sk` only in a "
+                                         "@cgroup_setsockopt program itself)")
                     if kind == "bpf_socket":
                         raise self.error(a, f"argument `{pname}` of {what} is the socket: the program's context, "
                                             f"not {v.type}", "pass the program's context parameter")
