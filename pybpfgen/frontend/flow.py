@@ -78,40 +78,30 @@ def _narrowable(e: N.Expr) -> N.Var | None:
     return e.var if isinstance(e, N.VarRef) else None
 
 
-def facts(cond: N.Expr) -> tuple[set, set]:
-    """Variables proven non-None when ``cond`` is true, and when it is false."""
+def _facts(cond: N.Expr, none: bool) -> tuple[set, set]:
+    """Variables proven None (``none``) or non-None when ``cond`` is true, and when it is false."""
     if isinstance(cond, N.IsNull):
         v = _narrowable(cond.value)
         if v is None:
             return set(), set()
-        return ({v}, set()) if cond.negate else (set(), {v})
+        return ({v}, set()) if cond.negate != none else (set(), {v})
     if isinstance(cond, N.Not):
-        t, f = facts(cond.value)
+        t, f = _facts(cond.value, none)
         return f, t
     if isinstance(cond, N.Logical):
-        lt, lf = facts(cond.left)
-        rt, rf = facts(cond.right)
+        lt, lf = _facts(cond.left, none)
+        rt, rf = _facts(cond.right, none)
         if cond.op == "and":
             return lt | rt, lf & rf
         return lt & rt, lf | rf
     return set(), set()
 
+
+def facts(cond: N.Expr) -> tuple[set, set]:
+    """Variables proven non-None when ``cond`` is true, and when it is false."""
+    return _facts(cond, none=False)
 
 
 def null_facts(cond: N.Expr) -> tuple[set, set]:
     """Variables proven None when ``cond`` is true, and when it is false."""
-    if isinstance(cond, N.IsNull):
-        v = _narrowable(cond.value)
-        if v is None:
-            return set(), set()
-        return (set(), {v}) if cond.negate else ({v}, set())
-    if isinstance(cond, N.Not):
-        t, f = null_facts(cond.value)
-        return f, t
-    if isinstance(cond, N.Logical):
-        lt, lf = null_facts(cond.left)
-        rt, rf = null_facts(cond.right)
-        if cond.op == "and":
-            return lt | rt, lf & rf
-        return lt & rt, lf | rf
-    return set(), set()
+    return _facts(cond, none=True)
