@@ -14,8 +14,12 @@ Modes (alternating order, round after round):
   accel     the accelerator loaded with `pybpfgen load` into the child cgroup + `pybpfgen policy add --port P`,
             default budget (settings untouched); unloaded after each round
   c-twin    (--c-twin) the C reference twin (clang-19 + bpftool)
+  floor     (--modes ...,floor) bench/twin/sockhash_floor.py: every socket of the port in a sockhash whose sk_msg
+            program passes everything, redirecting nothing. The floor of a socket that must stay in the sockhash
+            while it sends on the TCP path (its inbox was fed): the kernel's tcp_bpf send and receive paths alone
 
-Per measurement: received throughput (Gbit/s; --bidir: both directions summed, and each one), the peak growth
+Per measurement: received throughput (Gbit/s; --bidir: both directions summed, and each one: "fwd" is the
+client's streams, "rev" the server's, whose sockets had the client's 37-byte cookie redirected into them), the peak growth
 of unreclaimable slab (SUnreclaim, /proc/meminfo) and of TCP memory (/proc/net/sockstat `TCP ... mem`, pages)
 over the value just before the run, sampled every 50 ms, and the accelerator's counters. A run is killed when
 SUnreclaim grows more than --slab-abort-mib (default 1536). Output: a table (median over rounds) with the
@@ -47,7 +51,7 @@ sys.path.insert(0, str(REPO / "tests" / "kernel"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import kharness as kh  # noqa: E402
 from redis_bench import RedisAccelMode as CountingAccelMode  # noqa: E402
-from sockperf_bench import make_modes, wait_listening  # noqa: E402
+from sockperf_bench import Mode, make_modes, wait_listening  # noqa: E402
 
 PROCS: list[subprocess.Popen] = []
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -93,6 +97,26 @@ class MemSampler(threading.Thread):
             if self.peak[0] > self.abort_mib and not self.aborted:
                 self.aborted = True
                 self.on_abort()
+
+
+class FloorMode(Mode):
+    """bench/twin/sockhash_floor.py: the port's sockets in a sockhash, nothing redirected (see the docstring)."""
+    name = "floor"
+
+    def __init__(self, tmp: Path, pin_root: Path, cg: Path, port: int):
+        self.cli = kh.PybpfgenCLI(pin_root=pin_root)
+        self.cg, self.port = cg, port
+        self.obj = tmp / "floor" / "sockhash_floor.bpf.o"
+        self.cli.run("compile", str(REPO / "bench" / "twin" / "sockhash_floor.py"), "-o", str(self.obj.parent),
+                     pin=False)
+
+    def load(self):
+        self.cli.load(self.obj, self.cg)
+        self.cli.run("map", "set", "--pin-root", self.cli.pin_root, "sockhash_floor", "floor_ports", str(self.port),
+                     "1", pin=False)
+
+    def unload(self):
+        self.cli.unload("sockhash_floor", check=False)
 
 
 def measure(setup: str, ns: kh.NetnsPair, cg: Path, port: int, seconds: float, streams: int, bidir: bool,
@@ -154,6 +178,8 @@ def summarize(results: list[dict], modes: list[str]) -> dict:
             ok = [r for r in rows if r["gbps"] is not None]
             s = {"rounds": len(rows), "aborted": sum(r["aborted"] for r in rows),
                  "gbps": statistics.median(r["gbps"] for r in ok) if ok else None,
+                 **{f"{d}_gbps": statistics.median(r[f"{d}_gbps"] for r in ok)
+                    for d in ("fwd", "rev") if ok and all(r.get(f"{d}_gbps") is not None for r in ok)},
                  "slab_mib": statistics.median(r["slab_mib"] for r in rows),
                  "slab_mib_max": max(r["slab_mib"] for r in rows),
                  "tcp_mem_mib": statistics.median(r["tcp_mem_mib"] for r in rows),
@@ -167,6 +193,11 @@ def summarize(results: list[dict], modes: list[str]) -> dict:
             if mode == "kernel" or not base:
                 continue
             s["ratio_vs_kernel"] = (round(s["gbps"] / base["gbps"], 3) if s["gbps"] and base["gbps"] else None)
+            for d in ("fwd", "rev"):
+                if s.get(f"{d}_gbps") and base.get(f"{d}_gbps"):
+                    s[f"{d}_ratio_vs_kernel"] = round(s[f"{d}_gbps"] / base[f"{d}_gbps"], 3)
+            if mode == "floor":
+                continue  # a yardstick, not a goal
             redirected = (s.get("counters") or {}).get("redirected")
             s["accelerated"] = None if redirected is None else redirected > 0
             mem_flat = (s["slab_mib_max"] <= base["slab_mib_max"] + MEM_SLACK_MIB
@@ -183,7 +214,7 @@ def print_table(summary: dict, args) -> None:
     print(f"iperf3, {args.rounds} round(s) x {args.seconds}s; throughput received in Gbit/s (bidir: both "
           f"directions), peak growth of SUnreclaim / TCP mem in MiB (median over rounds, max in brackets)")
     hdr = (f"{'setup shape':26} {'mode':8} {'Gbit/s':>8} {'/kern':>6} {'slab':>14} {'tcp mem':>14} "
-           f"{'redirected':>11} {'missed':>9} {'demoted':>7} {'released':>8}  goal")
+           f"{'fwd/k':>6} {'rev/k':>6} {'redirected':>11} {'missed':>9} {'demoted':>7} {'released':>8}  goal")
     print(hdr)
     print("-" * len(hdr))
     for test, per in summary.items():
@@ -196,8 +227,10 @@ def print_table(summary: dict, args) -> None:
                         f"tput {g['throughput']}, mem {'flat' if g['memory_flat'] else 'NOT flat'}")
             gb = "aborted" if s["gbps"] is None else f"{s['gbps']:8.3f}"
             rat = f"{s['ratio_vs_kernel']:6.3f}" if s.get("ratio_vs_kernel") else ""
+            fr = " ".join(f"{s[k]:6.3f}" if s.get(k) else f"{'':6}"
+                          for k in ("fwd_ratio_vs_kernel", "rev_ratio_vs_kernel"))
             print(f"{test:26} {mode:8} {gb:>8} {rat:>6} {s['slab_mib']:7.1f} [{s['slab_mib_max']:5.0f}]"
-                  f" {s['tcp_mem_mib']:7.1f} [{s['tcp_mem_mib_max']:5.0f}] {c.get('redirected', ''):>11} "
+                  f" {s['tcp_mem_mib']:7.1f} [{s['tcp_mem_mib_max']:5.0f}] {fr} {c.get('redirected', ''):>11} "
                   f"{c.get('missed', ''):>9} {c.get('demoted', ''):>7} {c.get('released', ''):>8}  {goal}")
 
 
@@ -240,7 +273,7 @@ def main(argv=None) -> int:
         if d not in ("oneway", "bidir"):
             ap.error(f"unknown direction {d}")
     for m in modes:
-        if m not in ("kernel", "accel", "c-twin"):
+        if m not in ("kernel", "accel", "c-twin", "floor"):
             ap.error(f"unknown mode {m}")
     if os.geteuid() != 0:
         ap.error("must run as root (network namespaces, cgroups, BPF)")
@@ -263,6 +296,8 @@ def main(argv=None) -> int:
             log(f"cgroup {cg}, pins {pins}, netns {ns.a}/{ns.b}, port {port}, {len(shapes)} shapes x "
                 f"{len(setups)} setups x {len(modes)} modes x {args.rounds} rounds of {args.seconds}s")
             impl = make_modes(modes, args.obj, cg, pins, port, tmp, accel_mode=CountingAccelMode)
+            if "floor" in modes:
+                impl["floor"] = FloorMode(tmp, pins, cg, port)
             for rnd in range(args.rounds):
                 order = modes if rnd % 2 == 0 else list(reversed(modes))
                 for mode in order:

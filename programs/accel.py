@@ -12,8 +12,9 @@ ends share lives in a ``links`` slot. docs/accel-design.md has the design. Safet
 * **Pairing needs proof.** The client (active side) waits in ``pending`` under its 4-tuple; the server (passive
   side) pairs with it only if their TCP sequence numbers mirror each other (client snd_nxt == server rcv_nxt and
   client rcv_nxt == server snd_nxt): only the real peer can match. Two clients waiting under the same tuple pair
-  with nobody. The server claims the client (compare-and-swap, against the client withdrawing) and a ``links``
-  slot; the client joins the slot at its first message.
+  with nobody. The server claims the client (compare-and-swap of the entry's word, which holds the client's
+  cookie and its state: it fails against the client withdrawing and against an LRU element reused meanwhile) and a
+  ``links`` slot; the client joins the slot at its first message.
 * **A connection never switches from the TCP path to the redirect path.** Each direction's first message decides:
   a socket that sends before it is paired keeps the TCP path for its whole life, so bytes never overtake each other.
 * **Bounded memory.** Redirected messages bypass TCP's backpressure, so a sender may redirect at most 256 messages /
@@ -52,7 +53,7 @@ INBOX_OPEN = 0  # nothing redirected into it yet; its peer may start
 INBOX_FED = 1  # its peer redirected (or is about to): its queue may hold bytes
 INBOX_SEALED = 2  # nothing was and nothing will be redirected into it: it may leave the sockhash
 
-# pending.state
+# the state in pending.word (its low 2 bits)
 PENDING_WAITING = 0
 PENDING_CLAIMED = 1  # a server with mirrored sequence numbers paired with it
 PENDING_WITHDRAWN = 2  # the client stopped waiting: a server that comes later stays unpaired
@@ -80,11 +81,11 @@ class Tuple(Struct):
 
 
 class Pending(Struct):
-    client: u64  # the client's cookie
+    # (the client's cookie << 2) | its PENDING_ state: identity and state in one word, so that every
+    # compare-and-swap on it also checks whose entry it is (an LRU element can be freed and reused at any time)
+    word: u64
     snd_nxt: u32
     rcv_nxt: u32
-    state: u32
-    pad: u32
 
 
 class SockState(Struct):
@@ -306,14 +307,19 @@ def seal(idx: u32, side: u32, never_fed: bool) -> bool:
     return was != INBOX_FED
 
 
+def pending_word(client: u64, state: u64) -> u64:
+    return (client << 2) | state
+
+
 def withdraw(me: Tuple, cookie: u64) -> bool:
     """A client that never joined a link stops waiting in `pending`, so no server can pair with it any more.
     True when no server ever claimed it: nothing was ever redirected into it."""
     p = pending.lookup(me)
-    if p is None or p.value.client != cookie:
+    if p is None:
         return False  # its entry was evicted, or claimed and consumed: that proves nothing
-    was = atomic_cmpxchg(p.value.state, PENDING_WAITING, PENDING_WITHDRAWN)
-    return was != PENDING_CLAIMED
+    was = atomic_cmpxchg(p.value.word, pending_word(cookie, PENDING_WAITING), pending_word(cookie, PENDING_WITHDRAWN))
+    # another client's entry (another namespace's, or this element reused) proves nothing either
+    return (was >> 2) == cookie and (was & 3) != PENDING_CLAIMED
 
 
 # ------------------------------------------------------------------ sock_ops
@@ -332,10 +338,13 @@ def client_established(ctx: SockOps, me: Tuple):
     st.value.mode = MODE_SETTLED  # until it waits in `pending` below
     if socks.update(ctx, cookie, BPF_ANY) != 0:
         return  # the kernel refuses this socket (e.g. an MPTCP subflow): never pair it
-    if pending.update(me, Pending(client=cookie, snd_nxt=ctx.snd_nxt, rcv_nxt=ctx.rcv_nxt), BPF_NOEXIST) != 0:
+    entry = Pending(word=pending_word(cookie, PENDING_WAITING), snd_nxt=ctx.snd_nxt, rcv_nxt=ctx.rcv_nxt)
+    if pending.update(me, entry, BPF_NOEXIST) != 0:
         other = pending.lookup(me)  # the same tuple from another namespace is waiting too
         if other is not None:
-            atomic_cmpxchg(other.value.state, PENDING_WAITING, PENDING_AMBIGUOUS)
+            w = other.value.word
+            if (w & 3) == PENDING_WAITING:
+                atomic_cmpxchg(other.value.word, w, w | PENDING_AMBIGUOUS)
         socks.delete(cookie)
         count_refused()
         return
@@ -349,10 +358,13 @@ def server_established(ctx: SockOps, me: Tuple):
     p = pending.lookup(key)
     if p is None:
         return  # the client is not accelerated (outside the cgroup or the policy)
-    if p.value.state != PENDING_WAITING or p.value.snd_nxt != ctx.rcv_nxt or p.value.rcv_nxt != ctx.snd_nxt:
+    # whose entry and its state first (an atomic read: the sequence numbers below cannot be read before it); the
+    # claim below succeeds only if the entry still holds this word, so a reused element is never claimed
+    w = atomic_fetch_add(p.value.word, 0)
+    if (w & 3) != PENDING_WAITING or p.value.snd_nxt != ctx.rcv_nxt or p.value.rcv_nxt != ctx.snd_nxt:
         count_refused()
         return
-    client = p.value.client
+    client = w >> 2
     sk = ctx.sk
     if sk is None:
         return
@@ -368,15 +380,20 @@ def server_established(ctx: SockOps, me: Tuple):
     if socks.update(ctx, cookie, BPF_ANY) != 0:
         return  # the kernel refuses this socket: the client stays unpaired
     # in the sockhash before the client can learn our key; claim the client against its own withdrawal
-    if atomic_cmpxchg(p.value.state, PENDING_WAITING, PENDING_CLAIMED) != PENDING_WAITING:
+    claimed = pending_word(client, PENDING_CLAIMED)
+    if atomic_cmpxchg(p.value.word, w, claimed) != w:
         socks.delete(cookie)
         return
-    pending.delete(key)
     idx = claim_link(client, cookie)
     if idx == NO_LINK:
-        socks.delete(cookie)  # no free slot: the client finds none and keeps the TCP path
+        # no free slot: the client finds none and keeps the TCP path; nothing will be redirected into it, which
+        # the entry now says, so that it may leave the sockhash
+        atomic_cmpxchg(p.value.word, claimed, pending_word(client, PENDING_WITHDRAWN))
+        socks.delete(cookie)
         count_refused()
         return
+    if p.value.word == claimed:
+        pending.delete(key)  # consumed (unless the client closed and another one waits under the tuple now)
     st.value.link = idx
     st.value.joined = 1
     st.value.mode = MODE_UNDECIDED
@@ -417,10 +434,11 @@ def forget(ctx: SockOps):
     st = sk_state.get(sk)
     if st is None:
         return
-    if st.value.side == SIDE_CLIENT and st.value.mode == MODE_WAITING:
+    if st.value.side == SIDE_CLIENT and st.value.joined == 0:
+        # a client that never joined a slot: its entry (waiting, withdrawn or refused a slot) goes with it
         me = ops_tuple(ctx)
         p = pending.lookup(me)
-        if p is not None and p.value.client == st.value.cookie:
+        if p is not None and (p.value.word >> 2) == st.value.cookie:
             pending.delete(me)
     if st.value.joined != 0:
         st.value.joined = 0

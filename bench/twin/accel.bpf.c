@@ -81,12 +81,17 @@ struct Tuple {
 };
 
 struct Pending {
-    __u64 client; /* the client's cookie */
+    /* (the client's cookie << 2) | its PENDING_ state: identity and state in one word, so that every
+     * compare-and-swap on it also checks whose entry it is (an LRU element can be freed and reused at any time) */
+    __u64 word;
     __u32 snd_nxt;
     __u32 rcv_nxt;
-    __u32 state;
-    __u32 pad;
 };
+
+static __always_inline __u64 pending_word(__u64 client, __u64 state)
+{
+    return (client << 2) | state;
+}
 
 /* One socket's own state (socket-local storage). */
 struct SockState {
@@ -352,10 +357,12 @@ static __always_inline bool seal(__u32 idx, __u32 side, bool never_fed)
 static __always_inline bool withdraw(struct Tuple *me, __u64 cookie)
 {
     struct Pending *p = bpf_map_lookup_elem(&pending, me);
-    if (!p || p->client != cookie)
+    if (!p)
         return false; /* its entry was evicted, or claimed and consumed: that proves nothing */
-    __u32 was = __sync_val_compare_and_swap(&p->state, PENDING_WAITING, PENDING_WITHDRAWN);
-    return was != PENDING_CLAIMED;
+    __u64 was = __sync_val_compare_and_swap(&p->word, pending_word(cookie, PENDING_WAITING),
+                                            pending_word(cookie, PENDING_WITHDRAWN));
+    /* another client's entry (another namespace's, or this element reused) proves nothing either */
+    return (was >> 2) == cookie && (was & 3) != PENDING_CLAIMED;
 }
 
 /* ------------------------------------------------------------------ sock_ops */
@@ -375,11 +382,15 @@ static __always_inline void client_established(struct bpf_sock_ops *ctx, struct 
     st->mode = MODE_SETTLED; /* until it waits in `pending` below */
     if (bpf_sock_hash_update(ctx, &socks, &cookie, BPF_ANY) != 0)
         return; /* the kernel refuses this socket (e.g. an MPTCP subflow): never pair it */
-    struct Pending p = { .client = cookie, .snd_nxt = ctx->snd_nxt, .rcv_nxt = ctx->rcv_nxt };
+    struct Pending p = { .word = pending_word(cookie, PENDING_WAITING), .snd_nxt = ctx->snd_nxt,
+                         .rcv_nxt = ctx->rcv_nxt };
     if (bpf_map_update_elem(&pending, me, &p, BPF_NOEXIST) != 0) {
         struct Pending *other = bpf_map_lookup_elem(&pending, me); /* the same tuple from another namespace */
-        if (other)
-            __sync_val_compare_and_swap(&other->state, PENDING_WAITING, PENDING_AMBIGUOUS);
+        if (other) {
+            __u64 w = other->word;
+            if ((w & 3) == PENDING_WAITING)
+                __sync_val_compare_and_swap(&other->word, w, w | PENDING_AMBIGUOUS);
+        }
         bpf_map_delete_elem(&socks, &cookie);
         count_refused();
         return;
@@ -395,11 +406,14 @@ static __always_inline void server_established(struct bpf_sock_ops *ctx, struct 
     struct Pending *p = bpf_map_lookup_elem(&pending, &key);
     if (!p)
         return; /* the client is not accelerated (outside the cgroup or the policy) */
-    if (p->state != PENDING_WAITING || p->snd_nxt != ctx->rcv_nxt || p->rcv_nxt != ctx->snd_nxt) {
+    /* whose entry and its state first (an atomic read: the sequence numbers below cannot be read before it); the
+     * claim below succeeds only if the entry still holds this word, so a reused element is never claimed */
+    __u64 w = __sync_fetch_and_add(&p->word, 0);
+    if ((w & 3) != PENDING_WAITING || p->snd_nxt != ctx->rcv_nxt || p->rcv_nxt != ctx->snd_nxt) {
         count_refused();
         return;
     }
-    __u64 client = p->client;
+    __u64 client = w >> 2;
     struct bpf_sock *sk = ctx->sk;
     if (!sk)
         return;
@@ -415,17 +429,22 @@ static __always_inline void server_established(struct bpf_sock_ops *ctx, struct 
     if (bpf_sock_hash_update(ctx, &socks, &cookie, BPF_ANY) != 0)
         return; /* the kernel refuses this socket: the client stays unpaired */
     /* in the sockhash before the client can learn our key; claim the client against its own withdrawal */
-    if (__sync_val_compare_and_swap(&p->state, PENDING_WAITING, PENDING_CLAIMED) != PENDING_WAITING) {
+    __u64 claimed = pending_word(client, PENDING_CLAIMED);
+    if (__sync_val_compare_and_swap(&p->word, w, claimed) != w) {
         bpf_map_delete_elem(&socks, &cookie);
         return;
     }
-    bpf_map_delete_elem(&pending, &key);
     __u32 idx = claim_link(client, cookie);
     if (idx == NO_LINK) {
-        bpf_map_delete_elem(&socks, &cookie); /* no free slot: the client finds none and keeps the TCP path */
+        /* no free slot: the client finds none and keeps the TCP path; nothing will be redirected into it, which
+         * the entry now says, so that it may leave the sockhash */
+        __sync_val_compare_and_swap(&p->word, claimed, pending_word(client, PENDING_WITHDRAWN));
+        bpf_map_delete_elem(&socks, &cookie);
         count_refused();
         return;
     }
+    if (p->word == claimed)
+        bpf_map_delete_elem(&pending, &key); /* consumed (unless the client closed and another one waits now) */
     st->link = idx;
     st->joined = 1;
     st->mode = MODE_UNDECIDED;
@@ -470,10 +489,11 @@ static __always_inline void forget(struct bpf_sock_ops *ctx)
     struct SockState *st = bpf_sk_storage_get(&sk_state, sk, 0, 0);
     if (!st)
         return;
-    if (st->side == SIDE_CLIENT && st->mode == MODE_WAITING) {
+    if (st->side == SIDE_CLIENT && st->joined == 0) {
+        /* a client that never joined a slot: its entry (waiting, withdrawn or refused a slot) goes with it */
         struct Tuple me = ops_tuple(ctx);
         struct Pending *p = bpf_map_lookup_elem(&pending, &me);
-        if (p && p->client == st->cookie)
+        if (p && (p->word >> 2) == st->cookie)
             bpf_map_delete_elem(&pending, &me);
     }
     if (st->joined != 0) {

@@ -213,7 +213,7 @@ def snapshot(name: str, pin_root: str, labels: dict[int, str]) -> dict:
         links = sorted((v["owner"] & 0xFFFFFFFF, tuple(v["inbox"]), v["pub"][0]["sent"], v["pub"][1]["sent"])
                        for _, v in o.map("links").items() if v["owner"])
         # sequence numbers are random per connection: only their presence and state are compared
-        pending = sorted((_norm_sock(k, labels, netns), v["state"]) for k, v in o.map("pending").items())
+        pending = sorted((_norm_sock(k, labels, netns), v["word"] & 3) for k, v in o.map("pending").items())
     return {"stats": stats, "socks": socks, "links": links, "pending": pending}
 
 

@@ -15,7 +15,7 @@ def mypy(*paths, cwd=ROOT):
 
 
 def test_every_dsl_module_of_the_repo_type_checks():
-    paths = ["programs/accel.py", "bench/twin/accel_twin.py"] + \
+    paths = ["programs/accel.py", "bench/twin/accel_twin.py", "bench/twin/sockhash_floor.py"] + \
         [os.path.join("examples", f) for f in sorted(os.listdir(os.path.join(ROOT, "examples"))) if f.endswith(".py")]
     r = mypy(*paths)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -18,6 +18,7 @@ SK_PASS = 1
 V4MAPPED = [0, 0, 0xFFFF0000]
 MODE_REDIRECT, MODE_TCP, MODE_SETTLED = 2, 3, 4
 INBOX_OPEN, INBOX_FED, INBOX_SEALED = 0, 1, 2
+PENDING_WITHDRAWN = 2
 
 
 @pytest.fixture
@@ -57,6 +58,12 @@ class Conn:
         if sock is self.c:
             return dict(local_ip4=self.ip, remote_ip4=self.rip, local_port=self.port, remote_port=self.sport)
         return dict(local_ip4=self.rip, remote_ip4=self.ip, local_port=self.sport, remote_port=self.port)
+
+    def tuple_of(self, sock):
+        """The `pending` key as ``sock`` sees its connection (v4-mapped addresses)."""
+        t = self._tuple(sock)
+        return {"local_ip": V4MAPPED + [t["local_ip4"]], "remote_ip": V4MAPPED + [t["remote_ip4"]],
+                "local_port": t["local_port"], "remote_port": t["remote_port"]}
 
     def msg(self, sock, size=64):
         return testing.sk_msg(family=AF_INET, size=size, netns_cookie=self.netns, cookie=sock.cookie, socket=sock,
@@ -152,7 +159,7 @@ def test_a_connection_that_sends_before_pairing_keeps_the_tcp_path(mod):
     assert early.redirect is None and stats(mod)["missed"] == 1
     # it withdrew from `pending`: its server, established now, is not paired and never inserted
     assert mod.map("pending").lookup({"local_ip": V4MAPPED + [LO], "remote_ip": V4MAPPED + [LO],
-                                      "local_port": 40000, "remote_port": 6379})["state"] == 2  # WITHDRAWN
+                                      "local_port": 40000, "remote_port": 6379})["word"] & 3 == 2  # WITHDRAWN
     mod.run("accel_sockops", k.server())
     assert stats(mod)["paired"] == 0 and not in_socks(mod, k.s)
     later = send(mod, k, k.c)
@@ -314,7 +321,34 @@ def test_no_free_slot_leaves_the_connection_on_the_tcp_path(mod):
         mod.map("links").update((k.c.cookie + i) & 32767, {"owner": 5 << 32 | 1})
     k.establish(mod)
     assert stats(mod)["paired"] == 0 and stats(mod)["refused"] == 1 and not in_socks(mod, k.s)
+    # the entry says that no server will redirect into the client: it may leave at its first RTT sample
+    assert mod.map("pending").lookup(k.tuple_of(k.c))["word"] == k.c.cookie << 2 | PENDING_WITHDRAWN
     assert send(mod, k, k.c).redirect is None
+    mod.run("accel_sockops", k.rtt(k.c))
+    assert not in_socks(mod, k.c) and stats(mod)["released"] == 1 and len(mod.map("pending")) == 0
+
+
+def test_a_client_that_withdrew_and_closes_before_its_rtt_sample_takes_its_entry_along(mod):
+    """Its first message found no slot (it withdrew); it closes before an ACK brings an RTT sample: its `pending`
+    entry goes with it instead of waiting for LRU eviction."""
+    k = Conn()
+    mod.run("accel_sockops", k.client())
+    assert send(mod, k, k.c).redirect is None
+    assert mod.map("pending").lookup(k.tuple_of(k.c))["word"] == k.c.cookie << 2 | PENDING_WITHDRAWN
+    mod.run("accel_sockops", k.close(k.c))
+    assert len(mod.map("pending")) == 0
+
+
+def test_a_closing_client_never_takes_another_namespaces_entry(mod):
+    """Two clients under one 4-tuple in two namespaces: the first waits, the second is refused (ambiguous); the
+    refused one closing leaves the waiting one's entry alone (the entry names its client's cookie)."""
+    a, b = Conn(netns=1), Conn(netns=2)
+    mod.run("accel_sockops", a.client())
+    mod.run("accel_sockops", b.client())
+    assert len(mod.map("pending")) == 1
+    assert send(mod, b, b.c).redirect is None
+    mod.run("accel_sockops", b.close(b.c))
+    assert mod.map("pending").lookup(a.tuple_of(a.c))["word"] >> 2 == a.c.cookie
 
 
 def test_ipv6_and_v4_mapped_pair(mod):
