@@ -19,8 +19,8 @@ Modes (alternating order, round after round):
             while it sends on the TCP path (its inbox was fed): the kernel's tcp_bpf send and receive paths alone
 
 Per measurement: received throughput (Gbit/s; --bidir: both directions summed, and each one: "fwd" is the
-client's streams, "rev" the server's, whose sockets had the client's 37-byte cookie redirected into them), the peak growth
-of unreclaimable slab (SUnreclaim, /proc/meminfo) and of TCP memory (/proc/net/sockstat `TCP ... mem`, pages)
+client's streams, "rev" the server's, whose sockets had the client's 37-byte cookie redirected into them), the
+peak growth of unreclaimable slab (SUnreclaim, /proc/meminfo) and of TCP memory (/proc/net/sockstat `TCP ... mem`, pages)
 over the value just before the run, sampled every 50 ms, and the accelerator's counters. A run is killed when
 SUnreclaim grows more than --slab-abort-mib (default 1536). Output: a table (median over rounds) with the
 ratio to the kernel path and whether the issue's goal holds for shapes the accelerator actually redirected
