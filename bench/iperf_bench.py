@@ -246,7 +246,8 @@ def main(argv=None) -> int:
     ap.add_argument("--streams", default="1,8", help="comma list of iperf3 -P values (default 1,8)")
     ap.add_argument("--directions", default="oneway,bidir", help="comma list of oneway,bidir (default both)")
     ap.add_argument("--lengths", default="64,1024,131072", help="comma list of iperf3 -l values in bytes")
-    ap.add_argument("--modes", default="kernel,accel", help="comma list of kernel,accel (default both)")
+    ap.add_argument("--modes", default="kernel,accel",
+                    help="comma list of kernel,accel,floor (default kernel,accel; floor: see above)")
     ap.add_argument("--c-twin", action="store_true", help="also measure the C reference twin (clang-19 + bpftool)")
     ap.add_argument("--obj", type=Path, help="compiled accel.bpf.o (default: `pybpfgen compile programs` to a temp dir)")
     ap.add_argument("--port", type=int, default=0, help="TCP port (default: random, outside the ephemeral range)")

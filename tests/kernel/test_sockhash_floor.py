@@ -80,3 +80,109 @@ def test_the_floor_keeps_both_ends_in_its_sockhash_and_passes_every_byte(tmp_pat
             p.wait()
     assert p.returncode == 0, err
     assert json.loads(out.splitlines()[-1]) == [True, True]
+
+
+# The kernel fact the floor rests on (docs/accel-design.md, "Why no program-side design does better"): a socket's
+# psock keeps the sk_msg program of a map it was in after it leaves that map, for as long as it stays in any
+# sockmap; only leaving the last one (which drops the psock, and with it any queued redirected bytes) takes the
+# program off its sends.
+BOTH_MAPS = textwrap.dedent("""
+    from pybpfgen.lang import *
+
+
+    class Runs(Struct):
+        n: u64
+
+
+    with_prog = SockHash(key=u64, value=u64, max_entries=16)
+    plain = SockHash(key=u64, value=u64, max_entries=16)
+    ports = Hash(key=u32, value=u32, max_entries=4)
+    runs = Array(value=Runs, max_entries=1)
+
+
+    @sock_ops
+    def both_maps(ctx: SockOps) -> int:
+        op = ctx.op
+        if op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB and op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
+            return 1
+        if ctx.local_port not in ports and ctx.remote_port not in ports:
+            return 1
+        cookie = bpf_get_socket_cookie(ctx)
+        with_prog.update(ctx, cookie, BPF_ANY)
+        plain.update(ctx, cookie, BPF_ANY)
+        return 1
+
+
+    @sk_msg(with_prog)
+    def count_runs(msg: SkMsg) -> int:
+        r = runs.lookup(0)
+        if r is not None:
+            r.value.n += 1
+        return SK_PASS
+""")
+
+# joins the cgroup and listens (port printed); on "go" connects and prints the client's cookie; on each "send"
+# moves one 64-byte message client -> server and prints whether it arrived intact
+STEPS = textwrap.dedent("""
+    import json, os, socket, struct, sys
+    with open(os.path.join(sys.argv[1], "cgroup.procs"), "w") as f:
+        f.write(str(os.getpid()))
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    print(srv.getsockname()[1], flush=True)
+    assert sys.stdin.readline().strip() == "go"
+    c = socket.create_connection(srv.getsockname(), timeout=30)
+    a, _ = srv.accept()
+    a.settimeout(10)
+    print(struct.unpack("Q", c.getsockopt(socket.SOL_SOCKET, 57, 8))[0], flush=True)  # SO_COOKIE
+    i = 0
+    for line in sys.stdin:
+        if line.strip() != "send":
+            break
+        msg = (b"m%d" % i).ljust(64, b".")
+        c.sendall(msg)
+        got = b""
+        while len(got) < len(msg):
+            got += a.recv(len(msg) - len(got))
+        print(json.dumps(got == msg), flush=True)
+        i += 1
+""")
+
+
+def test_a_socket_keeps_the_sk_msg_program_of_a_map_it_left_until_it_leaves_every_map(tmp_path, pin_root,
+                                                                                        child_cgroup):
+    src = tmp_path / "both_maps.py"
+    src.write_text(BOTH_MAPS)
+    obj = compile_file(str(src), str(tmp_path)).output
+    assert obj
+    [res] = kl.load(obj, cgroup=child_cgroup, pin_root=pin_root)
+
+    def runs():
+        return mapapi.map_get(res.name, "runs", 0, pin_root=pin_root)["n"]
+
+    p = subprocess.Popen([sys.executable, "-c", STEPS, child_cgroup], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def send() -> bool:
+        p.stdin.write("send\n")
+        p.stdin.flush()
+        return json.loads(p.stdout.readline())
+
+    try:
+        mapapi.map_set(res.name, "ports", int(p.stdout.readline()), 1, pin_root=pin_root)
+        p.stdin.write("go\n")
+        p.stdin.flush()
+        cookie = int(p.stdout.readline())
+        assert len(mapapi.map_dump(res.name, "with_prog", pin_root=pin_root)) == 2
+        assert send() and runs() == 1  # in both maps: the program runs on its send
+        assert mapapi.map_delete(res.name, "with_prog", cookie, pin_root=pin_root)
+        assert send() and runs() == 2, "out of the program's map, still in the other: the program still runs"
+        assert mapapi.map_delete(res.name, "plain", cookie, pin_root=pin_root)
+        assert send() and runs() == 2, "out of every map: the psock is gone and the program with it"
+        out, err = p.communicate("end\n", timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0, err
