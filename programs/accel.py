@@ -323,21 +323,46 @@ def withdraw(me: Tuple, cookie: u64) -> bool:
 
 
 # ------------------------------------------------------------------ sock_ops
-def client_established(ctx: SockOps, me: Tuple):
-    """The active side: insert it and wait for its server to pair with it."""
+def enter(ctx: SockOps, side: u32, peer: u64) -> u64:
+    """Give the socket its state (settled on the TCP path until its pairing says otherwise) and insert it into
+    `socks`. Its cookie, or 0 when it has no storage or the kernel refuses it (e.g. an MPTCP subflow)."""
+    sk = ctx.sk
+    if sk is None:
+        return 0
+    st = sk_state.get(sk, create=True)
+    if st is None:
+        return 0
+    cookie = bpf_get_socket_cookie(ctx)
+    st.value.cookie = cookie
+    st.value.peer = peer
+    st.value.side = side
+    st.value.link = NO_LINK
+    st.value.mode = MODE_SETTLED
+    if socks.update(ctx, cookie, BPF_ANY) != 0:
+        return 0
+    return cookie
+
+
+def paired(ctx: SockOps, link: u32, mode: u32):
+    """The pairing went through: its slot (a server's) and its mode, and the callbacks it needs from now on."""
     sk = ctx.sk
     if sk is None:
         return
-    st = sk_state.get(sk, create=True)
+    st = sk_state.get(sk)
     if st is None:
         return
-    cookie = bpf_get_socket_cookie(ctx)
-    st.value.cookie = cookie
-    st.value.side = SIDE_CLIENT
-    st.value.link = NO_LINK
-    st.value.mode = MODE_SETTLED  # until it waits in `pending` below
-    if socks.update(ctx, cookie, BPF_ANY) != 0:
-        return  # the kernel refuses this socket (e.g. an MPTCP subflow): never pair it
+    if link != NO_LINK:
+        st.value.link = link
+        st.value.joined = 1
+    st.value.mode = mode
+    bpf_sock_ops_cb_flags_set(ctx, BPF_SOCK_OPS_STATE_CB_FLAG | BPF_SOCK_OPS_RTT_CB_FLAG)
+
+
+def client_established(ctx: SockOps, me: Tuple):
+    """The active side: insert it and wait for its server to pair with it."""
+    cookie = enter(ctx, SIDE_CLIENT, 0)
+    if cookie == 0:
+        return  # never paired
     entry = Pending(word=pending_word(cookie, PENDING_WAITING), snd_nxt=ctx.snd_nxt, rcv_nxt=ctx.rcv_nxt)
     if pending.update(me, entry, BPF_NOEXIST) != 0:
         other = pending.lookup(me)  # the same tuple from another namespace is waiting too
@@ -348,8 +373,7 @@ def client_established(ctx: SockOps, me: Tuple):
         socks.delete(cookie)
         count_refused()
         return
-    st.value.mode = MODE_WAITING
-    bpf_sock_ops_cb_flags_set(ctx, BPF_SOCK_OPS_STATE_CB_FLAG | BPF_SOCK_OPS_RTT_CB_FLAG)
+    paired(ctx, NO_LINK, MODE_WAITING)  # it learns its slot at its first message
 
 
 def server_established(ctx: SockOps, me: Tuple):
@@ -365,20 +389,9 @@ def server_established(ctx: SockOps, me: Tuple):
         count_refused()
         return
     client = w >> 2
-    sk = ctx.sk
-    if sk is None:
-        return
-    st = sk_state.get(sk, create=True)
-    if st is None:
-        return
-    cookie = bpf_get_socket_cookie(ctx)
-    st.value.cookie = cookie
-    st.value.peer = client
-    st.value.side = SIDE_SERVER
-    st.value.link = NO_LINK
-    st.value.mode = MODE_SETTLED
-    if socks.update(ctx, cookie, BPF_ANY) != 0:
-        return  # the kernel refuses this socket: the client stays unpaired
+    cookie = enter(ctx, SIDE_SERVER, client)
+    if cookie == 0:
+        return  # the client stays unpaired
     # in the sockhash before the client can learn our key; claim the client against its own withdrawal
     claimed = pending_word(client, PENDING_CLAIMED)
     if atomic_cmpxchg(p.value.word, w, claimed) != w:
@@ -394,10 +407,7 @@ def server_established(ctx: SockOps, me: Tuple):
         return
     if p.value.word == claimed:
         pending.delete(key)  # consumed (unless the client closed and another one waits under the tuple now)
-    st.value.link = idx
-    st.value.joined = 1
-    st.value.mode = MODE_UNDECIDED
-    bpf_sock_ops_cb_flags_set(ctx, BPF_SOCK_OPS_STATE_CB_FLAG | BPF_SOCK_OPS_RTT_CB_FLAG)
+    paired(ctx, idx, MODE_UNDECIDED)
     count_paired()
 
 

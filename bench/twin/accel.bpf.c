@@ -367,21 +367,49 @@ static __always_inline bool withdraw(struct Tuple *me, __u64 cookie)
 
 /* ------------------------------------------------------------------ sock_ops */
 /* The active side: insert it and wait for its server to pair with it. */
-static __always_inline void client_established(struct bpf_sock_ops *ctx, struct Tuple *me)
+/* Give the socket its state (settled on the TCP path until its pairing says otherwise) and insert it into `socks`.
+ * Its cookie, or 0 when it has no storage or the kernel refuses it (e.g. an MPTCP subflow). */
+static __always_inline __u64 enter(struct bpf_sock_ops *ctx, __u32 side, __u64 peer)
+{
+    struct bpf_sock *sk = ctx->sk;
+    if (!sk)
+        return 0;
+    struct SockState *st = bpf_sk_storage_get(&sk_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+    if (!st)
+        return 0;
+    __u64 cookie = bpf_get_socket_cookie(ctx);
+    st->cookie = cookie;
+    st->peer = peer;
+    st->side = side;
+    st->link = NO_LINK;
+    st->mode = MODE_SETTLED;
+    if (bpf_sock_hash_update(ctx, &socks, &cookie, BPF_ANY) != 0)
+        return 0;
+    return cookie;
+}
+
+/* The pairing went through: its slot (a server's) and its mode, and the callbacks it needs from now on. */
+static __always_inline void paired(struct bpf_sock_ops *ctx, __u32 link, __u32 mode)
 {
     struct bpf_sock *sk = ctx->sk;
     if (!sk)
         return;
-    struct SockState *st = bpf_sk_storage_get(&sk_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+    struct SockState *st = bpf_sk_storage_get(&sk_state, sk, 0, 0);
     if (!st)
         return;
-    __u64 cookie = bpf_get_socket_cookie(ctx);
-    st->cookie = cookie;
-    st->side = SIDE_CLIENT;
-    st->link = NO_LINK;
-    st->mode = MODE_SETTLED; /* until it waits in `pending` below */
-    if (bpf_sock_hash_update(ctx, &socks, &cookie, BPF_ANY) != 0)
-        return; /* the kernel refuses this socket (e.g. an MPTCP subflow): never pair it */
+    if (link != NO_LINK) {
+        st->link = link;
+        st->joined = 1;
+    }
+    st->mode = mode;
+    bpf_sock_ops_cb_flags_set(ctx, BPF_SOCK_OPS_STATE_CB_FLAG | BPF_SOCK_OPS_RTT_CB_FLAG);
+}
+
+static __always_inline void client_established(struct bpf_sock_ops *ctx, struct Tuple *me)
+{
+    __u64 cookie = enter(ctx, SIDE_CLIENT, 0);
+    if (cookie == 0)
+        return; /* never paired */
     struct Pending p = { .word = pending_word(cookie, PENDING_WAITING), .snd_nxt = ctx->snd_nxt,
                          .rcv_nxt = ctx->rcv_nxt };
     if (bpf_map_update_elem(&pending, me, &p, BPF_NOEXIST) != 0) {
@@ -395,8 +423,7 @@ static __always_inline void client_established(struct bpf_sock_ops *ctx, struct 
         count_refused();
         return;
     }
-    st->mode = MODE_WAITING;
-    bpf_sock_ops_cb_flags_set(ctx, BPF_SOCK_OPS_STATE_CB_FLAG | BPF_SOCK_OPS_RTT_CB_FLAG);
+    paired(ctx, NO_LINK, MODE_WAITING); /* it learns its slot at its first message */
 }
 
 /* The passive side: pair with the waiting client whose sequence numbers mirror ours. */
@@ -414,20 +441,9 @@ static __always_inline void server_established(struct bpf_sock_ops *ctx, struct 
         return;
     }
     __u64 client = w >> 2;
-    struct bpf_sock *sk = ctx->sk;
-    if (!sk)
-        return;
-    struct SockState *st = bpf_sk_storage_get(&sk_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-    if (!st)
-        return;
-    __u64 cookie = bpf_get_socket_cookie(ctx);
-    st->cookie = cookie;
-    st->peer = client;
-    st->side = SIDE_SERVER;
-    st->link = NO_LINK;
-    st->mode = MODE_SETTLED;
-    if (bpf_sock_hash_update(ctx, &socks, &cookie, BPF_ANY) != 0)
-        return; /* the kernel refuses this socket: the client stays unpaired */
+    __u64 cookie = enter(ctx, SIDE_SERVER, client);
+    if (cookie == 0)
+        return; /* the client stays unpaired */
     /* in the sockhash before the client can learn our key; claim the client against its own withdrawal */
     __u64 claimed = pending_word(client, PENDING_CLAIMED);
     if (__sync_val_compare_and_swap(&p->word, w, claimed) != w) {
@@ -445,10 +461,7 @@ static __always_inline void server_established(struct bpf_sock_ops *ctx, struct 
     }
     if (p->word == claimed)
         bpf_map_delete_elem(&pending, &key); /* consumed (unless the client closed and another one waits now) */
-    st->link = idx;
-    st->joined = 1;
-    st->mode = MODE_UNDECIDED;
-    bpf_sock_ops_cb_flags_set(ctx, BPF_SOCK_OPS_STATE_CB_FLAG | BPF_SOCK_OPS_RTT_CB_FLAG);
+    paired(ctx, idx, MODE_UNDECIDED);
     count_paired();
 }
 
