@@ -344,7 +344,8 @@ def enter(ctx: SockOps, side: u32, peer: u64) -> u64:
 
 
 def paired(ctx: SockOps, link: u32, mode: u32):
-    """The pairing went through: its slot (a server's) and its mode, and the callbacks it needs from now on."""
+    """What its handshake decided (a paired server: its slot and UNDECIDED; a client: WAITING for its server),
+    and the callbacks it needs from now on."""
     sk = ctx.sk
     if sk is None:
         return

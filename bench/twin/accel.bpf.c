@@ -388,7 +388,8 @@ static __always_inline __u64 enter(struct bpf_sock_ops *ctx, __u32 side, __u64 p
     return cookie;
 }
 
-/* The pairing went through: its slot (a server's) and its mode, and the callbacks it needs from now on. */
+/* What its handshake decided (a paired server: its slot and UNDECIDED; a client: WAITING for its server),
+ * and the callbacks it needs from now on. */
 static __always_inline void paired(struct bpf_sock_ops *ctx, __u32 link, __u32 mode)
 {
     struct bpf_sock *sk = ctx->sk;

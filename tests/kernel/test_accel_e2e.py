@@ -33,13 +33,6 @@ OBJECT_NAME = "accel"
 # ---------------------------------------------------------------------------
 # fixtures
 # ---------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def accel_obj(tmp_path_factory) -> Path:
-    """``pybpfgen compile programs -o <tmp>`` via the CLI."""
-    out = tmp_path_factory.mktemp("build")
-    return kh.PybpfgenCLI().compile(kh.REPO_ROOT / "programs", out)
-
-
 @dataclass
 class Loaded:
     cli: kh.PybpfgenCLI

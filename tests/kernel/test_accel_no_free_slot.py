@@ -12,7 +12,6 @@ import struct
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
@@ -65,11 +64,6 @@ WORKER = textwrap.dedent(r'''
     out["socks_after"], out["pending_after"] = socks.count(), pending.count()
     print(json.dumps(out))
 ''')
-
-
-@pytest.fixture(scope="module")
-def accel_obj(tmp_path_factory) -> Path:
-    return kh.PybpfgenCLI().compile(kh.REPO_ROOT / "programs", tmp_path_factory.mktemp("build"))
 
 
 def test_no_free_slot_keeps_the_tcp_path_and_both_sockets_leave(accel_obj, tmp_path):

@@ -27,8 +27,6 @@ import json
 import subprocess
 import sys
 import textwrap
-import time
-from pathlib import Path
 
 import pytest
 
@@ -137,12 +135,6 @@ WORKER = textwrap.dedent(r'''
     out["delta"] = {k: after[k] - before[k] for k in after}
     print(json.dumps(out))
 ''')
-
-
-@pytest.fixture(scope="module")
-def accel_obj(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("build")
-    return kh.PybpfgenCLI().compile(kh.REPO_ROOT / "programs", out)
 
 
 @pytest.fixture(scope="module")
